@@ -1,0 +1,150 @@
+"""The ``calltap`` command."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from calltap import __version__
+from calltap.config import ConfigError, load_config
+from calltap.importer import Importer, ProgressBar
+from capture.errors import CaptureError
+
+
+def _table(entries: list[dict[str, Any]]) -> str:
+    """The end-of-import call table: start, caller, callee, duration, codec, packets lost."""
+    rows = [("start (UTC)", "caller", "callee", "duration", "status", "codec", "lost")]
+    for e in sorted(entries, key=lambda x: x["start"]):
+        rows.append(
+            (
+                e["start"][:19].replace("T", " "),
+                _short(e["caller"]),
+                _short(e["callee"]),
+                f"{e['duration']:.1f}s",
+                e["status"],
+                ",".join(e["codecs"]) or "-",
+                "/".join(str(x) for x in e["lost"]),
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+                     for r in rows)
+
+
+def _short(uri: str, width: int = 32) -> str:
+    uri = uri.split(";", 1)[0]
+    return uri if len(uri) <= width else uri[: width - 1] + "…"
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    try:
+        cfg = load_config(
+            args.config,
+            {
+                "out": args.out,
+                "inactivity_timeout": args.inactivity_timeout,
+                "linger": args.linger,
+            },
+        )
+    except ConfigError as exc:
+        print(f"calltap: {exc}", file=sys.stderr)
+        return 2
+    bar = ProgressBar() if cfg.progress and not args.no_progress else None
+    try:
+        imp = Importer(cfg, bar)
+    except OSError as exc:
+        print(f"calltap: {cfg.out}: cannot create output directory: {exc.strerror}",
+              file=sys.stderr)
+        return 2
+    failed = 0
+    for path in args.files:
+        try:
+            imp.import_file(path)
+        except CaptureError as exc:
+            failed += 1
+            if bar:
+                bar.done()
+            print(f"calltap: error: {exc}", file=sys.stderr)
+    imp.finish()
+    if bar:
+        bar.done()
+    for line in imp.warnings:
+        print(f"calltap: warning: {line}", file=sys.stderr)
+    for line in imp.errors:
+        print(f"calltap: error: {line}", file=sys.stderr)
+    if imp.written:
+        print(_table(imp.written))
+    with_audio = sum(1 for e in imp.written if e["audio"])
+    print(
+        f"{len(imp.written)} calls written ({with_audio} with audio) to {cfg.out}; "
+        f"{imp.packets} packets read, {imp.sip_packets} SIP, {imp.media_packets} media"
+    )
+    drops = ", ".join(f"{k}={v}" for k, v in sorted(imp.drops.items())) or "none"
+    print(f"malformed or ignored packets: {drops}")
+    return 1 if failed or imp.errors else 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from calltap.generate import GenOptions, generate
+
+    opts = GenOptions(
+        calls=args.calls,
+        duration=args.duration,
+        concurrent=not args.sequential,
+        loss=args.loss,
+        reorder=args.reorder,
+        duplicate=args.duplicate,
+        jitter_ms=args.jitter_ms,
+        seed=args.seed,
+        codecs=tuple(args.codecs.split(",")),
+    )
+    try:
+        n = generate(args.output, opts)
+    except (OSError, ValueError) as exc:
+        print(f"calltap: {args.output}: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {n} packets to {args.output}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="calltap", description="Passive VoIP call recorder.")
+    p.add_argument("--version", action="version", version=f"calltap {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    imp = sub.add_parser("import", help="record every call in capture files (pcap/pcapng)")
+    imp.add_argument("files", nargs="+", metavar="FILE")
+    imp.add_argument("--out", "-o", help="output directory (default: recordings)")
+    imp.add_argument("--config", help="TOML configuration file")
+    imp.add_argument("--inactivity-timeout", type=float, metavar="SECONDS",
+                     help="end a call after this much capture time without packets (300)")
+    imp.add_argument("--linger", type=float, metavar="SECONDS",
+                     help="capture time an ended call still collects media (2)")
+    imp.add_argument("--no-progress", action="store_true", help="no progress bar")
+    imp.set_defaults(func=cmd_import)
+
+    gen = sub.add_parser("generate", help="write a synthetic capture of SIP calls with G.711")
+    gen.add_argument("output")
+    gen.add_argument("--calls", type=int, default=4)
+    gen.add_argument("--duration", type=float, default=10.0, help="seconds of media per call")
+    gen.add_argument("--sequential", action="store_true", help="calls one after another")
+    gen.add_argument("--loss", type=float, default=0.0, help="fraction of RTP lost")
+    gen.add_argument("--reorder", type=float, default=0.0, help="fraction of RTP reordered")
+    gen.add_argument("--duplicate", type=float, default=0.0, help="fraction of RTP duplicated")
+    gen.add_argument("--jitter-ms", type=float, default=0.0, help="maximum extra delay")
+    gen.add_argument("--codecs", default="PCMU,PCMA", help="codecs to cycle through")
+    gen.add_argument("--seed", type=int, default=1)
+    gen.set_defaults(func=cmd_generate)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

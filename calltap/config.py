@@ -1,0 +1,75 @@
+"""The one configuration dataclass: defaults, then a file, then the environment, then flags."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass
+from typing import Any
+
+
+class ConfigError(Exception):
+    """A configuration value that cannot be used."""
+
+
+@dataclass
+class Config:
+    """Everything calltap can be told. Field names double as CALLTAP_<NAME> variables."""
+
+    out: str = "recordings"
+    """Output directory for recordings and index.jsonl."""
+    inactivity_timeout: float = 300.0
+    """Seconds of capture time without SIP or media after which a call is ended."""
+    linger: float = 2.0
+    """Seconds of capture time an ended call still collects media the mirror reordered."""
+    progress: bool = True
+    """Show a progress bar when stderr is a terminal."""
+
+    def validate(self) -> None:
+        if self.inactivity_timeout <= 0:
+            raise ConfigError("inactivity_timeout must be positive")
+        if self.linger < 0:
+            raise ConfigError("linger must not be negative")
+
+
+def _coerce(field: dataclasses.Field[Any], raw: Any, where: str) -> Any:
+    kind = field.type if isinstance(field.type, str) else getattr(field.type, "__name__", "")
+    try:
+        if kind == "bool":
+            if isinstance(raw, bool):
+                return raw
+            return str(raw).strip().lower() in ("1", "true", "yes", "on")
+        if kind == "float":
+            return float(raw)
+        if kind == "int":
+            return int(raw)
+        return str(raw)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}: {field.name} = {raw!r} is not a {kind}") from None
+
+
+def load_config(path: str | None, overrides: dict[str, Any]) -> Config:
+    """Build the configuration: defaults < file (TOML) < CALLTAP_* environment < overrides."""
+    cfg = Config()
+    fields = {f.name: f for f in dataclasses.fields(Config)}
+    if path:
+        try:
+            with open(path, "rb") as f:
+                data = tomllib.load(f)
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+        for key, raw in data.items():
+            name = key.replace("-", "_")
+            if name not in fields:
+                raise ConfigError(f"{path}: unknown setting {key!r}")
+            setattr(cfg, name, _coerce(fields[name], raw, path))
+    for name, field in fields.items():
+        env = os.environ.get("CALLTAP_" + name.upper())
+        if env is not None:
+            setattr(cfg, name, _coerce(field, env, "CALLTAP_" + name.upper()))
+    for name, raw in overrides.items():
+        if raw is not None:
+            setattr(cfg, name, _coerce(fields[name], raw, "--" + name.replace("_", "-")))
+    cfg.validate()
+    return cfg

@@ -1,0 +1,215 @@
+"""Synthetic capture generator: N SIP calls with G.711 RTP and known audio per direction.
+
+Each direction carries a tone whose frequency identifies the call and the side, with a
+loudness pattern in 100 ms blocks, so a test can tell which party a channel holds and
+measure its alignment. Loss, reordering, duplicates and jitter are applied to RTP only.
+Everything is derived from ``seed``: the same options give the same bytes.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from capture.pcapwrite import PcapWriter, udp_frame
+from writer.g711 import alaw_encode, ulaw_encode
+
+NS = 1_000_000_000
+RATE = 8000
+PTIME_NS = 20_000_000
+SAMPLES = 160
+T0_NS = 1_768_471_200 * NS  # 2026-01-15T10:00:00Z
+PT = {"PCMU": 0, "PCMA": 8}
+BLOCK = 800  # 100 ms loudness blocks
+
+
+@dataclass
+class GenOptions:
+    calls: int = 4
+    duration: float = 10.0
+    concurrent: bool = True
+    loss: float = 0.0
+    reorder: float = 0.0
+    duplicate: float = 0.0
+    jitter_ms: float = 0.0
+    seed: int = 1
+    codecs: tuple[str, ...] = ("PCMU", "PCMA")
+    stagger: float = 0.25
+    """Seconds between call starts when concurrent."""
+
+
+@dataclass
+class GenCall:
+    index: int
+    call_id: str
+    codec: str
+    start_ns: int
+    media_start_ns: tuple[int, int]
+    freqs: tuple[float, float]
+    ssrcs: tuple[int, int]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def frequency(index: int, side: int) -> float:
+    """The tone of one party: distinct for every call and side, inside the telephone band."""
+    return 300.0 + 37.0 * (2 * index + side)
+
+
+def amplitude(index: int, side: int, block: int) -> float:
+    """Loudness of a 100 ms block: loud, with a quiet block in every five at a party offset."""
+    return 0.05 if (block + 3 * index + 2 * side) % 5 == 0 else 0.5
+
+
+def tone(index: int, side: int, start: int, n: int) -> npt.NDArray[np.int16]:
+    """Samples ``start .. start+n`` of a party's audio (sample 0 = its first RTP packet)."""
+    t = np.arange(start, start + n)
+    amp = np.where((t // BLOCK + 3 * index + 2 * side) % 5 == 0, 0.05, 0.5)
+    sig = amp * np.sin(2 * np.pi * frequency(index, side) * t / RATE)
+    return np.round(sig * 32767).astype(np.int16)
+
+
+def _sdp(ip: str, port: int, codec: str, sess: int) -> bytes:
+    pt = PT[codec]
+    return (
+        f"v=0\r\no=- {sess} {sess} IN IP4 {ip}\r\ns=calltap\r\nc=IN IP4 {ip}\r\nt=0 0\r\n"
+        f"m=audio {port} RTP/AVP {pt} 101\r\na=rtpmap:{pt} {codec}/8000\r\n"
+        "a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na=ptime:20\r\na=sendrecv\r\n"
+    ).encode()
+
+
+def _sip(start: str, hdrs: list[str], body: bytes = b"") -> bytes:
+    lines = [start, *hdrs]
+    if body:
+        lines.append("Content-Type: application/sdp")
+    lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+def _ip(prefix: str, index: int) -> tuple[str, bytes]:
+    text = f"{prefix}.{10 + index % 240}"
+    return text, bytes(int(x) for x in text.split("."))
+
+
+def _call_packets(
+    gc: GenCall, opts: GenOptions, rng: random.Random
+) -> Iterator[tuple[int, bytes]]:
+    """Every packet of one call, in capture-time order."""
+    i = gc.index
+    a_txt, a_ip = _ip("192.0.2", i)
+    b_txt, b_ip = _ip("198.51.100", i)
+    a_port, b_port = 16000 + 2 * i, 26000 + 2 * i
+    a_sip, b_sip = 5060, 5060 + 1 + i % 8
+    tag_a, tag_b = f"a{i}x{opts.seed}", f"b{i}y{opts.seed}"
+    frm = f'"Caller {i}" <sip:caller{i}@example.com>;tag={tag_a}'
+    to = f"<sip:callee{i}@example.net>"
+    to_t = f"{to};tag={tag_b}"
+    base = [f"Call-ID: {gc.call_id}", "Max-Forwards: 70"]
+    via = f"Via: SIP/2.0/UDP {a_txt}:{a_sip};branch=z9hG4bK{i}c{opts.seed}"
+    uri = f"sip:callee{i}@{b_txt}:{b_sip}"
+    t = gc.start_ns
+    out: list[tuple[int, bytes]] = []
+
+    def sig(ts: int, fwd: bool, payload: bytes) -> None:
+        if fwd:
+            out.append((ts, udp_frame(a_ip, a_sip, b_ip, b_sip, payload)))
+        else:
+            out.append((ts, udp_frame(b_ip, b_sip, a_ip, a_sip, payload)))
+
+    invite_hdrs = [via, f"From: {frm}", f"To: {to}", *base, "CSeq: 1 INVITE",
+                   f"Contact: <sip:caller{i}@{a_txt}:{a_sip}>", "User-Agent: calltap-generator"]
+    sig(t, True, _sip(f"INVITE {uri} SIP/2.0", invite_hdrs, _sdp(a_txt, a_port, gc.codec, i)))
+    resp = [via, f"From: {frm}", f"To: {to_t}", *base, "CSeq: 1 INVITE"]
+    sig(t + 5_000_000, False, _sip("SIP/2.0 100 Trying", [via, f"From: {frm}", f"To: {to}",
+                                                          *base, "CSeq: 1 INVITE"]))
+    sig(t + 50_000_000, False, _sip("SIP/2.0 180 Ringing", resp))
+    ans = gc.media_start_ns[0] - 10_000_000
+    sig(ans, False, _sip("SIP/2.0 200 OK", [*resp, f"Contact: <sip:callee{i}@{b_txt}:{b_sip}>"],
+                         _sdp(b_txt, b_port, gc.codec, 1000 + i)))
+    sig(ans + 2_000_000, True, _sip(f"ACK {uri} SIP/2.0",
+                                    [via, f"From: {frm}", f"To: {to_t}", *base, "CSeq: 1 ACK"]))
+    n_pkts = int(opts.duration * RATE) // SAMPLES
+    jitter = int(opts.jitter_ms * 1_000_000)
+    encode = ulaw_encode if gc.codec == "PCMU" else alaw_encode
+    pt = PT[gc.codec]
+    last = 0
+    for side in (0, 1):
+        seq0 = rng.randrange(65536)
+        ts0 = rng.randrange(1 << 32)
+        for k in range(n_pkts):
+            if rng.random() < opts.loss:
+                continue
+            nominal = gc.media_start_ns[side] + k * PTIME_NS
+            delay = rng.randrange(jitter + 1) if jitter else 0
+            if rng.random() < opts.reorder:
+                delay += 30_000_000  # arrives after the next packet
+            hdr = bytes([0x80, pt | (0x80 if k == 0 else 0)])
+            hdr += ((seq0 + k) & 0xFFFF).to_bytes(2, "big")
+            hdr += ((ts0 + k * SAMPLES) & 0xFFFFFFFF).to_bytes(4, "big")
+            hdr += gc.ssrcs[side].to_bytes(4, "big")
+            payload = hdr + encode(tone(i, side, k * SAMPLES, SAMPLES))
+            ts = nominal + delay
+            if side == 0:
+                frame = udp_frame(a_ip, a_port, b_ip, b_port, payload)
+            else:
+                frame = udp_frame(b_ip, b_port, a_ip, a_port, payload)
+            out.append((ts, frame))
+            if rng.random() < opts.duplicate:
+                out.append((ts + 1_000_000, frame))
+            last = max(last, ts)
+    bye_from_caller = i % 2 == 0
+    bye_t = last + 40_000_000
+    if bye_from_caller:
+        bye = [via, f"From: {frm}", f"To: {to_t}", *base, "CSeq: 2 BYE"]
+        sig(bye_t, True, _sip(f"BYE {uri} SIP/2.0", bye))
+        sig(bye_t + 3_000_000, False, _sip("SIP/2.0 200 OK", bye))
+    else:
+        bvia = f"Via: SIP/2.0/UDP {b_txt}:{b_sip};branch=z9hG4bKb{i}"
+        bye = [bvia, f"From: {to_t}", f"To: {frm}", *base, "CSeq: 1 BYE"]
+        sig(bye_t, False, _sip(f"BYE sip:caller{i}@{a_txt}:{a_sip} SIP/2.0", bye))
+        sig(bye_t + 3_000_000, True, _sip("SIP/2.0 200 OK", bye))
+    out.sort(key=lambda x: x[0])
+    yield from out
+
+
+def plan(opts: GenOptions) -> list[GenCall]:
+    """The calls a generation run will contain (deterministic from the options)."""
+    if opts.calls < 0 or opts.duration <= 0:
+        raise ValueError("calls must be >= 0 and duration > 0")
+    rng = random.Random(opts.seed)
+    calls: list[GenCall] = []
+    start = T0_NS
+    for i in range(opts.calls):
+        codec = opts.codecs[i % len(opts.codecs)].upper()
+        if codec not in PT:
+            raise ValueError(f"unsupported codec {codec}; the generator writes PCMU or PCMA")
+        media0 = start + 400_000_000
+        media1 = media0 + 37_000_000 + (i % 7) * 3_000_000
+        calls.append(
+            GenCall(i, f"gen-{opts.seed}-{i}@calltap.test", codec, start, (media0, media1),
+                    (frequency(i, 0), frequency(i, 1)),
+                    (rng.randrange(1 << 32), rng.randrange(1 << 32)))
+        )
+        if opts.concurrent:
+            start += int(opts.stagger * NS)
+        else:
+            start = media1 + int(opts.duration * NS) + NS
+    return calls
+
+
+def generate(path: str, opts: GenOptions) -> int:
+    """Write the capture to ``path``; returns the number of packets written."""
+    calls = plan(opts)
+    streams = [
+        _call_packets(gc, opts, random.Random(opts.seed * 100_003 + gc.index)) for gc in calls
+    ]
+    with open(path, "wb") as f:
+        w = PcapWriter(f)
+        for ts, frame in heapq.merge(*streams, key=lambda x: x[0]):
+            w.write(ts, frame)
+        return w.count

@@ -1,0 +1,201 @@
+"""Offline import: the capture, correlate and writer stages in one process."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from capture.decode import DROP_REASONS, decode
+from capture.errors import CaptureError
+from capture.pcapfile import close_capture, open_capture
+from capture.spool import FLAG_CALLEE, FLAG_RTCP, SpoolSet
+from calltap.config import Config
+from correlate.dialog import DialogTracker
+from correlate.errors import SipError
+from correlate.events import CallFinished, CallStarted, Event
+from correlate.media import RTCP, MediaTable
+from correlate.sip import looks_like_sip, parse_sip
+from writer.errors import WriterError
+from writer.job import write_call
+
+NS = 1_000_000_000
+# Capture-time interval between timer runs (inactivity and linger checks).
+TIMER_NS = NS
+# Packets between progress checks; a wall-clock read per packet would cost more than it shows.
+PROGRESS_EVERY = 8192
+
+
+class Importer:
+    """Feeds capture files through decoding, the dialog tracker, the spool and the writer."""
+
+    def __init__(self, cfg: Config, progress: Callable[[Importer], None] | None = None) -> None:
+        self.cfg = cfg
+        self.out = cfg.out
+        os.makedirs(self.out, exist_ok=True)
+        self.media = MediaTable()
+        self.tracker = DialogTracker(
+            self.media,
+            inactivity_ns=int(cfg.inactivity_timeout * NS),
+            linger_ns=int(cfg.linger * NS),
+        )
+        self._spool_dir = os.path.join(self.out, ".spool")
+        self.spool = SpoolSet(self._spool_dir)
+        self.drops: Counter[str] = Counter()
+        """Packets not used, by reason."""
+        self.packets = 0
+        self.media_packets = 0
+        self.sip_packets = 0
+        self.calls_found = 0
+        self.written: list[dict[str, Any]] = []
+        self.errors: list[str] = []
+        """One line per call that could not be written."""
+        self.warnings: list[str] = []
+        self.bytes_done = 0
+        self.current_file = ""
+        self.current_bytes = 0
+        self.current_size = 0
+        self._progress = progress
+        self._next_timer = -1
+
+    def import_file(self, path: str) -> None:
+        """Import one file; raises CaptureError (one line, naming the file) if unreadable."""
+        reader = open_capture(path)
+        self.current_file = path
+        try:
+            self.current_size = os.path.getsize(path)
+        except OSError:
+            self.current_size = 0
+        try:
+            self._run(reader)
+        except OSError as exc:
+            raise CaptureError(f"{path}: read failed: {exc.strerror or exc}") from None
+        except CaptureError as exc:
+            # Corruption mid-file: keep what was read, report the rest.
+            self.warnings.append(f"{exc}; packets before it were imported")
+        finally:
+            self.bytes_done += reader.bytes_read
+            close_capture(reader)
+        if reader.truncated:
+            self.warnings.append(
+                f"{path}: capture ends mid-packet at byte {reader.bytes_read}; "
+                "packets before the cut were imported"
+            )
+
+    def _run(self, reader: Any) -> None:
+        media_get = self.media.get
+        spool_add = self.spool.add
+        calls = self.tracker.calls
+        drops = self.drops
+        n = 0
+        for ts, link, frame in reader:
+            n += 1
+            if ts >= self._next_timer:
+                if self._next_timer >= 0:
+                    self._events(self.tracker.handle_timer(ts))
+                self._next_timer = ts + TIMER_NS
+            if n % PROGRESS_EVERY == 0:
+                self.packets += PROGRESS_EVERY
+                self.current_bytes = reader.bytes_read
+                if self._progress is not None:
+                    self._progress(self)
+            r = decode(link, frame)
+            if type(r) is int:
+                drops[DROP_REASONS[r]] += 1
+                continue
+            assert not isinstance(r, int)
+            _proto, src, dst, sport, dport, payload = r
+            owner = media_get((dst, dport))
+            if owner is not None:
+                flags = 0 if owner[1] else FLAG_CALLEE  # sent to the caller: the callee spoke
+            else:
+                owner = media_get((src, sport))
+                if owner is not None:
+                    flags = FLAG_CALLEE if owner[1] else 0
+            if owner is not None:
+                call = calls.get(owner[0])
+                if call is not None:
+                    if owner[2] == RTCP:
+                        flags |= FLAG_RTCP
+                    spool_add(call.key, ts, flags, payload)
+                    if ts > call.last_ns:
+                        call.last_ns = ts
+                    self.media_packets += 1
+                    continue
+            if not looks_like_sip(payload):
+                drops["udp_not_sip_or_known_media"] += 1
+                continue
+            try:
+                msg = parse_sip(payload)
+            except SipError:
+                drops["malformed_sip"] += 1
+                continue
+            self.sip_packets += 1
+            self._events(self.tracker.handle_sip(msg, ts, (src, sport), (dst, dport)))
+        self.packets += n % PROGRESS_EVERY
+        self.current_bytes = reader.bytes_read
+
+    def _events(self, events: list[Event]) -> None:
+        for ev in events:
+            if isinstance(ev, CallFinished):
+                self._write(ev)
+            elif isinstance(ev, CallStarted):
+                self.calls_found += 1
+
+    def _write(self, ev: CallFinished) -> None:
+        call = ev.call
+        spool = self.spool.close_call(call.key)
+        try:
+            self.written.append(write_call(call, spool, self.out))
+        except (WriterError, CaptureError, OSError) as exc:
+            self.errors.append(f"call {call.call_id[:60]!r}: not written: {exc}")
+        finally:
+            if spool is not None:
+                os.unlink(spool)
+        if self._progress is not None:
+            self._progress(self)
+
+    def finish(self) -> None:
+        """End of all input: write every call still open."""
+        for reason, count in self.tracker.drops.items():
+            self.drops[reason] += count
+        self.tracker.drops.clear()
+        self._events(self.tracker.finish())
+        for reason, count in self.tracker.drops.items():
+            self.drops[reason] += count
+        shutil.rmtree(self._spool_dir, ignore_errors=True)
+
+
+class ProgressBar:
+    """A one-line progress display on a terminal: bytes read, calls found, calls written."""
+
+    def __init__(self, stream: Any = sys.stderr) -> None:
+        self.stream = stream
+        self._last = 0.0
+        self.enabled = bool(getattr(stream, "isatty", lambda: False)())
+
+    def __call__(self, imp: Importer) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if now - self._last < 0.2:
+            return
+        self._last = now
+        size = imp.current_size or 1
+        frac = min(1.0, imp.current_bytes / size)
+        bar = "#" * int(frac * 24)
+        name = os.path.basename(imp.current_file)[-28:]
+        self.stream.write(
+            f"\r{name:28} [{bar:24}] {imp.current_bytes / 1e6:7.1f}/{size / 1e6:.1f} MB "
+            f"calls found {imp.calls_found} written {len(imp.written)} "
+        )
+        self.stream.flush()
+
+    def done(self) -> None:
+        if self.enabled:
+            self.stream.write("\r" + " " * 110 + "\r")
+            self.stream.flush()

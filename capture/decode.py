@@ -1,0 +1,197 @@
+"""Link, network and transport decoding for the per-packet hot path.
+
+``decode`` turns one frame into ``(proto, src, dst, sport, dport, payload)`` or, for a frame
+that carries nothing calltap uses, an integer drop reason (index into ``DROP_REASONS``).
+Addresses are the raw 4 or 16 address bytes: hashable, cheap, formatted only for output.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import struct
+
+# Drop reasons, counted by the shells; the index is the code ``decode`` returns.
+DROP_REASONS = (
+    "unsupported_linktype",
+    "truncated_link_header",
+    "non_ip_ethertype",
+    "truncated_ip_header",
+    "bad_ip_version",
+    "bad_ip_length",
+    "ip_fragment",
+    "non_udp_transport",
+    "tcp_not_reassembled",
+    "truncated_udp_header",
+    "bad_udp_length",
+    "too_many_vlan_tags",
+)
+(
+    UNSUPPORTED_LINKTYPE,
+    TRUNCATED_LINK,
+    NON_IP,
+    TRUNCATED_IP,
+    BAD_IP_VERSION,
+    BAD_IP_LENGTH,
+    IP_FRAGMENT,
+    NON_UDP,
+    TCP,
+    TRUNCATED_UDP,
+    BAD_UDP_LENGTH,
+    TOO_MANY_VLANS,
+) = range(len(DROP_REASONS))
+
+UDP = 17
+LINKTYPE_NULL = 0
+LINKTYPE_ETHERNET = 1
+LINKTYPE_RAW = 101
+LINKTYPE_LOOP = 108
+LINKTYPE_LINUX_SLL = 113
+LINKTYPE_IPV4 = 228
+LINKTYPE_IPV6 = 229
+LINKTYPE_LINUX_SLL2 = 276
+_RAW_ALIASES = (12, 14)  # DLT_RAW values on some BSDs/OpenBSD
+
+# More stacked tags than any real network uses means a loop in hostile input.
+MAX_VLAN_TAGS = 8
+_VLAN_TYPES = frozenset((0x8100, 0x88A8, 0x9100, 0x9200))
+_IPV6_EXT = frozenset((0, 43, 60))  # hop-by-hop, routing, destination options
+# IPv6 extension headers walked before giving up (RFC 8200 sets no limit; hostile chains do).
+MAX_IPV6_EXT = 8
+
+_U16 = struct.Struct("!H")
+_U32_LE = struct.Struct("<I")
+_U32_BE = struct.Struct("!I")
+_UDP = struct.Struct("!HHH")
+
+Decoded = tuple[int, bytes, bytes, int, int, bytes]
+"""(transport protocol, source address, destination address, source port, dest port, payload)."""
+
+
+def decode(linktype: int, frame: bytes) -> Decoded | int:
+    """Decode one captured frame down to its UDP payload, or return a drop reason."""
+    if linktype == LINKTYPE_ETHERNET:
+        if len(frame) < 14:
+            return TRUNCATED_LINK
+        etype = _U16.unpack_from(frame, 12)[0]
+        off = 14
+        tags = 0
+        while etype in _VLAN_TYPES:
+            tags += 1
+            if tags > MAX_VLAN_TAGS:
+                return TOO_MANY_VLANS
+            if len(frame) < off + 4:
+                return TRUNCATED_LINK
+            etype = _U16.unpack_from(frame, off + 2)[0]
+            off += 4
+        if etype == 0x8864:  # PPPoE session stage (RFC 2516): 6-byte header + PPP protocol
+            if len(frame) < off + 8:
+                return TRUNCATED_LINK
+            ppp = _U16.unpack_from(frame, off + 6)[0]
+            off += 8
+            etype = 0x0800 if ppp == 0x0021 else 0x86DD if ppp == 0x0057 else 0
+    elif linktype == LINKTYPE_LINUX_SLL:
+        if len(frame) < 16:
+            return TRUNCATED_LINK
+        etype = _U16.unpack_from(frame, 14)[0]
+        off = 16
+    elif linktype == LINKTYPE_LINUX_SLL2:
+        if len(frame) < 20:
+            return TRUNCATED_LINK
+        etype = _U16.unpack_from(frame, 0)[0]
+        off = 20
+    elif linktype == LINKTYPE_RAW or linktype in _RAW_ALIASES:
+        if not frame:
+            return TRUNCATED_LINK
+        ver = frame[0] >> 4
+        etype = 0x0800 if ver == 4 else 0x86DD if ver == 6 else 0
+        off = 0
+    elif linktype == LINKTYPE_IPV4:
+        etype, off = 0x0800, 0
+    elif linktype == LINKTYPE_IPV6:
+        etype, off = 0x86DD, 0
+    elif linktype in (LINKTYPE_NULL, LINKTYPE_LOOP):
+        if len(frame) < 4:
+            return TRUNCATED_LINK
+        # NULL stores the family in the writer's byte order, LOOP in network order.
+        fam = _U32_BE.unpack_from(frame, 0)[0]
+        if linktype == LINKTYPE_NULL and fam > 0xFFFF:
+            fam = _U32_LE.unpack_from(frame, 0)[0]
+        etype = 0x0800 if fam == 2 else 0x86DD if fam in (10, 24, 28, 30) else 0
+        off = 4
+    else:
+        return UNSUPPORTED_LINKTYPE
+    if etype == 0x0800:
+        return _ipv4(frame, off)
+    if etype == 0x86DD:
+        return _ipv6(frame, off)
+    return NON_IP
+
+
+def _ipv4(frame: bytes, off: int) -> Decoded | int:
+    if len(frame) < off + 20:
+        return TRUNCATED_IP
+    vihl = frame[off]
+    if vihl >> 4 != 4:
+        return BAD_IP_VERSION
+    ihl = (vihl & 0x0F) * 4
+    total = _U16.unpack_from(frame, off + 2)[0]
+    if ihl < 20 or total < ihl or len(frame) < off + ihl:
+        return BAD_IP_LENGTH
+    end = off + total
+    if end > len(frame):
+        return BAD_IP_LENGTH
+    # RFC 791: MF flag or a non-zero fragment offset marks a fragment.
+    if _U16.unpack_from(frame, off + 6)[0] & 0x3FFF:
+        return IP_FRAGMENT
+    proto = frame[off + 9]
+    if proto != UDP:
+        return TCP if proto == 6 else NON_UDP
+    return _udp(frame, off + ihl, end, frame[off + 12 : off + 16], frame[off + 16 : off + 20])
+
+
+def _ipv6(frame: bytes, off: int) -> Decoded | int:
+    if len(frame) < off + 40:
+        return TRUNCATED_IP
+    if frame[off] >> 4 != 6:
+        return BAD_IP_VERSION
+    end = off + 40 + _U16.unpack_from(frame, off + 4)[0]
+    if end > len(frame):
+        return BAD_IP_LENGTH
+    nxt = frame[off + 6]
+    src = frame[off + 8 : off + 24]
+    dst = frame[off + 24 : off + 40]
+    pos = off + 40
+    for _ in range(MAX_IPV6_EXT):
+        if nxt not in _IPV6_EXT:
+            break
+        if pos + 8 > end:
+            return TRUNCATED_IP
+        nxt, pos = frame[pos], pos + 8 + frame[pos + 1] * 8
+    if nxt == 44:  # RFC 8200 section 4.5 fragment header
+        return IP_FRAGMENT
+    if nxt != UDP:
+        return TCP if nxt == 6 else NON_UDP
+    return _udp(frame, pos, end, src, dst)
+
+
+def _udp(frame: bytes, off: int, end: int, src: bytes, dst: bytes) -> Decoded | int:
+    if off + 8 > end:
+        return TRUNCATED_UDP
+    sport, dport, ulen = _UDP.unpack_from(frame, off)
+    # RFC 768: length covers header and data; 0 is allowed for IPv6 jumbograms only.
+    if ulen < 8 or off + ulen > end:
+        return BAD_UDP_LENGTH
+    return UDP, src, dst, sport, dport, frame[off + 8 : off + ulen]
+
+
+def format_ip(addr: bytes) -> str:
+    """Printable form of a 4- or 16-byte address."""
+    return str(ipaddress.ip_address(addr))
+
+
+def parse_ip(text: str) -> bytes | None:
+    """Packed bytes of a textual IPv4/IPv6 address, or None when it is not one."""
+    try:
+        return ipaddress.ip_address(text.strip()).packed
+    except ValueError:
+        return None

@@ -1,0 +1,51 @@
+"""Writing pcap files and building Ethernet/IPv4/UDP frames (generator and tools, not the hot path)."""
+
+from __future__ import annotations
+
+import struct
+from typing import BinaryIO
+
+_GLOBAL = struct.Struct("<IHHiIII")
+_REC = struct.Struct("<IIII")
+_IP = struct.Struct("!BBHHHBBH4s4s")
+_UDP = struct.Struct("!HHHH")
+
+
+def pcap_header(linktype: int = 1, nanosecond: bool = False, snaplen: int = 262_144) -> bytes:
+    return _GLOBAL.pack(0xA1B23C4D if nanosecond else 0xA1B2C3D4, 2, 4, 0, 0, snaplen, linktype)
+
+
+def pcap_record(ts_ns: int, frame: bytes, nanosecond: bool = False) -> bytes:
+    sec, rem = divmod(ts_ns, 1_000_000_000)
+    frac = rem if nanosecond else rem // 1000
+    return _REC.pack(sec, frac, len(frame), len(frame)) + frame
+
+
+def ip_checksum(header: bytes) -> int:
+    total = sum(struct.unpack(f"!{len(header) // 2}H", header))
+    while total > 0xFFFF:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def udp_frame(src: bytes, sport: int, dst: bytes, dport: int, payload: bytes, ident: int = 0) -> bytes:
+    """An Ethernet II + IPv4 + UDP frame (UDP checksum 0: none, allowed by RFC 768)."""
+    udp = _UDP.pack(sport, dport, 8 + len(payload), 0) + payload
+    hdr = _IP.pack(0x45, 0, 20 + len(udp), ident & 0xFFFF, 0, 64, 17, 0, src, dst)
+    hdr = hdr[:10] + struct.pack("!H", ip_checksum(hdr)) + hdr[12:]
+    eth = b"\x02\x00\x00\x00\x00\x02" + b"\x02\x00\x00\x00\x00\x01" + b"\x08\x00"
+    return eth + hdr + udp
+
+
+class PcapWriter:
+    """Appends records to an open binary file."""
+
+    def __init__(self, f: BinaryIO, linktype: int = 1, nanosecond: bool = False) -> None:
+        self.f = f
+        self.nanosecond = nanosecond
+        f.write(pcap_header(linktype, nanosecond))
+        self.count = 0
+
+    def write(self, ts_ns: int, frame: bytes) -> None:
+        self.f.write(pcap_record(ts_ns, frame, self.nanosecond))
+        self.count += 1

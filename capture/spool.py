@@ -1,0 +1,98 @@
+"""Per-call spool: the media packets of a call on disk until the call is written.
+
+Record layout: capture time (int64 ns), flags (bit 0: sending side, 1 = callee;
+bit 1: RTCP), payload length (uint16), then the UDP payload. Keeping packets on disk
+rather than in memory keeps memory bounded by the number of concurrent calls, not by
+how long they last.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+from collections.abc import Iterator
+
+from capture.errors import CaptureError
+
+REC = struct.Struct("<qBH")
+FLAG_CALLEE = 1
+FLAG_RTCP = 2
+
+# Bytes buffered per call before they are appended to its file: a few seconds of G.711.
+FLUSH_BYTES = 32 * 1024
+# Bytes buffered across all calls; past it every buffer is written out.
+MAX_BUFFERED = 64 * 1024 * 1024
+
+SpoolRecord = tuple[int, int, bytes]
+"""(capture time ns, flags, UDP payload)."""
+
+
+class SpoolSet:
+    """Buffers and appends media records for every open call under one directory."""
+
+    def __init__(self, directory: str) -> None:
+        self.directory = directory
+        os.makedirs(directory, exist_ok=True)
+        self._bufs: dict[str, bytearray] = {}
+        self._buffered = 0
+
+    def path(self, key: str) -> str:
+        name = hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()[:24]
+        return os.path.join(self.directory, name + ".spool")
+
+    def add(self, key: str, ts_ns: int, flags: int, payload: bytes) -> None:
+        buf = self._bufs.get(key)
+        if buf is None:
+            buf = self._bufs[key] = bytearray()
+        buf += REC.pack(ts_ns, flags, len(payload))
+        buf += payload
+        self._buffered += REC.size + len(payload)
+        if len(buf) >= FLUSH_BYTES:
+            self._flush(key)
+        elif self._buffered >= MAX_BUFFERED:
+            for k in list(self._bufs):
+                self._flush(k)
+
+    def _flush(self, key: str) -> None:
+        buf = self._bufs.pop(key, None)
+        if not buf:
+            return
+        with open(self.path(key), "ab") as f:
+            f.write(buf)
+        self._buffered -= len(buf)
+
+    def close_call(self, key: str) -> str | None:
+        """Flush the call's records; its spool path, or None when it has no media."""
+        self._flush(key)
+        path = self.path(key)
+        return path if os.path.exists(path) else None
+
+
+def read_spool(path: str) -> Iterator[SpoolRecord]:
+    """Iterate a spool file's records; a torn last record (crash mid-write) is ignored."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(1 << 20)
+            off = 0
+            while True:
+                if len(data) - off < REC.size:
+                    more = f.read(1 << 20)
+                    if not more:
+                        return
+                    data = data[off:] + more
+                    off = 0
+                    continue
+                ts, flags, n = REC.unpack_from(data, off)
+                if len(data) - off < REC.size + n:
+                    more = f.read(1 << 20)
+                    if not more:
+                        return
+                    data = data[off:] + more
+                    off = 0
+                    continue
+                start = off + REC.size
+                yield ts, flags, data[start : start + n]
+                off = start + n
+    except OSError as exc:
+        raise CaptureError(f"{path}: cannot read spool: {exc.strerror or exc}") from None

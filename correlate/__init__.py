@@ -1,0 +1,1 @@
+"""SIP/SDP parsing, dialog tracking and the media table."""

@@ -1,0 +1,151 @@
+"""The call model shared by the dialog tracker, the importer and the writer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from capture.decode import format_ip
+
+CALLER = 0
+CALLEE = 1
+SIDE_NAMES = ("caller", "callee")
+
+Endpoint = tuple[bytes, int]
+"""(packed IP address, UDP port)."""
+
+
+class MediaOffer:
+    """One audio m= line a party announced: where it receives and with which codecs."""
+
+    __slots__ = ("addr", "port", "rtpmap", "formats", "direction", "ptime", "time_ns")
+
+    def __init__(
+        self,
+        addr: bytes,
+        port: int,
+        rtpmap: dict[int, tuple[str, int, int]],
+        formats: list[str],
+        direction: str,
+        ptime: int,
+        time_ns: int,
+    ) -> None:
+        self.addr = addr
+        """Packed receive address."""
+        self.port = port
+        """Receive port (RTP; RTCP is port + 1)."""
+        self.rtpmap = rtpmap
+        """Payload type to (encoding, clock rate, channels), from a=rtpmap."""
+        self.formats = formats
+        """Payload types offered, in preference order."""
+        self.direction = direction
+        """sendrecv, sendonly, recvonly or inactive."""
+        self.ptime = ptime
+        """Packet time in ms, 0 when not announced."""
+        self.time_ns = time_ns
+        """Capture time of the message that announced it."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "address": format_ip(self.addr),
+            "port": self.port,
+            "direction": self.direction,
+            "payload_types": self.formats,
+            "rtpmap": {str(k): f"{v[0]}/{v[1]}" + (f"/{v[2]}" if v[2] != 1 else "")
+                       for k, v in sorted(self.rtpmap.items())},
+        }
+
+
+class Call:
+    """One INVITE dialog as seen on the wire."""
+
+    __slots__ = (
+        "key",
+        "call_id",
+        "caller_uri",
+        "caller_name",
+        "callee_uri",
+        "callee_name",
+        "caller_tag",
+        "callee_tag",
+        "caller_signal",
+        "callee_signal",
+        "state",
+        "start_ns",
+        "answer_ns",
+        "end_ns",
+        "last_ns",
+        "status",
+        "final_code",
+        "final_reason",
+        "end_reason",
+        "hangup_by",
+        "offers",
+        "user_agent",
+        "ended_ns",
+        "illegal_transitions",
+        "sip_messages",
+    )
+
+    def __init__(self, key: str, call_id: str, start_ns: int) -> None:
+        self.key = key
+        """Table key of the dialog."""
+        self.call_id = call_id
+        """SIP Call-ID."""
+        self.caller_uri = ""
+        """From URI of the initial INVITE."""
+        self.caller_name = ""
+        """From display name."""
+        self.callee_uri = ""
+        """To URI of the initial INVITE."""
+        self.callee_name = ""
+        """To display name."""
+        self.caller_tag = ""
+        """From tag of the initial INVITE."""
+        self.callee_tag = ""
+        """To tag of the first response that carried one."""
+        self.caller_signal: Endpoint | None = None
+        """Where the initial INVITE came from."""
+        self.callee_signal: Endpoint | None = None
+        """Where the initial INVITE went to."""
+        self.state = 0
+        """Dialog state (correlate.dialog constants)."""
+        self.start_ns = start_ns
+        """Capture time of the initial INVITE."""
+        self.answer_ns = 0
+        """Capture time of the first 2xx to the INVITE, 0 when unanswered."""
+        self.end_ns = 0
+        """Capture time the call ended (BYE, CANCEL, failure, last activity)."""
+        self.last_ns = start_ns
+        """Capture time of the last SIP or media packet of the call."""
+        self.status = "setup"
+        """setup, ringing, answered, failed, cancelled, completed, timeout, incomplete."""
+        self.final_code = 0
+        """Final response code to the initial INVITE, 0 when none was seen."""
+        self.final_reason = ""
+        """Reason phrase of that final response."""
+        self.end_reason = ""
+        """bye, cancel, failure, rtp-timeout, end-of-input."""
+        self.hangup_by = ""
+        """Side that sent the BYE or CANCEL: caller or callee."""
+        self.offers: tuple[list[MediaOffer], list[MediaOffer]] = ([], [])
+        """Audio media each side announced, per side, newest last."""
+        self.user_agent = ""
+        """User-Agent of the initial INVITE."""
+        self.ended_ns = 0
+        """Capture time the dialog reached its terminal state (0 while live)."""
+        self.illegal_transitions = 0
+        """SIP messages that did not fit the dialog state machine."""
+        self.sip_messages = 0
+        """SIP messages seen for the call."""
+
+    def codec_map(self, sender: int) -> dict[int, tuple[str, int, int]]:
+        """Payload type map for media sent by ``sender``.
+
+        RFC 3264 section 5.1: payload type numbers are those the receiver announced,
+        so the receiver's map wins over the sender's own.
+        """
+        merged: dict[int, tuple[str, int, int]] = {}
+        for side in (sender, 1 - sender):
+            for offer in self.offers[side]:
+                merged.update(offer.rtpmap)
+        return merged

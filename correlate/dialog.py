@@ -1,0 +1,251 @@
+"""INVITE dialog tracker (RFC 3261 sections 12-15) as an explicit transition table.
+
+Sans-IO: ``handle_sip`` takes a parsed message plus its capture time and addresses,
+``handle_timer`` and ``finish`` take capture time; all return events. A message that does
+not fit the table is counted on the call and leaves the state unchanged.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from correlate.call import CALLEE, CALLER, Call, Endpoint, MediaOffer
+from correlate.errors import SdpError
+from correlate.events import CallFinished, CallStarted, Event, MediaChanged
+from correlate.media import MediaTable
+from correlate.sdp import parse_sdp
+from correlate.sip import SipMessage
+
+# Dialogs tracked at once; a SIP flood must not exhaust memory. Beyond it new INVITEs are
+# counted and ignored.
+MAX_CALLS = 100_000
+
+# States
+CALLING, PROCEEDING, EARLY, CONFIRMED, ENDED = range(5)
+STATE_NAMES = ("calling", "proceeding", "early", "confirmed", "ended")
+
+# Inputs
+(
+    IN_INVITE,
+    IN_100,
+    IN_18X,
+    IN_2XX,
+    IN_FAIL,
+    IN_ACK,
+    IN_BYE,
+    IN_CANCEL,
+    IN_OTHER,
+) = range(9)
+
+_STAY = {IN_INVITE, IN_ACK, IN_OTHER}
+# (state, input) -> new state. Anything absent is illegal.
+TRANSITIONS: dict[tuple[int, int], int] = {}
+for _s in (CALLING, PROCEEDING, EARLY):
+    TRANSITIONS[(_s, IN_INVITE)] = _s  # retransmission
+    TRANSITIONS[(_s, IN_OTHER)] = _s  # PRACK, INFO, UPDATE and their responses
+    TRANSITIONS[(_s, IN_100)] = max(_s, PROCEEDING)
+    TRANSITIONS[(_s, IN_18X)] = EARLY
+    TRANSITIONS[(_s, IN_2XX)] = CONFIRMED
+    TRANSITIONS[(_s, IN_FAIL)] = ENDED
+    TRANSITIONS[(_s, IN_CANCEL)] = ENDED
+    TRANSITIONS[(_s, IN_BYE)] = ENDED  # RFC 3261 section 15: caller may BYE an early dialog
+for _i in (IN_INVITE, IN_100, IN_18X, IN_2XX, IN_FAIL, IN_ACK, IN_OTHER):
+    # re-INVITEs and their responses (a failed re-INVITE leaves the session as it was)
+    TRANSITIONS[(CONFIRMED, _i)] = CONFIRMED
+TRANSITIONS[(CONFIRMED, IN_BYE)] = ENDED
+for _i in range(9):
+    # retransmissions, the ACK to a failure, the 200 to BYE, late responses
+    TRANSITIONS[(ENDED, _i)] = ENDED
+
+
+class DialogTracker:
+    """Follows INVITE dialogs and keeps the media table in step with their SDP."""
+
+    def __init__(
+        self,
+        media: MediaTable,
+        inactivity_ns: int = 300 * 1_000_000_000,
+        linger_ns: int = 2 * 1_000_000_000,
+        max_calls: int = MAX_CALLS,
+    ) -> None:
+        self.media = media
+        self.calls: dict[str, Call] = {}
+        self.inactivity_ns = inactivity_ns
+        """A call with no SIP or media for this long (capture time) is ended."""
+        self.linger_ns = linger_ns
+        """How long an ended call still collects media, for packets the mirror reordered."""
+        self.max_calls = max_calls
+        self.drops: Counter[str] = Counter()
+        """Messages not applied, by reason."""
+
+    def handle_sip(
+        self, msg: SipMessage, ts_ns: int, src: Endpoint, dst: Endpoint
+    ) -> list[Event]:
+        """Apply one SIP message seen at capture time ``ts_ns`` from ``src`` to ``dst``."""
+        events: list[Event] = []
+        key = msg.call_id
+        call = self.calls.get(key)
+        if call is None:
+            if msg.method != "INVITE":
+                self.drops["sip_outside_invite_dialog"] += 1
+                return events
+            if msg.to.tag:
+                # A re-INVITE whose dialog began before the capture started.
+                self.drops["sip_reinvite_without_dialog"] += 1
+                return events
+            if len(self.calls) >= self.max_calls:
+                self.drops["call_table_full"] += 1
+                return events
+            call = Call(key, msg.call_id, ts_ns)
+            call.caller_uri, call.caller_name = msg.from_.uri, msg.from_.display
+            call.callee_uri, call.callee_name = msg.to.uri, msg.to.display
+            call.caller_tag = msg.from_.tag
+            call.caller_signal, call.callee_signal = src, dst
+            call.user_agent = msg.header("user-agent")
+            self.calls[key] = call
+            events.append(CallStarted(call))
+        call.last_ns = max(call.last_ns, ts_ns)
+        call.sip_messages += 1
+        inp = self._input(msg)
+        new = TRANSITIONS.get((call.state, inp))
+        if new is None:
+            call.illegal_transitions += 1
+            self.drops["sip_illegal_transition"] += 1
+            return events
+        sender = self._sender(call, msg)
+        if msg.status and msg.to.tag and not call.callee_tag and msg.cseq_method == "INVITE":
+            call.callee_tag = msg.to.tag
+        if call.state != ENDED:
+            self._apply(call, inp, new, msg, ts_ns, sender)
+        body = msg.sdp()
+        if body is not None and call.state != ENDED and self._take_sdp(call, sender, body, ts_ns):
+            events.append(MediaChanged(call, sender))
+        return events
+
+    @staticmethod
+    def _input(msg: SipMessage) -> int:
+        if msg.method:
+            return {"INVITE": IN_INVITE, "ACK": IN_ACK, "BYE": IN_BYE, "CANCEL": IN_CANCEL}.get(
+                msg.method, IN_OTHER
+            )
+        if msg.cseq_method != "INVITE":
+            return IN_OTHER
+        if msg.status == 100:
+            return IN_100
+        if msg.status < 200:
+            return IN_18X
+        if msg.status < 300:
+            return IN_2XX
+        return IN_FAIL
+
+    @staticmethod
+    def _sender(call: Call, msg: SipMessage) -> int:
+        """Which side sent ``msg``: From identifies the request's originator (RFC 3261 8.1.1.3)."""
+        if call.caller_tag:
+            from_caller = msg.from_.tag == call.caller_tag
+        else:
+            from_caller = msg.from_.uri == call.caller_uri
+        if msg.is_request:
+            return CALLER if from_caller else CALLEE
+        return CALLEE if from_caller else CALLER
+
+    def _apply(
+        self, call: Call, inp: int, new: int, msg: SipMessage, ts_ns: int, sender: int
+    ) -> None:
+        old = call.state
+        call.state = new
+        if inp == IN_18X and old != CONFIRMED:
+            call.status = "ringing"
+        elif inp == IN_2XX and old != CONFIRMED:
+            call.answer_ns = ts_ns
+            call.final_code = msg.status
+            call.final_reason = msg.reason
+            call.status = "answered"
+        elif new == ENDED:
+            call.end_ns = ts_ns
+            call.ended_ns = ts_ns
+            if inp == IN_FAIL:
+                call.final_code = msg.status
+                call.final_reason = msg.reason
+                call.status = "failed"
+                call.end_reason = "failure"
+            elif inp == IN_CANCEL:
+                call.status = "cancelled"
+                call.end_reason = "cancel"
+                call.hangup_by = "caller"
+            else:
+                call.status = "completed" if old == CONFIRMED else "cancelled"
+                call.end_reason = "bye"
+                call.hangup_by = "caller" if sender == CALLER else "callee"
+
+    def _take_sdp(self, call: Call, sender: int, body: bytes, ts_ns: int) -> bool:
+        try:
+            sdp = parse_sdp(body)
+        except SdpError:
+            self.drops["bad_sdp"] += 1
+            return False
+        offers: list[MediaOffer] = []
+        for m in sdp.media:
+            if m.kind != "audio" or m.port == 0 or m.addr is None or not any(m.addr):
+                continue  # rejected stream, or hold with c=0.0.0.0 (RFC 3264 section 8.4)
+            offers.append(
+                MediaOffer(m.addr, m.port, m.rtpmap, m.formats, m.direction, m.ptime, ts_ns)
+            )
+        if not offers:
+            return False
+        prev = call.offers[sender]
+        if prev and [(o.addr, o.port) for o in prev[-len(offers):]] == [
+            (o.addr, o.port) for o in offers
+        ]:
+            # Same endpoints again (retransmission, session refresh): keep the newest codecs.
+            prev[-len(offers):] = offers
+            return False
+        # Bound: a side's offer history is a handful per call; cap hostile re-INVITE loops.
+        prev.extend(offers)
+        del prev[:-MAX_OFFERS_PER_SIDE]
+        self.media.set_side(call.key, sender, [(o.addr, o.port) for o in offers])
+        return True
+
+    def touch(self, call: Call, ts_ns: int) -> None:
+        """Record media activity on ``call`` at capture time ``ts_ns``."""
+        if ts_ns > call.last_ns:
+            call.last_ns = ts_ns
+
+    def handle_timer(self, now_ns: int) -> list[Event]:
+        """Finish calls whose linger expired or that fell silent; ``now_ns`` is capture time."""
+        done: list[Event] = []
+        for call in list(self.calls.values()):
+            if call.state == ENDED:
+                if now_ns - call.ended_ns >= self.linger_ns:
+                    done.append(self._finish(call))
+            elif now_ns - call.last_ns >= self.inactivity_ns:
+                call.end_ns = call.last_ns
+                call.end_reason = "rtp-timeout"
+                if call.status in ("setup", "ringing"):
+                    call.status = "timeout"
+                done.append(self._finish(call))
+        return done
+
+    def finish(self) -> list[Event]:
+        """End of input: finish every call still open."""
+        done: list[Event] = []
+        for call in list(self.calls.values()):
+            if call.state != ENDED:
+                call.end_ns = call.last_ns
+                call.end_reason = "end-of-input"
+                if call.status in ("setup", "ringing"):
+                    call.status = "incomplete"
+            done.append(self._finish(call))
+        return done
+
+    def _finish(self, call: Call) -> CallFinished:
+        if call.status == "answered":
+            call.status = "completed"
+        call.state = ENDED
+        del self.calls[call.key]
+        self.media.drop_call(call.key)
+        return CallFinished(call)
+
+
+# Media announcements remembered per side of a call (re-INVITE history for the summary).
+MAX_OFFERS_PER_SIDE = 16

@@ -1,0 +1,1 @@
+"""RTP timeline, decoding and the output files of a finished call."""

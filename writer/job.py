@@ -1,0 +1,294 @@
+"""Write one finished call: spool in, audio + RFC 7865 metadata + summary JSON + index line out.
+
+Two passes over the call's spool: the first finds each segment's clock mapping (smallest
+transit), the second decodes and places audio. Memory is the window plus per-SSRC
+counters, whatever the call's length.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import wave
+from collections import Counter
+from typing import Any
+
+import numpy as np
+
+from capture.decode import format_ip
+from capture.spool import FLAG_CALLEE, FLAG_RTCP, read_spool
+from correlate.call import SIDE_NAMES, Call
+from writer.codecs import CONTROL, Decoder, decoder_for, resolve
+from writer.errors import RtpError
+from writer.metadata import build_metadata
+from writer.output import append_index, call_stem, tmp_name, write_atomic
+from writer.rtp import parse_rtp
+from writer.stats import StreamStats
+from writer.timefmt import rfc3339
+from writer.timeline import Int16Array, Segment, Segmenter, StereoWindow
+
+VERSION = "0.1.0"
+# SSRCs tracked per direction; a sender changes SSRC a few times at most, hostile streams more.
+MAX_SSRCS = 64
+NS = 1_000_000_000
+
+
+class _Direction:
+    """Working state of one direction (one channel) while the call is written."""
+
+    def __init__(self, call: Call, channel: int) -> None:
+        self.channel = channel
+        self.rtpmap = call.codec_map(channel)
+        self.decoders: dict[int, Decoder | None] = {}
+        self.seg1 = Segmenter()
+        self.seg2 = Segmenter()
+        self.segments: list[Segment] = []
+        self.stats: dict[int, StreamStats] = {}
+        self.ssrc_overflow = 0
+        self.malformed: Counter[str] = Counter()
+        self.rtcp = 0
+        self.control = 0
+        self.unknown: dict[int, str] = {}
+        self.placed = 0
+        self.first_ns = 0
+        self.last_ns = 0
+
+    def decoder(self, pt: int) -> tuple[Decoder | None, int]:
+        """Decoder and RTP clock for a payload type (None for control/unknown payloads)."""
+        if pt not in self.decoders:
+            name, clock, _ch = resolve(pt, self.rtpmap)
+            dec = decoder_for(name, clock) if name and name not in CONTROL else None
+            self.decoders[pt] = dec
+            if dec is None and name not in CONTROL:
+                self.unknown[pt] = f"{name}/{clock}" if name else "unmapped"
+        dec = self.decoders[pt]
+        return dec, dec.clock if dec else 0
+
+
+def _cap(ts_ns: int, origin: int, clock: int) -> int:
+    return (ts_ns - origin) * clock // NS
+
+
+def write_call(call: Call, spool: str | None, out_dir: str) -> dict[str, Any]:
+    """Write the files of ``call`` under ``out_dir`` and append its index line; return it."""
+    dirs = (_Direction(call, 0), _Direction(call, 1))
+    origin = -1
+    rate = 0
+    # Pass 1: segment clock mappings.
+    if spool is not None:
+        for ts, flags, payload in read_spool(spool):
+            if origin < 0:
+                origin = ts
+            d = dirs[flags & FLAG_CALLEE]
+            if flags & FLAG_RTCP:
+                d.rtcp += 1
+                continue
+            try:
+                pt, _m, _seq, rts, ssrc, _a, _b = parse_rtp(payload)
+            except RtpError:
+                continue
+            dec, clock = d.decoder(pt)
+            if dec is None:
+                continue
+            rate = max(rate, dec.rate)
+            cap = _cap(ts, origin, clock)
+            idx, ext = d.seg1.place(ssrc, clock, rts, cap)
+            transit = cap - ext
+            if idx == len(d.segments):
+                d.segments.append(Segment(ssrc, clock, transit, ext, ts, dec.name))
+            else:
+                seg = d.segments[idx]
+                seg.min_transit = min(seg.min_transit, transit)
+                seg.min_ext = min(seg.min_ext, ext)
+                seg.last_ns = ts
+    starts = [s.start() * rate // s.clock for d in dirs for s in d.segments]
+    base = min(starts) if starts else 0
+    audio_start_ns = origin + base * NS // rate if rate else 0
+
+    rel, stem = call_stem(call.call_id, call.start_ns)
+    target = os.path.join(out_dir, rel)
+    os.makedirs(target, exist_ok=True)
+    audio_rel: str | None = None
+    wav_path = os.path.join(target, stem + ".wav")
+    writer: wave.Wave_write | None = None
+    window: StereoWindow | None = None
+    if rate:
+        writer = wave.open(tmp_name(wav_path), "wb")
+        writer.setnchannels(2)
+        writer.setsampwidth(2)
+        writer.setframerate(rate)
+        out = writer
+
+        def sink(frames: Int16Array) -> None:
+            out.writeframes(frames.astype("<i2", copy=False).tobytes())
+
+        window = StereoWindow(rate, sink)
+
+    # Pass 2: statistics, decoding, placement.
+    if spool is not None:
+        for ts, flags, payload in read_spool(spool):
+            if flags & FLAG_RTCP:
+                continue
+            d = dirs[flags & FLAG_CALLEE]
+            try:
+                pt, _m, seq, rts, ssrc, a, b = parse_rtp(payload)
+            except RtpError as exc:
+                d.malformed[str(exc).split(",")[0]] += 1
+                continue
+            if not d.first_ns:
+                d.first_ns = ts
+            d.last_ns = ts
+            dec, clock = d.decoder(pt)
+            if dec is None:
+                name, clock, _ = resolve(pt, d.rtpmap)
+                if name in CONTROL:
+                    d.control += 1
+            st = d.stats.get(ssrc)
+            if st is None:
+                if len(d.stats) >= MAX_SSRCS:
+                    d.ssrc_overflow += 1
+                    continue
+                st = d.stats[ssrc] = StreamStats(ssrc, clock or 8000)
+            if dec is None:
+                st.add(seq, rts, ts, pt)
+                continue
+            idx, ext = d.seg2.place(ssrc, clock, rts, _cap(ts, origin, clock))
+            if not st.add(seq, rts, ts, pt):
+                continue  # duplicate
+            assert window is not None
+            seg = d.segments[idx]
+            pos = (ext + seg.min_transit) * rate // clock - base
+            window.put(d.channel, pos, dec.decode(payload[a:b]))
+            d.placed += 1
+    if writer is not None and window is not None:
+        window.close()
+        writer.close()
+        os.replace(tmp_name(wav_path), wav_path)
+        audio_rel = f"{rel}/{stem}.wav"
+
+    directions = [_direction_json(call, d, window, rate) for d in dirs]
+    warnings: list[str] = []
+    for d in dirs:
+        for pt, name in sorted(d.unknown.items()):
+            warnings.append(
+                f"channel {d.channel} ({SIDE_NAMES[d.channel]}): payload type {pt} ({name}) "
+                "has no decoder; its audio is left silent"
+            )
+    codecs = sorted({c for x in directions for c in x["codecs"]})
+    call_json = _call_json(call)
+    summary: dict[str, Any] = {
+        "call": call_json,
+        "audio": audio_rel,
+        "sample_rate": rate,
+        "channels": {"0": "caller", "1": "callee"},
+        "audio_start": rfc3339(audio_start_ns) if rate else None,
+        "audio_start_ns": audio_start_ns if rate else None,
+        "audio_frames": window.written if window else 0,
+        "media_start_ns": max(origin, 0),
+        "directions": directions,
+        "warnings": warnings,
+        "recorder_version": VERSION,
+    }
+    xml = build_metadata(summary)
+    write_atomic(os.path.join(target, stem + ".xml"), xml)
+    write_atomic(
+        os.path.join(target, stem + ".json"),
+        (json.dumps(summary, indent=2, ensure_ascii=False) + "\n").encode("utf-8"),
+    )
+    entry = {
+        "call_id": call.call_id,
+        "audio": audio_rel,
+        "metadata": f"{rel}/{stem}.xml",
+        "summary": f"{rel}/{stem}.json",
+        "caller": call.caller_uri,
+        "callee": call.callee_uri,
+        "start": call_json["start"],
+        "answer": call_json["answer"],
+        "end": call_json["end"],
+        "duration": call_json["duration"],
+        "status": call.status,
+        "end_reason": call.end_reason,
+        "final_code": call.final_code,
+        "codecs": codecs,
+        "packets": [x["packets"] for x in directions],
+        "lost": [x["lost"] for x in directions],
+    }
+    append_index(out_dir, entry)
+    return entry
+
+
+def _call_json(call: Call) -> dict[str, Any]:
+    return {
+        "call_id": call.call_id,
+        "caller": call.caller_uri,
+        "caller_name": call.caller_name,
+        "callee": call.callee_uri,
+        "callee_name": call.callee_name,
+        "caller_tag": call.caller_tag,
+        "callee_tag": call.callee_tag,
+        "caller_signalling": _ep(call.caller_signal),
+        "callee_signalling": _ep(call.callee_signal),
+        "user_agent": call.user_agent,
+        "start": rfc3339(call.start_ns),
+        "start_ns": call.start_ns,
+        "answer": rfc3339(call.answer_ns) if call.answer_ns else None,
+        "end": rfc3339(call.end_ns),
+        "end_ns": call.end_ns,
+        "duration": round(max(0, call.end_ns - call.start_ns) / NS, 3),
+        "talk_time": round(max(0, call.end_ns - call.answer_ns) / NS, 3) if call.answer_ns else 0,
+        "status": call.status,
+        "final_code": call.final_code,
+        "final_reason": call.final_reason,
+        "end_reason": call.end_reason,
+        "hangup_by": call.hangup_by,
+        "sip_messages": call.sip_messages,
+        "illegal_transitions": call.illegal_transitions,
+        "media": {SIDE_NAMES[s]: [o.to_json() for o in call.offers[s]] for s in (0, 1)},
+    }
+
+
+def _ep(ep: tuple[bytes, int] | None) -> str:
+    if ep is None:
+        return ""
+    host = format_ip(ep[0])
+    return f"[{host}]:{ep[1]}" if ":" in host else f"{host}:{ep[1]}"
+
+
+def _direction_json(
+    call: Call, d: _Direction, window: StereoWindow | None, rate: int
+) -> dict[str, Any]:
+    sender, receiver = call.offers[d.channel], call.offers[1 - d.channel]
+    ssrcs = [s.to_json() for s in d.stats.values()]
+    jit_max = max((s["jitter_ms_max"] for s in ssrcs), default=0.0)
+    jit_mean = max((s["jitter_ms_mean"] for s in ssrcs), default=0.0)
+    return {
+        "channel": d.channel,
+        "side": SIDE_NAMES[d.channel],
+        "src": _ep((sender[-1].addr, sender[-1].port)) if sender else "",
+        "dst": _ep((receiver[-1].addr, receiver[-1].port)) if receiver else "",
+        "packets": sum(s.packets for s in d.stats.values()),
+        "expected": sum(s.expected for s in d.stats.values()),
+        "lost": sum(s.lost for s in d.stats.values()),
+        "duplicates": sum(s.duplicates for s in d.stats.values()),
+        "out_of_order": sum(s.out_of_order for s in d.stats.values()),
+        "late_ms": round(window.late_samples[d.channel] * 1000 / rate, 1) if window else 0.0,
+        "jitter_ms_mean": jit_mean,
+        "jitter_ms_max": jit_max,
+        "malformed_rtp": dict(d.malformed),
+        "rtcp_packets": d.rtcp,
+        "control_packets": d.control,
+        "ssrcs": ssrcs,
+        "ssrc_overflow": d.ssrc_overflow,
+        "codecs": sorted({s.codec for s in d.segments}),
+        "first_packet": rfc3339(d.first_ns) if d.first_ns else None,
+        "last_packet": rfc3339(d.last_ns) if d.last_ns else None,
+        "segments": [
+            {
+                "ssrc": f"0x{s.ssrc:08x}",
+                "codec": s.codec,
+                "start": rfc3339(s.first_ns),
+                "end": rfc3339(s.last_ns),
+            }
+            for s in d.segments
+        ],
+    }

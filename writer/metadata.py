@@ -1,0 +1,120 @@
+"""RFC 7865 recording metadata: one ``complete`` snapshot per recorded call.
+
+Identifiers are derived from the call (RFC 7865 section 6.9 asks only for uniqueness),
+so the same packets always give the same document, in import and live alike.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+import xml.etree.ElementTree as ET
+from typing import Any
+
+from writer.timefmt import rfc3339
+
+NS = "urn:ietf:params:xml:ns:recording:1"
+CT = "urn:x-calltap:metadata:1"
+XML_NS = "http://www.w3.org/XML/1998/namespace"
+ET.register_namespace("", NS)
+ET.register_namespace("ct", CT)
+
+
+def make_id(*parts: str) -> str:
+    """A 128-bit base64 identifier (RFC 7865 section 6.9) derived from ``parts``."""
+    digest = hashlib.sha256("\x00".join(parts).encode("utf-8", "surrogateescape")).digest()
+    return base64.b64encode(digest[:16]).decode("ascii")
+
+
+def _aor(uri: str) -> str:
+    # xs:anyURI: keep a URI with no spaces or angle brackets; fall back to an invalid-domain AOR.
+    uri = uri.strip()
+    if not uri or any(c in uri for c in ' <>"{}|\\^`') or ":" not in uri:
+        return "sip:unknown@unknown.invalid"
+    return uri
+
+
+_BAD_XML_CHARS = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _clean(text: str) -> str:
+    """Drop characters XML 1.0 cannot carry (header text is attacker-controlled)."""
+    return _BAD_XML_CHARS.sub("", text)
+
+
+def _el(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> ET.Element:
+    el = ET.SubElement(parent, tag, {k: _clean(v) for k, v in attrs.items()})
+    if text is not None:
+        el.text = _clean(text)
+    return el
+
+
+def build_metadata(info: dict[str, Any]) -> bytes:
+    """Serialise the metadata of one call from its summary dictionary."""
+    call = info["call"]
+    key = f"{call['call_id']}\x00{call['start_ns']}"
+    session_id = make_id(key, "session")
+    part_ids = (make_id(key, "caller"), make_id(key, "callee"))
+    stream_ids = (make_id(key, "stream", "1"), make_id(key, "stream", "2"))
+    start = rfc3339(call["start_ns"])
+    stop = rfc3339(call["end_ns"])
+    n = f"{{{NS}}}"
+    c = f"{{{CT}}}"
+
+    root = ET.Element(f"{n}recording")
+    _el(root, f"{n}datamode", "complete")
+    session = _el(root, f"{n}session", session_id=session_id)
+    if call.get("final_code", 0) >= 300:
+        reason = _el(session, f"{n}reason", call.get("final_reason", ""), cause=str(call["final_code"]))
+        reason.set("protocol", "SIP")
+    _el(session, f"{n}start-time", start)
+    _el(session, f"{n}stop-time", stop)
+    dialog = _el(session, f"{c}sip-dialog")
+    _el(dialog, f"{c}call-id", call["call_id"])
+    _el(dialog, f"{c}from-tag", call["caller_tag"])
+    _el(dialog, f"{c}to-tag", call["callee_tag"])
+    _el(session, f"{c}status", call["status"], end_reason=call["end_reason"])
+
+    for side, role in enumerate(("caller", "callee")):
+        p = _el(root, f"{n}participant", participant_id=part_ids[side])
+        name_id = _el(p, f"{n}nameID", aor=_aor(call[role]))
+        if call[f"{role}_name"]:
+            _el(name_id, f"{n}name", call[f"{role}_name"])
+        _el(p, f"{c}role", role)
+
+    for side in (0, 1):
+        direction = info["directions"][side]
+        s = _el(root, f"{n}stream", stream_id=stream_ids[side], session_id=session_id)
+        _el(s, f"{n}label", str(side + 1))
+        media = {
+            "channel": str(side),
+            "codec": ",".join(direction["codecs"]),
+            "ssrc": ",".join(x["ssrc"] for x in direction["ssrcs"]),
+            "packets": str(direction["packets"]),
+            "lost": str(direction["lost"]),
+        }
+        if info.get("audio"):
+            media["file"] = info["audio"]
+        if direction["src"]:
+            media["src"] = direction["src"]
+        if direction["dst"]:
+            media["dst"] = direction["dst"]
+        _el(s, f"{c}media", **media)
+
+    _el(root, f"{n}sessionrecordingassoc", session_id=session_id)
+    assoc = root[-1]
+    _el(assoc, f"{n}associate-time", rfc3339(info["media_start_ns"] or call["start_ns"]))
+    _el(assoc, f"{n}disassociate-time", stop)
+    for side in (0, 1):
+        psa = _el(root, f"{n}participantsessionassoc",
+                  participant_id=part_ids[side], session_id=session_id)
+        _el(psa, f"{n}associate-time", start)
+        _el(psa, f"{n}disassociate-time", stop)
+    for side in (0, 1):
+        pst = _el(root, f"{n}participantstreamassoc", participant_id=part_ids[side])
+        _el(pst, f"{n}send", stream_ids[side])
+        _el(pst, f"{n}recv", stream_ids[1 - side])
+    _el(root, f"{c}recorder", version=info["recorder_version"], capture="passive")
+    ET.indent(root)
+    return ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n"

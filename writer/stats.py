@@ -1,0 +1,118 @@
+"""Per-SSRC RTP reception statistics (RFC 3550 section 6.4.1 and appendix A.1, A.8)."""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+from writer.seqnum import Extender
+
+# Recent sequence numbers remembered per SSRC to spot duplicates: a few seconds of packets,
+# more than any reordering a capture shows.
+DUP_WINDOW = 512
+
+
+class StreamStats:
+    """Counters for one SSRC of one direction."""
+
+    __slots__ = (
+        "ssrc",
+        "clock",
+        "packets",
+        "duplicates",
+        "out_of_order",
+        "base_seq",
+        "max_seq",
+        "_ext",
+        "_recent",
+        "_recent_set",
+        "_transit",
+        "jitter",
+        "jitter_max",
+        "_jitter_sum",
+        "_jitter_n",
+        "first_ns",
+        "last_ns",
+        "payload_types",
+    )
+
+    def __init__(self, ssrc: int, clock: int) -> None:
+        self.ssrc = ssrc
+        self.clock = clock
+        self.packets = 0
+        self.duplicates = 0
+        self.out_of_order = 0
+        self.base_seq = -1
+        self.max_seq = -1
+        self._ext = Extender(16)
+        self._recent: deque[int] = deque()
+        self._recent_set: set[int] = set()
+        self._transit: int | None = None
+        self.jitter = 0.0
+        self.jitter_max = 0.0
+        self._jitter_sum = 0.0
+        self._jitter_n = 0
+        self.first_ns = 0
+        self.last_ns = 0
+        self.payload_types: set[int] = set()
+
+    def add(self, seq: int, rtp_ts: int, ts_ns: int, pt: int) -> bool:
+        """Count one packet; False when it is a duplicate and must not be played."""
+        ext = self._ext.extend(seq)
+        if ext in self._recent_set:
+            self.duplicates += 1
+            return False
+        self._recent.append(ext)
+        self._recent_set.add(ext)
+        if len(self._recent) > DUP_WINDOW:
+            self._recent_set.discard(self._recent.popleft())
+        if self.packets == 0:
+            self.base_seq = self.max_seq = ext
+            self.first_ns = ts_ns
+        elif ext < self.max_seq:
+            self.out_of_order += 1
+        else:
+            self.max_seq = ext
+        if ext < self.base_seq:
+            self.base_seq = ext
+        self.packets += 1
+        self.last_ns = max(self.last_ns, ts_ns)
+        self.payload_types.add(pt)
+        # RFC 3550 A.8: interarrival jitter in timestamp units, arrival in the same clock.
+        arrival = ts_ns * self.clock // 1_000_000_000
+        transit = arrival - rtp_ts
+        if self._transit is not None:
+            d = transit - self._transit
+            # The RTP timestamp wraps at 2**32; bring d back into range.
+            d = ((d + 0x80000000) & 0xFFFFFFFF) - 0x80000000
+            self.jitter += (abs(d) - self.jitter) / 16.0
+            self.jitter_max = max(self.jitter_max, self.jitter)
+            self._jitter_sum += self.jitter
+            self._jitter_n += 1
+        self._transit = transit
+        return True
+
+    @property
+    def expected(self) -> int:
+        return self.max_seq - self.base_seq + 1 if self.packets else 0
+
+    @property
+    def lost(self) -> int:
+        # RFC 3550 section 6.4.1: may be negative with duplicates; ours are removed first.
+        return max(0, self.expected - self.packets)
+
+    def to_json(self) -> dict[str, Any]:
+        ms = 1000.0 / self.clock if self.clock else 0.0
+        return {
+            "ssrc": f"0x{self.ssrc:08x}",
+            "packets": self.packets,
+            "expected": self.expected,
+            "lost": self.lost,
+            "duplicates": self.duplicates,
+            "out_of_order": self.out_of_order,
+            "jitter_ms_mean": round(self._jitter_sum / self._jitter_n * ms, 3)
+            if self._jitter_n
+            else 0.0,
+            "jitter_ms_max": round(self.jitter_max * ms, 3),
+            "payload_types": sorted(self.payload_types),
+        }

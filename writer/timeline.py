@@ -1,0 +1,150 @@
+"""Placing each direction's RTP on the call's capture-time axis.
+
+A direction is cut into segments, each with one mapping from RTP time to capture time:
+a new SSRC, a new clock rate, or RTP time jumping more than ``JUMP_SECONDS`` against
+capture time starts a new one. Within a segment a packet's position is its extended RTP
+timestamp plus the segment's smallest transit (capture time minus RTP time), so packets
+sit where the least-delayed packet says the sender's clock is: jitter and reordering do
+not move audio, loss and silence suppression leave silence, and both directions share
+the capture clock, so cross-talk lines up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import numpy.typing as npt
+
+from writer.seqnum import Extender
+
+# RTP time may drift from capture time by this much before we re-anchor (timestamp jump).
+JUMP_SECONDS = 1
+# Segments per direction; each costs a few ints. A stream that jumps more often than this
+# is broken; further jumps reuse the last segment rather than growing the list.
+MAX_SEGMENTS = 4096
+
+
+class Segmenter:
+    """Assigns each packet of one direction a segment and an extended RTP timestamp."""
+
+    __slots__ = ("ssrc", "clock", "index", "ref", "_ext", "capped")
+
+    def __init__(self) -> None:
+        self.ssrc = -1
+        self.clock = 0
+        self.index = -1
+        self.ref = 0
+        self._ext = Extender(32)
+        self.capped = 0
+        """Jumps that had to reuse the last segment because of MAX_SEGMENTS."""
+
+    def place(self, ssrc: int, clock: int, rtp_ts: int, cap: int) -> tuple[int, int]:
+        """(segment index, extended timestamp); ``cap`` is capture time in ``clock`` units."""
+        if ssrc == self.ssrc and clock == self.clock:
+            ext = self._ext.extend(rtp_ts)
+            if abs(cap - ext - self.ref) <= JUMP_SECONDS * clock:
+                return self.index, ext
+        if self.index + 1 < MAX_SEGMENTS:
+            self.index += 1
+        else:
+            self.capped += 1
+        self.ssrc, self.clock = ssrc, clock
+        self._ext = Extender(32)
+        ext = self._ext.extend(rtp_ts)
+        self.ref = cap - ext
+        return self.index, ext
+
+
+class Segment:
+    """One clock mapping of a direction."""
+
+    __slots__ = ("ssrc", "clock", "min_transit", "min_ext", "first_ns", "last_ns", "codec")
+
+    def __init__(self, ssrc: int, clock: int, transit: int, ext: int, ts_ns: int, codec: str):
+        self.ssrc = ssrc
+        """SSRC of the segment."""
+        self.clock = clock
+        """RTP clock rate."""
+        self.min_transit = transit
+        """Smallest capture-minus-RTP time seen, in clock units."""
+        self.min_ext = ext
+        """Smallest extended timestamp seen."""
+        self.first_ns = ts_ns
+        """Capture time of its first packet."""
+        self.last_ns = ts_ns
+        """Capture time of its last packet."""
+        self.codec = codec
+        """Codec of its first packet."""
+
+    def start(self) -> int:
+        """Earliest position of the segment, in clock units from the origin."""
+        return self.min_ext + self.min_transit
+
+
+Int16Array = npt.NDArray[np.int16]
+
+# Seconds of stereo audio held before it is written: reordering or jitter deeper than this
+# makes a packet "late" and it is dropped (counted). 8 s covers the 2 s segment tolerance.
+WINDOW_SECONDS = 8
+
+
+class StereoWindow:
+    """A sliding two-channel buffer that writes finished audio to ``sink`` in order."""
+
+    def __init__(self, rate: int, sink: Callable[[Int16Array], None]) -> None:
+        self.size = rate * WINDOW_SECONDS
+        self._buf: Int16Array = np.zeros((self.size, 2), dtype=np.int16)
+        self._base = 0
+        self._high = 0
+        self._sink = sink
+        self.late_samples = [0, 0]
+        """Per channel, samples dropped because they arrived after their place was written."""
+        self.written = 0
+        """Frames handed to the sink."""
+
+    def put(self, channel: int, pos: int, samples: Int16Array) -> None:
+        """Write ``samples`` into ``channel`` starting at frame ``pos``."""
+        if len(samples) > self.size:  # no real packet holds 8 s; keep the bound anyway
+            samples = samples[: self.size]
+        n = len(samples)
+        if pos < self._base:
+            cut = min(n, self._base - pos)
+            self.late_samples[channel] += cut
+            samples = samples[cut:]
+            pos += cut
+            n -= cut
+            if n == 0:
+                return
+        end = pos + n
+        if end > self._base + self.size:
+            # Flush at least half a window at a time so the copy cost stays amortised.
+            self._advance(max(end - self.size, self._base + self.size // 2))
+        off = pos - self._base
+        self._buf[off : off + n, channel] = samples
+        self._high = max(self._high, end)
+
+    def _advance(self, new_base: int) -> None:
+        k = new_base - self._base
+        if k <= 0:
+            return
+        keep = max(0, self.size - k)
+        emit = min(k, self.size)
+        self._sink(self._buf[:emit])
+        self.written += emit
+        gap = k - emit
+        while gap > 0:  # a silent stretch longer than the window, written a window at a time
+            step = min(gap, self.size)
+            self._sink(np.zeros((step, 2), dtype=np.int16))
+            self.written += step
+            gap -= step
+        self._buf[:keep] = self._buf[emit : emit + keep]
+        self._buf[keep:] = 0
+        self._base = new_base
+
+    def close(self) -> None:
+        """Write everything up to the last sample placed."""
+        if self._high > self._base:
+            self._sink(self._buf[: self._high - self._base])
+            self.written += self._high - self._base
+            self._base = self._high
