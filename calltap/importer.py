@@ -13,12 +13,14 @@ from typing import Any
 from capture.decode import DROP_REASONS, decode
 from capture.errors import CaptureError
 from capture.pcapfile import close_capture, open_capture
-from capture.spool import FLAG_CALLEE, FLAG_RTCP, SpoolSet
+from capture.spool import SpoolSet
+from correlate.call import MAX_FLOWS
 from calltap.config import Config
 from correlate.dialog import DialogTracker
 from correlate.errors import SipError
 from correlate.events import CallFinished, CallStarted, Event
-from correlate.media import RTCP, MediaTable
+from correlate.call import Call
+from correlate.media import RTCP, MediaTable, Owner
 from correlate.sip import looks_like_sip, parse_sip
 from writer.errors import WriterError
 from writer.job import write_call
@@ -109,23 +111,22 @@ class Importer:
                 continue
             assert not isinstance(r, int)
             _proto, src, dst, sport, dport, payload = r
-            owner = media_get((dst, dport))
-            if owner is not None:
-                flags = 0 if owner[1] else FLAG_CALLEE  # sent to the caller: the callee spoke
-            else:
-                owner = media_get((src, sport))
-                if owner is not None:
-                    flags = FLAG_CALLEE if owner[1] else 0
+            d_owner = media_get((dst, dport))
+            s_owner = media_get((src, sport))
+            owner = d_owner or s_owner
             if owner is not None:
                 call = calls.get(owner[0])
                 if call is not None:
-                    if owner[2] == RTCP:
-                        flags |= FLAG_RTCP
-                    spool_add(call.key, ts, flags, payload)
-                    if ts > call.last_ns:
-                        call.last_ns = ts
-                    self.media_packets += 1
-                    continue
+                    pair = ((src, sport), (dst, dport))
+                    flow = call.flow_ids.get(pair)
+                    if flow is None:
+                        flow = self._new_flow(call, pair, d_owner, s_owner)
+                    if flow >= 0:
+                        spool_add(call.key, ts, flow, payload)
+                        if ts > call.last_ns:
+                            call.last_ns = ts
+                        self.media_packets += 1
+                        continue
             if not looks_like_sip(payload):
                 drops["udp_not_sip_or_known_media"] += 1
                 continue
@@ -138,6 +139,20 @@ class Importer:
             self._events(self.tracker.handle_sip(msg, ts, (src, sport), (dst, dport)))
         self.packets += n % PROGRESS_EVERY
         self.current_bytes = reader.bytes_read
+
+    def _new_flow(self, call: Call, pair: Any, d_owner: Owner | None, s_owner: Owner | None) -> int:
+        """Register a media flow of ``call``; -1 when the call has too many."""
+        if len(call.flows) >= MAX_FLOWS:
+            self.drops["media_flow_limit"] += 1
+            return -1
+        key = call.key
+        d_side = d_owner[1] if d_owner is not None and d_owner[0] == key else -1
+        s_side = s_owner[1] if s_owner is not None and s_owner[0] == key else -1
+        ref = d_owner if d_side >= 0 else s_owner
+        rtcp = 1 if ref is not None and ref[2] == RTCP else 0
+        call.flows.append((pair[0], pair[1], d_side, s_side, rtcp))
+        call.flow_ids[pair] = len(call.flows) - 1
+        return len(call.flows) - 1
 
     def _events(self, events: list[Event]) -> None:
         for ev in events:

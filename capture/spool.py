@@ -1,7 +1,7 @@
 """Per-call spool: the media packets of a call on disk until the call is written.
 
-Record layout: capture time (int64 ns), flags (bit 0: sending side, 1 = callee;
-bit 1: RTCP), payload length (uint16), then the UDP payload. Keeping packets on disk
+Record layout: capture time (int64 ns), flow index (uint16, into the call's flow list),
+payload length (uint16), then the UDP payload. Keeping packets on disk
 rather than in memory keeps memory bounded by the number of concurrent calls, not by
 how long they last.
 """
@@ -15,9 +15,7 @@ from collections.abc import Iterator
 
 from capture.errors import CaptureError
 
-REC = struct.Struct("<qBH")
-FLAG_CALLEE = 1
-FLAG_RTCP = 2
+REC = struct.Struct("<qHH")
 
 # Bytes buffered per call before they are appended to its file: a few seconds of G.711.
 FLUSH_BYTES = 32 * 1024
@@ -25,7 +23,7 @@ FLUSH_BYTES = 32 * 1024
 MAX_BUFFERED = 64 * 1024 * 1024
 
 SpoolRecord = tuple[int, int, bytes]
-"""(capture time ns, flags, UDP payload)."""
+"""(capture time ns, flow index, UDP payload)."""
 
 
 class SpoolSet:
@@ -41,11 +39,11 @@ class SpoolSet:
         name = hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()[:24]
         return os.path.join(self.directory, name + ".spool")
 
-    def add(self, key: str, ts_ns: int, flags: int, payload: bytes) -> None:
+    def add(self, key: str, ts_ns: int, flow: int, payload: bytes) -> None:
         buf = self._bufs.get(key)
         if buf is None:
             buf = self._bufs[key] = bytearray()
-        buf += REC.pack(ts_ns, flags, len(payload))
+        buf += REC.pack(ts_ns, flow, len(payload))
         buf += payload
         self._buffered += REC.size + len(payload)
         if len(buf) >= FLUSH_BYTES:
@@ -83,7 +81,7 @@ def read_spool(path: str) -> Iterator[SpoolRecord]:
                     data = data[off:] + more
                     off = 0
                     continue
-                ts, flags, n = REC.unpack_from(data, off)
+                ts, flow, n = REC.unpack_from(data, off)
                 if len(data) - off < REC.size + n:
                     more = f.read(1 << 20)
                     if not more:
@@ -92,7 +90,7 @@ def read_spool(path: str) -> Iterator[SpoolRecord]:
                     off = 0
                     continue
                 start = off + REC.size
-                yield ts, flags, data[start : start + n]
+                yield ts, flow, data[start : start + n]
                 off = start + n
     except OSError as exc:
         raise CaptureError(f"{path}: cannot read spool: {exc.strerror or exc}") from None

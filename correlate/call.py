@@ -13,6 +13,13 @@ SIDE_NAMES = ("caller", "callee")
 Endpoint = tuple[bytes, int]
 """(packed IP address, UDP port)."""
 
+Flow = tuple[Endpoint, Endpoint, int, int, int]
+"""A media 5-tuple of a call: (source, destination, side announced at the destination or -1,
+side announced at the source or -1, 0 for RTP / 1 for RTCP), as seen at its first packet."""
+
+# Distinct media flows kept per call (index fits the spool's uint16); a normal call has 2-4.
+MAX_FLOWS = 256
+
 
 class MediaOffer:
     """One audio m= line a party announced: where it receives and with which codecs."""
@@ -84,6 +91,9 @@ class Call:
         "ended_ns",
         "illegal_transitions",
         "sip_messages",
+        "invite_cseq",
+        "flows",
+        "flow_ids",
     )
 
     def __init__(self, key: str, call_id: str, start_ns: int) -> None:
@@ -137,6 +147,12 @@ class Call:
         """SIP messages that did not fit the dialog state machine."""
         self.sip_messages = 0
         """SIP messages seen for the call."""
+        self.invite_cseq = 0
+        """CSeq of the latest initial INVITE (an authentication retry raises it)."""
+        self.flows: list[Flow] = []
+        """Media flows seen for the call, in order of first packet; spool records index it."""
+        self.flow_ids: dict[tuple[Endpoint, Endpoint], int] = {}
+        """(source, destination) to index in ``flows``."""
 
     def codec_map(self, sender: int) -> dict[int, tuple[str, int, int]]:
         """Payload type map for media sent by ``sender``.

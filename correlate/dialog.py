@@ -20,9 +20,11 @@ from correlate.sip import SipMessage
 # counted and ignored.
 MAX_CALLS = 100_000
 
-# States
-CALLING, PROCEEDING, EARLY, CONFIRMED, ENDED = range(5)
-STATE_NAMES = ("calling", "proceeding", "early", "confirmed", "ended")
+# States. FAILED is terminal like ENDED, except that a new initial INVITE in the same
+# dialog (an authentication retry after 401/407, RFC 3261 section 22.2) revives it.
+CALLING, PROCEEDING, EARLY, CONFIRMED, ENDED, FAILED = range(6)
+STATE_NAMES = ("calling", "proceeding", "early", "confirmed", "ended", "failed")
+TERMINAL = (ENDED, FAILED)
 
 # Inputs
 (
@@ -35,9 +37,9 @@ STATE_NAMES = ("calling", "proceeding", "early", "confirmed", "ended")
     IN_BYE,
     IN_CANCEL,
     IN_OTHER,
-) = range(9)
+    IN_NEW_INVITE,
+) = range(10)
 
-_STAY = {IN_INVITE, IN_ACK, IN_OTHER}
 # (state, input) -> new state. Anything absent is illegal.
 TRANSITIONS: dict[tuple[int, int], int] = {}
 for _s in (CALLING, PROCEEDING, EARLY):
@@ -46,16 +48,19 @@ for _s in (CALLING, PROCEEDING, EARLY):
     TRANSITIONS[(_s, IN_100)] = max(_s, PROCEEDING)
     TRANSITIONS[(_s, IN_18X)] = EARLY
     TRANSITIONS[(_s, IN_2XX)] = CONFIRMED
-    TRANSITIONS[(_s, IN_FAIL)] = ENDED
+    TRANSITIONS[(_s, IN_FAIL)] = FAILED
     TRANSITIONS[(_s, IN_CANCEL)] = ENDED
+    TRANSITIONS[(_s, IN_NEW_INVITE)] = _s
     TRANSITIONS[(_s, IN_BYE)] = ENDED  # RFC 3261 section 15: caller may BYE an early dialog
-for _i in (IN_INVITE, IN_100, IN_18X, IN_2XX, IN_FAIL, IN_ACK, IN_OTHER):
+for _i in (IN_INVITE, IN_100, IN_18X, IN_2XX, IN_FAIL, IN_ACK, IN_OTHER, IN_NEW_INVITE):
     # re-INVITEs and their responses (a failed re-INVITE leaves the session as it was)
     TRANSITIONS[(CONFIRMED, _i)] = CONFIRMED
 TRANSITIONS[(CONFIRMED, IN_BYE)] = ENDED
-for _i in range(9):
+for _i in range(10):
     # retransmissions, the ACK to a failure, the 200 to BYE, late responses
     TRANSITIONS[(ENDED, _i)] = ENDED
+    TRANSITIONS[(FAILED, _i)] = FAILED
+TRANSITIONS[(FAILED, IN_NEW_INVITE)] = CALLING
 
 
 class DialogTracker:
@@ -102,11 +107,12 @@ class DialogTracker:
             call.caller_tag = msg.from_.tag
             call.caller_signal, call.callee_signal = src, dst
             call.user_agent = msg.header("user-agent")
+            call.invite_cseq = msg.cseq
             self.calls[key] = call
             events.append(CallStarted(call))
         call.last_ns = max(call.last_ns, ts_ns)
         call.sip_messages += 1
-        inp = self._input(msg)
+        inp = self._input(msg, call)
         new = TRANSITIONS.get((call.state, inp))
         if new is None:
             call.illegal_transitions += 1
@@ -115,15 +121,18 @@ class DialogTracker:
         sender = self._sender(call, msg)
         if msg.status and msg.to.tag and not call.callee_tag and msg.cseq_method == "INVITE":
             call.callee_tag = msg.to.tag
-        if call.state != ENDED:
+        if call.state not in TERMINAL or new not in TERMINAL:
             self._apply(call, inp, new, msg, ts_ns, sender)
         body = msg.sdp()
-        if body is not None and call.state != ENDED and self._take_sdp(call, sender, body, ts_ns):
+        if body is not None and call.state not in TERMINAL and self._take_sdp(call, sender, body, ts_ns):
             events.append(MediaChanged(call, sender))
         return events
 
     @staticmethod
-    def _input(msg: SipMessage) -> int:
+    def _input(msg: SipMessage, call: Call) -> int:
+        if msg.method == "INVITE" and not msg.to.tag and msg.cseq > call.invite_cseq:
+            call.invite_cseq = msg.cseq
+            return IN_NEW_INVITE
         if msg.method:
             return {"INVITE": IN_INVITE, "ACK": IN_ACK, "BYE": IN_BYE, "CANCEL": IN_CANCEL}.get(
                 msg.method, IN_OTHER
@@ -154,14 +163,18 @@ class DialogTracker:
     ) -> None:
         old = call.state
         call.state = new
-        if inp == IN_18X and old != CONFIRMED:
+        if old == FAILED:  # revived by an authentication retry
+            call.status, call.final_code, call.final_reason = "setup", 0, ""
+            call.end_ns = call.ended_ns = 0
+            call.end_reason = ""
+        elif inp == IN_18X and old != CONFIRMED:
             call.status = "ringing"
         elif inp == IN_2XX and old != CONFIRMED:
             call.answer_ns = ts_ns
             call.final_code = msg.status
             call.final_reason = msg.reason
             call.status = "answered"
-        elif new == ENDED:
+        elif new in TERMINAL:
             call.end_ns = ts_ns
             call.ended_ns = ts_ns
             if inp == IN_FAIL:
@@ -215,7 +228,7 @@ class DialogTracker:
         """Finish calls whose linger expired or that fell silent; ``now_ns`` is capture time."""
         done: list[Event] = []
         for call in list(self.calls.values()):
-            if call.state == ENDED:
+            if call.state in TERMINAL:
                 if now_ns - call.ended_ns >= self.linger_ns:
                     done.append(self._finish(call))
             elif now_ns - call.last_ns >= self.inactivity_ns:
@@ -230,7 +243,7 @@ class DialogTracker:
         """End of input: finish every call still open."""
         done: list[Event] = []
         for call in list(self.calls.values()):
-            if call.state != ENDED:
+            if call.state not in TERMINAL:
                 call.end_ns = call.last_ns
                 call.end_reason = "end-of-input"
                 if call.status in ("setup", "ringing"):

@@ -16,10 +16,11 @@ from typing import Any
 import numpy as np
 
 from capture.decode import format_ip
-from capture.spool import FLAG_CALLEE, FLAG_RTCP, read_spool
+from capture.spool import read_spool
 from correlate.call import SIDE_NAMES, Call
 from writer.codecs import CONTROL, Decoder, decoder_for, resolve
 from writer.errors import RtpError
+from writer.flows import assign_channels
 from writer.metadata import build_metadata
 from writer.output import append_index, call_stem, tmp_name, write_atomic
 from writer.rtp import parse_rtp
@@ -39,6 +40,12 @@ class _Direction:
     def __init__(self, call: Call, channel: int) -> None:
         self.channel = channel
         self.rtpmap = call.codec_map(channel)
+        # Payload types either side offered: anything else on these ports is not this
+        # call's audio (T.38 UDPTL after a re-INVITE, stray traffic) and is kept out.
+        self.allowed = {
+            int(f) for side in call.offers for o in side for f in o.formats if f.isdigit()
+        }
+        self.unexpected_pt = 0
         self.decoders: dict[int, Decoder | None] = {}
         self.seg1 = Segmenter()
         self.seg2 = Segmenter()
@@ -72,20 +79,29 @@ def _cap(ts_ns: int, origin: int, clock: int) -> int:
 def write_call(call: Call, spool: str | None, out_dir: str) -> dict[str, Any]:
     """Write the files of ``call`` under ``out_dir`` and append its index line; return it."""
     dirs = (_Direction(call, 0), _Direction(call, 1))
+    channels = assign_channels(call.flows)
+    rtcp_flow = [f[4] == 1 for f in call.flows]
+    unassigned = 0
     origin = -1
     rate = 0
     # Pass 1: segment clock mappings.
     if spool is not None:
-        for ts, flags, payload in read_spool(spool):
+        for ts, flow, payload in read_spool(spool):
             if origin < 0:
                 origin = ts
-            d = dirs[flags & FLAG_CALLEE]
-            if flags & FLAG_RTCP:
+            ch = channels[flow]
+            if ch < 0:
+                unassigned += 1
+                continue
+            d = dirs[ch]
+            if rtcp_flow[flow]:
                 d.rtcp += 1
                 continue
             try:
                 pt, _m, _seq, rts, ssrc, _a, _b = parse_rtp(payload)
             except RtpError:
+                continue
+            if pt not in d.allowed:
                 continue
             dec, clock = d.decoder(pt)
             if dec is None:
@@ -126,14 +142,18 @@ def write_call(call: Call, spool: str | None, out_dir: str) -> dict[str, Any]:
 
     # Pass 2: statistics, decoding, placement.
     if spool is not None:
-        for ts, flags, payload in read_spool(spool):
-            if flags & FLAG_RTCP:
+        for ts, flow, payload in read_spool(spool):
+            ch = channels[flow]
+            if ch < 0 or rtcp_flow[flow]:
                 continue
-            d = dirs[flags & FLAG_CALLEE]
+            d = dirs[ch]
             try:
                 pt, _m, seq, rts, ssrc, a, b = parse_rtp(payload)
             except RtpError as exc:
-                d.malformed[str(exc).split(",")[0]] += 1
+                d.malformed[str(exc)] += 1
+                continue
+            if pt not in d.allowed:
+                d.unexpected_pt += 1
                 continue
             if not d.first_ns:
                 d.first_ns = ts
@@ -166,7 +186,7 @@ def write_call(call: Call, spool: str | None, out_dir: str) -> dict[str, Any]:
         os.replace(tmp_name(wav_path), wav_path)
         audio_rel = f"{rel}/{stem}.wav"
 
-    directions = [_direction_json(call, d, window, rate) for d in dirs]
+    directions = [_direction_json(call, d, window, rate, channels) for d in dirs]
     warnings: list[str] = []
     for d in dirs:
         for pt, name in sorted(d.unknown.items()):
@@ -187,6 +207,7 @@ def write_call(call: Call, spool: str | None, out_dir: str) -> dict[str, Any]:
         "media_start_ns": max(origin, 0),
         "directions": directions,
         "warnings": warnings,
+        "unassigned_media_packets": unassigned,
         "recorder_version": VERSION,
     }
     xml = build_metadata(summary)
@@ -255,17 +276,18 @@ def _ep(ep: tuple[bytes, int] | None) -> str:
 
 
 def _direction_json(
-    call: Call, d: _Direction, window: StereoWindow | None, rate: int
+    call: Call, d: _Direction, window: StereoWindow | None, rate: int, channels: list[int]
 ) -> dict[str, Any]:
-    sender, receiver = call.offers[d.channel], call.offers[1 - d.channel]
+    flows = [f for f, ch in zip(call.flows, channels, strict=True) if ch == d.channel and not f[4]]
     ssrcs = [s.to_json() for s in d.stats.values()]
     jit_max = max((s["jitter_ms_max"] for s in ssrcs), default=0.0)
     jit_mean = max((s["jitter_ms_mean"] for s in ssrcs), default=0.0)
     return {
         "channel": d.channel,
         "side": SIDE_NAMES[d.channel],
-        "src": _ep((sender[-1].addr, sender[-1].port)) if sender else "",
-        "dst": _ep((receiver[-1].addr, receiver[-1].port)) if receiver else "",
+        "src": _ep(flows[0][0]) if flows else "",
+        "dst": _ep(flows[0][1]) if flows else "",
+        "flows": [f"{_ep(f[0])} -> {_ep(f[1])}" for f in flows],
         "packets": sum(s.packets for s in d.stats.values()),
         "expected": sum(s.expected for s in d.stats.values()),
         "lost": sum(s.lost for s in d.stats.values()),
@@ -277,6 +299,7 @@ def _direction_json(
         "malformed_rtp": dict(d.malformed),
         "rtcp_packets": d.rtcp,
         "control_packets": d.control,
+        "unexpected_payload_type": d.unexpected_pt,
         "ssrcs": ssrcs,
         "ssrc_overflow": d.ssrc_overflow,
         "codecs": sorted({s.codec for s in d.segments}),

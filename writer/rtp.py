@@ -16,11 +16,12 @@ RtpHeader = tuple[int, int, int, int, int, int, int]
 def parse_rtp(pkt: bytes) -> RtpHeader:
     """Parse an RTP header; the payload is ``pkt[start:end]`` (CSRCs, extension, padding cut)."""
     n = len(pkt)
+    # Messages are fixed strings: shells count drops by message.
     if n < 12:
-        raise RtpError(f"{n} bytes is shorter than the 12-byte RTP header")
+        raise RtpError("shorter than the 12-byte RTP header")
     b0, b1, seq, ts, ssrc = _HDR.unpack_from(pkt, 0)
     if b0 >> 6 != 2:
-        raise RtpError(f"RTP version {b0 >> 6}, expected 2")
+        raise RtpError("RTP version is not 2")
     start = 12 + (b0 & 0x0F) * 4
     if b0 & 0x10:
         if n < start + 4:
@@ -38,7 +39,7 @@ def parse_rtp(pkt: bytes) -> RtpHeader:
     pt = b1 & 0x7F
     if 72 <= pt <= 76:
         # RFC 5761 section 4: these values belong to RTCP packet types when multiplexed.
-        raise RtpError(f"payload type {pt} is RTCP (SR/RR/SDES/BYE/APP)")
+        raise RtpError("payload type in the RTCP range 72-76")
     return pt, b1 >> 7, seq, ts, ssrc, start, end
 
 
