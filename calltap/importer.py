@@ -20,7 +20,7 @@ from correlate.dialog import DialogTracker
 from correlate.errors import SipError
 from correlate.events import CallFinished, CallStarted, Event
 from correlate.call import Call
-from correlate.media import RTCP, MediaTable, Owner
+from correlate.media import OTHER, RTCP, MediaTable, Owner
 from correlate.sip import looks_like_sip, parse_sip
 from writer.errors import WriterError
 from writer.job import write_call
@@ -114,6 +114,12 @@ class Importer:
             d_owner = media_get((dst, dport))
             s_owner = media_get((src, sport))
             owner = d_owner or s_owner
+            if owner is not None and (
+                (d_owner is not None and d_owner[2] == OTHER)
+                or (s_owner is not None and s_owner[2] == OTHER)
+            ):
+                drops["non_audio_media"] += 1
+                continue
             if owner is not None:
                 call = calls.get(owner[0])
                 if call is not None:

@@ -198,25 +198,29 @@ class DialogTracker:
             self.drops["bad_sdp"] += 1
             return False
         offers: list[MediaOffer] = []
+        other: list[Endpoint] = []
         for m in sdp.media:
-            if m.kind != "audio" or m.port == 0 or m.addr is None or not any(m.addr):
+            if m.port == 0 or m.addr is None or not any(m.addr):
                 continue  # rejected stream, or hold with c=0.0.0.0 (RFC 3264 section 8.4)
+            if m.kind != "audio":
+                other.append((m.addr, m.port))
+                continue
             offers.append(
                 MediaOffer(m.addr, m.port, m.rtpmap, m.formats, m.direction, m.ptime, ts_ns)
             )
-        if not offers:
+        if not offers and not other:
             return False
         prev = call.offers[sender]
-        if prev and [(o.addr, o.port) for o in prev[-len(offers):]] == [
+        if offers and prev and [(o.addr, o.port) for o in prev[-len(offers):]] == [
             (o.addr, o.port) for o in offers
-        ]:
+        ] and not other:
             # Same endpoints again (retransmission, session refresh): keep the newest codecs.
             prev[-len(offers):] = offers
             return False
-        # Bound: a side's offer history is a handful per call; cap hostile re-INVITE loops.
         prev.extend(offers)
+        # Bound: a side's offer history is a handful per call; cap hostile re-INVITE loops.
         del prev[:-MAX_OFFERS_PER_SIDE]
-        self.media.set_side(call.key, sender, [(o.addr, o.port) for o in offers])
+        self.media.set_side(call.key, sender, [(o.addr, o.port) for o in offers], other)
         return True
 
     def touch(self, call: Call, ts_ns: int) -> None:
