@@ -213,3 +213,23 @@ def generate(path: str, opts: GenOptions) -> int:
         for ts, frame in heapq.merge(*streams, key=lambda x: x[0]):
             w.write(ts, frame)
         return w.count
+
+
+def write_rtp_pcap(path: str, pcm: npt.NDArray[np.int16], codec: str = "PCMU",
+                   ssrc: int = 0x1234ABCD, seed: int = 1) -> int:
+    """Write ``pcm`` (8 kHz mono) as a plain RTP stream (20 ms packets) for SIPp to replay."""
+    rng = random.Random(seed)
+    encode = ulaw_encode if codec == "PCMU" else alaw_encode
+    seq0, ts0 = rng.randrange(65536), rng.randrange(1 << 32)
+    src, dst = bytes([192, 0, 2, 1]), bytes([192, 0, 2, 2])
+    n = len(pcm) // SAMPLES
+    with open(path, "wb") as f:
+        w = PcapWriter(f)
+        for k in range(n):
+            hdr = bytes([0x80, PT[codec] | (0x80 if k == 0 else 0)])
+            hdr += ((seq0 + k) & 0xFFFF).to_bytes(2, "big")
+            hdr += ((ts0 + k * SAMPLES) & 0xFFFFFFFF).to_bytes(4, "big")
+            hdr += ssrc.to_bytes(4, "big")
+            payload = hdr + encode(pcm[k * SAMPLES : (k + 1) * SAMPLES])
+            w.write(T0_NS + k * PTIME_NS, udp_frame(src, 6000, dst, 6002, payload))
+        return w.count

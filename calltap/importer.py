@@ -10,16 +10,15 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from calltap.config import Config
 from capture.decode import DROP_REASONS, decode
 from capture.errors import CaptureError
 from capture.pcapfile import close_capture, open_capture
 from capture.spool import SpoolSet
-from correlate.call import MAX_FLOWS
-from calltap.config import Config
+from correlate.call import MAX_FLOWS, Call
 from correlate.dialog import DialogTracker
 from correlate.errors import SipError
 from correlate.events import CallFinished, CallStarted, Event
-from correlate.call import Call
 from correlate.media import OTHER, RTCP, MediaTable, Owner
 from correlate.sip import looks_like_sip, parse_sip
 from writer.errors import WriterError

@@ -1,4 +1,4 @@
-"""Writing pcap files and building Ethernet/IPv4/UDP frames (generator and tools, not the hot path)."""
+"""Writing pcap files and Ethernet/IPv4/UDP frames: for the generator and tools, not the hot path."""
 
 from __future__ import annotations
 
@@ -22,13 +22,15 @@ def pcap_record(ts_ns: int, frame: bytes, nanosecond: bool = False) -> bytes:
 
 
 def ip_checksum(header: bytes) -> int:
-    total = sum(struct.unpack(f"!{len(header) // 2}H", header))
+    total: int = sum(struct.unpack(f"!{len(header) // 2}H", header))
     while total > 0xFFFF:
         total = (total & 0xFFFF) + (total >> 16)
     return ~total & 0xFFFF
 
 
-def udp_frame(src: bytes, sport: int, dst: bytes, dport: int, payload: bytes, ident: int = 0) -> bytes:
+def udp_frame(
+    src: bytes, sport: int, dst: bytes, dport: int, payload: bytes, ident: int = 0
+) -> bytes:
     """An Ethernet II + IPv4 + UDP frame (UDP checksum 0: none, allowed by RFC 768)."""
     udp = _UDP.pack(sport, dport, 8 + len(payload), 0) + payload
     hdr = _IP.pack(0x45, 0, 20 + len(udp), ident & 0xFFFF, 0, 64, 17, 0, src, dst)

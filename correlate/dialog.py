@@ -124,8 +124,9 @@ class DialogTracker:
         if call.state not in TERMINAL or new not in TERMINAL:
             self._apply(call, inp, new, msg, ts_ns, sender)
         body = msg.sdp()
-        if body is not None and call.state not in TERMINAL and self._take_sdp(call, sender, body, ts_ns):
-            events.append(MediaChanged(call, sender))
+        if body is not None and call.state not in TERMINAL:
+            if self._take_sdp(call, sender, body, ts_ns):
+                events.append(MediaChanged(call, sender))
         return events
 
     @staticmethod

@@ -7,13 +7,12 @@ counters, whatever the call's length.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import wave
 from collections import Counter
 from typing import Any
-
-import numpy as np
 
 from capture.decode import format_ip
 from capture.spool import read_spool
@@ -126,63 +125,28 @@ def write_call(call: Call, spool: str | None, out_dir: str) -> dict[str, Any]:
     os.makedirs(target, exist_ok=True)
     audio_rel: str | None = None
     wav_path = os.path.join(target, stem + ".wav")
-    writer: wave.Wave_write | None = None
     window: StereoWindow | None = None
+    try:
+        with contextlib.ExitStack() as stack:
+            if rate:
+                out = stack.enter_context(wave.open(tmp_name(wav_path), "wb"))
+                out.setnchannels(2)
+                out.setsampwidth(2)
+                out.setframerate(rate)
+
+                def sink(frames: Int16Array) -> None:
+                    out.writeframes(frames.astype("<i2", copy=False).tobytes())
+
+                window = StereoWindow(rate, sink)
+            if spool is not None:
+                _pass2(spool, dirs, channels, rtcp_flow, window, origin, rate, base)
+            if window is not None:
+                window.close()
+    except BaseException:
+        if rate and os.path.exists(tmp_name(wav_path)):
+            os.unlink(tmp_name(wav_path))
+        raise
     if rate:
-        writer = wave.open(tmp_name(wav_path), "wb")
-        writer.setnchannels(2)
-        writer.setsampwidth(2)
-        writer.setframerate(rate)
-        out = writer
-
-        def sink(frames: Int16Array) -> None:
-            out.writeframes(frames.astype("<i2", copy=False).tobytes())
-
-        window = StereoWindow(rate, sink)
-
-    # Pass 2: statistics, decoding, placement.
-    if spool is not None:
-        for ts, flow, payload in read_spool(spool):
-            ch = channels[flow]
-            if ch < 0 or rtcp_flow[flow]:
-                continue
-            d = dirs[ch]
-            try:
-                pt, _m, seq, rts, ssrc, a, b = parse_rtp(payload)
-            except RtpError as exc:
-                d.malformed[str(exc)] += 1
-                continue
-            if pt not in d.allowed:
-                d.unexpected_pt += 1
-                continue
-            if not d.first_ns:
-                d.first_ns = ts
-            d.last_ns = ts
-            dec, clock = d.decoder(pt)
-            if dec is None:
-                name, clock, _ = resolve(pt, d.rtpmap)
-                if name in CONTROL:
-                    d.control += 1
-            st = d.stats.get(ssrc)
-            if st is None:
-                if len(d.stats) >= MAX_SSRCS:
-                    d.ssrc_overflow += 1
-                    continue
-                st = d.stats[ssrc] = StreamStats(ssrc, clock or 8000)
-            if dec is None:
-                st.add(seq, rts, ts, pt)
-                continue
-            idx, ext = d.seg2.place(ssrc, clock, rts, _cap(ts, origin, clock))
-            if not st.add(seq, rts, ts, pt):
-                continue  # duplicate
-            assert window is not None
-            seg = d.segments[idx]
-            pos = (ext + seg.min_transit) * rate // clock - base
-            window.put(d.channel, pos, dec.decode(payload[a:b]))
-            d.placed += 1
-    if writer is not None and window is not None:
-        window.close()
-        writer.close()
         os.replace(tmp_name(wav_path), wav_path)
         audio_rel = f"{rel}/{stem}.wav"
 
@@ -236,6 +200,57 @@ def write_call(call: Call, spool: str | None, out_dir: str) -> dict[str, Any]:
     }
     append_index(out_dir, entry)
     return entry
+
+
+def _pass2(
+    spool: str,
+    dirs: tuple[_Direction, _Direction],
+    channels: list[int],
+    rtcp_flow: list[bool],
+    window: StereoWindow | None,
+    origin: int,
+    rate: int,
+    base: int,
+) -> None:
+    """Statistics, decoding and placement of every RTP packet of the call."""
+    for ts, flow, payload in read_spool(spool):
+        ch = channels[flow]
+        if ch < 0 or rtcp_flow[flow]:
+            continue
+        d = dirs[ch]
+        try:
+            pt, _m, seq, rts, ssrc, a, b = parse_rtp(payload)
+        except RtpError as exc:
+            d.malformed[str(exc)] += 1
+            continue
+        if pt not in d.allowed:
+            d.unexpected_pt += 1
+            continue
+        if not d.first_ns:
+            d.first_ns = ts
+        d.last_ns = ts
+        dec, clock = d.decoder(pt)
+        if dec is None:
+            name, clock, _ = resolve(pt, d.rtpmap)
+            if name in CONTROL:
+                d.control += 1
+        st = d.stats.get(ssrc)
+        if st is None:
+            if len(d.stats) >= MAX_SSRCS:
+                d.ssrc_overflow += 1
+                continue
+            st = d.stats[ssrc] = StreamStats(ssrc, clock or 8000)
+        if dec is None:
+            st.add(seq, rts, ts, pt)
+            continue
+        idx, ext = d.seg2.place(ssrc, clock, rts, _cap(ts, origin, clock))
+        if not st.add(seq, rts, ts, pt):
+            continue  # duplicate
+        assert window is not None
+        seg = d.segments[idx]
+        pos = (ext + seg.min_transit) * rate // clock - base
+        window.put(d.channel, pos, dec.decode(payload[a:b]))
+        d.placed += 1
 
 
 def _call_json(call: Call) -> dict[str, Any]:

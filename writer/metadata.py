@@ -66,8 +66,8 @@ def build_metadata(info: dict[str, Any]) -> bytes:
     _el(root, f"{n}datamode", "complete")
     session = _el(root, f"{n}session", session_id=session_id)
     if call.get("final_code", 0) >= 300:
-        reason = _el(session, f"{n}reason", call.get("final_reason", ""), cause=str(call["final_code"]))
-        reason.set("protocol", "SIP")
+        _el(session, f"{n}reason", call.get("final_reason", ""),
+            cause=str(call["final_code"]), protocol="SIP")
     _el(session, f"{n}start-time", start)
     _el(session, f"{n}stop-time", stop)
     dialog = _el(session, f"{c}sip-dialog")
@@ -117,4 +117,5 @@ def build_metadata(info: dict[str, Any]) -> bytes:
         _el(pst, f"{n}recv", stream_ids[1 - side])
     _el(root, f"{c}recorder", version=info["recorder_version"], capture="passive")
     ET.indent(root)
-    return ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n"
+    doc: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=True)
+    return doc + b"\n"

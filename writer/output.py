@@ -37,7 +37,8 @@ def write_atomic(path: str, data: bytes) -> None:
 def append_index(out_dir: str, entry: dict[str, Any]) -> None:
     """Append one line to index.jsonl in a single write, after the call's files exist."""
     line = (json.dumps(entry, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
-    fd = os.open(os.path.join(out_dir, "index.jsonl"), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    path = os.path.join(out_dir, "index.jsonl")
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         os.write(fd, line)
     finally:
