@@ -1,4 +1,4 @@
-"""Writing pcap files and Ethernet/IPv4/UDP frames: for the generator and tools, not the hot path."""
+"""pcap writing and Ethernet/IPv4/UDP frames, for the generator and tools (not the hot path)."""
 
 from __future__ import annotations
 

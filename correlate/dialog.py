@@ -123,10 +123,9 @@ class DialogTracker:
             call.callee_tag = msg.to.tag
         if call.state not in TERMINAL or new not in TERMINAL:
             self._apply(call, inp, new, msg, ts_ns, sender)
-        body = msg.sdp()
-        if body is not None and call.state not in TERMINAL:
-            if self._take_sdp(call, sender, body, ts_ns):
-                events.append(MediaChanged(call, sender))
+        body = msg.sdp() if call.state not in TERMINAL else None
+        if body is not None and self._take_sdp(call, sender, body, ts_ns):
+            events.append(MediaChanged(call, sender))
         return events
 
     @staticmethod
