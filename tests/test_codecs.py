@@ -1,0 +1,16 @@
+from __future__ import annotations
+
+from writer.codecs import decoder_for, resolve
+
+
+def test_resolve_static_and_dynamic() -> None:
+    assert resolve(0, {}) == ("PCMU", 8000, 1)
+    assert resolve(8, {}) == ("PCMA", 8000, 1)
+    assert resolve(96, {96: ("pcma", 8000, 1)}) == ("PCMA", 8000, 1)
+    assert resolve(96, {}) == ("", 0, 0)
+
+
+def test_decoders() -> None:
+    dec = decoder_for("PCMU", 8000)
+    assert dec is not None and dec.rate == 8000 and len(dec.decode(b"\xff" * 160)) == 160
+    assert decoder_for("NO-SUCH-CODEC", 8000) is None

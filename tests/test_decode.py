@@ -1,0 +1,108 @@
+from __future__ import annotations
+
+import struct
+
+import pytest
+
+from capture import decode as d
+from tests.helpers import ip4, udp4
+
+PAYLOAD = b"INVITE sip:x SIP/2.0\r\n"
+ETH = udp4("192.0.2.1", 5060, "198.51.100.2", 5070, PAYLOAD)
+IP = ETH[14:]
+
+
+def expect_ok(r: object) -> tuple[int, bytes, bytes, int, int, bytes]:
+    assert not isinstance(r, int), d.DROP_REASONS[r]  # type: ignore[index]
+    return r  # type: ignore[return-value]
+
+
+def test_ethernet() -> None:
+    proto, src, dst, sport, dport, payload = expect_ok(d.decode(1, ETH))
+    assert (proto, src, dst, sport, dport, payload) == (
+        17, ip4("192.0.2.1"), ip4("198.51.100.2"), 5060, 5070, PAYLOAD)
+
+
+def test_vlan_and_qinq() -> None:
+    one = ETH[:12] + b"\x81\x00\x00\x18" + ETH[12:]
+    two = ETH[:12] + b"\x88\xa8\x00\x64\x81\x00\x00\x18" + ETH[12:]
+    assert expect_ok(d.decode(1, one))[5] == PAYLOAD
+    assert expect_ok(d.decode(1, two))[5] == PAYLOAD
+    many = ETH[:12] + b"\x81\x00\x00\x01" * 20 + ETH[12:]
+    assert d.decode(1, many) == d.TOO_MANY_VLANS
+
+
+def test_pppoe_session() -> None:
+    frame = ETH[:12] + b"\x88\x64" + b"\x11\x00\x00\x01" + struct.pack("!H", len(IP) + 2)
+    frame += b"\x00\x21" + IP
+    assert expect_ok(d.decode(1, frame))[5] == PAYLOAD
+
+
+def test_linux_sll_and_sll2() -> None:
+    sll = b"\x00\x00\x00\x01\x00\x06" + b"\0" * 8 + b"\x08\x00" + IP
+    sll2 = b"\x08\x00\x00\x00" + b"\0" * 16 + IP
+    assert expect_ok(d.decode(113, sll))[5] == PAYLOAD
+    assert expect_ok(d.decode(276, sll2))[5] == PAYLOAD
+
+
+def test_raw_and_null() -> None:
+    assert expect_ok(d.decode(101, IP))[5] == PAYLOAD
+    assert expect_ok(d.decode(228, IP))[5] == PAYLOAD
+    assert expect_ok(d.decode(0, struct.pack("<I", 2) + IP))[5] == PAYLOAD
+    assert expect_ok(d.decode(0, struct.pack(">I", 2) + IP))[5] == PAYLOAD
+    assert expect_ok(d.decode(108, struct.pack(">I", 2) + IP))[5] == PAYLOAD
+
+
+def ipv6_frame(next_header: int = 17, ext: bytes = b"") -> bytes:
+    udp = struct.pack("!HHHH", 5060, 5060, 8 + len(PAYLOAD), 0) + PAYLOAD
+    src = bytes.fromhex("20010db8000000000000000000000001")
+    dst = bytes.fromhex("20010db8000000000000000000000002")
+    hdr = struct.pack("!IHBB", 0x60000000, len(ext) + len(udp), next_header, 64) + src + dst
+    return hdr + ext + udp
+
+
+def test_ipv6_with_extension_header() -> None:
+    r = expect_ok(d.decode(229, ipv6_frame()))
+    assert r[5] == PAYLOAD and len(r[1]) == 16
+    hop = bytes([17, 0]) + b"\0" * 6  # hop-by-hop options, next header UDP
+    assert expect_ok(d.decode(229, ipv6_frame(0, hop)))[5] == PAYLOAD
+    frag = bytes([17, 0, 0, 1]) + b"\0" * 4
+    assert d.decode(229, ipv6_frame(44, frag)) == d.IP_FRAGMENT
+
+
+def test_ipv4_fragment_and_non_udp() -> None:
+    mf = IP[:6] + b"\x20\x00" + IP[8:]
+    assert d.decode(101, mf) == d.IP_FRAGMENT
+    tcp = IP[:9] + b"\x06" + IP[10:]
+    assert d.decode(101, tcp) == d.TCP
+    icmp = IP[:9] + b"\x01" + IP[10:]
+    assert d.decode(101, icmp) == d.NON_UDP
+
+
+def test_ethernet_padding_is_cut_by_ip_length() -> None:
+    assert expect_ok(d.decode(1, ETH + b"\0" * 20))[5] == PAYLOAD
+
+
+def test_unsupported_linktype() -> None:
+    assert d.decode(9999, ETH) == d.UNSUPPORTED_LINKTYPE
+
+
+@pytest.mark.parametrize("link,frame", [(1, ETH), (101, IP), (229, ipv6_frame())])
+def test_every_prefix_is_a_drop_reason_or_exact(link: int, frame: bytes) -> None:
+    full = d.decode(link, frame)
+    for cut in range(len(frame)):
+        r = d.decode(link, frame[:cut])
+        assert isinstance(r, int), f"prefix {cut} decoded"
+        assert 0 <= r < len(d.DROP_REASONS)
+    assert not isinstance(full, int)
+
+
+def test_bad_udp_length() -> None:
+    bad = IP[:20] + IP[20:24] + struct.pack("!H", 4) + IP[26:]
+    assert d.decode(101, bad) == d.BAD_UDP_LENGTH
+
+
+def test_format_and_parse_ip() -> None:
+    assert d.format_ip(ip4("192.0.2.7")) == "192.0.2.7"
+    assert d.parse_ip("2001:db8::1") == bytes.fromhex("20010db8000000000000000000000001")
+    assert d.parse_ip("not-an-ip") is None

@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+from correlate.media import OTHER, RTCP, RTP, MediaTable
+from tests.helpers import ip4
+
+A = ip4("192.0.2.1")
+
+
+def test_set_replace_and_drop() -> None:
+    m = MediaTable()
+    m.set_side("c", 0, [(A, 4000)], [(A, 5000)])
+    assert m.get((A, 4000)) == ("c", 0, RTP) and m.get((A, 4001)) == ("c", 0, RTCP)
+    assert m.get((A, 5000)) == ("c", 0, OTHER)
+    m.set_side("c", 0, [(A, 4100)], [])
+    assert m.get((A, 4000)) is None and m.get((A, 4100)) == ("c", 0, RTP)
+    m.drop_call("c")
+    assert len(m) == 0
+
+
+def test_newest_announcement_wins_and_old_call_does_not_remove_it() -> None:
+    m = MediaTable()
+    m.set_side("old", 1, [(A, 4000)], [])
+    m.set_side("new", 1, [(A, 4000)], [])
+    m.drop_call("old")
+    assert m.get((A, 4000)) == ("new", 1, RTP)
+
+
+def test_bound_refuses_and_counts() -> None:
+    m = MediaTable(bound=3)
+    m.set_side("c", 0, [(A, 4000), (A, 4002)], [])
+    assert len(m) == 3 and m.refused == 1

@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+import numpy as np
+
+from writer.timeline import WINDOW_SECONDS, Segmenter, StereoWindow
+
+
+def collect(rate: int = 8000) -> tuple[StereoWindow, list[np.ndarray]]:
+    out: list[np.ndarray] = []
+    return StereoWindow(rate, lambda f: out.append(f.copy())), out
+
+
+def test_window_places_reordered_packets_and_pads_gaps() -> None:
+    w, out = collect()
+    w.put(0, 160, np.full(160, 2, np.int16))
+    w.put(0, 0, np.full(160, 1, np.int16))  # reordered
+    w.put(1, 480, np.full(160, 3, np.int16))  # gap 320..480 stays silent
+    w.close()
+    a = np.concatenate(out)
+    assert a.shape == (640, 2)
+    assert (a[:160, 0] == 1).all() and (a[160:320, 0] == 2).all() and (a[320:, 0] == 0).all()
+    assert (a[480:, 1] == 3).all() and (a[:480, 1] == 0).all()
+
+
+def test_window_flushes_long_calls_and_counts_late() -> None:
+    rate = 8000
+    w, out = collect(rate)
+    size = rate * WINDOW_SECONDS
+    for k in range(3 * size // 160):
+        w.put(0, k * 160, np.full(160, 1, np.int16))
+    w.put(1, 0, np.full(160, 9, np.int16))  # far too late: its place was written
+    w.close()
+    a = np.concatenate(out)
+    assert len(a) == 3 * size and (a[:, 0] == 1).all()
+    assert w.late_samples == [0, 160]
+    assert max(len(x) for x in out) <= size
+
+
+def test_window_long_silence_is_written_in_bounded_pieces() -> None:
+    w, out = collect()
+    w.put(0, 0, np.ones(160, np.int16))
+    w.put(0, 8000 * 100, np.ones(160, np.int16))
+    w.close()
+    assert sum(len(x) for x in out) == 8000 * 100 + 160
+    assert max(len(x) for x in out) <= w.size
+
+
+def test_segmenter_ssrc_change_and_timestamp_jump() -> None:
+    s = Segmenter()
+    assert s.place(1, 8000, 1000, 0) == (0, 1000)
+    assert s.place(1, 8000, 1160, 160) == (0, 1160)
+    assert s.place(1, 8000, 4_000_000_000, 320)[0] == 1  # jump: new mapping
+    assert s.place(2, 8000, 5, 480)[0] == 2  # new SSRC
+    idx, ext = s.place(2, 8000, 165, 640 + 4000)  # half a second of jitter: same segment
+    assert idx == 2 and ext == 165
+
+
+def test_segmenter_wraps_timestamps() -> None:
+    s = Segmenter()
+    s.place(1, 8000, 0xFFFFFF60, 0)
+    assert s.place(1, 8000, 0, 160) == (0, 0x100000000)
