@@ -67,6 +67,10 @@ class CaptureReader:
             raise CaptureFormatError(
                 f"{name}: not a pcap or pcapng file (first bytes {bytes(head[:4]).hex()})"
             )
+        if self.format == "pcap":
+            self._header = self._pcap_header()
+        elif self._need(28) is None:  # smallest Section Header Block
+            raise CaptureFormatError(f"{name}: pcapng section header is truncated")
 
     def _need(self, n: int) -> memoryview | None:
         """Make ``n`` bytes available at the read offset; None at end of file."""
@@ -97,7 +101,8 @@ class CaptureReader:
             return self._pcap()
         return self._pcapng()
 
-    def _pcap(self) -> Iterator[Packet]:
+    def _pcap_header(self) -> tuple[struct.Struct, int, int]:
+        """Read the pcap global header: (record struct, link type, ns per fraction unit)."""
         head = self._take(24)
         if head is None:
             raise CaptureFormatError(f"{self.name}: pcap global header is truncated")
@@ -111,8 +116,10 @@ class CaptureReader:
         if major != 2:
             raise CaptureFormatError(f"{self.name}: unsupported pcap version {major}")
         # The top bits carry FCS information (pcap-savefile(5)); the link type is the low 16.
-        linktype = network & 0xFFFF
-        frac_ns = 1 if magic == PCAP_NS else 1000
+        return rec, network & 0xFFFF, 1 if magic == PCAP_NS else 1000
+
+    def _pcap(self) -> Iterator[Packet]:
+        rec, linktype, frac_ns = self._header
         unpack = rec.unpack_from
         while True:
             hdr = self._take(16)
