@@ -1,0 +1,120 @@
+"""Real captures from ../shared/pcaps: every file imports; named calls are recorded and
+tshark (through pyshark) agrees on every stream's packet count."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tests.helpers import (
+    SCHEMA,
+    SHARED_PCAPS,
+    load_index,
+    load_summary,
+    need_shared,
+    read_wav,
+    run_import,
+)
+
+ALL = sorted(p.name for p in SHARED_PCAPS.glob("*") if p.suffix in (".pcap", ".pcapng", ".cap"))
+
+# file -> Call-IDs recorded with audio
+ACCEPTANCE = {
+    "sip-rtp-g711.pcap": {"1-1966@10.0.2.20", "1-1968@10.0.2.20"},
+    "SIP_CALL_RTP_G711.pcap": {"12013223@200.57.7.195"},
+    "nb6-telephone.pcap": {"1135D8701739D86@10.251.23.139"},
+    "rtp-protocol.pcap": {"1907983263271201083544@10.33.6.101"},
+    "SIP_DTMF2.pcap": {"25672@192.168.105.110"},
+    "LtoZ_rtpFilter_fail_2.pcap": {"738c6ff4-3bef5da0@10.10.10.211"},
+    "b2bua-asterisk.pcapng": {
+        "M2Q0ZDc1ZGM1NzIyMTlhZTA3NDU3NTgzMzA5YmJmZWQ.",
+        "37686afc57ce24ac655742b3644a7bb8@172.16.98.101:5060",
+    },
+}
+# Streams shorter than this carry too little to judge loudness (b2bua-asterisk's lone
+# reverse packet).
+MIN_PACKETS_FOR_LEVEL = 20
+# Loudest 100 ms of a stream: speech reaches thousands; G.711 digital silence is 0-16.
+# SIP_DTMF2's callee stream is line noise peaking at RMS 91, audible but quiet.
+AUDIBLE_RMS = 50.0
+
+
+def loudest_100ms(x: np.ndarray) -> float:
+    n = len(x) // 800 * 800
+    frames = x[:n].astype(np.float64).reshape(-1, 800)
+    return float(np.sqrt((frames**2).mean(axis=1)).max()) if n else 0.0
+
+
+@pytest.fixture(scope="module")
+def schema() -> Any:
+    if not SCHEMA.exists():
+        pytest.skip("../shared/schemas is absent (fresh clone without the shared corpus)")
+    import xmlschema
+
+    return xmlschema.XMLSchema10(str(SCHEMA))
+
+
+@pytest.mark.parametrize("name", ALL or ["(no shared corpus)"])
+def test_every_shared_capture_imports(name: str, tmp_path: Path, schema: Any) -> None:
+    need_shared()
+    imp = run_import([SHARED_PCAPS / name], tmp_path)
+    assert imp.errors == []
+    for e in load_index(tmp_path):
+        schema.validate(str(tmp_path / e["metadata"]))
+        assert (tmp_path / e["summary"]).exists()
+        if e["audio"]:
+            assert (tmp_path / e["audio"]).exists()
+    assert not list(tmp_path.rglob("*.part")) and not (tmp_path / ".spool").exists()
+
+
+def tshark_streams(path: Path) -> Counter[int]:
+    """Packets per SSRC of the RTP that SIP's SDP set up, as tshark decodes it."""
+    import pyshark
+
+    sip_frames: set[int] = set()
+    cap = pyshark.FileCapture(str(path), display_filter="sip", keep_packets=False)
+    try:
+        for pkt in cap:
+            sip_frames.add(int(pkt.number))
+    finally:
+        cap.close()
+    counts: Counter[int] = Counter()
+    cap = pyshark.FileCapture(str(path), display_filter="rtp", keep_packets=False)
+    try:
+        for pkt in cap:
+            setup = pkt.rtp.get_field_value("setup_frame")
+            if setup is not None and int(setup) in sip_frames:
+                counts[int(pkt.rtp.ssrc, 16)] += 1
+    finally:
+        cap.close()
+    return counts
+
+
+@pytest.mark.parametrize("name", sorted(ACCEPTANCE))
+def test_recorded_audible_and_tshark_agrees(name: str, tmp_path: Path) -> None:
+    path = need_shared() / name
+    run_import([path], tmp_path)
+    entries = {e["call_id"]: e for e in load_index(tmp_path)}
+    with_audio = {cid for cid, e in entries.items() if e["audio"]}
+    assert with_audio == ACCEPTANCE[name]
+    ours: Counter[int] = Counter()
+    for cid in with_audio:
+        e = entries[cid]
+        summary = load_summary(tmp_path, e)
+        audio, rate = read_wav(tmp_path / e["audio"])
+        for d in summary["directions"]:
+            for s in d["ssrcs"]:
+                ours[int(s["ssrc"], 16)] += s["packets"]
+            if d["packets"] >= MIN_PACKETS_FOR_LEVEL:
+                level = loudest_100ms(audio[:, d["channel"]])
+                assert level > AUDIBLE_RMS, (cid, d["channel"], level)
+            elif d["packets"] == 0:
+                assert not audio[:, d["channel"]].any(), (cid, d["channel"])
+        assert rate == 8000
+    theirs = tshark_streams(path)
+    assert theirs, "tshark found no SDP-set-up RTP"
+    assert ours == theirs
