@@ -56,7 +56,7 @@ def main() -> None:
     t_imp, rss, stdout = timed([calltap, "import", str(pcap), "--out", str(out), "--no-progress"])
     packets = int(stdout.split(" packets read")[0].rsplit(" ", 1)[-1])
     t_tshark, _rss2, _ = timed(["tshark", "-q", "-n", "-r", str(pcap), "-z", "rtp,streams"])
-    written = sum(1 for _ in open(out / "index.jsonl"))
+    written = len((out / "index.jsonl").read_text().splitlines())
     print(f"calls written          {written}")
     print(f"packets                {packets}")
     print(f"calltap import         {t_imp:.1f} s, {packets / t_imp:,.0f} packets/s")
