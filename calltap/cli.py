@@ -46,6 +46,7 @@ def cmd_import(args: argparse.Namespace) -> int:
                 "out": args.out,
                 "inactivity_timeout": args.inactivity_timeout,
                 "linger": args.linger,
+                "jobs": args.jobs,
             },
         )
     except ConfigError as exc:
@@ -122,6 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="end a call after this much capture time without packets (300)")
     imp.add_argument("--linger", type=float, metavar="SECONDS",
                      help="capture time an ended call still collects media (2)")
+    imp.add_argument("--jobs", "-j", type=int, metavar="N",
+                     help="writer processes (default: CPUs, at most 4)")
     imp.add_argument("--no-progress", action="store_true", help="no progress bar")
     imp.set_defaults(func=cmd_import)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -25,12 +25,16 @@ class Config:
     """Seconds of capture time an ended call still collects media the mirror reordered."""
     progress: bool = True
     """Show a progress bar when stderr is a terminal."""
+    jobs: int = field(default_factory=lambda: min(4, os.cpu_count() or 1))
+    """Writer processes for import; 1 writes each call in the importing process."""
 
     def validate(self) -> None:
         if self.inactivity_timeout <= 0:
             raise ConfigError("inactivity_timeout must be positive")
         if self.linger < 0:
             raise ConfigError("linger must not be negative")
+        if self.jobs < 1:
+            raise ConfigError("jobs must be at least 1")
 
 
 def _coerce(field: dataclasses.Field[Any], raw: Any, where: str) -> Any:
@@ -64,10 +68,10 @@ def load_config(path: str | None, overrides: dict[str, Any]) -> Config:
             if name not in fields:
                 raise ConfigError(f"{path}: unknown setting {key!r}")
             setattr(cfg, name, _coerce(fields[name], raw, path))
-    for name, field in fields.items():
+    for name, fld in fields.items():
         env = os.environ.get("CALLTAP_" + name.upper())
         if env is not None:
-            setattr(cfg, name, _coerce(field, env, "CALLTAP_" + name.upper()))
+            setattr(cfg, name, _coerce(fld, env, "CALLTAP_" + name.upper()))
     for name, raw in overrides.items():
         if raw is not None:
             setattr(cfg, name, _coerce(fields[name], raw, "--" + name.replace("_", "-")))

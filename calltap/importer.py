@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import tempfile
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
+from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any
 
 from calltap.config import Config
@@ -27,6 +29,10 @@ from writer.job import write_call
 NS = 1_000_000_000
 # Capture-time interval between timer runs (inactivity and linger checks).
 TIMER_NS = NS
+NON_AUDIO = -2
+TOO_MANY = -1
+# Finished calls queued per writer process; each holds a call record, its media is on disk.
+MAX_PENDING_WRITES = 4
 # Packets between progress checks; a wall-clock read per packet would cost more than it shows.
 PROGRESS_EVERY = 8192
 
@@ -44,8 +50,11 @@ class Importer:
             inactivity_ns=int(cfg.inactivity_timeout * NS),
             linger_ns=int(cfg.linger * NS),
         )
-        self._spool_dir = os.path.join(self.out, ".spool")
+        # A directory of its own, so two imports into one output directory cannot collide.
+        self._spool_dir = tempfile.mkdtemp(prefix=".spool-", dir=self.out)
         self.spool = SpoolSet(self._spool_dir)
+        self._pool = ProcessPoolExecutor(max_workers=cfg.jobs) if cfg.jobs > 1 else None
+        self._pending: deque[tuple[Future[dict[str, Any]], Call, str | None]] = deque()
         self.drops: Counter[str] = Counter()
         """Packets not used, by reason."""
         self.packets = 0
@@ -111,27 +120,24 @@ class Importer:
             assert not isinstance(r, int)
             _proto, src, dst, sport, dport, payload = r
             d_owner = media_get((dst, dport))
-            s_owner = media_get((src, sport))
+            s_owner = None if d_owner is not None else media_get((src, sport))
             owner = d_owner or s_owner
-            if owner is not None and (
-                (d_owner is not None and d_owner[2] == OTHER)
-                or (s_owner is not None and s_owner[2] == OTHER)
-            ):
-                drops["non_audio_media"] += 1
-                continue
             if owner is not None:
                 call = calls.get(owner[0])
                 if call is not None:
                     pair = ((src, sport), (dst, dport))
                     flow = call.flow_ids.get(pair)
                     if flow is None:
-                        flow = self._new_flow(call, pair, d_owner, s_owner)
+                        flow = self._new_flow(call, pair, d_owner, media_get((src, sport)))
                     if flow >= 0:
-                        spool_add(call.key, ts, flow, payload)
+                        spool_add(call.serial, ts, flow, payload)
                         if ts > call.last_ns:
                             call.last_ns = ts
                         self.media_packets += 1
                         continue
+                    if flow == NON_AUDIO:
+                        drops["non_audio_media"] += 1
+                    continue
             if not looks_like_sip(payload):
                 drops["udp_not_sip_or_known_media"] += 1
                 continue
@@ -146,11 +152,17 @@ class Importer:
         self.current_bytes = reader.bytes_read
 
     def _new_flow(self, call: Call, pair: Any, d_owner: Owner | None, s_owner: Owner | None) -> int:
-        """Register a media flow of ``call``; -1 when the call has too many."""
+        """Index of a new media flow of ``call``; NON_AUDIO for a flow from or to a
+        non-audio endpoint (video, T.38), TOO_MANY when the call has too many flows."""
+        key = call.key
+        if (d_owner is not None and d_owner[0] == key and d_owner[2] == OTHER) or (
+            s_owner is not None and s_owner[0] == key and s_owner[2] == OTHER
+        ):
+            call.flow_ids[pair] = NON_AUDIO
+            return NON_AUDIO
         if len(call.flows) >= MAX_FLOWS:
             self.drops["media_flow_limit"] += 1
-            return -1
-        key = call.key
+            return TOO_MANY
         d_side = d_owner[1] if d_owner is not None and d_owner[0] == key else -1
         s_side = s_owner[1] if s_owner is not None and s_owner[0] == key else -1
         ref = d_owner if d_side >= 0 else s_owner
@@ -168,26 +180,52 @@ class Importer:
 
     def _write(self, ev: CallFinished) -> None:
         call = ev.call
-        spool = self.spool.close_call(call.key)
+        spool = self.spool.close_call(call.serial)
+        if self._pool is None:
+            try:
+                self._done(call, spool, write_call(call, spool, self.out), None)
+            except (WriterError, CaptureError, OSError) as exc:
+                self._done(call, spool, None, exc)
+            return
+        while len(self._pending) >= MAX_PENDING_WRITES * (self.cfg.jobs or 1):
+            self._collect()
+        self._pending.append((self._pool.submit(write_call, call, spool, self.out), call, spool))
+        while self._pending and self._pending[0][0].done():
+            self._collect()
+
+    def _collect(self) -> None:
+        fut, call, spool = self._pending.popleft()
         try:
-            self.written.append(write_call(call, spool, self.out))
+            self._done(call, spool, fut.result(), None)
         except (WriterError, CaptureError, OSError) as exc:
+            self._done(call, spool, None, exc)
+
+    def _done(self, call: Call, spool: str | None, entry: dict[str, Any] | None,
+              exc: BaseException | None) -> None:
+        if entry is not None:
+            self.written.append(entry)
+        else:
             self.errors.append(f"call {call.call_id[:60]!r}: not written: {exc}")
-        finally:
-            if spool is not None:
-                os.unlink(spool)
+        if spool is not None:
+            os.unlink(spool)
         if self._progress is not None:
             self._progress(self)
 
     def finish(self) -> None:
-        """End of all input: write every call still open."""
+        """End of all input: write every call still open and wait for the writers."""
         for reason, count in self.tracker.drops.items():
             self.drops[reason] += count
         self.tracker.drops.clear()
-        self._events(self.tracker.finish())
-        for reason, count in self.tracker.drops.items():
-            self.drops[reason] += count
-        shutil.rmtree(self._spool_dir, ignore_errors=True)
+        try:
+            self._events(self.tracker.finish())
+            while self._pending:
+                self._collect()
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown()
+            for reason, count in self.tracker.drops.items():
+                self.drops[reason] += count
+            shutil.rmtree(self._spool_dir, ignore_errors=True)
 
 
 class ProgressBar:

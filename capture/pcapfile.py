@@ -122,6 +122,18 @@ class CaptureReader:
         rec, linktype, frac_ns = self._header
         unpack = rec.unpack_from
         while True:
+            # Fast path: whole records inside the current chunk, sliced straight from it.
+            buf, off = self._buf, self._off
+            limit = len(buf)
+            while off + 16 <= limit:
+                sec, frac, incl, _orig = unpack(buf, off)
+                end = off + 16 + incl
+                if end > limit or incl > MAX_RECORD:
+                    break
+                self.bytes_read += end - off
+                self._off = end
+                yield sec * 1_000_000_000 + frac * frac_ns, linktype, buf[off + 16 : end]
+                off = end
             hdr = self._take(16)
             if hdr is None:
                 self.truncated = len(self._buf) - self._off > 0

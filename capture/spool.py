@@ -8,7 +8,6 @@ how long they last.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import struct
 from collections.abc import Iterator
@@ -27,19 +26,18 @@ SpoolRecord = tuple[int, int, bytes]
 
 
 class SpoolSet:
-    """Buffers and appends media records for every open call under one directory."""
+    """Buffers and appends media records for every open call (keyed by its serial)."""
 
     def __init__(self, directory: str) -> None:
         self.directory = directory
         os.makedirs(directory, exist_ok=True)
-        self._bufs: dict[str, bytearray] = {}
+        self._bufs: dict[int, bytearray] = {}
         self._buffered = 0
 
-    def path(self, key: str) -> str:
-        name = hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()[:24]
-        return os.path.join(self.directory, name + ".spool")
+    def path(self, key: int) -> str:
+        return os.path.join(self.directory, f"{key}.spool")
 
-    def add(self, key: str, ts_ns: int, flow: int, payload: bytes) -> None:
+    def add(self, key: int, ts_ns: int, flow: int, payload: bytes) -> None:
         buf = self._bufs.get(key)
         if buf is None:
             buf = self._bufs[key] = bytearray()
@@ -52,7 +50,7 @@ class SpoolSet:
             for k in list(self._bufs):
                 self._flush(k)
 
-    def _flush(self, key: str) -> None:
+    def _flush(self, key: int) -> None:
         buf = self._bufs.pop(key, None)
         if not buf:
             return
@@ -60,7 +58,7 @@ class SpoolSet:
             f.write(buf)
         self._buffered -= len(buf)
 
-    def close_call(self, key: str) -> str | None:
+    def close_call(self, key: int) -> str | None:
         """Flush the call's records; its spool path, or None when it has no media."""
         self._flush(key)
         path = self.path(key)

@@ -94,9 +94,12 @@ class Call:
         "invite_cseq",
         "flows",
         "flow_ids",
+        "serial",
     )
 
-    def __init__(self, key: str, call_id: str, start_ns: int) -> None:
+    def __init__(self, key: str, call_id: str, start_ns: int, serial: int = 0) -> None:
+        self.serial = serial
+        """Number unique to this call within one tracker (names its spool)."""
         self.key = key
         """Table key of the dialog."""
         self.call_id = call_id

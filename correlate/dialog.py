@@ -82,6 +82,7 @@ class DialogTracker:
         self.max_calls = max_calls
         self.drops: Counter[str] = Counter()
         """Messages not applied, by reason."""
+        self._serial = 0
 
     def handle_sip(
         self, msg: SipMessage, ts_ns: int, src: Endpoint, dst: Endpoint
@@ -101,7 +102,8 @@ class DialogTracker:
             if len(self.calls) >= self.max_calls:
                 self.drops["call_table_full"] += 1
                 return events
-            call = Call(key, msg.call_id, ts_ns)
+            self._serial += 1
+            call = Call(key, msg.call_id, ts_ns, self._serial)
             call.caller_uri, call.caller_name = msg.from_.uri, msg.from_.display
             call.callee_uri, call.callee_name = msg.to.uri, msg.to.display
             call.caller_tag = msg.from_.tag
