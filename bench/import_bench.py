@@ -10,8 +10,6 @@ in this run (absolute times on shared machines are noisy; the ratio is the figur
 from __future__ import annotations
 
 import argparse
-import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -19,20 +17,27 @@ import tempfile
 import time
 from pathlib import Path
 
-from calltap.generate import GenOptions, generate
+# Runs the import in a fresh interpreter and reports its own peak RSS and that of its
+# largest writer process (children are counted once the pool has shut down).
+WRAPPER = """
+import resource, sys
+from calltap.cli import main
+code = main(sys.argv[1:])
+me = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+print(f"RSS {me} {kids}", file=sys.stderr)
+sys.exit(code)
+"""
 
 
-def timed(cmd: list[str]) -> tuple[float, int, str]:
-    """Wall seconds, peak RSS in KiB of the child, stdout."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+def timed(cmd: list[str]) -> tuple[float, str, str]:
+    """Wall seconds, stdout and stderr of a command."""
     t0 = time.perf_counter()
     r = subprocess.run(cmd, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - t0
     if r.returncode != 0:
         sys.exit(f"{cmd[0]} failed ({r.returncode}): {r.stderr.strip()[:500]}")
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    # ru_maxrss of children is the largest of any child so far; run the import first.
-    return wall, max(peak, before), r.stdout
+    return wall, r.stdout, r.stderr
 
 
 def main() -> None:
@@ -44,28 +49,32 @@ def main() -> None:
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="calltap-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     pcap = work / f"bench-{args.calls}x{int(args.duration)}.pcap"
+    calltap = str(Path(sys.executable).parent / "calltap")
     if not pcap.exists():
+        # In a child: a child's peak RSS counts what it inherited before exec, so the
+        # generator's memory must never live in this process.
         t0 = time.perf_counter()
-        n = generate(str(pcap), GenOptions(calls=args.calls, duration=args.duration,
-                                           loss=0.005, jitter_ms=4.0, seed=5))
-        print(f"generated {n} packets ({pcap.stat().st_size / 1e6:.0f} MB) "
-              f"in {time.perf_counter() - t0:.1f} s")
+        subprocess.run([calltap, "generate", str(pcap), "--calls", str(args.calls),
+                        "--duration", str(args.duration), "--loss", "0.005",
+                        "--jitter-ms", "4", "--seed", "5"], check=True)
+        print(f"generated {pcap.stat().st_size / 1e6:.0f} MB in {time.perf_counter() - t0:.1f} s")
     out = work / "out"
     shutil.rmtree(out, ignore_errors=True)
-    calltap = str(Path(sys.executable).parent / "calltap")
-    t_imp, rss, stdout = timed([calltap, "import", str(pcap), "--out", str(out), "--no-progress"])
+    t_imp, stdout, stderr = timed([sys.executable, "-c", WRAPPER, "import", str(pcap),
+                                   "--out", str(out), "--no-progress"])
+    rss_main, rss_writer = (int(x) for x in stderr.rsplit("RSS ", 1)[1].split())
     packets = int(stdout.split(" packets read")[0].rsplit(" ", 1)[-1])
-    t_tshark, _rss2, _ = timed(["tshark", "-q", "-n", "-r", str(pcap), "-z", "rtp,streams"])
+    t_tshark, _out, _err = timed(["tshark", "-q", "-n", "-r", str(pcap), "-z", "rtp,streams"])
     written = len((out / "index.jsonl").read_text().splitlines())
     print(f"calls written          {written}")
     print(f"packets                {packets}")
     print(f"calltap import         {t_imp:.1f} s, {packets / t_imp:,.0f} packets/s")
-    print(f"peak memory (RSS)      {rss / 1024:.0f} MiB")
+    print(f"peak memory (RSS)      {rss_main / 1024:.0f} MiB importer, "
+          f"{rss_writer / 1024:.0f} MiB largest writer process")
     print(f"tshark rtp,streams     {t_tshark:.1f} s")
     print(f"ratio calltap/tshark   {t_imp / t_tshark:.2f}")
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
-    os.sync()
 
 
 if __name__ == "__main__":
