@@ -75,16 +75,21 @@ def cmd_import(args: argparse.Namespace) -> int:
         print(f"calltap: warning: {line}", file=sys.stderr)
     for line in imp.errors:
         print(f"calltap: error: {line}", file=sys.stderr)
+    if imp.error_count > len(imp.errors):
+        print(f"calltap: error: {imp.error_count - len(imp.errors)} more calls not written",
+              file=sys.stderr)
     if imp.written:
         print(_table(imp.written))
-    with_audio = sum(1 for e in imp.written if e["audio"])
+    if imp.calls_written > len(imp.written):
+        print(f"... and {imp.calls_written - len(imp.written)} more calls in "
+              f"{cfg.out}/index.jsonl")
     print(
-        f"{len(imp.written)} calls written ({with_audio} with audio) to {cfg.out}; "
+        f"{imp.calls_written} calls written ({imp.calls_with_audio} with audio) to {cfg.out}; "
         f"{imp.packets} packets read, {imp.sip_packets} SIP, {imp.media_packets} media"
     )
     drops = ", ".join(f"{k}={v}" for k, v in sorted(imp.drops.items())) or "none"
     print(f"malformed or ignored packets: {drops}")
-    return 1 if failed or imp.errors else 0
+    return 1 if failed or imp.error_count else 0
 
 
 def cmd_generate(args: argparse.Namespace) -> int:

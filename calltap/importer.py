@@ -29,6 +29,10 @@ from writer.job import write_call
 NS = 1_000_000_000
 # Capture-time interval between timer runs (inactivity and linger checks).
 TIMER_NS = NS
+# Calls listed in the end-of-import table; the index holds them all, the table is a glance.
+MAX_TABLE_ROWS = 1000
+# Error lines kept for the end of an import; the rest are counted.
+MAX_MESSAGES = 100
 NON_AUDIO = -2
 TOO_MANY = -1
 # Finished calls queued per writer process; each holds a call record, its media is on disk.
@@ -62,8 +66,12 @@ class Importer:
         self.sip_packets = 0
         self.calls_found = 0
         self.written: list[dict[str, Any]] = []
+        """Index entries of the first MAX_TABLE_ROWS calls written (for the final table)."""
+        self.calls_written = 0
+        self.calls_with_audio = 0
         self.errors: list[str] = []
-        """One line per call that could not be written."""
+        """One line per call that could not be written (the first MAX_MESSAGES)."""
+        self.error_count = 0
         self.warnings: list[str] = []
         self.bytes_done = 0
         self.current_file = ""
@@ -158,7 +166,8 @@ class Importer:
         if (d_owner is not None and d_owner[0] == key and d_owner[2] == OTHER) or (
             s_owner is not None and s_owner[0] == key and s_owner[2] == OTHER
         ):
-            call.flow_ids[pair] = NON_AUDIO
+            if len(call.flow_ids) < 4 * MAX_FLOWS:  # remembered, within a bound
+                call.flow_ids[pair] = NON_AUDIO
             return NON_AUDIO
         if len(call.flows) >= MAX_FLOWS:
             self.drops["media_flow_limit"] += 1
@@ -203,9 +212,14 @@ class Importer:
     def _done(self, call: Call, spool: str | None, entry: dict[str, Any] | None,
               exc: BaseException | None) -> None:
         if entry is not None:
-            self.written.append(entry)
+            self.calls_written += 1
+            self.calls_with_audio += 1 if entry["audio"] else 0
+            if len(self.written) < MAX_TABLE_ROWS:
+                self.written.append(entry)
         else:
-            self.errors.append(f"call {call.call_id[:60]!r}: not written: {exc}")
+            self.error_count += 1
+            if len(self.errors) < MAX_MESSAGES:
+                self.errors.append(f"call {call.call_id[:60]!r}: not written: {exc}")
         if spool is not None:
             os.unlink(spool)
         if self._progress is not None:
@@ -249,7 +263,7 @@ class ProgressBar:
         name = os.path.basename(imp.current_file)[-28:]
         self.stream.write(
             f"\r{name:28} [{bar:24}] {imp.current_bytes / 1e6:7.1f}/{size / 1e6:.1f} MB "
-            f"calls found {imp.calls_found} written {len(imp.written)} "
+            f"calls found {imp.calls_found} written {imp.calls_written} "
         )
         self.stream.flush()
 

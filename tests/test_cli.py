@@ -112,7 +112,7 @@ def test_progress_bar_on_a_terminal(good: Path, tmp_path: Path) -> None:
     bar._last = -1e9
     imp = Importer.__new__(Importer)
     imp.current_file, imp.current_bytes, imp.current_size = str(good), 50, 100
-    imp.calls_found, imp.written = 3, [{}]
+    imp.calls_found, imp.calls_written = 3, 1
     bar(imp)
     shown = stream.getvalue()
     assert "two.pcap" in shown and "calls found 3" in shown and "written 1" in shown
@@ -130,3 +130,17 @@ def test_generate_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     code, out, _ = run(["generate", str(tmp_path / "g.pcap"), "--calls", "1", "--duration",
                         "1"], capsys)
     assert code == 0 and "wrote" in out
+
+
+def test_table_is_capped_but_index_complete(tmp_path: Path, monkeypatch,  # type: ignore[no-untyped-def]
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    import calltap.importer
+
+    monkeypatch.setattr(calltap.importer, "MAX_TABLE_ROWS", 2)
+    path = tmp_path / "five.pcap"
+    generate(str(path), GenOptions(calls=5, duration=0.5, seed=4))
+    code, out, _ = run(["import", str(path), "--out", str(tmp_path / "o"), "--no-progress",
+                        "--jobs", "1"], capsys)
+    assert code == 0
+    assert "... and 3 more calls in" in out and "5 calls written" in out
+    assert len(load_index(tmp_path / "o")) == 5
