@@ -47,15 +47,23 @@ def test_window_long_silence_is_written_in_bounded_pieces() -> None:
 
 def test_segmenter_ssrc_change_and_timestamp_jump() -> None:
     s = Segmenter()
-    assert s.place(1, 8000, 1000, 0) == (0, 1000)
-    assert s.place(1, 8000, 1160, 160) == (0, 1160)
-    assert s.place(1, 8000, 4_000_000_000, 320)[0] == 1  # jump: new mapping
-    assert s.place(2, 8000, 5, 480)[0] == 2  # new SSRC
-    idx, ext = s.place(2, 8000, 165, 640 + 4000)  # half a second of jitter: same segment
+    assert s.place(1, 8000, 10, 1000, 0) == (0, 1000)
+    assert s.place(1, 8000, 11, 1160, 160) == (0, 1160)
+    assert s.place(1, 8000, 12, 4_000_000_000, 320)[0] == 1  # jump: new mapping
+    assert s.place(2, 8000, 500, 5, 480)[0] == 2  # new SSRC
+    idx, ext = s.place(2, 8000, 501, 165, 640 + 4000)  # half a second of jitter: same segment
     assert idx == 2 and ext == 165
+
+
+def test_segmenter_straggler_is_late_not_a_jump() -> None:
+    s = Segmenter()
+    for k in range(100):
+        assert s.place(1, 8000, k, 160 * k, 160 * k)[0] == 0
+    assert s.place(1, 8000, 5, 800, 100_000) == (-1, 0)  # 12 s late copy of packet 5
+    assert s.place(1, 8000, 100, 16000, 16000) == (0, 16000)
 
 
 def test_segmenter_wraps_timestamps() -> None:
     s = Segmenter()
-    s.place(1, 8000, 0xFFFFFF60, 0)
-    assert s.place(1, 8000, 0, 160) == (0, 0x100000000)
+    s.place(1, 8000, 65535, 0xFFFFFF60, 0)
+    assert s.place(1, 8000, 0, 0, 160) == (0, 0x100000000)

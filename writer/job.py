@@ -45,6 +45,7 @@ class _Direction:
             int(f) for side in call.offers for o in side for f in o.formats if f.isdigit()
         }
         self.unexpected_pt = 0
+        self.late_packets = 0
         self.decoders: dict[int, Decoder | None] = {}
         self.seg1 = Segmenter()
         self.seg2 = Segmenter()
@@ -97,7 +98,7 @@ def write_call(call: Call, spool: str | None, out_dir: str) -> dict[str, Any]:
                 d.rtcp += 1
                 continue
             try:
-                pt, _m, _seq, rts, ssrc, _a, _b = parse_rtp(payload)
+                pt, _m, seq, rts, ssrc, _a, _b = parse_rtp(payload)
             except RtpError:
                 continue
             if pt not in d.allowed:
@@ -107,7 +108,9 @@ def write_call(call: Call, spool: str | None, out_dir: str) -> dict[str, Any]:
                 continue
             rate = max(rate, dec.rate)
             cap = _cap(ts, origin, clock)
-            idx, ext = d.seg1.place(ssrc, clock, rts, cap)
+            idx, ext = d.seg1.place(ssrc, clock, seq, rts, cap)
+            if idx < 0:
+                continue
             transit = cap - ext
             if idx == len(d.segments):
                 d.segments.append(Segment(ssrc, clock, transit, ext, ts, dec.name))
@@ -243,9 +246,12 @@ def _pass2(
         if dec is None:
             st.add(seq, rts, ts, pt)
             continue
-        idx, ext = d.seg2.place(ssrc, clock, rts, _cap(ts, origin, clock))
+        idx, ext = d.seg2.place(ssrc, clock, seq, rts, _cap(ts, origin, clock))
         if not st.add(seq, rts, ts, pt):
             continue  # duplicate
+        if idx < 0:
+            d.late_packets += 1
+            continue
         assert window is not None
         seg = d.segments[idx]
         pos = (ext + seg.min_transit) * rate // clock - base
@@ -308,6 +314,7 @@ def _direction_json(
         "lost": sum(s.lost for s in d.stats.values()),
         "duplicates": sum(s.duplicates for s in d.stats.values()),
         "out_of_order": sum(s.out_of_order for s in d.stats.values()),
+        "late_packets": d.late_packets,
         "late_ms": round(window.late_samples[d.channel] * 1000 / rate, 1) if window else 0.0,
         "jitter_ms_mean": jit_mean,
         "jitter_ms_max": jit_max,

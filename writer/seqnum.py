@@ -29,15 +29,16 @@ class Extender:
         self._last = -1
         self._ext = 0
 
-    def extend(self, value: int) -> int:
-        """Extended value of ``value``, relative to the last value fed."""
+    def peek(self, value: int) -> int:
+        """Extended value of ``value`` relative to the last value fed, without feeding it."""
         if self._last < 0:
-            self._last = value
-            self._ext = value
             return value
         half = 1 << (self._bits - 1)
         mask = (1 << self._bits) - 1
-        delta = ((value - self._last + half) & mask) - half
-        self._ext += delta
+        return self._ext + ((value - self._last + half) & mask) - half
+
+    def extend(self, value: int) -> int:
+        """Extended value of ``value``; it becomes the reference for the next one."""
+        self._ext = self.peek(value)
         self._last = value
         return self._ext

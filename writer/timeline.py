@@ -16,7 +16,7 @@ from collections.abc import Callable
 import numpy as np
 import numpy.typing as npt
 
-from writer.seqnum import Extender
+from writer.seqnum import Extender, seq_delta
 
 # RTP time may drift from capture time by this much before we re-anchor (timestamp jump).
 JUMP_SECONDS = 1
@@ -28,7 +28,7 @@ MAX_SEGMENTS = 4096
 class Segmenter:
     """Assigns each packet of one direction a segment and an extended RTP timestamp."""
 
-    __slots__ = ("ssrc", "clock", "index", "ref", "_ext", "capped")
+    __slots__ = ("ssrc", "clock", "index", "ref", "_ext", "_seq", "capped")
 
     def __init__(self) -> None:
         self.ssrc = -1
@@ -36,15 +36,26 @@ class Segmenter:
         self.index = -1
         self.ref = 0
         self._ext = Extender(32)
+        self._seq = 0
         self.capped = 0
         """Jumps that had to reuse the last segment because of MAX_SEGMENTS."""
 
-    def place(self, ssrc: int, clock: int, rtp_ts: int, cap: int) -> tuple[int, int]:
-        """(segment index, extended timestamp); ``cap`` is capture time in ``clock`` units."""
+    def place(self, ssrc: int, clock: int, seq: int, rtp_ts: int, cap: int) -> tuple[int, int]:
+        """(segment index, extended timestamp), or (-1, 0) for a packet that arrived far too
+        late to place; ``cap`` is capture time in ``clock`` units."""
         if ssrc == self.ssrc and clock == self.clock:
-            ext = self._ext.extend(rtp_ts)
+            ext = self._ext.peek(rtp_ts)
+            newer = seq_delta(seq, self._seq) > 0
             if abs(cap - ext - self.ref) <= JUMP_SECONDS * clock:
+                self._ext.extend(rtp_ts)
+                if newer:
+                    self._seq = seq
                 return self.index, ext
+            if not newer:
+                # An old sequence number far off the mapping is a straggler (a late copy from
+                # a second mirror), not a timestamp jump: only newer packets re-anchor.
+                return -1, 0
+        self._seq = seq
         if self.index + 1 < MAX_SEGMENTS:
             self.index += 1
         else:

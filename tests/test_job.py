@@ -1,0 +1,116 @@
+"""The writer job from a hand-made spool: gaps, jumps, SSRC changes, codecs, bounds."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import numpy as np
+
+from capture.spool import SpoolSet
+from correlate.call import Call, MediaOffer
+from tests.helpers import ip4, load_index, load_summary, read_wav
+from writer.g711 import ulaw_encode
+from writer.job import write_call
+
+S = 1_000_000_000
+T0 = 1_700_000_000 * S
+A = (ip4("192.0.2.1"), 4000)
+B = (ip4("198.51.100.1"), 6000)
+
+
+def make_call(tmp: Path, packets: list[tuple[int, int, int, int, int, int]],
+              pts: list[str] | None = None) -> tuple[Call, str | None]:
+    """packets: (capture offset ns, flow 0=caller->callee 1=back, pt, seq, ts, ssrc)."""
+    call = Call("k", "call@test", T0, 1)
+    call.caller_uri, call.callee_uri = "sip:a@x", "sip:b@y"
+    call.end_ns = T0 + 30 * S
+    call.status, call.end_reason = "completed", "bye"
+    fmts = pts or ["0", "13", "101"]
+    call.offers[0].append(MediaOffer(A[0], A[1], {101: ("telephone-event", 8000, 1)}, fmts,
+                                     "sendrecv", 20, T0))
+    call.offers[1].append(MediaOffer(B[0], B[1], {}, fmts, "sendrecv", 20, T0))
+    call.flows = [(A, B, 1, 0, 0), (B, A, 0, 1, 0)]
+    spool = SpoolSet(str(tmp / "spool"))
+    level = {0: 1000, 1: -2000}
+    for off, flow, pt, seq, ts, ssrc in packets:
+        hdr = struct.pack("!BBHII", 0x80, pt, seq & 0xFFFF, ts & 0xFFFFFFFF, ssrc)
+        body = ulaw_encode(np.full(160, level[flow], np.int16)) if pt == 0 else b"\0" * 4
+        spool.add(1, T0 + off, flow, hdr + body)
+    return call, spool.close_call(1)
+
+
+def write(tmp: Path, packets: list[tuple[int, int, int, int, int, int]],
+          pts: list[str] | None = None) -> tuple[np.ndarray, dict]:  # type: ignore[type-arg]
+    call, spool = make_call(tmp, packets, pts)
+    out = tmp / "out"
+    entry = write_call(call, spool, str(out))
+    assert load_index(out) == [entry]
+    audio, _ = read_wav(out / entry["audio"]) if entry["audio"] else (np.zeros((0, 2)), 0)
+    return audio, load_summary(out, entry)
+
+
+def stream(flow: int, n: int, start_ns: int = 0, seq0: int = 100, ts0: int = 5000,
+           ssrc: int = 7) -> list[tuple[int, int, int, int, int, int]]:
+    return [(start_ns + k * 20_000_000, flow, 0, seq0 + k, ts0 + 160 * k, ssrc) for k in range(n)]
+
+
+def test_silence_suppression_gap_is_silence_at_the_right_place(tmp_path: Path) -> None:
+    pk = stream(0, 50) + [(3 * S + k * 20_000_000, 0, 0, 150 + k, 5000 + 24000 + 160 * k, 7)
+                          for k in range(50)]
+    audio, summary = write(tmp_path, pk)
+    ch = audio[:, 0]
+    assert (ch[:8000] != 0).all() and not ch[8000:24000].any() and (ch[24000:32000] != 0).all()
+    assert summary["directions"][0]["lost"] == 0 and len(summary["directions"][0]["segments"]) == 1
+
+
+def test_timestamp_jump_and_ssrc_change_follow_capture_time(tmp_path: Path) -> None:
+    pk = (stream(0, 50) + stream(0, 50, start_ns=S, seq0=150, ts0=3_000_000_000)
+          + stream(0, 50, start_ns=2 * S, seq0=9, ts0=77, ssrc=8))
+    audio, summary = write(tmp_path, pk)
+    assert len(audio) == 24000 and (audio[:, 0] != 0).all()
+    d = summary["directions"][0]
+    assert len(d["segments"]) == 3 and len(d["ssrcs"]) == 2 and d["packets"] == 150
+
+
+def test_both_directions_share_the_capture_axis(tmp_path: Path) -> None:
+    pk = sorted(stream(0, 100) + stream(1, 50, start_ns=S, ssrc=9))
+    audio, summary = write(tmp_path, pk)
+    assert (audio[:16000, 0] != 0).all()
+    assert not audio[:8000, 1].any() and (audio[8000:16000, 1] != 0).all()
+    assert summary["audio_start_ns"] == T0
+
+
+def test_reorder_duplicates_and_late(tmp_path: Path) -> None:
+    pk = stream(0, 600)
+    a, b = pk[10], pk[11]
+    pk[10], pk[11] = (a[0], *b[1:]), (b[0], *a[1:])  # seq 111 arrives before 110
+    pk.append((pk[20][0] + 1_000_000, *pk[20][1:]))  # duplicate
+    pk.append((11 * S, 0, 0, 100 + 5, 5000 + 160 * 5, 7))  # 11 s late: beyond the window
+    audio, summary = write(tmp_path, sorted(pk))
+    d = summary["directions"][0]
+    # the straggler is older than the duplicate window: out of order, and too late to place
+    assert d["duplicates"] == 1 and d["out_of_order"] == 2 and d["late_packets"] == 1
+    assert (audio[: 600 * 160, 0] != 0).all()
+
+
+def test_control_and_unexpected_payload_types(tmp_path: Path) -> None:
+    pk = stream(0, 10) + [(S, 0, 101, 110, 6600, 7), (S, 0, 13, 111, 6760, 7),
+                          (S, 0, 96, 112, 6920, 7)]
+    _audio, summary = write(tmp_path, pk)
+    d = summary["directions"][0]
+    assert d["control_packets"] == 2 and d["unexpected_payload_type"] == 1
+
+
+def test_unknown_codec_gives_silence_and_a_warning(tmp_path: Path) -> None:
+    pk = [(k * 20_000_000, 0, 18, k, 160 * k, 5) for k in range(10)]
+    audio, summary = write(tmp_path, pk, pts=["18"])
+    assert len(audio) == 0 and summary["audio"] is None
+    assert "payload type 18 (G729/8000) has no decoder" in summary["warnings"][0]
+    assert summary["directions"][0]["packets"] == 10
+
+
+def test_call_without_media(tmp_path: Path) -> None:
+    call = Call("k", "nomedia@test", T0, 1)
+    entry = write_call(call, None, str(tmp_path))
+    assert entry["audio"] is None and (tmp_path / entry["metadata"]).exists()
