@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from calltap.generate import GenOptions, frequency, generate, plan, tone, write_rtp_pcap
+from capture.decode import decode
+from capture.pcapfile import open_capture
+from correlate.sip import looks_like_sip
+from writer.rtp import parse_rtp
+
+
+def test_deterministic_and_counts(tmp_path: Path) -> None:
+    opts = GenOptions(calls=3, duration=1.0, seed=9)
+    a, b = tmp_path / "a.pcap", tmp_path / "b.pcap"
+    assert generate(str(a), opts) == generate(str(b), opts)
+    assert a.read_bytes() == b.read_bytes()
+    sip = rtp = 0
+    last = 0
+    for ts, link, frame in open_capture(str(a)):
+        assert ts >= last
+        last = ts
+        r = decode(link, frame)
+        assert not isinstance(r, int)
+        if looks_like_sip(r[5]):
+            sip += 1
+        else:
+            parse_rtp(r[5])
+            rtp += 1
+    assert sip == 3 * 7 and rtp == 3 * 2 * 50
+
+
+def test_impairments_change_packet_counts(tmp_path: Path) -> None:
+    clean = generate(str(tmp_path / "c.pcap"), GenOptions(calls=2, duration=4.0))
+    lossy = generate(str(tmp_path / "l.pcap"), GenOptions(calls=2, duration=4.0, loss=0.1))
+    dup = generate(str(tmp_path / "d.pcap"), GenOptions(calls=2, duration=4.0, duplicate=0.1))
+    assert lossy < clean < dup
+
+
+def test_parties_have_distinct_tones() -> None:
+    calls = plan(GenOptions(calls=20))
+    freqs = [f for c in calls for f in c.freqs]
+    assert len(set(freqs)) == 40 and max(freqs) < 3400
+    x = tone(0, 1, 0, 8000).astype(float)
+    peak = np.argmax(np.abs(np.fft.rfft(x))) * 8000 / len(x)
+    assert abs(peak - frequency(0, 1)) < 2
+
+
+def test_bad_options(tmp_path: Path) -> None:
+    with pytest.raises(ValueError):
+        generate(str(tmp_path / "x.pcap"), GenOptions(codecs=("G729",)))
+    with pytest.raises(ValueError):
+        plan(GenOptions(duration=0))
+
+
+def test_rtp_only_pcap(tmp_path: Path) -> None:
+    path = tmp_path / "r.pcap"
+    assert write_rtp_pcap(str(path), np.zeros(1600, np.int16)) == 10

@@ -1,0 +1,61 @@
+"""The import shell: timers driven by capture time, several files, flows, bounds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from calltap.generate import GenOptions, generate
+from tests.helpers import load_index, load_summary, pcap_bytes, run_import, sip_invite, udp4
+
+S = 1_000_000_000
+
+
+def rtp(seq: int) -> bytes:
+    return bytes([0x80, 0]) + seq.to_bytes(2, "big") + (seq * 160).to_bytes(4, "big") + \
+        b"\0\0\0\7" + b"\x55" * 160
+
+
+def test_inactivity_timeout_in_capture_time(tmp_path: Path) -> None:
+    frames = [(0, udp4("192.0.2.1", 5060, "192.0.2.2", 5060, sip_invite(port=4000)))]
+    frames += [(S + k * 20_000_000, udp4("192.0.2.9", 7000, "192.0.2.1", 4000, rtp(k)))
+               for k in range(50)]
+    # much later, unrelated traffic moves capture time on
+    frames.append((100 * S, udp4("203.0.113.1", 1, "203.0.113.2", 2, b"x")))
+    pcap = tmp_path / "t.pcap"
+    pcap.write_bytes(pcap_bytes(frames))
+    imp = run_import([pcap], tmp_path / "o", inactivity_timeout=30.0)
+    (entry,) = load_index(tmp_path / "o")
+    assert entry["end_reason"] == "rtp-timeout" and entry["status"] == "timeout"
+    summary = load_summary(tmp_path / "o", entry)
+    # media to the caller's announced address from an unannounced one: the callee's
+    assert summary["directions"][1]["packets"] == 50
+    assert summary["directions"][1]["flows"] == ["192.0.2.9:7000 -> 192.0.2.1:4000"]
+    assert imp.drops["udp_not_sip_or_known_media"] == 1
+
+
+def test_several_files_are_one_stream(tmp_path: Path) -> None:
+    whole = tmp_path / "w.pcap"
+    generate(str(whole), GenOptions(calls=2, duration=2.0, seed=2))
+    data = whole.read_bytes()
+    # split at a record boundary in the middle
+    off, cut = 24, 24
+    while off < len(data) // 2:
+        cut = off
+        off += 16 + int.from_bytes(data[off + 8: off + 12], "little")
+    (tmp_path / "a.pcap").write_bytes(data[:cut])
+    (tmp_path / "b.pcap").write_bytes(data[:24] + data[cut:])
+    run_import([tmp_path / "a.pcap", tmp_path / "b.pcap"], tmp_path / "o1", jobs=1)
+    run_import([whole], tmp_path / "o2", jobs=2)
+    one = sorted(load_index(tmp_path / "o1"), key=lambda e: e["call_id"])
+    two = sorted(load_index(tmp_path / "o2"), key=lambda e: e["call_id"])
+    assert one == two and all(e["status"] == "completed" for e in one)
+    for e in one:
+        audio = e["audio"]
+        assert (tmp_path / "o1" / audio).read_bytes() == (tmp_path / "o2" / audio).read_bytes()
+
+
+def test_spool_directory_removed(tmp_path: Path) -> None:
+    pcap = tmp_path / "g.pcap"
+    generate(str(pcap), GenOptions(calls=1, duration=1.0))
+    run_import([pcap], tmp_path / "o")
+    assert not [p for p in (tmp_path / "o").iterdir() if p.name.startswith(".spool")]
