@@ -24,7 +24,7 @@ from correlate.events import CallFinished, CallStarted, Event
 from correlate.media import OTHER, RTCP, MediaTable, Owner
 from correlate.sip import looks_like_sip, parse_sip
 from writer.errors import WriterError
-from writer.job import write_call
+from writer.job import WriteResult, write_call
 
 NS = 1_000_000_000
 # Capture-time interval between timer runs (inactivity and linger checks).
@@ -58,7 +58,7 @@ class Importer:
         self._spool_dir = tempfile.mkdtemp(prefix=".spool-", dir=self.out)
         self.spool = SpoolSet(self._spool_dir)
         self._pool = ProcessPoolExecutor(max_workers=cfg.jobs) if cfg.jobs > 1 else None
-        self._pending: deque[tuple[Future[dict[str, Any]], Call, str | None]] = deque()
+        self._pending: deque[tuple[Future[WriteResult], Call, str | None]] = deque()
         self.drops: Counter[str] = Counter()
         """Packets not used, by reason."""
         self.packets = 0
@@ -209,9 +209,12 @@ class Importer:
         except (WriterError, CaptureError, OSError) as exc:
             self._done(call, spool, None, exc)
 
-    def _done(self, call: Call, spool: str | None, entry: dict[str, Any] | None,
+    def _done(self, call: Call, spool: str | None,
+              result: WriteResult | None,
               exc: BaseException | None) -> None:
-        if entry is not None:
+        if result is not None:
+            entry, drops = result
+            self.drops.update(drops)
             self.calls_written += 1
             self.calls_with_audio += 1 if entry["audio"] else 0
             if len(self.written) < MAX_TABLE_ROWS:

@@ -10,7 +10,7 @@ import pytest
 from calltap.cli import main
 from calltap.generate import GenOptions, generate
 from calltap.importer import Importer, ProgressBar
-from tests.helpers import load_index, pcap_bytes, udp4
+from tests.helpers import load_index, pcap_bytes, sip_invite, udp4
 
 
 @pytest.fixture(scope="module")
@@ -89,6 +89,11 @@ def test_malformed_packets_are_counted_not_fatal(good: Path, tmp_path: Path,
         (2, udp4("192.0.2.1", 5060, "192.0.2.2", 5060, b"INVITE sip:x SIP/2.0\r\nbroken")),
         (3, udp4("192.0.2.1", 5060, "192.0.2.2", 5060, b"\x80\x00garbage")),
         (4, udp4("192.0.2.1", 5060, "192.0.2.2", 5060, b"x")[:-5]),  # bad IP length
+        # a call whose SDP is broken, and one whose media is not RTP
+        (5, udp4("192.0.2.1", 5060, "192.0.2.2", 5060,
+                 sip_invite("bad-sdp", sdp_ip="192.0.2.1").replace(b"v=0", b"x=0"))),
+        (6, udp4("192.0.2.1", 5060, "192.0.2.2", 5060, sip_invite("rtp", port=9000))),
+        (7, udp4("192.0.2.2", 9002, "192.0.2.1", 9000, b"\x40" + b"\0" * 40)),
     ]
     bad = tmp_path / "junk.pcap"
     bad.write_bytes(pcap_bytes(junk))
@@ -97,9 +102,9 @@ def test_malformed_packets_are_counted_not_fatal(good: Path, tmp_path: Path,
     assert code == 0
     drop_line = out.strip().splitlines()[-1]
     for reason in ("truncated_link_header", "malformed_sip", "udp_not_sip_or_known_media",
-                   "bad_ip_length"):
+                   "bad_ip_length", "bad_sdp", "malformed_rtp (RTP version is not 2)"):
         assert f"{reason}=1" in drop_line
-    assert len(load_index(tmp_path / "o")) == 2
+    assert len(load_index(tmp_path / "o")) == 4
 
 
 def test_progress_bar_on_a_terminal(good: Path, tmp_path: Path) -> None:

@@ -44,7 +44,7 @@ def write(tmp: Path, packets: list[tuple[int, int, int, int, int, int]],
           pts: list[str] | None = None) -> tuple[np.ndarray, dict]:  # type: ignore[type-arg]
     call, spool = make_call(tmp, packets, pts)
     out = tmp / "out"
-    entry = write_call(call, spool, str(out))
+    entry, _drops = write_call(call, spool, str(out))
     assert load_index(out) == [entry]
     audio, _ = read_wav(out / entry["audio"]) if entry["audio"] else (np.zeros((0, 2)), 0)
     return audio, load_summary(out, entry)
@@ -100,6 +100,9 @@ def test_control_and_unexpected_payload_types(tmp_path: Path) -> None:
     _audio, summary = write(tmp_path, pk)
     d = summary["directions"][0]
     assert d["control_packets"] == 2 and d["unexpected_payload_type"] == 1
+    call, spool = make_call(tmp_path / "again", pk + [(2 * S, 1, 0, 1, 1, 9)])
+    _entry, drops = write_call(call, spool, str(tmp_path / "again"))
+    assert drops == {"rtp_unexpected_payload_type": 1}
 
 
 def test_unknown_codec_gives_silence_and_a_warning(tmp_path: Path) -> None:
@@ -112,5 +115,6 @@ def test_unknown_codec_gives_silence_and_a_warning(tmp_path: Path) -> None:
 
 def test_call_without_media(tmp_path: Path) -> None:
     call = Call("k", "nomedia@test", T0, 1)
-    entry = write_call(call, None, str(tmp_path))
+    entry, drops = write_call(call, None, str(tmp_path))
+    assert drops == {}
     assert entry["audio"] is None and (tmp_path / entry["metadata"]).exists()

@@ -76,8 +76,14 @@ def _cap(ts_ns: int, origin: int, clock: int) -> int:
     return (ts_ns - origin) * clock // NS
 
 
-def write_call(call: Call, spool: str | None, out_dir: str) -> dict[str, Any]:
-    """Write the files of ``call`` under ``out_dir`` and append its index line; return it."""
+WriteResult = tuple[dict[str, Any], dict[str, int]]
+"""(index entry, media packets of the call not used, by reason)."""
+
+
+def write_call(call: Call, spool: str | None, out_dir: str) -> WriteResult:
+    """Write the files of ``call`` under ``out_dir`` and append its index line.
+
+    Returns the index entry and the call's media packets not used, by reason."""
     dirs = (_Direction(call, 0), _Direction(call, 1))
     channels = assign_channels(call.flows)
     rtcp_flow = [f[4] == 1 for f in call.flows]
@@ -202,7 +208,16 @@ def write_call(call: Call, spool: str | None, out_dir: str) -> dict[str, Any]:
         "lost": [x["lost"] for x in directions],
     }
     append_index(out_dir, entry)
-    return entry
+    drops: Counter[str] = Counter()
+    if unassigned:
+        drops["media_flow_unassigned"] = unassigned
+    for d in dirs:
+        for reason, count in d.malformed.items():
+            drops[f"malformed_rtp ({reason})"] += count
+        drops["rtp_unexpected_payload_type"] += d.unexpected_pt
+        drops["rtp_too_late"] += d.late_packets
+        drops["rtp_ssrc_limit"] += d.ssrc_overflow
+    return entry, {k: v for k, v in drops.items() if v}
 
 
 def _pass2(
