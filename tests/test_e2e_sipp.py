@@ -60,3 +60,25 @@ def test_each_channel_equals_what_that_side_sent(recorded: Path) -> None:
             assert np.array_equal(got[lag: lag + len(ref)], ref), (e["call_id"], ch, lag)
             # nothing else in the channel: silence before and after the stream
             assert not got[:lag].any() and not got[lag + len(ref):].any()
+
+
+def test_metadata_valid_and_label1_is_caller(recorded: Path) -> None:
+    from tests.helpers import SCHEMA
+
+    if not SCHEMA.exists():
+        pytest.skip("../shared/schemas is absent (fresh clone without the shared corpus)")
+    import xml.etree.ElementTree as ET
+
+    import xmlschema
+
+    from writer.metadata import CT, NS
+
+    schema = xmlschema.XMLSchema10(str(SCHEMA))
+    for e in load_index(recorded):
+        doc = (recorded / e["metadata"]).read_text()
+        schema.validate(doc)
+        streams = ET.fromstring(doc).findall(f"{{{NS}}}stream")
+        media = [s.find(f"{{{CT}}}media") for s in streams]
+        assert [s.findtext(f"{{{NS}}}label") for s in streams] == ["1", "2"]
+        assert [(m.get("channel"), m.get("ssrc")) for m in media if m is not None] == [
+            ("0", "0x11110000"), ("1", "0x22220000")]
