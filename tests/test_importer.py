@@ -59,3 +59,12 @@ def test_spool_directory_removed(tmp_path: Path) -> None:
     generate(str(pcap), GenOptions(calls=1, duration=1.0))
     run_import([pcap], tmp_path / "o")
     assert not [p for p in (tmp_path / "o").iterdir() if p.name.startswith(".spool")]
+
+
+def test_importing_again_does_not_repeat_index_lines(tmp_path: Path) -> None:
+    pcap = tmp_path / "g.pcap"
+    generate(str(pcap), GenOptions(calls=2, duration=1.0))
+    run_import([pcap], tmp_path / "o")
+    first = load_index(tmp_path / "o")
+    run_import([pcap], tmp_path / "o")
+    assert load_index(tmp_path / "o") == first and len(first) == 2

@@ -184,9 +184,12 @@ def write_call(call: Call, spool: str | None, out_dir: str) -> WriteResult:
         "recorder_version": VERSION,
     }
     xml = build_metadata(summary)
+    summary_path = os.path.join(target, stem + ".json")
+    # Same stem = same Call-ID and start time: a re-import of a call already indexed.
+    indexed_before = os.path.exists(summary_path)
     write_atomic(os.path.join(target, stem + ".xml"), xml)
     write_atomic(
-        os.path.join(target, stem + ".json"),
+        summary_path,
         (json.dumps(summary, indent=2, ensure_ascii=False) + "\n").encode("utf-8"),
     )
     entry = {
@@ -207,7 +210,8 @@ def write_call(call: Call, spool: str | None, out_dir: str) -> WriteResult:
         "packets": [x["packets"] for x in directions],
         "lost": [x["lost"] for x in directions],
     }
-    append_index(out_dir, entry)
+    if not indexed_before:
+        append_index(out_dir, entry)
     drops: Counter[str] = Counter()
     if unassigned:
         drops["media_flow_unassigned"] = unassigned
