@@ -184,9 +184,13 @@ class CaptureReader:
                 if len(ifaces) >= MAX_INTERFACES:
                     raise CaptureFormatError(f"{self.name}: more than {MAX_INTERFACES} interfaces")
                 ifaces.append(_parse_idb(block, u32, self.name))
-            elif btype == 6:  # Enhanced Packet Block
-                iface, hi, lo, caplen = (
-                    u32.unpack_from(block, 8)[0],
+            elif btype in (6, 2):  # Enhanced Packet Block, or the obsolete Packet Block
+                # Same layout; the old block's interface id is 16 bits followed by a drop count.
+                if btype == 6:
+                    iface = u32.unpack_from(block, 8)[0]
+                else:
+                    iface = struct.unpack_from(u32.format[0] + "H", block, 8)[0]
+                hi, lo, caplen = (
                     u32.unpack_from(block, 12)[0],
                     u32.unpack_from(block, 16)[0],
                     u32.unpack_from(block, 20)[0],
@@ -203,19 +207,6 @@ class CaptureReader:
                     continue
                 orig = u32.unpack_from(block, 8)[0]
                 yield 0, ifaces[0][0], bytes(block[12 : min(12 + orig, blen - 4)])
-            elif btype == 2:  # obsolete Packet Block
-                iface = u32.unpack_from(block, 8)[0] & 0xFFFF
-                hi, lo, caplen = (
-                    u32.unpack_from(block, 12)[0],
-                    u32.unpack_from(block, 16)[0],
-                    u32.unpack_from(block, 20)[0],
-                )
-                if iface >= len(ifaces) or 28 + caplen > blen:
-                    self.skipped_blocks += 1
-                    continue
-                link, units, offset = ifaces[iface]
-                ts = ((hi << 32) | lo) * 1_000_000_000 // units + offset * 1_000_000_000
-                yield ts, link, bytes(block[28 : 28 + caplen])
 
 
 def _parse_idb(block: memoryview, u32: struct.Struct, name: str) -> tuple[int, int, int]:

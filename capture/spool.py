@@ -72,7 +72,9 @@ def read_spool(path: str) -> Iterator[SpoolRecord]:
             data = f.read(1 << 20)
             off = 0
             while True:
-                if len(data) - off < REC.size:
+                avail = len(data) - off
+                n = REC.unpack_from(data, off)[2] if avail >= REC.size else 0
+                if avail < REC.size + n:
                     more = f.read(1 << 20)
                     if not more:
                         return
@@ -80,13 +82,6 @@ def read_spool(path: str) -> Iterator[SpoolRecord]:
                     off = 0
                     continue
                 ts, flow, n = REC.unpack_from(data, off)
-                if len(data) - off < REC.size + n:
-                    more = f.read(1 << 20)
-                    if not more:
-                        return
-                    data = data[off:] + more
-                    off = 0
-                    continue
                 start = off + REC.size
                 yield ts, flow, data[start : start + n]
                 off = start + n

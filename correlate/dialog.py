@@ -238,26 +238,22 @@ class DialogTracker:
                 if now_ns - call.ended_ns >= self.linger_ns:
                     done.append(self._finish(call))
             elif now_ns - call.last_ns >= self.inactivity_ns:
-                call.end_ns = call.last_ns
-                call.end_reason = "rtp-timeout"
-                if call.status in ("setup", "ringing"):
-                    call.status = "timeout"
-                done.append(self._finish(call))
+                done.append(self._finish(call, "rtp-timeout", "timeout"))
         return done
 
     def finish(self) -> list[Event]:
         """End of input: finish every call still open."""
-        done: list[Event] = []
-        for call in list(self.calls.values()):
-            if call.state not in TERMINAL:
-                call.end_ns = call.last_ns
-                call.end_reason = "end-of-input"
-                if call.status in ("setup", "ringing"):
-                    call.status = "incomplete"
-            done.append(self._finish(call))
-        return done
+        calls = list(self.calls.values())
+        return [self._finish(call, "end-of-input", "incomplete") for call in calls]
 
-    def _finish(self, call: Call) -> CallFinished:
+    def _finish(self, call: Call, reason: str = "", unanswered: str = "") -> CallFinished:
+        """Remove a call; one still open ends now with ``reason`` (``unanswered`` as its
+        status when it never got a final response)."""
+        if call.state not in TERMINAL:
+            call.end_ns = call.last_ns
+            call.end_reason = reason
+            if call.status in ("setup", "ringing"):
+                call.status = unanswered
         if call.status == "answered":
             call.status = "completed"
         call.state = ENDED
