@@ -24,7 +24,7 @@ MAX_FLOWS = 256
 class MediaOffer:
     """One audio m= line a party announced: where it receives and with which codecs."""
 
-    __slots__ = ("addr", "port", "rtpmap", "formats", "direction", "ptime", "time_ns")
+    __slots__ = ("addr", "port", "rtpmap", "formats", "direction", "ptime", "time_ns", "fmtp")
 
     def __init__(
         self,
@@ -50,6 +50,8 @@ class MediaOffer:
         """Packet time in ms, 0 when not announced."""
         self.time_ns = time_ns
         """Capture time of the message that announced it."""
+        self.fmtp: dict[int, str] = {}
+        """Payload type to its a=fmtp parameters."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -167,4 +169,12 @@ class Call:
         for side in (sender, 1 - sender):
             for offer in self.offers[side]:
                 merged.update(offer.rtpmap)
+        return merged
+
+    def fmtp_map(self, sender: int) -> dict[int, str]:
+        """a=fmtp parameters per payload type for media sent by ``sender`` (receiver's win)."""
+        merged: dict[int, str] = {}
+        for side in (sender, 1 - sender):
+            for offer in self.offers[side]:
+                merged.update(offer.fmtp)
         return merged

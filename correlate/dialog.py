@@ -207,9 +207,9 @@ class DialogTracker:
             if m.kind != "audio":
                 other.append((m.addr, m.port))
                 continue
-            offers.append(
-                MediaOffer(m.addr, m.port, m.rtpmap, m.formats, m.direction, m.ptime, ts_ns)
-            )
+            offer = MediaOffer(m.addr, m.port, m.rtpmap, m.formats, m.direction, m.ptime, ts_ns)
+            offer.fmtp = m.fmtp
+            offers.append(offer)
         if not offers and not other:
             return False
         prev = call.offers[sender]

@@ -14,3 +14,4 @@ def test_decoders() -> None:
     dec = decoder_for("PCMU", 8000)
     assert dec is not None and dec.rate == 8000 and len(dec.decode(b"\xff" * 160)) == 160
     assert decoder_for("NO-SUCH-CODEC", 8000) is None
+    assert decoder_for("LPC", 8000) is None

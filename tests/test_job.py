@@ -106,10 +106,10 @@ def test_control_and_unexpected_payload_types(tmp_path: Path) -> None:
 
 
 def test_unknown_codec_gives_silence_and_a_warning(tmp_path: Path) -> None:
-    pk = [(k * 20_000_000, 0, 18, k, 160 * k, 5) for k in range(10)]
-    audio, summary = write(tmp_path, pk, pts=["18"])
+    pk = [(k * 20_000_000, 0, 7, k, 160 * k, 5) for k in range(10)]
+    audio, summary = write(tmp_path, pk, pts=["7"])
     assert len(audio) == 0 and summary["audio"] is None
-    assert "payload type 18 (G729/8000) has no decoder" in summary["warnings"][0]
+    assert "payload type 7 (LPC/8000) has no decoder" in summary["warnings"][0]
     assert summary["directions"][0]["packets"] == 10
 
 

@@ -17,11 +17,12 @@ from typing import Any
 from capture.decode import format_ip
 from capture.spool import read_spool
 from correlate.call import SIDE_NAMES, Call
-from writer.codecs import CONTROL, Decoder, decoder_for, resolve
+from writer.codecs import CONTROL, DecodeError, Decoder, decoder_for, resolve
 from writer.errors import RtpError
 from writer.flows import assign_channels
 from writer.metadata import build_metadata
 from writer.output import append_index, call_stem, tmp_name, write_atomic
+from writer.resample import Resampler
 from writer.rtp import parse_rtp
 from writer.stats import StreamStats
 from writer.timefmt import rfc3339
@@ -39,6 +40,9 @@ class _Direction:
     def __init__(self, call: Call, channel: int) -> None:
         self.channel = channel
         self.rtpmap = call.codec_map(channel)
+        self.fmtp = call.fmtp_map(channel)
+        self.resamplers: dict[int, Resampler] = {}
+        self.decode_errors = 0
         # Payload types either side offered: anything else on these ports is not this
         # call's audio (T.38 UDPTL after a re-INVITE, stray traffic) and is kept out.
         self.allowed = {
@@ -63,8 +67,10 @@ class _Direction:
     def decoder(self, pt: int) -> tuple[Decoder | None, int]:
         """Decoder and RTP clock for a payload type (None for control/unknown payloads)."""
         if pt not in self.decoders:
-            name, clock, _ch = resolve(pt, self.rtpmap)
-            dec = decoder_for(name, clock) if name and name not in CONTROL else None
+            name, clock, chans = resolve(pt, self.rtpmap)
+            dec = None
+            if name and name not in CONTROL:
+                dec = decoder_for(name, clock, chans, self.fmtp.get(pt, ""))
             self.decoders[pt] = dec
             if dec is None and name not in CONTROL:
                 self.unknown[pt] = f"{name}/{clock}" if name else "unmapped"
@@ -221,6 +227,7 @@ def write_call(call: Call, spool: str | None, out_dir: str) -> WriteResult:
         drops["rtp_unexpected_payload_type"] += d.unexpected_pt
         drops["rtp_too_late"] += d.late_packets
         drops["rtp_ssrc_limit"] += d.ssrc_overflow
+        drops["rtp_decode_error"] += d.decode_errors
     return entry, {k: v for k, v in drops.items() if v}
 
 
@@ -274,7 +281,18 @@ def _pass2(
         assert window is not None
         seg = d.segments[idx]
         pos = (ext + seg.min_transit) * rate // clock - base
-        window.put(d.channel, pos, dec.decode(payload[a:b]))
+        try:
+            samples = dec.decode(payload[a:b])
+        except DecodeError:
+            d.decode_errors += 1
+            continue
+        if dec.rate != rate:
+            rs = d.resamplers.get(dec.rate)
+            if rs is None:
+                rs = d.resamplers[dec.rate] = Resampler(dec.rate, rate)
+            samples = rs.process(samples)
+            pos -= round(rs.delay)
+        window.put(d.channel, pos, samples)
         d.placed += 1
 
 
@@ -341,6 +359,7 @@ def _direction_json(
         "rtcp_packets": d.rtcp,
         "control_packets": d.control,
         "unexpected_payload_type": d.unexpected_pt,
+        "decode_errors": d.decode_errors,
         "ssrcs": ssrcs,
         "ssrc_overflow": d.ssrc_overflow,
         "codecs": sorted({s.codec for s in d.segments}),
