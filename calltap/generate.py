@@ -233,3 +233,47 @@ def write_rtp_pcap(path: str, pcm: npt.NDArray[np.int16], codec: str = "PCMU",
             payload = hdr + encode(pcm[k * SAMPLES : (k + 1) * SAMPLES])
             w.write(T0_NS + k * PTIME_NS, udp_frame(src, 6000, dst, 6002, payload))
         return w.count
+
+
+def codec_call(path: str, codec: str, clock: int, pt: int, payloads: list[bytes],
+               ts_steps: list[int], fmtp: str = "", channels: int = 1) -> int:
+    """One SIP call whose caller sends ``payloads`` as RTP of ``codec``, RTP timestamps
+    advancing by ``ts_steps`` and capture time with them; the callee sends nothing."""
+    a_txt, a_ip = _ip("192.0.2", 0)
+    b_txt, b_ip = _ip("198.51.100", 0)
+    rtpmap = f"{codec}/{clock}" + (f"/{channels}" if channels > 1 else "")
+    media = (f"m=audio {{port}} RTP/AVP {pt}\r\na=rtpmap:{pt} {rtpmap}\r\n"
+             + (f"a=fmtp:{pt} {fmtp}\r\n" if fmtp else ""))
+
+    def sdp(ip: str, port: int) -> bytes:
+        return (f"v=0\r\no=- 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\n"
+                + media.format(port=port)).encode()
+
+    frm, to = "<sip:caller@example.com>;tag=c1", "<sip:callee@example.net>"
+    base = ["Call-ID: codec-" + codec.lower() + "@calltap.test", f"From: {frm}",
+            "Via: SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bKc"]
+    t = T0_NS
+    out: list[tuple[int, bytes]] = []
+    out.append((t, udp_frame(a_ip, 5060, b_ip, 5060, _sip(
+        "INVITE sip:callee@example.net SIP/2.0", [*base, f"To: {to}", "CSeq: 1 INVITE"],
+        sdp(a_txt, 16000)))))
+    out.append((t + 10**8, udp_frame(b_ip, 5060, a_ip, 5060, _sip(
+        "SIP/2.0 200 OK", [*base, f"To: {to};tag=e1", "CSeq: 1 INVITE"], sdp(b_txt, 26000)))))
+    out.append((t + 2 * 10**8, udp_frame(a_ip, 5060, b_ip, 5060, _sip(
+        "ACK sip:callee@example.net SIP/2.0", [*base, f"To: {to};tag=e1", "CSeq: 1 ACK"]))))
+    elapsed = 0  # RTP clock ticks since the first packet: capture time follows it
+    for k, payload in enumerate(payloads):
+        ts = (1000 + elapsed) & 0xFFFFFFFF
+        hdr = bytes([0x80, pt]) + (k & 0xFFFF).to_bytes(2, "big") + ts.to_bytes(4, "big")
+        hdr += (0x5EED).to_bytes(4, "big")
+        out.append((t + NS // 2 + elapsed * NS // clock,
+                    udp_frame(a_ip, 16000, b_ip, 26000, hdr + payload)))
+        elapsed += ts_steps[k]
+    end = t + NS + elapsed * NS // clock
+    out.append((end, udp_frame(a_ip, 5060, b_ip, 5060, _sip(
+        "BYE sip:callee@example.net SIP/2.0", [*base, f"To: {to};tag=e1", "CSeq: 2 BYE"]))))
+    with open(path, "wb") as f:
+        w = PcapWriter(f)
+        for ts_ns, frame in out:
+            w.write(ts_ns, frame)
+        return w.count
