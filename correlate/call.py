@@ -97,11 +97,14 @@ class Call:
         "flows",
         "flow_ids",
         "serial",
+        "sip_dtmf",
     )
 
     def __init__(self, key: str, call_id: str, start_ns: int, serial: int = 0) -> None:
         self.serial = serial
         """Number unique to this call within one tracker (names its spool)."""
+        self.sip_dtmf: list[tuple[int, int, str, float]] = []
+        """DTMF from SIP INFO: (capture time, sending side, digit, duration ms)."""
         self.key = key
         """Table key of the dialog."""
         self.call_id = call_id

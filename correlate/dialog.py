@@ -15,6 +15,7 @@ from correlate.events import CallFinished, CallStarted, Event, MediaChanged
 from correlate.media import MediaTable
 from correlate.sdp import parse_sdp
 from correlate.sip import SipMessage
+from correlate.sipinfo import MAX_DIGITS, info_digit
 
 # Dialogs tracked at once; a SIP flood must not exhaust memory. Beyond it new INVITEs are
 # counted and ignored.
@@ -121,6 +122,10 @@ class DialogTracker:
             self.drops["sip_illegal_transition"] += 1
             return events
         sender = self._sender(call, msg)
+        if msg.method == "INFO" and len(call.sip_dtmf) < MAX_DIGITS:
+            digit = info_digit(msg.header("content-type"), msg.body)
+            if digit is not None:
+                call.sip_dtmf.append((ts_ns, sender, digit[0], digit[1]))
         if msg.status and msg.to.tag and not call.callee_tag and msg.cseq_method == "INVITE":
             call.callee_tag = msg.to.tag
         if call.state not in TERMINAL or new not in TERMINAL:

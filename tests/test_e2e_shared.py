@@ -169,3 +169,27 @@ def test_lpc_has_no_decoder_and_says_so(tmp_path: Path) -> None:
     summary = load_summary(tmp_path, e)
     assert e["audio"] is None
     assert "payload type 7 (LPC/8000) has no decoder" in summary["warnings"][0]
+
+
+def test_dtmf_digits_with_times(tmp_path: Path) -> None:
+    run_import([need_shared() / "SIP_DTMF2.pcap", need_shared() / "DTMFsipinfo.pcap"], tmp_path)
+    by_id = {e["call_id"]: e for e in load_index(tmp_path)}
+    rfc4733 = load_summary(tmp_path, by_id["25672@192.168.105.110"])["dtmf"]
+    # first packet of each event, as tshark shows it (frame.time_epoch, rtp.marker == 1)
+    assert [(d["digit"], d["time"], d["duration_ms"], d["source"]) for d in rfc4733] == [
+        ("6", "2005-09-09T12:03:46.859546Z", 120.0, "rfc4733"),
+        ("7", "2005-09-09T12:03:48.389610Z", 120.0, "rfc4733"),
+        ("8", "2005-09-09T12:03:48.869639Z", 120.0, "rfc4733"),
+        ("9", "2005-09-09T12:03:49.319683Z", 120.0, "rfc4733"),
+        ("1", "2005-09-09T12:03:49.919678Z", 120.0, "rfc4733"),
+        ("2", "2005-09-09T12:03:50.429711Z", 120.0, "rfc4733"),
+        ("3", "2005-09-09T12:03:50.999726Z", 120.0, "rfc4733"),
+    ]
+    assert by_id["25672@192.168.105.110"]["dtmf"] == "6789123"
+    info = [e for e in by_id.values() if e["dtmf"] and e["call_id"] != "25672@192.168.105.110"]
+    assert len(info) == 1
+    digits = load_summary(tmp_path, info[0])["dtmf"]
+    assert [d["time"] for d in digits] == [
+        "2011-04-27T08:14:36.869586Z", "2011-04-27T08:14:40.600416Z",
+        "2011-04-27T08:15:46.275825Z", "2011-04-27T08:15:48.231547Z"]
+    assert {d["source"] for d in digits} == {"sip-info"}

@@ -18,6 +18,7 @@ from capture.decode import format_ip
 from capture.spool import read_spool
 from correlate.call import SIDE_NAMES, Call
 from writer.codecs import CONTROL, DecodeError, Decoder, decoder_for, resolve
+from writer.dtmf import TelephoneEvents
 from writer.errors import RtpError
 from writer.flows import assign_channels
 from writer.metadata import build_metadata
@@ -50,6 +51,7 @@ class _Direction:
         }
         self.unexpected_pt = 0
         self.late_packets = 0
+        self.events: TelephoneEvents | None = None
         self.decoders: dict[int, Decoder | None] = {}
         self.seg1 = Segmenter()
         self.seg2 = Segmenter()
@@ -174,6 +176,7 @@ def write_call(call: Call, spool: str | None, out_dir: str) -> WriteResult:
                 "has no decoder; its audio is left silent"
             )
     codecs = sorted({c for x in directions for c in x["codecs"]})
+    dtmf = _dtmf(call, dirs, audio_start_ns if rate else max(origin, call.start_ns))
     call_json = _call_json(call)
     summary: dict[str, Any] = {
         "call": call_json,
@@ -185,6 +188,7 @@ def write_call(call: Call, spool: str | None, out_dir: str) -> WriteResult:
         "audio_frames": window.written if window else 0,
         "media_start_ns": max(origin, 0),
         "directions": directions,
+        "dtmf": dtmf,
         "warnings": warnings,
         "unassigned_media_packets": unassigned,
         "recorder_version": VERSION,
@@ -213,6 +217,7 @@ def write_call(call: Call, spool: str | None, out_dir: str) -> WriteResult:
         "end_reason": call.end_reason,
         "final_code": call.final_code,
         "codecs": codecs,
+        "dtmf": "".join(x["digit"] for x in dtmf),
         "packets": [x["packets"] for x in directions],
         "lost": [x["lost"] for x in directions],
     }
@@ -259,6 +264,7 @@ def _pass2(
             d.first_ns = ts
         d.last_ns = ts
         dec, clock = d.decoder(pt)
+        name = ""
         if dec is None:
             name, clock, _ = resolve(pt, d.rtpmap)
             if name in CONTROL:
@@ -270,7 +276,10 @@ def _pass2(
                 continue
             st = d.stats[ssrc] = StreamStats(ssrc, clock or 8000)
         if dec is None:
-            st.add(seq, rts, ts, pt)
+            if st.add(seq, rts, ts, pt) and name == "TELEPHONE-EVENT":
+                if d.events is None:
+                    d.events = TelephoneEvents(clock or 8000)
+                d.events.feed(ts, rts, payload[a:b])
             continue
         idx, ext = d.seg2.place(ssrc, clock, seq, rts, _cap(ts, origin, clock))
         if not st.add(seq, rts, ts, pt):
@@ -294,6 +303,24 @@ def _pass2(
             pos -= round(rs.delay)
         window.put(d.channel, pos, samples)
         d.placed += 1
+
+
+def _dtmf(call: Call, dirs: tuple[_Direction, _Direction], zero_ns: int) -> list[dict[str, Any]]:
+    """Digits from both directions' telephone-events and from SIP INFO, in time order;
+    ``offset`` is seconds from sample 0 of the recording."""
+    found: list[dict[str, Any]] = []
+    for d in dirs:
+        if d.events is not None:
+            for ev in d.events.finish():
+                found.append({**ev, "side": SIDE_NAMES[d.channel]})
+    for ts, side, digit, duration in call.sip_dtmf:
+        found.append({"digit": digit, "start_ns": ts, "duration_ms": duration,
+                      "source": "sip-info", "side": SIDE_NAMES[side]})
+    found.sort(key=lambda x: int(x["start_ns"]))
+    for x in found:
+        x["time"] = rfc3339(x["start_ns"])
+        x["offset"] = round((x.pop("start_ns") - zero_ns) / NS, 3)
+    return found
 
 
 def _call_json(call: Call) -> dict[str, Any]:

@@ -75,6 +75,11 @@ def build_metadata(info: dict[str, Any]) -> bytes:
     _el(dialog, f"{c}from-tag", call["caller_tag"])
     _el(dialog, f"{c}to-tag", call["callee_tag"])
     _el(session, f"{c}status", call["status"], end_reason=call["end_reason"])
+    if info.get("dtmf"):
+        dtmf = _el(session, f"{c}dtmf")
+        for x in info["dtmf"]:
+            _el(dtmf, f"{c}digit", x["digit"], time=x["time"], side=x["side"],
+                source=x["source"], duration_ms=str(x["duration_ms"]))
 
     for side, role in enumerate(("caller", "callee")):
         p = _el(root, f"{n}participant", participant_id=part_ids[side])
