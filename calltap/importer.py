@@ -13,8 +13,16 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any
 
 from calltap.config import Config
-from capture.decode import DROP_REASONS, decode
+from capture.decode import (
+    DROP_REASONS,
+    IP_FRAGMENT,
+    Decoded,
+    decode,
+    decode_fragment,
+    decode_transport,
+)
 from capture.errors import CaptureError
+from capture.fragments import Reassembler
 from capture.pcapfile import close_capture, open_capture
 from capture.spool import SpoolSet
 from correlate.call import MAX_FLOWS, Call
@@ -61,6 +69,9 @@ class Importer:
         self._pending: deque[tuple[Future[WriteResult], Call, str | None]] = deque()
         self.drops: Counter[str] = Counter()
         """Packets not used, by reason."""
+        self.fragments = Reassembler()
+        self.reassembled = 0
+        """IP datagrams rebuilt from fragments."""
         self.packets = 0
         self.media_packets = 0
         self.sip_packets = 0
@@ -115,17 +126,23 @@ class Importer:
             if ts >= self._next_timer:
                 if self._next_timer >= 0:
                     self._events(self.tracker.handle_timer(ts))
+                    self.fragments.expire(ts)
                 self._next_timer = ts + TIMER_NS
             if n % PROGRESS_EVERY == 0:
                 self.packets += PROGRESS_EVERY
                 self.current_bytes = reader.bytes_read
                 if self._progress is not None:
                     self._progress(self)
-            r = decode(link, frame)
+            r: Decoded | int | None = decode(link, frame)
             if type(r) is int:
-                drops[DROP_REASONS[r]] += 1
-                continue
-            assert not isinstance(r, int)
+                if r == IP_FRAGMENT:
+                    r = self._fragment(ts, link, frame)
+                if isinstance(r, int):
+                    drops[DROP_REASONS[r]] += 1
+                    continue
+                if r is None:
+                    continue
+            assert r is not None and not isinstance(r, int)
             _proto, src, dst, sport, dport, payload = r
             d_owner = media_get((dst, dport))
             s_owner = None if d_owner is not None else media_get((src, sport))
@@ -158,6 +175,18 @@ class Importer:
             self._events(self.tracker.handle_sip(msg, ts, (src, sport), (dst, dport)))
         self.packets += n % PROGRESS_EVERY
         self.current_bytes = reader.bytes_read
+
+    def _fragment(self, ts: int, link: int, frame: bytes) -> Decoded | int | None:
+        """Feed a fragment to reassembly: the decoded datagram once whole, else None."""
+        f = decode_fragment(link, frame)
+        if type(f) is int:
+            return f
+        key, offset, more, proto, src, dst, data = f  # type: ignore[misc]
+        whole = self.fragments.feed(ts, key, offset, more, data)
+        if whole is None:
+            return None
+        self.reassembled += 1
+        return decode_transport(proto, src, dst, whole)
 
     def _new_flow(self, call: Call, pair: Any, d_owner: Owner | None, s_owner: Owner | None) -> int:
         """Index of a new media flow of ``call``; NON_AUDIO for a flow from or to a
@@ -233,6 +262,8 @@ class Importer:
         for reason, count in self.tracker.drops.items():
             self.drops[reason] += count
         self.tracker.drops.clear()
+        self.fragments.expire(1 << 62)  # end of input: nothing more will arrive
+        self.drops.update(self.fragments.drops)
         try:
             self._events(self.tracker.finish())
             while self._pending:

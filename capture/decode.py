@@ -69,6 +69,19 @@ Decoded = tuple[int, bytes, bytes, int, int, bytes]
 
 def decode(linktype: int, frame: bytes) -> Decoded | int:
     """Decode one captured frame down to its UDP payload, or return a drop reason."""
+    link = _link(linktype, frame)
+    if type(link) is int:
+        return link
+    etype, off = link  # type: ignore[misc]
+    if etype == 0x0800:
+        return _ipv4(frame, off)
+    if etype == 0x86DD:
+        return _ipv6(frame, off)
+    return NON_IP
+
+
+def _link(linktype: int, frame: bytes) -> tuple[int, int] | int:
+    """(ethertype, offset of the network header) or a drop reason."""
     if linktype == LINKTYPE_ETHERNET:
         if len(frame) < 14:
             return TRUNCATED_LINK
@@ -120,11 +133,7 @@ def decode(linktype: int, frame: bytes) -> Decoded | int:
         off = 4
     else:
         return UNSUPPORTED_LINKTYPE
-    if etype == 0x0800:
-        return _ipv4(frame, off)
-    if etype == 0x86DD:
-        return _ipv6(frame, off)
-    return NON_IP
+    return etype, off
 
 
 def _ipv4(frame: bytes, off: int) -> Decoded | int:
@@ -182,6 +191,53 @@ def _udp(frame: bytes, off: int, end: int, src: bytes, dst: bytes) -> Decoded | 
     if ulen < 8 or off + ulen > end:
         return BAD_UDP_LENGTH
     return UDP, src, dst, sport, dport, frame[off + 8 : off + ulen]
+
+
+Fragment = tuple[tuple[bytes, bytes, int, int], int, bool, int, bytes, bytes, bytes]
+"""(reassembly key, byte offset, more fragments follow, transport protocol, source,
+destination, fragment data)."""
+
+
+def decode_fragment(linktype: int, frame: bytes) -> Fragment | int:
+    """The fragment fields of a frame ``decode`` reported as IP_FRAGMENT."""
+    link = _link(linktype, frame)
+    if type(link) is int:
+        return link
+    etype, off = link  # type: ignore[misc]
+    if etype == 0x0800:
+        ihl = (frame[off] & 0x0F) * 4
+        end = off + _U16.unpack_from(frame, off + 2)[0]
+        ident = _U16.unpack_from(frame, off + 4)[0]
+        flags = _U16.unpack_from(frame, off + 6)[0]
+        src, dst = frame[off + 12 : off + 16], frame[off + 16 : off + 20]
+        proto = frame[off + 9]
+        # RFC 791: offset in 8-byte units, MF is bit 13
+        return ((src, dst, ident, proto), (flags & 0x1FFF) * 8, bool(flags & 0x2000), proto,
+                src, dst, frame[off + ihl : end])
+    if etype == 0x86DD:
+        end = off + 40 + _U16.unpack_from(frame, off + 4)[0]
+        src, dst = frame[off + 8 : off + 24], frame[off + 24 : off + 40]
+        nxt, pos = frame[off + 6], off + 40
+        for _ in range(MAX_IPV6_EXT):
+            if nxt not in _IPV6_EXT:
+                break
+            nxt, pos = frame[pos], pos + 8 + frame[pos + 1] * 8
+        if nxt != 44 or pos + 8 > end:
+            return TRUNCATED_IP
+        # RFC 8200 section 4.5: next header, reserved, offset (13 bits) + M flag, identification
+        proto = frame[pos]
+        offword = _U16.unpack_from(frame, pos + 2)[0]
+        ident = _U32_BE.unpack_from(frame, pos + 4)[0]
+        return ((src, dst, ident, proto), offword & 0xFFF8, bool(offword & 1), proto,
+                src, dst, frame[pos + 8 : end])
+    return NON_IP
+
+
+def decode_transport(proto: int, src: bytes, dst: bytes, data: bytes) -> Decoded | int:
+    """A reassembled transport payload as ``decode`` would have returned it."""
+    if proto != UDP:
+        return TCP if proto == 6 else NON_UDP
+    return _udp(data, 0, len(data), src, dst)
 
 
 def format_ip(addr: bytes) -> str:

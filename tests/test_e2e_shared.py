@@ -193,3 +193,13 @@ def test_dtmf_digits_with_times(tmp_path: Path) -> None:
         "2011-04-27T08:14:36.869586Z", "2011-04-27T08:14:40.600416Z",
         "2011-04-27T08:15:46.275825Z", "2011-04-27T08:15:48.231547Z"]
     assert {d["source"] for d in digits} == {"sip-info"}
+
+
+def test_fragmented_invites_in_shared_captures(tmp_path: Path) -> None:
+    # ipv6frag: the INVITE comes in two IPv6 fragments; SIP-SRTP: the caller's INVITE in two
+    # IPv4 fragments. Both dialogs are found only through reassembly.
+    imp = run_import([need_shared() / "ipv6frag.pcap"], tmp_path / "v6")
+    (e,) = load_index(tmp_path / "v6")
+    assert e["caller"].startswith("sip:sipp@") and imp.reassembled == 2
+    imp = run_import([need_shared() / "SIP-SRTP-Normal_Call_two_parties.pcap"], tmp_path / "v4")
+    assert imp.reassembled == 1 and len(load_index(tmp_path / "v4")) == 2
