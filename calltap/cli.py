@@ -47,6 +47,7 @@ def cmd_import(args: argparse.Namespace) -> int:
                 "inactivity_timeout": args.inactivity_timeout,
                 "linger": args.linger,
                 "jobs": args.jobs,
+                "srtp_keys": args.srtp_key,
             },
         )
     except ConfigError as exc:
@@ -130,6 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="capture time an ended call still collects media (2)")
     imp.add_argument("--jobs", "-j", type=int, metavar="N",
                      help="writer processes (default: CPUs, at most 4)")
+    imp.add_argument("--srtp-key", action="append", metavar="[SEL=]SUITE:KEY",
+                     help="SRTP master key||salt in base64 for streams without SDES keys; "
+                          "SEL is 0xSSRC or ADDRESS:PORT (repeatable)")
     imp.add_argument("--no-progress", action="store_true", help="no progress bar")
     imp.set_defaults(func=cmd_import)
 

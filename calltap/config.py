@@ -27,6 +27,8 @@ class Config:
     """Show a progress bar when stderr is a terminal."""
     jobs: int = field(default_factory=lambda: min(4, os.cpu_count() or 1))
     """Writer processes for import; 1 writes each call in the importing process."""
+    srtp_keys: list[str] = field(default_factory=list)
+    """SRTP keys for streams whose SDP did not carry one: [0xSSRC=|ADDR:PORT=]SUITE:BASE64."""
 
     def validate(self) -> None:
         if self.inactivity_timeout <= 0:
@@ -35,6 +37,13 @@ class Config:
             raise ConfigError("linger must not be negative")
         if self.jobs < 1:
             raise ConfigError("jobs must be at least 1")
+        from writer.srtp import SrtpKeyError, parse_key_spec
+
+        for spec in self.srtp_keys:
+            try:
+                parse_key_spec(spec)
+            except SrtpKeyError as exc:
+                raise ConfigError(f"srtp key {exc}") from None
 
 
 def _coerce(field: dataclasses.Field[Any], raw: Any, where: str) -> Any:
@@ -48,6 +57,9 @@ def _coerce(field: dataclasses.Field[Any], raw: Any, where: str) -> Any:
             return float(raw)
         if kind == "int":
             return int(raw)
+        if kind == "list[str]":
+            items = raw if isinstance(raw, list) else str(raw).split(",")
+            return [str(x).strip() for x in items if str(x).strip()]
         return str(raw)
     except (TypeError, ValueError):
         raise ConfigError(f"{where}: {field.name} = {raw!r} is not a {kind}") from None

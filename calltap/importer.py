@@ -33,6 +33,7 @@ from correlate.media import OTHER, RTCP, MediaTable, Owner
 from correlate.sip import looks_like_sip, parse_sip
 from writer.errors import WriterError
 from writer.job import WriteResult, write_call
+from writer.srtp import parse_key_spec
 
 NS = 1_000_000_000
 # Capture-time interval between timer runs (inactivity and linger checks).
@@ -76,6 +77,7 @@ class Importer:
         self.media_packets = 0
         self.sip_packets = 0
         self.calls_found = 0
+        self.srtp_keys = [parse_key_spec(spec) for spec in cfg.srtp_keys]
         self.written: list[dict[str, Any]] = []
         """Index entries of the first MAX_TABLE_ROWS calls written (for the final table)."""
         self.calls_written = 0
@@ -221,13 +223,14 @@ class Importer:
         spool = self.spool.close_call(call.serial)
         if self._pool is None:
             try:
-                self._done(call, spool, write_call(call, spool, self.out), None)
+                self._done(call, spool, write_call(call, spool, self.out, self.srtp_keys), None)
             except (WriterError, CaptureError, OSError) as exc:
                 self._done(call, spool, None, exc)
             return
         while len(self._pending) >= MAX_PENDING_WRITES * (self.cfg.jobs or 1):
             self._collect()
-        self._pending.append((self._pool.submit(write_call, call, spool, self.out), call, spool))
+        fut = self._pool.submit(write_call, call, spool, self.out, self.srtp_keys)
+        self._pending.append((fut, call, spool))
         while self._pending and self._pending[0][0].done():
             self._collect()
 

@@ -24,7 +24,10 @@ MAX_FLOWS = 256
 class MediaOffer:
     """One audio m= line a party announced: where it receives and with which codecs."""
 
-    __slots__ = ("addr", "port", "rtpmap", "formats", "direction", "ptime", "time_ns", "fmtp")
+    __slots__ = (
+        "addr", "port", "rtpmap", "formats", "direction", "ptime", "time_ns", "fmtp", "proto",
+        "crypto",
+    )
 
     def __init__(
         self,
@@ -52,6 +55,10 @@ class MediaOffer:
         """Capture time of the message that announced it."""
         self.fmtp: dict[int, str] = {}
         """Payload type to its a=fmtp parameters."""
+        self.proto = "RTP/AVP"
+        """Transport protocol of the m= line (RTP/SAVP means SRTP)."""
+        self.crypto: list[str] = []
+        """a=crypto values (RFC 4568): the keys this party sends with."""
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -213,7 +213,7 @@ class DialogTracker:
                 other.append((m.addr, m.port))
                 continue
             offer = MediaOffer(m.addr, m.port, m.rtpmap, m.formats, m.direction, m.ptime, ts_ns)
-            offer.fmtp = m.fmtp
+            offer.fmtp, offer.proto, offer.crypto = m.fmtp, m.proto, m.crypto
             offers.append(offer)
         if not offers and not other:
             return False

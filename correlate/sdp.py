@@ -9,6 +9,8 @@ from correlate.errors import SdpError
 MAX_MEDIA = 32
 # Lines per body.
 MAX_LINES = 2048
+# a=crypto lines kept per media section; offers list a few suites.
+MAX_CRYPTO = 8
 
 DIRECTIONS = frozenset(("sendrecv", "sendonly", "recvonly", "inactive"))
 
@@ -16,7 +18,10 @@ DIRECTIONS = frozenset(("sendrecv", "sendonly", "recvonly", "inactive"))
 class Media:
     """One m= section with the attributes that apply to it."""
 
-    __slots__ = ("kind", "port", "proto", "formats", "addr", "rtpmap", "fmtp", "ptime", "direction")
+    __slots__ = (
+        "kind", "port", "proto", "formats", "addr", "rtpmap", "fmtp", "ptime", "direction",
+        "crypto",
+    )
 
     def __init__(self, kind: str, port: int, proto: str, formats: list[str]) -> None:
         self.kind = kind
@@ -37,6 +42,8 @@ class Media:
         """Packet time in milliseconds, 0 when not given."""
         self.direction = "sendrecv"
         """Direction attribute (RFC 8866 section 6.7), media level over session level."""
+        self.crypto: list[str] = []
+        """a=crypto values (RFC 4568), unparsed."""
 
 
 class Sdp:
@@ -112,6 +119,8 @@ def parse_sdp(body: bytes) -> Sdp:
                 pt_text, _, params = val.partition(" ")
                 if pt_text.isdigit():
                     cur.fmtp[int(pt_text)] = params.strip()
+            elif name == "crypto" and len(cur.crypto) < MAX_CRYPTO:
+                cur.crypto.append(val.strip())
             elif name == "ptime" and val.strip().split(".")[0].isdigit():
                 cur.ptime = int(val.strip().split(".")[0])
     for m in media:

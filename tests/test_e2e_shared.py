@@ -203,3 +203,34 @@ def test_fragmented_invites_in_shared_captures(tmp_path: Path) -> None:
     assert e["caller"].startswith("sip:sipp@") and imp.reassembled == 2
     imp = run_import([need_shared() / "SIP-SRTP-Normal_Call_two_parties.pcap"], tmp_path / "v4")
     assert imp.reassembled == 1 and len(load_index(tmp_path / "v4")) == 2
+
+
+def test_srtp_sdes_decrypts_and_a_wrong_key_fails_authentication(tmp_path: Path) -> None:
+    path = need_shared() / "SIP-SRTP-Normal_Call_two_parties.pcap"
+    run_import([path], tmp_path / "ok")
+    entries = load_index(tmp_path / "ok")
+    assert len(entries) == 2
+    ssrcs = []
+    for e in entries:
+        summary = load_summary(tmp_path / "ok", e)
+        audio, _ = read_wav(tmp_path / "ok" / e["audio"])
+        assert summary["warnings"] == []
+        for d in summary["directions"]:
+            assert d["srtp"] == {"keys": ["AES_CM_128_HMAC_SHA1_80 (sdes)"], "auth_failed": 0,
+                                 "no_key": 0}
+            assert d["packets"] > 1000 and loudest_100ms(audio[:, d["channel"]]) > 1000
+            ssrcs.append(d["ssrcs"][0]["ssrc"])
+    assert len(set(ssrcs)) == 4
+    wrong = f"{ssrcs[0]}=AES_CM_128_HMAC_SHA1_80:" + "A" * 40
+    imp = run_import([path], tmp_path / "bad", srtp_keys=[wrong])
+    failed = [d for e in load_index(tmp_path / "bad")
+              for d in load_summary(tmp_path / "bad", e)["directions"]
+              if d["ssrcs"][0]["ssrc"] == ssrcs[0]]
+    (d,) = failed
+    assert d["srtp"]["auth_failed"] == d["packets"]
+    assert imp.drops["srtp_auth_failed"] == d["packets"]
+    bad_entry = next(e for e in load_index(tmp_path / "bad")
+                     if any(x["ssrcs"][0]["ssrc"] == ssrcs[0]
+                            for x in load_summary(tmp_path / "bad", e)["directions"]))
+    audio, _ = read_wav(tmp_path / "bad" / bad_entry["audio"])
+    assert not audio[:, d["channel"]].any()  # silence, not noise

@@ -12,6 +12,7 @@ import json
 import os
 import wave
 from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
 from capture.decode import format_ip
@@ -25,6 +26,7 @@ from writer.metadata import build_metadata
 from writer.output import append_index, call_stem, tmp_name, write_atomic
 from writer.resample import Resampler
 from writer.rtp import parse_rtp
+from writer.srtp import SUITES, Decryptor, SrtpKey, SrtpKeyError, parse_crypto
 from writer.stats import StreamStats
 from writer.timefmt import rfc3339
 from writer.timeline import Int16Array, Segment, Segmenter, StereoWindow
@@ -35,10 +37,23 @@ MAX_SSRCS = 64
 NS = 1_000_000_000
 
 
+def _sdes_key(call: Call, sender: int) -> tuple[str, bytes] | None:
+    """The SDES key ``sender`` encrypts with: its a=crypto line whose tag the other side's
+    answer chose (RFC 4568 section 5.1.2), else its first usable one."""
+    theirs = {c[0] for o in call.offers[1 - sender] for c in map(parse_crypto, o.crypto) if c}
+    mine = [c for o in reversed(call.offers[sender]) for c in map(parse_crypto, o.crypto) if c]
+    mine = [c for c in mine if c[1] in SUITES]
+    for tag, suite, key in mine:
+        if tag in theirs:
+            return suite, key
+    return (mine[0][1], mine[0][2]) if mine else None
+
+
 class _Direction:
     """Working state of one direction (one channel) while the call is written."""
 
-    def __init__(self, call: Call, channel: int) -> None:
+    def __init__(self, call: Call, channel: int, channels: list[int],
+                 user_keys: Sequence[SrtpKey]) -> None:
         self.channel = channel
         self.rtpmap = call.codec_map(channel)
         self.fmtp = call.fmtp_map(channel)
@@ -52,6 +67,16 @@ class _Direction:
         self.unexpected_pt = 0
         self.late_packets = 0
         self.events: TelephoneEvents | None = None
+        # SRTP: the SDP said RTP/SAVP, or the user gave a key for these streams.
+        self.secure = any("SAVP" in o.proto.upper() for side in call.offers for o in side)
+        self.sdes = _sdes_key(call, channel)
+        self.user_keys = user_keys
+        self.endpoints = {ep for f, ch in zip(call.flows, channels, strict=True) if ch == channel
+                          for ep in (f[0], f[1])}
+        self._decryptors: dict[int, tuple[Decryptor | None, str]] = {}
+        self.srtp_auth_failed = 0
+        self.srtp_no_key = 0
+        self.srtp_keys_used: set[str] = set()
         self.decoders: dict[int, Decoder | None] = {}
         self.seg1 = Segmenter()
         self.seg2 = Segmenter()
@@ -65,6 +90,45 @@ class _Direction:
         self.placed = 0
         self.first_ns = 0
         self.last_ns = 0
+
+    def _key(self, ssrc: int) -> tuple[str, bytes, str] | None:
+        """(suite, key, where it came from) for a stream: an SSRC-specific user key, then an
+        address-specific one, then the SDP's SDES key, then a user key for any stream."""
+        ranked = sorted((k for k in self.user_keys if k.matches(ssrc, self.endpoints)),
+                        key=lambda k: (k.ssrc is None, k.endpoint is None))
+        specific = [k for k in ranked if k.ssrc is not None or k.endpoint is not None]
+        if specific:
+            return specific[0].suite, specific[0].key, "user"
+        if self.sdes is not None:
+            return self.sdes[0], self.sdes[1], "sdes"
+        if ranked:
+            return ranked[0].suite, ranked[0].key, "user"
+        return None
+
+    def encrypted(self, ssrc: int) -> bool:
+        if ssrc not in self._decryptors:
+            key = self._key(ssrc)
+            if key is None:
+                self._decryptors[ssrc] = (None, "")
+            else:
+                try:
+                    self._decryptors[ssrc] = (Decryptor(key[0], key[1]), f"{key[0]} ({key[2]})")
+                except SrtpKeyError:
+                    self._decryptors[ssrc] = (None, "")
+        return self.secure or self._decryptors[ssrc][0] is not None
+
+    def decrypt(self, ssrc: int, packet: bytes) -> bytes | None:
+        """Plain RTP; None (counted) without a key or when authentication fails."""
+        dec, label = self._decryptors[ssrc]
+        if dec is None:
+            self.srtp_no_key += 1
+            return None
+        plain = dec.unprotect(packet)
+        if plain is None:
+            self.srtp_auth_failed += 1
+        else:
+            self.srtp_keys_used.add(label)
+        return plain
 
     def decoder(self, pt: int) -> tuple[Decoder | None, int]:
         """Decoder and RTP clock for a payload type (None for control/unknown payloads)."""
@@ -88,12 +152,13 @@ WriteResult = tuple[dict[str, Any], dict[str, int]]
 """(index entry, media packets of the call not used, by reason)."""
 
 
-def write_call(call: Call, spool: str | None, out_dir: str) -> WriteResult:
+def write_call(call: Call, spool: str | None, out_dir: str,
+               srtp_keys: Sequence[SrtpKey] = ()) -> WriteResult:
     """Write the files of ``call`` under ``out_dir`` and append its index line.
 
     Returns the index entry and the call's media packets not used, by reason."""
-    dirs = (_Direction(call, 0), _Direction(call, 1))
     channels = assign_channels(call.flows)
+    dirs = (_Direction(call, 0, channels, srtp_keys), _Direction(call, 1, channels, srtp_keys))
     rtcp_flow = [f[4] == 1 for f in call.flows]
     unassigned = 0
     origin = -1
@@ -170,6 +235,13 @@ def write_call(call: Call, spool: str | None, out_dir: str) -> WriteResult:
     directions = [_direction_json(call, d, window, rate, channels) for d in dirs]
     warnings: list[str] = []
     for d in dirs:
+        who = f"channel {d.channel} ({SIDE_NAMES[d.channel]})"
+        if d.srtp_no_key:
+            warnings.append(f"{who}: {d.srtp_no_key} SRTP packets and no key for them (give one "
+                            "with --srtp-key); their audio is left silent")
+        if d.srtp_auth_failed:
+            warnings.append(f"{who}: {d.srtp_auth_failed} SRTP packets failed authentication "
+                            "(wrong key?); their audio is left silent")
         for pt, name in sorted(d.unknown.items()):
             warnings.append(
                 f"channel {d.channel} ({SIDE_NAMES[d.channel]}): payload type {pt} ({name}) "
@@ -233,6 +305,8 @@ def write_call(call: Call, spool: str | None, out_dir: str) -> WriteResult:
         drops["rtp_too_late"] += d.late_packets
         drops["rtp_ssrc_limit"] += d.ssrc_overflow
         drops["rtp_decode_error"] += d.decode_errors
+        drops["srtp_auth_failed"] += d.srtp_auth_failed
+        drops["srtp_no_key"] += d.srtp_no_key
     return entry, {k: v for k, v in drops.items() if v}
 
 
@@ -275,17 +349,30 @@ def _pass2(
                 d.ssrc_overflow += 1
                 continue
             st = d.stats[ssrc] = StreamStats(ssrc, clock or 8000)
+        # the same packets as pass 1 go through the segmenter, so segment numbers agree
+        idx = ext = 0
+        if dec is not None:
+            idx, ext = d.seg2.place(ssrc, clock, seq, rts, _cap(ts, origin, clock))
+        if not st.add(seq, rts, ts, pt):
+            continue  # duplicate
+        if dec is not None and idx < 0:
+            d.late_packets += 1
+            continue
+        if d.encrypted(ssrc):
+            plain = d.decrypt(ssrc, payload)
+            if plain is None:
+                continue
+            try:
+                a, b = parse_rtp(plain)[5:7]
+            except RtpError as exc:
+                d.malformed[str(exc)] += 1
+                continue
+            payload = plain
         if dec is None:
-            if st.add(seq, rts, ts, pt) and name == "TELEPHONE-EVENT":
+            if name == "TELEPHONE-EVENT":
                 if d.events is None:
                     d.events = TelephoneEvents(clock or 8000)
                 d.events.feed(ts, rts, payload[a:b])
-            continue
-        idx, ext = d.seg2.place(ssrc, clock, seq, rts, _cap(ts, origin, clock))
-        if not st.add(seq, rts, ts, pt):
-            continue  # duplicate
-        if idx < 0:
-            d.late_packets += 1
             continue
         assert window is not None
         seg = d.segments[idx]
@@ -387,6 +474,8 @@ def _direction_json(
         "control_packets": d.control,
         "unexpected_payload_type": d.unexpected_pt,
         "decode_errors": d.decode_errors,
+        "srtp": {"keys": sorted(d.srtp_keys_used), "auth_failed": d.srtp_auth_failed,
+                 "no_key": d.srtp_no_key} if d.secure or d.srtp_keys_used else None,
         "ssrcs": ssrcs,
         "ssrc_overflow": d.ssrc_overflow,
         "codecs": sorted({s.codec for s in d.segments}),
