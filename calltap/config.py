@@ -21,6 +21,8 @@ class Config:
     """Output directory for recordings and index.jsonl."""
     inactivity_timeout: float = 300.0
     """Seconds of capture time without SIP or media after which a call is ended."""
+    unsignalled_timeout: float = 30.0
+    """Seconds of capture time without packets after which an RTP-only call is ended."""
     linger: float = 2.0
     """Seconds of capture time an ended call still collects media the mirror reordered."""
     progress: bool = True
@@ -33,6 +35,8 @@ class Config:
     def validate(self) -> None:
         if self.inactivity_timeout <= 0:
             raise ConfigError("inactivity_timeout must be positive")
+        if self.unsignalled_timeout <= 0:
+            raise ConfigError("unsignalled_timeout must be positive")
         if self.linger < 0:
             raise ConfigError("linger must not be negative")
         if self.jobs < 1:

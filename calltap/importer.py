@@ -42,6 +42,10 @@ TIMER_NS = NS
 MAX_TABLE_ROWS = 1000
 # Error lines kept for the end of an import; the rest are counted.
 MAX_MESSAGES = 100
+# RTP-looking flows without signalling under watch; each holds up to PROMOTE_AFTER packets.
+MAX_RTP_CANDIDATES = 4096
+# Packets of one SSRC with advancing sequence numbers before a flow is taken for RTP.
+PROMOTE_AFTER = 5
 NON_AUDIO = -2
 TOO_MANY = -1
 # Finished calls queued per writer process; each holds a call record, its media is on disk.
@@ -62,6 +66,7 @@ class Importer:
             self.media,
             inactivity_ns=int(cfg.inactivity_timeout * NS),
             linger_ns=int(cfg.linger * NS),
+            unsignalled_ns=int(cfg.unsignalled_timeout * NS),
         )
         # A directory of its own, so two imports into one output directory cannot collide.
         self._spool_dir = tempfile.mkdtemp(prefix=".spool-", dir=self.out)
@@ -71,6 +76,7 @@ class Importer:
         self.drops: Counter[str] = Counter()
         """Packets not used, by reason."""
         self.fragments = Reassembler()
+        self._candidates: dict[tuple[bytes, int, bytes, int], list[Any]] = {}
         self.reassembled = 0
         """IP datagrams rebuilt from fragments."""
         self.packets = 0
@@ -166,7 +172,8 @@ class Importer:
                         drops["non_audio_media"] += 1
                     continue
             if not looks_like_sip(payload):
-                drops["udp_not_sip_or_known_media"] += 1
+                if not self._rtp_candidate(ts, src, sport, dst, dport, payload):
+                    drops["udp_not_sip_or_known_media"] += 1
                 continue
             try:
                 msg = parse_sip(payload)
@@ -189,6 +196,38 @@ class Importer:
             return None
         self.reassembled += 1
         return decode_transport(proto, src, dst, whole)
+
+    def _rtp_candidate(self, ts: int, src: bytes, sport: int, dst: bytes, dport: int,
+                       payload: bytes) -> bool:
+        """Track UDP that looks like RTP but belongs to no signalled call; after a few
+        packets of one SSRC with advancing sequence numbers it becomes an unsignalled call."""
+        if (len(payload) < 13 or payload[0] >> 6 != 2 or 72 <= payload[1] & 0x7F <= 76
+                or min(sport, dport) < 1024):
+            return False
+        key = (src, sport, dst, dport)
+        ssrc = payload[8:12]
+        seq = (payload[2] << 8) | payload[3]
+        cand = self._candidates.get(key)
+        if cand is None or cand[0] != ssrc or not 0 < ((seq - cand[1]) & 0xFFFF) <= 20:
+            if cand is None and len(self._candidates) >= MAX_RTP_CANDIDATES:
+                del self._candidates[next(iter(self._candidates))]  # the oldest goes
+            cand = self._candidates[key] = [ssrc, seq, []]
+        cand[1] = seq
+        cand[2].append((ts, payload))
+        if len(cand[2]) < PROMOTE_AFTER:
+            return True
+        del self._candidates[key]
+        call = self.tracker.add_unsignalled(ts, (src, sport), (dst, dport))
+        if call is None:
+            return False
+        self.calls_found += 1
+        pair = ((src, sport), (dst, dport))
+        flow = self._new_flow(call, pair, self.media.get(pair[1]), self.media.get(pair[0]))
+        for t, p in cand[2]:
+            self.spool.add(call.serial, t, flow, p)
+            self.media_packets += 1
+        call.last_ns = ts
+        return True
 
     def _new_flow(self, call: Call, pair: Any, d_owner: Owner | None, s_owner: Owner | None) -> int:
         """Index of a new media flow of ``call``; NON_AUDIO for a flow from or to a

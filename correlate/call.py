@@ -105,11 +105,14 @@ class Call:
         "flow_ids",
         "serial",
         "sip_dtmf",
+        "unsignalled",
     )
 
     def __init__(self, key: str, call_id: str, start_ns: int, serial: int = 0) -> None:
         self.serial = serial
         """Number unique to this call within one tracker (names its spool)."""
+        self.unsignalled = False
+        """True for RTP recorded without any captured signalling."""
         self.sip_dtmf: list[tuple[int, int, str, float]] = []
         """DTMF from SIP INFO: (capture time, sending side, digit, duration ms)."""
         self.key = key

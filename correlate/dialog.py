@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+from capture.decode import format_ip
 from correlate.call import CALLEE, CALLER, Call, Endpoint, MediaOffer
 from correlate.errors import SdpError
 from correlate.events import CallFinished, CallStarted, Event, MediaChanged
@@ -73,6 +74,7 @@ class DialogTracker:
         inactivity_ns: int = 300 * 1_000_000_000,
         linger_ns: int = 2 * 1_000_000_000,
         max_calls: int = MAX_CALLS,
+        unsignalled_ns: int = 30 * 1_000_000_000,
     ) -> None:
         self.media = media
         self.calls: dict[str, Call] = {}
@@ -80,6 +82,8 @@ class DialogTracker:
         """A call with no SIP or media for this long (capture time) is ended."""
         self.linger_ns = linger_ns
         """How long an ended call still collects media, for packets the mirror reordered."""
+        self.unsignalled_ns = unsignalled_ns
+        """An unsignalled call (RTP only) ends after this much silence on both flows."""
         self.max_calls = max_calls
         self.drops: Counter[str] = Counter()
         """Messages not applied, by reason."""
@@ -230,6 +234,25 @@ class DialogTracker:
         self.media.set_side(call.key, sender, [(o.addr, o.port) for o in offers], other)
         return True
 
+    def add_unsignalled(self, ts_ns: int, src: Endpoint, dst: Endpoint) -> Call | None:
+        """A call for RTP whose signalling was not captured (one-sided mirror, SIP over TLS):
+        the first flow's sender is the caller; the reverse flow joins it through the media
+        table. None when the call table is full."""
+        if len(self.calls) >= self.max_calls:
+            self.drops["call_table_full"] += 1
+            return None
+        a, b = _ep_text(src), _ep_text(dst)
+        key = f"rtp {a} {b}"
+        self._serial += 1
+        call = Call(key, f"unsignalled-{a}-{b}", ts_ns, self._serial)
+        call.caller_uri, call.callee_uri = f"rtp:{a}", f"rtp:{b}"
+        call.caller_signal, call.callee_signal = src, dst
+        call.state, call.status, call.unsignalled = CONFIRMED, "unsignalled", True
+        self.calls[key] = call
+        self.media.set_side(key, CALLER, [src], [])
+        self.media.set_side(key, CALLEE, [dst], [])
+        return call
+
     def touch(self, call: Call, ts_ns: int) -> None:
         """Record media activity on ``call`` at capture time ``ts_ns``."""
         if ts_ns > call.last_ns:
@@ -242,7 +265,9 @@ class DialogTracker:
             if call.state in TERMINAL:
                 if now_ns - call.ended_ns >= self.linger_ns:
                     done.append(self._finish(call))
-            elif now_ns - call.last_ns >= self.inactivity_ns:
+            elif now_ns - call.last_ns >= (
+                self.unsignalled_ns if call.unsignalled else self.inactivity_ns
+            ):
                 done.append(self._finish(call, "rtp-timeout", "timeout"))
         return done
 
@@ -265,6 +290,11 @@ class DialogTracker:
         del self.calls[call.key]
         self.media.drop_call(call.key)
         return CallFinished(call)
+
+
+def _ep_text(ep: Endpoint) -> str:
+    host = format_ip(ep[0])
+    return f"[{host}]:{ep[1]}" if ":" in host else f"{host}:{ep[1]}"
 
 
 # Media announcements remembered per side of a call (re-INVITE history for the summary).

@@ -234,3 +234,37 @@ def test_srtp_sdes_decrypts_and_a_wrong_key_fails_authentication(tmp_path: Path)
                             for x in load_summary(tmp_path / "bad", e)["directions"]))
     audio, _ = read_wav(tmp_path / "bad" / bad_entry["audio"])
     assert not audio[:, d["channel"]].any()  # silence, not noise
+
+
+def test_unsignalled_rtp_and_srtp(tmp_path: Path) -> None:
+    shared = need_shared()
+    run_import([shared / "SIP-over-TLS-RTP-Normal_Call_two_parties.pcap"], tmp_path / "tls")
+    entries = load_index(tmp_path / "tls")
+    assert len(entries) == 2 and {e["status"] for e in entries} == {"unsignalled"}
+    for e in entries:
+        audio, _ = read_wav(tmp_path / "tls" / e["audio"])
+        assert loudest_100ms(audio[:, 0]) > 1000 and loudest_100ms(audio[:, 1]) > 1000
+    # SRTP with its keys inside TLS: recognised as ciphertext, kept silent, said why
+    run_import([shared / "SIP-over-TLS-RSA-SRTP_Normal_Call_two_parties.pcap"], tmp_path / "s")
+    for e in load_index(tmp_path / "s"):
+        audio, _ = read_wav(tmp_path / "s" / e["audio"])
+        warnings = load_summary(tmp_path / "s", e)["warnings"]
+        assert not audio.any() and len(warnings) == 2 and "looks encrypted" in warnings[0]
+
+
+MARSEILLAISE_KEY = "AES_CM_128_HMAC_SHA1_80:aSBrbm93IGFsbCB5b3VyIGxpdHRsZSBzZWNyZXRz"
+
+
+def test_marseillaise_with_its_published_key(tmp_path: Path) -> None:
+    path = need_shared() / "marseillaise-srtp.pcap"
+    run_import([path], tmp_path / "ok", srtp_keys=[MARSEILLAISE_KEY])
+    (e,) = load_index(tmp_path / "ok")
+    d = load_summary(tmp_path / "ok", e)["directions"][0]
+    audio, _ = read_wav(tmp_path / "ok" / e["audio"])
+    assert d["srtp"]["auth_failed"] == 0 and d["packets"] == 11888
+    assert loudest_100ms(audio[:, 0]) > 1000 and e["codecs"] == ["PCMA/8000"]
+    wrong = "0xdeadbeef=AES_CM_128_HMAC_SHA1_80:" + "B" * 40
+    imp = run_import([path], tmp_path / "bad", srtp_keys=[wrong])
+    (e,) = load_index(tmp_path / "bad")
+    audio, _ = read_wav(tmp_path / "bad" / e["audio"])
+    assert imp.drops["srtp_auth_failed"] == 11888 and not audio.any()

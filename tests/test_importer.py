@@ -95,3 +95,25 @@ def test_fragmented_invite_records_like_the_clean_capture(tmp_path: Path) -> Non
     for e in a:
         audio = e["audio"]
         assert (tmp_path / "a" / audio).read_bytes() == (tmp_path / "b" / audio).read_bytes()
+
+
+def test_rtp_without_signalling_becomes_one_call_with_both_directions(tmp_path: Path) -> None:
+    a, b = ("192.0.2.1", 20000), ("198.51.100.2", 30000)
+    frames = []
+    for k in range(100):
+        frames.append((k * 20_000_000, udp4(*a, *b, rtp(k))))
+        if k >= 10:  # the answer starts later, from the other end, with its own SSRC
+            back = bytearray(rtp(k + 500))
+            back[8:12] = b"\0\0\0\x09"
+            frames.append((k * 20_000_000 + 5_000_000, udp4(*b, *a, bytes(back))))
+    # UDP on high ports that is not RTP (version 0) and a 4-packet RTP burst: not promoted
+    frames += [(3 * S + k, udp4("192.0.2.7", 4000, "192.0.2.8", 4002, b"\x00" * 40))
+               for k in range(10)]
+    frames += [(3 * S + k, udp4("192.0.2.7", 6000, "192.0.2.8", 6002, rtp(k))) for k in range(4)]
+    pcap = tmp_path / "rtp.pcap"
+    pcap.write_bytes(pcap_bytes(sorted(frames)))
+    imp = run_import([pcap], tmp_path / "o")
+    (e,) = load_index(tmp_path / "o")
+    assert e["status"] == "unsignalled" and e["caller"] == "rtp:192.0.2.1:20000"
+    assert e["packets"] == [100, 90] and e["codecs"] == ["PCMU/8000"]
+    assert imp.drops["udp_not_sip_or_known_media"] == 10

@@ -15,6 +15,8 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 from capture.decode import format_ip
 from capture.spool import read_spool
 from correlate.call import SIDE_NAMES, Call
@@ -32,6 +34,13 @@ from writer.timefmt import rfc3339
 from writer.timeline import Int16Array, Segment, Segmenter, StereoWindow
 
 VERSION = "0.1.0"
+ANY_PT = frozenset(range(128)) - frozenset(range(72, 77))
+# Payloads sampled per direction of an unsignalled call to tell SRTP from plain RTP.
+SNIFF_PACKETS = 64
+SNIFF_MIN_BYTES = 4096
+# Bits per byte above which a payload is taken for ciphertext: uniform bytes give 7.95+
+# over 4 KiB; G.711 speech and noise stay below 7.6.
+ENCRYPTED_ENTROPY = 7.85
 # SSRCs tracked per direction; a sender changes SSRC a few times at most, hostile streams more.
 MAX_SSRCS = 64
 NS = 1_000_000_000
@@ -63,7 +72,7 @@ class _Direction:
         # call's audio (T.38 UDPTL after a re-INVITE, stray traffic) and is kept out.
         self.allowed = {
             int(f) for side in call.offers for o in side for f in o.formats if f.isdigit()
-        }
+        } or ANY_PT  # no SDP (an unsignalled call): any RTP payload type
         self.unexpected_pt = 0
         self.late_packets = 0
         self.events: TelephoneEvents | None = None
@@ -77,6 +86,12 @@ class _Direction:
         self.srtp_auth_failed = 0
         self.srtp_no_key = 0
         self.srtp_keys_used: set[str] = set()
+        # Without SDP nothing says a stream is SRTP; encrypted payloads are byte-uniform,
+        # audio is not, so an unsignalled stream's byte entropy decides.
+        self.sniff = call.unsignalled
+        self.histogram = np.zeros(256, dtype=np.int64)
+        self.sniffed = 0
+        self.looks_encrypted = False
         self.decoders: dict[int, Decoder | None] = {}
         self.seg1 = Segmenter()
         self.seg2 = Segmenter()
@@ -185,6 +200,9 @@ def write_call(call: Call, spool: str | None, out_dir: str,
             dec, clock = d.decoder(pt)
             if dec is None:
                 continue
+            if d.sniff and d.sniffed < SNIFF_PACKETS:
+                d.histogram += np.bincount(np.frombuffer(payload[_a:_b], np.uint8), minlength=256)
+                d.sniffed += 1
             rate = max(rate, dec.rate)
             cap = _cap(ts, origin, clock)
             idx, ext = d.seg1.place(ssrc, clock, seq, rts, cap)
@@ -198,6 +216,12 @@ def write_call(call: Call, spool: str | None, out_dir: str,
                 seg.min_transit = min(seg.min_transit, transit)
                 seg.min_ext = min(seg.min_ext, ext)
                 seg.last_ns = ts
+    for d in dirs:
+        if d.sniff and d.histogram.sum() >= SNIFF_MIN_BYTES:
+            p = d.histogram[d.histogram > 0] / d.histogram.sum()
+            entropy = float(-(p * np.log2(p)).sum())
+            if entropy > ENCRYPTED_ENTROPY and not any(d.encrypted(s.ssrc) for s in d.segments):
+                d.looks_encrypted = d.secure = True
     starts = [s.start() * rate // s.clock for d in dirs for s in d.segments]
     base = min(starts) if starts else 0
     audio_start_ns = origin + base * NS // rate if rate else 0
@@ -237,7 +261,9 @@ def write_call(call: Call, spool: str | None, out_dir: str,
     for d in dirs:
         who = f"channel {d.channel} ({SIDE_NAMES[d.channel]})"
         if d.srtp_no_key:
-            warnings.append(f"{who}: {d.srtp_no_key} SRTP packets and no key for them (give one "
+            what = ("packets whose payload looks encrypted (SRTP without signalling?)"
+                    if d.looks_encrypted else "SRTP packets")
+            warnings.append(f"{who}: {d.srtp_no_key} {what} and no key for them (give one "
                             "with --srtp-key); their audio is left silent")
         if d.srtp_auth_failed:
             warnings.append(f"{who}: {d.srtp_auth_failed} SRTP packets failed authentication "
@@ -369,6 +395,11 @@ def _pass2(
                 continue
             payload = plain
         if dec is None:
+            if not name and d.sniff and pt >= 96 and b - a == 4:
+                # No SDP to say so, but a 4-byte dynamic payload is an RFC 4733 event.
+                name = "TELEPHONE-EVENT"
+                d.unknown.pop(pt, None)
+                d.control += 1
             if name == "TELEPHONE-EVENT":
                 if d.events is None:
                     d.events = TelephoneEvents(clock or 8000)
