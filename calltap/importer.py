@@ -31,7 +31,6 @@ from correlate.errors import SipError
 from correlate.events import CallFinished, CallStarted, Event
 from correlate.media import OTHER, RTCP, MediaTable, Owner
 from correlate.sip import looks_like_sip, parse_sip
-from writer.errors import WriterError
 from writer.job import WriteResult, write_call
 from writer.srtp import parse_key_spec
 
@@ -46,6 +45,9 @@ MAX_MESSAGES = 100
 MAX_RTP_CANDIDATES = 4096
 # Packets of one SSRC with advancing sequence numbers before a flow is taken for RTP.
 PROMOTE_AFTER = 5
+# Largest RTP packet of a dynamic payload type still taken for audio (Opus tops out near
+# 1275 bytes at 510 kbit/s, but voice calls stay far below; video fills the MTU).
+MAX_AUDIO_PAYLOAD = 600
 NON_AUDIO = -2
 TOO_MANY = -1
 # Finished calls queued per writer process; each holds a call record, its media is on disk.
@@ -217,6 +219,11 @@ class Importer:
         if len(cand[2]) < PROMOTE_AFTER:
             return True
         del self._candidates[key]
+        pt = payload[1] & 0x7F
+        # Audio only: static video types (RFC 3551: 25-34) and big dynamic payloads (video)
+        # are left alone.
+        if 24 < pt < 96 or (pt >= 96 and max(len(p) for _t, p in cand[2]) > MAX_AUDIO_PAYLOAD):
+            return False
         call = self.tracker.add_unsignalled(ts, (src, sport), (dst, dport))
         if call is None:
             return False
@@ -263,7 +270,7 @@ class Importer:
         if self._pool is None:
             try:
                 self._done(call, spool, write_call(call, spool, self.out, self.srtp_keys), None)
-            except (WriterError, CaptureError, OSError) as exc:
+            except Exception as exc:  # noqa: BLE001 - one bad call must not end the import
                 self._done(call, spool, None, exc)
             return
         while len(self._pending) >= MAX_PENDING_WRITES * (self.cfg.jobs or 1):
@@ -277,7 +284,7 @@ class Importer:
         fut, call, spool = self._pending.popleft()
         try:
             self._done(call, spool, fut.result(), None)
-        except (WriterError, CaptureError, OSError) as exc:
+        except Exception as exc:  # noqa: BLE001 - one bad call must not end the import
             self._done(call, spool, None, exc)
 
     def _done(self, call: Call, spool: str | None,

@@ -67,3 +67,15 @@ def test_segmenter_wraps_timestamps() -> None:
     s = Segmenter()
     s.place(1, 8000, 65535, 0xFFFFFF60, 0)
     assert s.place(1, 8000, 0, 0, 160) == (0, 0x100000000)
+
+
+def test_collapse_gaps_of_a_jumping_capture_clock() -> None:
+    from writer.timeline import Segment, collapse_gaps
+
+    a = Segment(1, 8000, 0, 0, 0, "PCMU/8000")
+    a.max_ext = 8000 * 10
+    b = Segment(1, 8000, 8000 * 86400, 0, 0, "PCMU/8000")  # a day later
+    b.max_ext = 8000 * 5
+    c = Segment(2, 8000, 8000 * 86400 + 8000 * 30, 0, 0, "PCMU/8000")  # 30 s after b: kept
+    assert collapse_gaps([c, b, a], 8000) == 1
+    assert a.shift == 0 and b.start() - b.shift == 8000 * 11 and c.shift == b.shift

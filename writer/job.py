@@ -31,7 +31,14 @@ from writer.rtp import parse_rtp
 from writer.srtp import SUITES, Decryptor, SrtpKey, SrtpKeyError, parse_crypto
 from writer.stats import StreamStats
 from writer.timefmt import rfc3339
-from writer.timeline import Int16Array, Segment, Segmenter, StereoWindow
+from writer.timeline import (
+    MAX_GAP_SECONDS,
+    Int16Array,
+    Segment,
+    Segmenter,
+    StereoWindow,
+    collapse_gaps,
+)
 
 VERSION = "0.1.0"
 ANY_PT = frozenset(range(128)) - frozenset(range(72, 77))
@@ -215,6 +222,7 @@ def write_call(call: Call, spool: str | None, out_dir: str,
                 seg = d.segments[idx]
                 seg.min_transit = min(seg.min_transit, transit)
                 seg.min_ext = min(seg.min_ext, ext)
+                seg.max_ext = max(seg.max_ext, ext)
                 seg.last_ns = ts
     for d in dirs:
         if d.sniff and d.histogram.sum() >= SNIFF_MIN_BYTES:
@@ -222,7 +230,8 @@ def write_call(call: Call, spool: str | None, out_dir: str,
             entropy = float(-(p * np.log2(p)).sum())
             if entropy > ENCRYPTED_ENTROPY and not any(d.encrypted(s.ssrc) for s in d.segments):
                 d.looks_encrypted = d.secure = True
-    starts = [s.start() * rate // s.clock for d in dirs for s in d.segments]
+    gaps = collapse_gaps([s for d in dirs for s in d.segments], rate) if rate else 0
+    starts = [s.start() * rate // s.clock - s.shift for d in dirs for s in d.segments]
     base = min(starts) if starts else 0
     audio_start_ns = origin + base * NS // rate if rate else 0
 
@@ -258,6 +267,9 @@ def write_call(call: Call, spool: str | None, out_dir: str,
 
     directions = [_direction_json(call, d, window, rate, channels) for d in dirs]
     warnings: list[str] = []
+    if gaps:
+        warnings.append(f"the capture clock jumped {gaps} time(s) by more than "
+                        f"{MAX_GAP_SECONDS} s; each jump is one second of silence")
     for d in dirs:
         who = f"channel {d.channel} ({SIDE_NAMES[d.channel]})"
         if d.srtp_no_key:
@@ -407,7 +419,7 @@ def _pass2(
             continue
         assert window is not None
         seg = d.segments[idx]
-        pos = (ext + seg.min_transit) * rate // clock - base
+        pos = (ext + seg.min_transit) * rate // clock - seg.shift - base
         try:
             samples = dec.decode(payload[a:b])
         except DecodeError:

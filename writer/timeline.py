@@ -70,7 +70,10 @@ class Segmenter:
 class Segment:
     """One clock mapping of a direction."""
 
-    __slots__ = ("ssrc", "clock", "min_transit", "min_ext", "first_ns", "last_ns", "codec")
+    __slots__ = (
+        "ssrc", "clock", "min_transit", "min_ext", "max_ext", "first_ns", "last_ns", "codec",
+        "shift",
+    )
 
     def __init__(self, ssrc: int, clock: int, transit: int, ext: int, ts_ns: int, codec: str):
         self.ssrc = ssrc
@@ -81,6 +84,10 @@ class Segment:
         """Smallest capture-minus-RTP time seen, in clock units."""
         self.min_ext = ext
         """Smallest extended timestamp seen."""
+        self.max_ext = ext
+        """Largest extended timestamp seen."""
+        self.shift = 0
+        """Output samples the segment moves back when a capture-clock jump is collapsed."""
         self.first_ns = ts_ns
         """Capture time of its first packet."""
         self.last_ns = ts_ns
@@ -91,6 +98,33 @@ class Segment:
     def start(self) -> int:
         """Earliest position of the segment, in clock units from the origin."""
         return self.min_ext + self.min_transit
+
+    def end(self) -> int:
+        """Position just after its last packet's start, in clock units from the origin."""
+        return self.max_ext + self.min_transit
+
+
+# A silence longer than this between segments is taken for a capture clock that jumped
+# (broken timestamps), not a pause in the call: it is collapsed to one second, so a bad
+# clock cannot produce hours of silent audio.
+MAX_GAP_SECONDS = 3600
+
+
+def collapse_gaps(segments: list[Segment], rate: int) -> int:
+    """Set ``shift`` on segments that follow a gap longer than MAX_GAP_SECONDS; returns how
+    many gaps were collapsed."""
+    collapsed = 0
+    shift = 0
+    covered = None
+    for seg in sorted(segments, key=lambda s: s.start() * rate // s.clock):
+        start = seg.start() * rate // seg.clock - shift
+        if covered is not None and start - covered > MAX_GAP_SECONDS * rate:
+            shift += start - covered - rate
+            collapsed += 1
+        seg.shift = shift
+        end = seg.end() * rate // seg.clock - shift
+        covered = end if covered is None else max(covered, end)
+    return collapsed
 
 
 Int16Array = npt.NDArray[np.int16]
