@@ -106,6 +106,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         jitter_ms=args.jitter_ms,
         seed=args.seed,
         codecs=tuple(args.codecs.split(",")),
+        drift=args.drift,
     )
     try:
         n = generate(args.output, opts)
@@ -147,6 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--duplicate", type=float, default=0.0, help="fraction of RTP duplicated")
     gen.add_argument("--jitter-ms", type=float, default=0.0, help="maximum extra delay")
     gen.add_argument("--codecs", default="PCMU,PCMA", help="codecs to cycle through")
+    gen.add_argument("--drift", type=float, default=0.0,
+                     help="caller's RTP clock runs this fraction fast (0.0005 = 0.05%%)")
     gen.add_argument("--seed", type=int, default=1)
     gen.set_defaults(func=cmd_generate)
     return p

@@ -42,6 +42,8 @@ class GenOptions:
     codecs: tuple[str, ...] = ("PCMU", "PCMA")
     stagger: float = 0.25
     """Seconds between call starts when concurrent."""
+    drift: float = 0.0
+    """How much faster the caller's RTP clock runs than the capture clock (0.0005 = 0.05%)."""
 
 
 @dataclass
@@ -144,7 +146,8 @@ def _call_packets(
         for k in range(n_pkts):
             if rng.random() < opts.loss:
                 continue
-            nominal = gc.media_start_ns[side] + k * PTIME_NS
+            step = PTIME_NS / (1 + opts.drift) if side == 0 else PTIME_NS
+            nominal = gc.media_start_ns[side] + round(k * step)
             delay = rng.randrange(jitter + 1) if jitter else 0
             if rng.random() < opts.reorder:
                 delay += 30_000_000  # arrives after the next packet
@@ -277,3 +280,26 @@ def codec_call(path: str, codec: str, clock: int, pt: int, payloads: list[bytes]
         for ts_ns, frame in out:
             w.write(ts_ns, frame)
         return w.count
+
+
+ENVELOPE_FRAME = 40  # 5 ms
+
+
+def _envelope(x: npt.NDArray[np.int16]) -> npt.NDArray[np.float64]:
+    n = len(x) // ENVELOPE_FRAME * ENVELOPE_FRAME
+    frames = x[:n].astype(np.float64).reshape(-1, ENVELOPE_FRAME)
+    env: npt.NDArray[np.float64] = np.sqrt((frames**2).mean(axis=1))
+    centred: npt.NDArray[np.float64] = env - env.mean()
+    return centred
+
+
+def alignment_error(channel: npt.NDArray[np.int16], index: int, side: int, at: int,
+                    expected: int, length: int = 2 * RATE, search: int = 1600) -> int:
+    """Where a party's audio from its sample ``at`` sits in a recorded channel, minus where it
+    should (``expected``), in samples. Found by the 100 ms loudness pattern, which survives
+    a drifting sender's stretched waveform; 5 ms resolution."""
+    ref = tone(index, side, at, length)
+    lo = max(0, expected - search)
+    seg = _envelope(channel[lo : expected + length + search])
+    corr = np.correlate(seg, _envelope(ref), mode="valid")
+    return int(np.argmax(corr)) * ENVELOPE_FRAME + lo - expected

@@ -219,17 +219,16 @@ def write_call(call: Call, spool: str | None, out_dir: str,
             if idx == len(d.segments):
                 d.segments.append(Segment(ssrc, clock, transit, ext, ts, dec.name))
             else:
-                seg = d.segments[idx]
-                seg.min_transit = min(seg.min_transit, transit)
-                seg.min_ext = min(seg.min_ext, ext)
-                seg.max_ext = max(seg.max_ext, ext)
-                seg.last_ns = ts
+                d.segments[idx].add(ext, transit, ts)
     for d in dirs:
         if d.sniff and d.histogram.sum() >= SNIFF_MIN_BYTES:
             p = d.histogram[d.histogram > 0] / d.histogram.sum()
             entropy = float(-(p * np.log2(p)).sum())
             if entropy > ENCRYPTED_ENTROPY and not any(d.encrypted(s.ssrc) for s in d.segments):
                 d.looks_encrypted = d.secure = True
+    for d in dirs:
+        for seg in d.segments:
+            seg.fit()
     gaps = collapse_gaps([s for d in dirs for s in d.segments], rate) if rate else 0
     starts = [s.start() * rate // s.clock - s.shift for d in dirs for s in d.segments]
     base = min(starts) if starts else 0
@@ -419,7 +418,7 @@ def _pass2(
             continue
         assert window is not None
         seg = d.segments[idx]
-        pos = (ext + seg.min_transit) * rate // clock - seg.shift - base
+        pos = (ext + seg.floor(ext)) * rate // clock - seg.shift - base
         try:
             samples = dec.decode(payload[a:b])
         except DecodeError:
@@ -530,6 +529,7 @@ def _direction_json(
                 "codec": s.codec,
                 "start": rfc3339(s.first_ns),
                 "end": rfc3339(s.last_ns),
+                "clock_drift_ppm": round(s.b * 1e6, 1),
             }
             for s in d.segments
         ],

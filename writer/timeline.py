@@ -49,7 +49,10 @@ class Segmenter:
             if abs(cap - ext - self.ref) <= JUMP_SECONDS * clock:
                 self._ext.extend(rtp_ts)
                 if newer:
+                    # Follow the newest transit: a sender clock that drifts against the
+                    # capture clock moves it slowly; only a sudden move is a jump.
                     self._seq = seq
+                    self.ref = cap - ext
                 return self.index, ext
             if not newer:
                 # An old sequence number far off the mapping is a straggler (a late copy from
@@ -67,12 +70,23 @@ class Segmenter:
         return self.index, ext
 
 
+# Transit floor buckets per segment: the floor is the smallest transit per stretch of RTP
+# time; 512 stretches fit a line through a call of any length (they widen as it grows).
+MAX_BUCKETS = 512
+BUCKET_SECONDS = 1
+# A fitted drift beyond 1% is not a sender clock, it is broken data: use no slope.
+MAX_DRIFT = 0.01
+# Drift is corrected once it adds up to a packet time over a segment.
+MIN_DRIFT_SECONDS = 0.02
+
+
 class Segment:
-    """One clock mapping of a direction."""
+    """One clock mapping of a direction: RTP time to capture time, with the sender's clock
+    drift against the capture clock fitted as a line through the transit floor."""
 
     __slots__ = (
         "ssrc", "clock", "min_transit", "min_ext", "max_ext", "first_ns", "last_ns", "codec",
-        "shift",
+        "shift", "e0", "width", "buckets", "a", "b",
     )
 
     def __init__(self, ssrc: int, clock: int, transit: int, ext: int, ts_ns: int, codec: str):
@@ -86,22 +100,68 @@ class Segment:
         """Smallest extended timestamp seen."""
         self.max_ext = ext
         """Largest extended timestamp seen."""
-        self.shift = 0
-        """Output samples the segment moves back when a capture-clock jump is collapsed."""
         self.first_ns = ts_ns
         """Capture time of its first packet."""
         self.last_ns = ts_ns
         """Capture time of its last packet."""
         self.codec = codec
         """Codec of its first packet."""
+        self.shift = 0
+        """Output samples the segment moves back when a capture-clock jump is collapsed."""
+        self.e0 = ext
+        self.width = BUCKET_SECONDS * clock
+        self.buckets: dict[int, tuple[int, int]] = {0: (transit, ext)}
+        self.a = float(transit)
+        """Transit floor at ``e0`` (clock units), after ``fit``."""
+        self.b = 0.0
+        """Transit change per RTP clock unit: the sender's drift (0.0005 = 0.05% fast)."""
+
+    def add(self, ext: int, transit: int, ts_ns: int) -> None:
+        self.min_transit = min(self.min_transit, transit)
+        self.min_ext = min(self.min_ext, ext)
+        self.max_ext = max(self.max_ext, ext)
+        self.last_ns = ts_ns
+        k = (ext - self.e0) // self.width
+        cur = self.buckets.get(k)
+        if cur is None or transit < cur[0]:
+            self.buckets[k] = (transit, ext)
+        if len(self.buckets) > MAX_BUCKETS:
+            self.width *= 2
+            merged: dict[int, tuple[int, int]] = {}
+            for key, val in self.buckets.items():
+                merged[key // 2] = min(val, merged.get(key // 2, val))
+            self.buckets = merged
+
+    def fit(self) -> None:
+        """Fit the transit floor: a line through the smallest transit of each stretch."""
+        if len(self.buckets) < 3:
+            self.a, self.b = float(self.min_transit), 0.0
+            return
+        # each stretch's least-delayed packet, where it was: points on the transit floor
+        pts = np.array(list(self.buckets.values()), dtype=np.float64)
+        ys, xs = pts[:, 0], pts[:, 1] - self.e0
+        b = float(np.polyfit(xs, ys, 1)[0])
+        span = float(xs.max() - xs.min())
+        # Correct only a drift that moves audio by at least a packet time over the segment
+        # and is plausible for a clock; otherwise the slope is jitter and the constant
+        # floor (the least-delayed packet) is exact.
+        if abs(b) > MAX_DRIFT or abs(b) * span < MIN_DRIFT_SECONDS * self.clock:
+            self.a, self.b = float(self.min_transit), 0.0
+            return
+        # the lowest line with that slope that no packet undercuts
+        self.a, self.b = float((ys - b * xs).min()), b
+
+    def floor(self, ext: int) -> int:
+        """Transit floor at extended timestamp ``ext``."""
+        return round(self.a + self.b * (ext - self.e0))
 
     def start(self) -> int:
         """Earliest position of the segment, in clock units from the origin."""
-        return self.min_ext + self.min_transit
+        return self.min_ext + self.floor(self.min_ext)
 
     def end(self) -> int:
-        """Position just after its last packet's start, in clock units from the origin."""
-        return self.max_ext + self.min_transit
+        """Position of its last packet's start, in clock units from the origin."""
+        return self.max_ext + self.floor(self.max_ext)
 
 
 # A silence longer than this between segments is taken for a capture clock that jumped
