@@ -48,6 +48,9 @@ def cmd_import(args: argparse.Namespace) -> int:
                 "linger": args.linger,
                 "jobs": args.jobs,
                 "srtp_keys": args.srtp_key,
+                "audio_format": args.format,
+                "layout": args.layout,
+                "comfort_noise": args.comfort_noise,
             },
         )
     except ConfigError as exc:
@@ -132,6 +135,13 @@ def build_parser() -> argparse.ArgumentParser:
                      help="capture time an ended call still collects media (2)")
     imp.add_argument("--jobs", "-j", type=int, metavar="N",
                      help="writer processes (default: CPUs, at most 4)")
+    imp.add_argument("--format", choices=("wav", "flac", "opus", "mp3"),
+                     help="audio file format (default wav)")
+    imp.add_argument("--layout", choices=("stereo", "mono", "split"),
+                     help="stereo: caller left, callee right (default); mono: a mix; "
+                          "split: one file per party")
+    imp.add_argument("--comfort-noise", choices=("silence", "noise"),
+                     help="render RFC 3389 comfort noise as silence (default) or noise")
     imp.add_argument("--srtp-key", action="append", metavar="[SEL=]SUITE:KEY",
                      help="SRTP master key||salt in base64 for streams without SDES keys; "
                           "SEL is 0xSSRC or ADDRESS:PORT (repeatable)")

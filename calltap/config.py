@@ -25,6 +25,12 @@ class Config:
     """Seconds of capture time without packets after which an RTP-only call is ended."""
     linger: float = 2.0
     """Seconds of capture time an ended call still collects media the mirror reordered."""
+    audio_format: str = "wav"
+    """Audio file format: wav, flac, opus (Ogg Opus) or mp3."""
+    layout: str = "stereo"
+    """stereo (channel 0 caller, 1 callee), mono (mix) or split (a file per party)."""
+    comfort_noise: str = "silence"
+    """How comfort noise (RFC 3389) is rendered: silence or noise."""
     progress: bool = True
     """Show a progress bar when stderr is a terminal."""
     jobs: int = field(default_factory=lambda: min(4, os.cpu_count() or 1))
@@ -39,6 +45,14 @@ class Config:
             raise ConfigError("unsignalled_timeout must be positive")
         if self.linger < 0:
             raise ConfigError("linger must not be negative")
+        from writer.audio_out import FORMATS, LAYOUTS
+
+        if self.audio_format not in FORMATS:
+            raise ConfigError(f"audio_format {self.audio_format!r}: one of {', '.join(FORMATS)}")
+        if self.layout not in LAYOUTS:
+            raise ConfigError(f"layout {self.layout!r}: one of {', '.join(LAYOUTS)}")
+        if self.comfort_noise not in ("silence", "noise"):
+            raise ConfigError(f"comfort_noise {self.comfort_noise!r}: silence or noise")
         if self.jobs < 1:
             raise ConfigError("jobs must be at least 1")
         from writer.srtp import SrtpKeyError, parse_key_spec

@@ -32,6 +32,7 @@ from correlate.events import CallFinished, CallStarted, Event
 from correlate.media import OTHER, RTCP, MediaTable, Owner
 from correlate.sip import looks_like_sip, parse_sip
 from writer.job import WriteResult, write_call
+from writer.options import WriteOptions
 from writer.srtp import parse_key_spec
 
 NS = 1_000_000_000
@@ -85,7 +86,9 @@ class Importer:
         self.media_packets = 0
         self.sip_packets = 0
         self.calls_found = 0
-        self.srtp_keys = [parse_key_spec(spec) for spec in cfg.srtp_keys]
+        self.options = WriteOptions(
+            audio_format=cfg.audio_format, layout=cfg.layout, comfort_noise=cfg.comfort_noise,
+            srtp_keys=tuple(parse_key_spec(spec) for spec in cfg.srtp_keys))
         self.written: list[dict[str, Any]] = []
         """Index entries of the first MAX_TABLE_ROWS calls written (for the final table)."""
         self.calls_written = 0
@@ -269,13 +272,13 @@ class Importer:
         spool = self.spool.close_call(call.serial)
         if self._pool is None:
             try:
-                self._done(call, spool, write_call(call, spool, self.out, self.srtp_keys), None)
+                self._done(call, spool, write_call(call, spool, self.out, self.options), None)
             except Exception as exc:  # noqa: BLE001 - one bad call must not end the import
                 self._done(call, spool, None, exc)
             return
         while len(self._pending) >= MAX_PENDING_WRITES * (self.cfg.jobs or 1):
             self._collect()
-        fut = self._pool.submit(write_call, call, spool, self.out, self.srtp_keys)
+        fut = self._pool.submit(write_call, call, spool, self.out, self.options)
         self._pending.append((fut, call, spool))
         while self._pending and self._pending[0][0].done():
             self._collect()

@@ -118,3 +118,55 @@ def test_call_without_media(tmp_path: Path) -> None:
     entry, drops = write_call(call, None, str(tmp_path))
     assert drops == {}
     assert entry["audio"] is None and (tmp_path / entry["metadata"]).exists()
+
+
+def test_codec_switch_mid_stream_resamples_to_the_highest_rate(tmp_path: Path) -> None:
+    import av
+
+    from writer.options import WriteOptions
+
+    enc = av.CodecContext.create("g722", "w")
+    enc.sample_rate, enc.layout, enc.format = 16000, "mono", "s16"
+    enc.open()
+    t = np.arange(16000) / 16000
+    pcm = np.round(6000 * np.sin(2 * np.pi * 500 * t)).astype(np.int16)
+    g722 = b""
+    for i in range(0, len(pcm), 320):
+        frame = av.AudioFrame.from_ndarray(pcm[None, i: i + 320], format="s16", layout="mono")
+        frame.sample_rate, frame.pts = 16000, i
+        g722 += b"".join(bytes(p) for p in enc.encode(frame))
+    call, _ = make_call(tmp_path, [], pts=["0", "9"])
+    from capture.spool import SpoolSet
+
+    spool = SpoolSet(str(tmp_path / "sp2"))
+    for k in range(100):  # 2 s of PCMU, then G.722 from the same SSRC
+        hdr = struct.pack("!BBHII", 0x80, 0, k, 160 * k, 7)
+        spool.add(2, T0 + k * 20_000_000, 0, hdr + ulaw_encode(np.full(160, 3000, np.int16)))
+    for k in range(50):
+        hdr = struct.pack("!BBHII", 0x80, 9, 100 + k, 16000 + 160 * k, 7)
+        spool.add(2, T0 + 2 * S + k * 20_000_000, 0, hdr + g722[160 * k: 160 * (k + 1)])
+    call.serial = 2
+    entry, _ = write_call(call, spool.close_call(2), str(tmp_path / "o"), WriteOptions())
+    audio, rate = read_wav(tmp_path / "o" / entry["audio"])
+    summary = load_summary(tmp_path / "o", entry)
+    assert rate == 16000 and entry["codecs"] == ["G722/16000", "PCMU/8000"]
+    assert summary["directions"][0]["codecs"] == ["G722/16000", "PCMU/8000"]
+    assert (np.abs(audio[1000:30000, 0].astype(int) - 3000) < 200).mean() > 0.95
+    tail = audio[33000:47000, 0].astype(float)
+    assert np.sqrt((tail**2).mean()) > 3000  # the 500 Hz tone, not silence
+
+
+def test_comfort_noise_rendered_when_asked(tmp_path: Path) -> None:
+    from writer.options import WriteOptions
+
+    pk = stream(0, 50) + [(S, 0, 13, 150, 5000 + 8000, 7)] + [
+        (2 * S + k * 20_000_000, 0, 0, 151 + k, 5000 + 16000 + 160 * k, 7) for k in range(50)]
+    for mode, expect_noise in (("silence", False), ("noise", True)):
+        call, spool = make_call(tmp_path / mode, pk)
+        spool_cn = spool
+        entry, _ = write_call(call, spool_cn, str(tmp_path / mode / "o"),
+                              WriteOptions(comfort_noise=mode))
+        audio, _ = read_wav(tmp_path / mode / "o" / entry["audio"])
+        gap = audio[8000 + 800: 16000 - 800, 0].astype(float)
+        level = np.sqrt((gap**2).mean())
+        assert (level > 10) == expect_noise, (mode, level)

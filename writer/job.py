@@ -7,10 +7,8 @@ counters, whatever the call's length.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import wave
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
@@ -20,12 +18,14 @@ import numpy as np
 from capture.decode import format_ip
 from capture.spool import read_spool
 from correlate.call import SIDE_NAMES, Call
+from writer.audio_out import AudioOut
 from writer.codecs import CONTROL, DecodeError, Decoder, decoder_for, resolve
 from writer.dtmf import TelephoneEvents
 from writer.errors import RtpError
 from writer.flows import assign_channels
 from writer.metadata import build_metadata
-from writer.output import append_index, call_stem, tmp_name, write_atomic
+from writer.options import WriteOptions
+from writer.output import append_index, call_stem, write_atomic
 from writer.resample import Resampler
 from writer.rtp import parse_rtp
 from writer.srtp import SUITES, Decryptor, SrtpKey, SrtpKeyError, parse_crypto
@@ -33,7 +33,6 @@ from writer.stats import StreamStats
 from writer.timefmt import rfc3339
 from writer.timeline import (
     MAX_GAP_SECONDS,
-    Int16Array,
     Segment,
     Segmenter,
     StereoWindow,
@@ -41,6 +40,9 @@ from writer.timeline import (
 )
 
 VERSION = "0.1.0"
+DEFAULTS = WriteOptions()
+# Comfort noise fills at most this much of one silence (it must stay inside the window).
+MAX_CN_SECONDS = 4
 ANY_PT = frozenset(range(128)) - frozenset(range(72, 77))
 # Payloads sampled per direction of an unsignalled call to tell SRTP from plain RTP.
 SNIFF_PACKETS = 64
@@ -83,6 +85,11 @@ class _Direction:
         self.unexpected_pt = 0
         self.late_packets = 0
         self.events: TelephoneEvents | None = None
+        self.audio_end = -1
+        """Output position just after the last audio placed (comfort noise starts there)."""
+        self.codecs_used: set[str] = set()
+        self.cn_level = -1
+        """Level of comfort noise announced since the last audio packet, -1 for none."""
         # SRTP: the SDP said RTP/SAVP, or the user gave a key for these streams.
         self.secure = any("SAVP" in o.proto.upper() for side in call.offers for o in side)
         self.sdes = _sdes_key(call, channel)
@@ -175,12 +182,13 @@ WriteResult = tuple[dict[str, Any], dict[str, int]]
 
 
 def write_call(call: Call, spool: str | None, out_dir: str,
-               srtp_keys: Sequence[SrtpKey] = ()) -> WriteResult:
+               options: WriteOptions = DEFAULTS) -> WriteResult:
     """Write the files of ``call`` under ``out_dir`` and append its index line.
 
     Returns the index entry and the call's media packets not used, by reason."""
     channels = assign_channels(call.flows)
-    dirs = (_Direction(call, 0, channels, srtp_keys), _Direction(call, 1, channels, srtp_keys))
+    keys = options.srtp_keys
+    dirs = (_Direction(call, 0, channels, keys), _Direction(call, 1, channels, keys))
     rtcp_flow = [f[4] == 1 for f in call.flows]
     unassigned = 0
     origin = -1
@@ -237,32 +245,25 @@ def write_call(call: Call, spool: str | None, out_dir: str,
     rel, stem = call_stem(call.call_id, call.start_ns)
     target = os.path.join(out_dir, rel)
     os.makedirs(target, exist_ok=True)
-    audio_rel: str | None = None
-    wav_path = os.path.join(target, stem + ".wav")
+    audio_files: list[str] = []
     window: StereoWindow | None = None
+    out: AudioOut | None = None
     try:
-        with contextlib.ExitStack() as stack:
-            if rate:
-                out = stack.enter_context(wave.open(tmp_name(wav_path), "wb"))
-                out.setnchannels(2)
-                out.setsampwidth(2)
-                out.setframerate(rate)
-
-                def sink(frames: Int16Array) -> None:
-                    out.writeframes(frames.astype("<i2", copy=False).tobytes())
-
-                window = StereoWindow(rate, sink)
-            if spool is not None:
-                _pass2(spool, dirs, channels, rtcp_flow, window, origin, rate, base)
-            if window is not None:
-                window.close()
+        if rate:
+            out = AudioOut(os.path.join(target, stem), options.audio_format, options.layout,
+                           rate)
+            window = StereoWindow(rate, out.write)
+        if spool is not None:
+            noise = np.random.default_rng(call.serial) if options.comfort_noise == "noise" else None
+            _pass2(spool, dirs, channels, rtcp_flow, window, origin, rate, base, noise)
+        if window is not None and out is not None:
+            window.close()
+            audio_files = [os.path.relpath(p, out_dir) for p in out.close()]
     except BaseException:
-        if rate and os.path.exists(tmp_name(wav_path)):
-            os.unlink(tmp_name(wav_path))
+        if out is not None:
+            out.abort()
         raise
-    if rate:
-        os.replace(tmp_name(wav_path), wav_path)
-        audio_rel = f"{rel}/{stem}.wav"
+    audio_rel = audio_files[0] if audio_files else None
 
     directions = [_direction_json(call, d, window, rate, channels) for d in dirs]
     warnings: list[str] = []
@@ -290,6 +291,9 @@ def write_call(call: Call, spool: str | None, out_dir: str,
     summary: dict[str, Any] = {
         "call": call_json,
         "audio": audio_rel,
+        "audio_files": audio_files,
+        "audio_format": options.audio_format if audio_files else None,
+        "layout": options.layout if audio_files else None,
         "sample_rate": rate,
         "channels": {"0": "caller", "1": "callee"},
         "audio_start": rfc3339(audio_start_ns) if rate else None,
@@ -314,6 +318,7 @@ def write_call(call: Call, spool: str | None, out_dir: str,
     entry = {
         "call_id": call.call_id,
         "audio": audio_rel,
+        "audio_files": audio_files,
         "metadata": f"{rel}/{stem}.xml",
         "summary": f"{rel}/{stem}.json",
         "caller": call.caller_uri,
@@ -356,8 +361,10 @@ def _pass2(
     origin: int,
     rate: int,
     base: int,
+    noise: np.random.Generator | None,
 ) -> None:
-    """Statistics, decoding and placement of every RTP packet of the call."""
+    """Statistics, decoding and placement of every RTP packet of the call; with ``noise``,
+    comfort noise (RFC 3389) fills the silence it stands for at the level it gives."""
     for ts, flow, payload in read_spool(spool):
         ch = channels[flow]
         if ch < 0 or rtcp_flow[flow]:
@@ -415,6 +422,8 @@ def _pass2(
                 if d.events is None:
                     d.events = TelephoneEvents(clock or 8000)
                 d.events.feed(ts, rts, payload[a:b])
+            elif name == "CN" and noise is not None and b > a and d.audio_end >= 0:
+                d.cn_level = payload[a]  # -dBov (RFC 3389 section 3)
             continue
         assert window is not None
         seg = d.segments[idx]
@@ -430,8 +439,17 @@ def _pass2(
                 rs = d.resamplers[dec.rate] = Resampler(dec.rate, rate)
             samples = rs.process(samples)
             pos -= round(rs.delay)
+        if d.cn_level >= 0 and noise is not None:
+            gap = min(pos - d.audio_end, rate * MAX_CN_SECONDS)
+            if gap > 0:
+                rms = 32767.0 * 10 ** (-d.cn_level / 20)
+                fill = np.clip(noise.normal(0.0, rms, gap), -32768, 32767).astype(np.int16)
+                window.put(d.channel, d.audio_end, fill)
+            d.cn_level = -1
         window.put(d.channel, pos, samples)
+        d.audio_end = max(d.audio_end, pos + len(samples))
         d.placed += 1
+        d.codecs_used.add(dec.name)
 
 
 def _dtmf(call: Call, dirs: tuple[_Direction, _Direction], zero_ns: int) -> list[dict[str, Any]]:
@@ -520,7 +538,7 @@ def _direction_json(
                  "no_key": d.srtp_no_key} if d.secure or d.srtp_keys_used else None,
         "ssrcs": ssrcs,
         "ssrc_overflow": d.ssrc_overflow,
-        "codecs": sorted({s.codec for s in d.segments}),
+        "codecs": sorted(d.codecs_used),
         "first_packet": rfc3339(d.first_ns) if d.first_ns else None,
         "last_packet": rfc3339(d.last_ns) if d.last_ns else None,
         "segments": [

@@ -1,0 +1,152 @@
+"""Audio output: the two channels of a call streamed into WAV, FLAC, Ogg/Opus or MP3, as
+one stereo file, one mono mix, or one file per party. Files are written under temporary
+names; ``close`` renames them, ``abort`` removes them."""
+
+from __future__ import annotations
+
+import os
+import wave
+from typing import Any
+
+import numpy as np
+
+from writer.output import tmp_name
+from writer.resample import Resampler
+from writer.timeline import Int16Array
+
+# format -> (file extension, container, encoder)
+FORMATS = {
+    "wav": ("wav", "", ""),
+    "flac": ("flac", "flac", "flac"),
+    "opus": ("opus", "ogg", "libopus"),
+    "mp3": ("mp3", "mp3", "libmp3lame"),
+}
+LAYOUTS = ("stereo", "mono", "split")
+OPUS_RATES = (8000, 12000, 16000, 24000, 48000)
+MP3_BITRATE = {1: 48_000, 2: 96_000}  # speech: plenty at any of these sample rates
+
+
+class _Wav:
+    def __init__(self, path: str, rate: int, channels: int) -> None:
+        self._w = wave.open(path, "wb")  # noqa: SIM115 - closed by close()
+        self._w.setnchannels(channels)
+        self._w.setsampwidth(2)
+        self._w.setframerate(rate)
+
+    def write(self, frames: Int16Array) -> None:
+        self._w.writeframes(frames.astype("<i2", copy=False).tobytes())
+
+    def close(self) -> None:
+        self._w.close()
+
+
+class _Encoded:
+    """A PyAV container with one audio stream; frames are buffered to the encoder's size."""
+
+    def __init__(self, path: str, fmt: str, rate: int, channels: int) -> None:
+        import av
+
+        _ext, container, codec = FORMATS[fmt]
+        self._av = av
+        self._resamplers: list[Resampler] = []
+        if codec == "libopus" and rate not in OPUS_RATES:
+            self._resamplers = [Resampler(rate, 48000) for _ in range(channels)]
+            rate = 48000
+        self.rate = rate
+        self.channels = channels
+        box: Any = av.open(path, "w", format=container)
+        stream: Any = box.add_stream(codec, rate=rate)
+        self._box, self._stream = box, stream
+        self._stream.layout = "stereo" if channels == 2 else "mono"
+        if codec == "libmp3lame":
+            self._stream.bit_rate = MP3_BITRATE[channels]
+        self._fifo: Any = av.AudioFifo()
+        self._pts = 0
+        self._planar = codec == "libmp3lame"
+
+    def _frame(self, data: Int16Array) -> Any:
+        layout = "stereo" if self.channels == 2 else "mono"
+        if self._planar:
+            frame = self._av.AudioFrame.from_ndarray(np.ascontiguousarray(data.T), format="s16p",
+                                                     layout=layout)
+        else:
+            frame = self._av.AudioFrame.from_ndarray(data.reshape(1, -1), format="s16",
+                                                     layout=layout)
+        frame.sample_rate = self.rate
+        return frame
+
+    def write(self, frames: Int16Array) -> None:
+        if self._resamplers:
+            frames = np.stack([rs.process(frames[:, c]) for c, rs in enumerate(self._resamplers)],
+                              axis=1)
+        if not len(frames):
+            return
+        frame = self._frame(np.ascontiguousarray(frames))
+        frame.pts = None
+        self._fifo.write(frame)
+        size = self._stream.codec_context.frame_size or 1024
+        while self._fifo.samples >= size:
+            self._encode(self._fifo.read(size))
+
+    def _encode(self, frame: Any) -> None:
+        frame.pts = self._pts
+        self._pts += frame.samples
+        for packet in self._stream.encode(frame):
+            self._box.mux(packet)
+
+    def close(self) -> None:
+        if self._fifo.samples:
+            # FLAC, libopus and LAME all take a shorter last frame (SMALL_LAST_FRAME).
+            self._encode(self._fifo.read(self._fifo.samples))
+        for packet in self._stream.encode(None):
+            self._box.mux(packet)
+        self._box.close()
+
+
+class AudioOut:
+    """Writes a call's stereo frames (channel 0 caller, 1 callee) in a format and layout."""
+
+    def __init__(self, base: str, fmt: str, layout: str, rate: int) -> None:
+        if fmt not in FORMATS:
+            raise ValueError(f"unknown audio format {fmt!r}; one of {', '.join(FORMATS)}")
+        if layout not in LAYOUTS:
+            raise ValueError(f"unknown layout {layout!r}; one of {', '.join(LAYOUTS)}")
+        ext = FORMATS[fmt][0]
+        self.layout = layout
+        if layout == "split":
+            self.paths = [f"{base}-caller.{ext}", f"{base}-callee.{ext}"]
+        else:
+            self.paths = [f"{base}.{ext}"]
+        channels = 2 if layout == "stereo" else 1
+        self._files: list[_Wav | _Encoded] = []
+        try:
+            for path in self.paths:
+                tmp = tmp_name(path)
+                self._files.append(_Wav(tmp, rate, channels) if fmt == "wav"
+                                   else _Encoded(tmp, fmt, rate, channels))
+        except BaseException:
+            self.abort()
+            raise
+
+    def write(self, frames: Int16Array) -> None:
+        if self.layout == "stereo":
+            self._files[0].write(frames)
+        elif self.layout == "mono":
+            mix = (frames[:, 0].astype(np.int32) + frames[:, 1]) // 2
+            self._files[0].write(mix.astype(np.int16)[:, None])
+        else:
+            self._files[0].write(np.ascontiguousarray(frames[:, :1]))
+            self._files[1].write(np.ascontiguousarray(frames[:, 1:]))
+
+    def close(self) -> list[str]:
+        """Finish and rename every file; returns their final paths."""
+        for f in self._files:
+            f.close()
+        for path in self.paths:
+            os.replace(tmp_name(path), path)
+        return self.paths
+
+    def abort(self) -> None:
+        for path in self.paths:
+            if os.path.exists(tmp_name(path)):
+                os.unlink(tmp_name(path))
