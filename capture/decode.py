@@ -24,6 +24,8 @@ DROP_REASONS = (
     "truncated_udp_header",
     "bad_udp_length",
     "too_many_vlan_tags",
+    "too_deep_encapsulation",
+    "unsupported_tunnel",
 )
 (
     UNSUPPORTED_LINKTYPE,
@@ -38,6 +40,8 @@ DROP_REASONS = (
     TRUNCATED_UDP,
     BAD_UDP_LENGTH,
     TOO_MANY_VLANS,
+    TOO_DEEP,
+    BAD_TUNNEL,
 ) = range(len(DROP_REASONS))
 
 UDP = 17
@@ -55,6 +59,11 @@ _RAW_ALIASES = (12, 14)  # DLT_RAW values on some BSDs/OpenBSD
 MAX_VLAN_TAGS = 8
 _VLAN_TYPES = frozenset((0x8100, 0x88A8, 0x9100, 0x9200))
 _IPV6_EXT = frozenset((0, 43, 60))  # hop-by-hop, routing, destination options
+# Tunnels inside tunnels followed before giving up: real mirrors nest two or three.
+MAX_ENCAP_DEPTH = 4
+# MPLS labels popped before giving up; real stacks are a few deep.
+MAX_MPLS_LABELS = 16
+VXLAN_PORT = 4789
 # IPv6 extension headers walked before giving up (RFC 8200 sets no limit; hostile chains do).
 MAX_IPV6_EXT = 8
 
@@ -68,41 +77,65 @@ Decoded = tuple[int, bytes, bytes, int, int, bytes]
 
 
 def decode(linktype: int, frame: bytes) -> Decoded | int:
-    """Decode one captured frame down to its UDP payload, or return a drop reason."""
+    """Decode one captured frame down to its UDP payload, or return a drop reason. Tunnels
+    (GRE, ERSPAN, VXLAN, IP-in-IP, MPLS) are opened: the result is the innermost UDP."""
     link = _link(linktype, frame)
     if type(link) is int:
         return link
     etype, off = link  # type: ignore[misc]
+    return _net(frame, etype, off, 0)
+
+
+def _ether(frame: bytes, off: int) -> tuple[int, int] | int:
+    """(ethertype, offset of the payload) of an Ethernet header at ``off``: 802.1Q/802.1ad
+    tags skipped, PPPoE session frames opened."""
+    if len(frame) < off + 14:
+        return TRUNCATED_LINK
+    etype = _U16.unpack_from(frame, off + 12)[0]
+    off += 14
+    tags = 0
+    while etype in _VLAN_TYPES:
+        tags += 1
+        if tags > MAX_VLAN_TAGS:
+            return TOO_MANY_VLANS
+        if len(frame) < off + 4:
+            return TRUNCATED_LINK
+        etype = _U16.unpack_from(frame, off + 2)[0]
+        off += 4
+    if etype == 0x8864:  # PPPoE session stage (RFC 2516): 6-byte header + PPP protocol
+        if len(frame) < off + 8:
+            return TRUNCATED_LINK
+        ppp = _U16.unpack_from(frame, off + 6)[0]
+        off += 8
+        etype = 0x0800 if ppp == 0x0021 else 0x86DD if ppp == 0x0057 else 0
+    return etype, off
+
+
+def _net(frame: bytes, etype: int, off: int, depth: int) -> Decoded | int:
     if etype == 0x0800:
-        return _ipv4(frame, off)
+        return _ipv4(frame, off, depth)
     if etype == 0x86DD:
-        return _ipv6(frame, off)
+        return _ipv6(frame, off, depth)
+    if etype in (0x8847, 0x8848):  # MPLS (RFC 3032): labels until bottom of stack
+        for _ in range(MAX_MPLS_LABELS):
+            if len(frame) < off + 4:
+                return TRUNCATED_LINK
+            bottom = frame[off + 2] & 0x01
+            off += 4
+            if bottom:
+                if len(frame) <= off:
+                    return TRUNCATED_IP
+                ver = frame[off] >> 4
+                return _net(frame, 0x0800 if ver == 4 else 0x86DD if ver == 6 else 0, off, depth)
+        return BAD_TUNNEL
     return NON_IP
 
 
 def _link(linktype: int, frame: bytes) -> tuple[int, int] | int:
     """(ethertype, offset of the network header) or a drop reason."""
     if linktype == LINKTYPE_ETHERNET:
-        if len(frame) < 14:
-            return TRUNCATED_LINK
-        etype = _U16.unpack_from(frame, 12)[0]
-        off = 14
-        tags = 0
-        while etype in _VLAN_TYPES:
-            tags += 1
-            if tags > MAX_VLAN_TAGS:
-                return TOO_MANY_VLANS
-            if len(frame) < off + 4:
-                return TRUNCATED_LINK
-            etype = _U16.unpack_from(frame, off + 2)[0]
-            off += 4
-        if etype == 0x8864:  # PPPoE session stage (RFC 2516): 6-byte header + PPP protocol
-            if len(frame) < off + 8:
-                return TRUNCATED_LINK
-            ppp = _U16.unpack_from(frame, off + 6)[0]
-            off += 8
-            etype = 0x0800 if ppp == 0x0021 else 0x86DD if ppp == 0x0057 else 0
-    elif linktype == LINKTYPE_LINUX_SLL:
+        return _ether(frame, 0)
+    if linktype == LINKTYPE_LINUX_SLL:
         if len(frame) < 16:
             return TRUNCATED_LINK
         etype = _U16.unpack_from(frame, 14)[0]
@@ -136,7 +169,9 @@ def _link(linktype: int, frame: bytes) -> tuple[int, int] | int:
     return etype, off
 
 
-def _ipv4(frame: bytes, off: int) -> Decoded | int:
+def _ipv4(frame: bytes, off: int, depth: int = 0) -> Decoded | int:
+    if depth > MAX_ENCAP_DEPTH:
+        return TOO_DEEP
     if len(frame) < off + 20:
         return TRUNCATED_IP
     vihl = frame[off]
@@ -153,12 +188,15 @@ def _ipv4(frame: bytes, off: int) -> Decoded | int:
     if _U16.unpack_from(frame, off + 6)[0] & 0x3FFF:
         return IP_FRAGMENT
     proto = frame[off + 9]
-    if proto != UDP:
-        return TCP if proto == 6 else NON_UDP
-    return _udp(frame, off + ihl, end, frame[off + 12 : off + 16], frame[off + 16 : off + 20])
+    if proto == UDP:
+        return _udp(frame, off + ihl, end, frame[off + 12 : off + 16], frame[off + 16 : off + 20],
+                    depth)
+    return _tunnel(frame, proto, off + ihl, end, depth)
 
 
-def _ipv6(frame: bytes, off: int) -> Decoded | int:
+def _ipv6(frame: bytes, off: int, depth: int = 0) -> Decoded | int:
+    if depth > MAX_ENCAP_DEPTH:
+        return TOO_DEEP
     if len(frame) < off + 40:
         return TRUNCATED_IP
     if frame[off] >> 4 != 6:
@@ -178,18 +216,75 @@ def _ipv6(frame: bytes, off: int) -> Decoded | int:
         nxt, pos = frame[pos], pos + 8 + frame[pos + 1] * 8
     if nxt == 44:  # RFC 8200 section 4.5 fragment header
         return IP_FRAGMENT
-    if nxt != UDP:
-        return TCP if nxt == 6 else NON_UDP
-    return _udp(frame, pos, end, src, dst)
+    if nxt == UDP:
+        return _udp(frame, pos, end, src, dst, depth)
+    return _tunnel(frame, nxt, pos, end, depth)
 
 
-def _udp(frame: bytes, off: int, end: int, src: bytes, dst: bytes) -> Decoded | int:
+def _tunnel(frame: bytes, proto: int, off: int, end: int, depth: int) -> Decoded | int:
+    """IP-in-IP (RFC 2003), IPv6-in-IP (RFC 4213) and GRE; other transports are not ours."""
+    if proto == 4:
+        return _ipv4(frame[:end], off, depth + 1)
+    if proto == 41:
+        return _ipv6(frame[:end], off, depth + 1)
+    if proto == 47:
+        return _gre(frame[:end], off, depth + 1)
+    return TCP if proto == 6 else NON_UDP
+
+
+def _gre(frame: bytes, off: int, depth: int) -> Decoded | int:
+    """GRE (RFC 2784/2890, and PPTP's version 1), ERSPAN II/III, transparent bridging."""
+    if len(frame) < off + 4:
+        return TRUNCATED_IP
+    flags: int = _U16.unpack_from(frame, off)[0]
+    proto: int = _U16.unpack_from(frame, off + 2)[0]
+    off += 4 + 4 * (bool(flags & 0x8000) + bool(flags & 0x2000) + bool(flags & 0x1000))
+    if flags & 0x0007 == 1 and flags & 0x0080:  # PPTP enhanced GRE: acknowledgment number
+        off += 4
+    if proto == 0x88BE:  # ERSPAN type II: 8-byte header, then the mirrored Ethernet frame
+        off += 8
+        proto = 0x6558
+    elif proto == 0x22EB:  # ERSPAN type III: 12 bytes, plus 8 when the O flag is set
+        if len(frame) < off + 12:
+            return TRUNCATED_IP
+        off += 12 + (8 if frame[off + 11] & 0x01 else 0)
+        proto = 0x6558
+    if proto == 0x6558:  # transparent Ethernet bridging
+        inner = _ether(frame, off)
+        if type(inner) is int:
+            return inner
+        etype, off = inner  # type: ignore[misc]
+        return _net(frame, etype, off, depth)
+    if proto == 0x880B:  # PPP: optional address/control 0xFF03, then the protocol
+        if frame[off : off + 2] == b"\xff\x03":
+            off += 2
+        if len(frame) < off + 2:
+            return TRUNCATED_IP
+        ppp = _U16.unpack_from(frame, off)[0]
+        proto = 0x0800 if ppp == 0x0021 else 0x86DD if ppp == 0x0057 else 0
+        off += 2
+    if proto in (0x0800, 0x86DD, 0x8847, 0x8848):
+        return _net(frame, proto, off, depth)
+    return BAD_TUNNEL
+
+
+def _udp(frame: bytes, off: int, end: int, src: bytes, dst: bytes, depth: int = 0
+         ) -> Decoded | int:
     if off + 8 > end:
         return TRUNCATED_UDP
     sport, dport, ulen = _UDP.unpack_from(frame, off)
     # RFC 768: length covers header and data; 0 is allowed for IPv6 jumbograms only.
     if ulen < 8 or off + ulen > end:
         return BAD_UDP_LENGTH
+    if dport == VXLAN_PORT and ulen >= 8 + 8 + 14 and frame[off + 8] & 0x08:
+        # VXLAN (RFC 7348): 8-byte header with the I flag, then the tunnelled Ethernet frame
+        if depth >= MAX_ENCAP_DEPTH:
+            return TOO_DEEP
+        inner = _ether(frame[: off + ulen], off + 16)
+        if type(inner) is int:
+            return inner
+        etype, ioff = inner  # type: ignore[misc]
+        return _net(frame[: off + ulen], etype, ioff, depth + 1)
     return UDP, src, dst, sport, dport, frame[off + 8 : off + ulen]
 
 

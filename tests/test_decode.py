@@ -106,3 +106,48 @@ def test_format_and_parse_ip() -> None:
     assert d.format_ip(ip4("192.0.2.7")) == "192.0.2.7"
     assert d.parse_ip("2001:db8::1") == bytes.fromhex("20010db8000000000000000000000001")
     assert d.parse_ip("not-an-ip") is None
+
+
+def ip4_wrap(proto: int, inner: bytes, src: str = "10.0.0.1", dst: str = "10.0.0.2") -> bytes:
+    hdr = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(inner), 0, 0, 64, proto, 0,
+                      ip4(src), ip4(dst))
+    return hdr + inner
+
+
+def eth(etype: int, payload: bytes) -> bytes:
+    return b"\x02" * 6 + b"\x04" * 6 + struct.pack("!H", etype) + payload
+
+
+INNER_ETH = ETH  # the mirrored frame: Ethernet/IPv4/UDP carrying SIP
+
+
+@pytest.mark.parametrize(
+    "name,frame",
+    [
+        ("ipip", eth(0x0800, ip4_wrap(4, IP))),
+        ("6in4", eth(0x0800, ip4_wrap(41, ipv6_frame()[0:]))),
+        ("gre-ip", eth(0x0800, ip4_wrap(47, b"\x00\x00\x08\x00" + IP))),
+        ("gre-key-seq", eth(0x0800, ip4_wrap(47, b"\x30\x00\x08\x00" + b"\0" * 8 + IP))),
+        ("gre-teb", eth(0x0800, ip4_wrap(47, b"\x00\x00\x65\x58" + INNER_ETH))),
+        ("erspan-ii", eth(0x0800, ip4_wrap(47, b"\x10\x00\x88\xbe" + b"\0" * 4
+                                           + b"\x10\x00\x00\x01" + b"\0" * 4 + INNER_ETH))),
+        ("erspan-iii", eth(0x0800, ip4_wrap(47, b"\x00\x00\x22\xeb" + b"\x20" + b"\0" * 10
+                                            + b"\x01" + b"\0" * 8 + INNER_ETH))),
+        ("gre-ppp", eth(0x0800, ip4_wrap(47, b"\x00\x00\x88\x0b" + b"\xff\x03\x00\x21" + IP))),
+        ("mpls", eth(0x8847, b"\x00\x01\x00\x40" + b"\x00\x02\x01\x40" + IP)),
+        ("vxlan", eth(0x0800, ip4_wrap(17, struct.pack("!HHHH", 5555, 4789,
+                                                      8 + 8 + len(INNER_ETH), 0)
+                                       + b"\x08\0\0\0\0\0\x01\0" + INNER_ETH))),
+    ],
+)
+def test_tunnels_are_opened(name: str, frame: bytes) -> None:
+    r = expect_ok(d.decode(1, frame))
+    assert r[5] == PAYLOAD and r[3] == 5060, name
+
+
+def test_tunnel_depth_is_bounded() -> None:
+    inner = IP
+    for _ in range(8):
+        inner = ip4_wrap(4, inner)
+    assert d.decode(101, inner) == d.TOO_DEEP
+    assert d.decode(101, ip4_wrap(47, b"\x00\x00\x12\x34" + IP)) == d.BAD_TUNNEL
