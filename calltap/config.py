@@ -31,6 +31,8 @@ class Config:
     """stereo (channel 0 caller, 1 callee), mono (mix) or split (a file per party)."""
     comfort_noise: str = "silence"
     """How comfort noise (RFC 3389) is rendered: silence or noise."""
+    dedup_window: float = 0.1
+    """Seconds within which an identical packet is a mirror copy and dropped (0: keep all)."""
     progress: bool = True
     """Show a progress bar when stderr is a terminal."""
     jobs: int = field(default_factory=lambda: min(4, os.cpu_count() or 1))
@@ -53,6 +55,8 @@ class Config:
             raise ConfigError(f"layout {self.layout!r}: one of {', '.join(LAYOUTS)}")
         if self.comfort_noise not in ("silence", "noise"):
             raise ConfigError(f"comfort_noise {self.comfort_noise!r}: silence or noise")
+        if self.dedup_window < 0:
+            raise ConfigError("dedup_window must not be negative")
         if self.jobs < 1:
             raise ConfigError("jobs must be at least 1")
         from writer.srtp import SrtpKeyError, parse_key_spec

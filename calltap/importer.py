@@ -21,8 +21,10 @@ from capture.decode import (
     decode_fragment,
     decode_transport,
 )
+from capture.dedup import Deduplicator
 from capture.errors import CaptureError
 from capture.fragments import Reassembler
+from capture.hep import HEP_PORT, HepError, is_hep, parse_hep
 from capture.pcapfile import close_capture, open_capture
 from capture.spool import SpoolSet
 from correlate.call import MAX_FLOWS, Call
@@ -79,6 +81,8 @@ class Importer:
         self.drops: Counter[str] = Counter()
         """Packets not used, by reason."""
         self.fragments = Reassembler()
+        self.dedup = Deduplicator(int(cfg.dedup_window * NS)) if cfg.dedup_window > 0 else None
+        self.hep_packets = 0
         self._candidates: dict[tuple[bytes, int, bytes, int], list[Any]] = {}
         self.reassembled = 0
         """IP datagrams rebuilt from fragments."""
@@ -133,6 +137,7 @@ class Importer:
         spool_add = self.spool.add
         calls = self.tracker.calls
         drops = self.drops
+        dedup = self.dedup.seen if self.dedup is not None else None
         n = 0
         for ts, link, frame in reader:
             n += 1
@@ -157,6 +162,18 @@ class Importer:
                     continue
             assert r is not None and not isinstance(r, int)
             _proto, src, dst, sport, dport, payload = r
+            if dedup is not None and dedup(ts, hash(r)):
+                drops["duplicate_packet"] += 1
+                continue
+            if (dport == HEP_PORT or payload.startswith(b"HEP3")) and is_hep(payload, dport):
+                try:
+                    hts, _proto, src, dst, sport, dport, payload, _kind = parse_hep(payload)
+                except HepError:
+                    drops["malformed_hep"] += 1
+                    continue
+                self.hep_packets += 1
+                if hts is not None:
+                    ts = hts  # the agent's capture time
             d_owner = media_get((dst, dport))
             s_owner = None if d_owner is not None else media_get((src, sport))
             owner = d_owner or s_owner

@@ -200,15 +200,15 @@ def parse_sip(data: bytes) -> SipMessage:
     """Parse one SIP message from ``data`` (a whole datagram)."""
     if len(data) > MAX_MESSAGE:
         raise SipError(f"message of {len(data)} bytes exceeds {MAX_MESSAGE}")
-    end = data.find(b"\r\n\r\n")
-    if end >= 0:
-        head, body = data[:end], data[end + 4 :]
+    crlf = data.find(b"\r\n\r\n")
+    lf = data.find(b"\n\n")  # some agents end lines with LF alone
+    if crlf >= 0 and (lf < 0 or crlf < lf):
+        head, body = data[:crlf], data[crlf + 4 :]
+    elif lf >= 0:
+        head, body = data[:lf], data[lf + 2 :]
     else:
-        end = data.find(b"\n\n")
-        if end < 0:
-            # RFC 3261 section 7: the empty line is mandatory even without a body.
-            raise SipError("no empty line after the headers")
-        head, body = data[:end], data[end + 2 :]
+        # RFC 3261 section 7: the empty line is mandatory even without a body.
+        raise SipError("no empty line after the headers")
     lines = head.decode("utf-8", "replace").replace("\r\n", "\n").split("\n")
     start = lines[0].strip()
     method = reason = uri = ""

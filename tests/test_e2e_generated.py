@@ -20,13 +20,17 @@ OPTS = GenOptions(calls=20, duration=8.0, loss=0.02, reorder=0.02, duplicate=0.0
 FRAME = 800
 
 
+DUPLICATES: dict[str, int] = {}
+
+
 @pytest.fixture(scope="module")
 def recorded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[GenCall]]:
     base = tmp_path_factory.mktemp("gen20")
     pcap = base / "calls.pcap"
     generate(str(pcap), OPTS)
     out = base / "rec"
-    run_import([pcap], out)
+    imp = run_import([pcap], out)
+    DUPLICATES["dropped"] = imp.drops["duplicate_packet"]
     return out, plan(OPTS)
 
 
@@ -111,7 +115,10 @@ def test_summary_counts_the_impairments(recorded: tuple[Path, list[GenCall]]) ->
     sent = 20 * 2 * 400
     assert sent - 40 <= packets + lost <= sent  # a stream that loses its last packets
     # cannot know it did (RFC 3550 counts up to the highest sequence seen)
-    assert 0.01 * sent < lost < 0.03 * sent and 0.005 * sent < dups < 0.02 * sent
+    assert 0.01 * sent < lost < 0.03 * sent
+    # the generator's duplicates are exact copies 1 ms apart, as a second mirror session
+    # delivers them: suppressed before the writer, counted in the import's drop line
+    assert dups == 0 and 0.005 * sent < DUPLICATES["dropped"] < 0.02 * sent
 
 
 def test_metadata_valid_and_label1_is_caller(recorded: tuple[Path, list[GenCall]]) -> None:

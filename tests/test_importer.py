@@ -107,7 +107,7 @@ def test_rtp_without_signalling_becomes_one_call_with_both_directions(tmp_path: 
             back[8:12] = b"\0\0\0\x09"
             frames.append((k * 20_000_000 + 5_000_000, udp4(*b, *a, bytes(back))))
     # UDP on high ports that is not RTP (version 0) and a 4-packet RTP burst: not promoted
-    frames += [(3 * S + k, udp4("192.0.2.7", 4000, "192.0.2.8", 4002, b"\x00" * 40))
+    frames += [(3 * S + k, udp4("192.0.2.7", 4000, "192.0.2.8", 4002, bytes([0, k]) * 20))
                for k in range(10)]
     frames += [(3 * S + k, udp4("192.0.2.7", 6000, "192.0.2.8", 6002, rtp(k))) for k in range(4)]
     pcap = tmp_path / "rtp.pcap"
@@ -117,3 +117,30 @@ def test_rtp_without_signalling_becomes_one_call_with_both_directions(tmp_path: 
     assert e["status"] == "unsignalled" and e["caller"] == "rtp:192.0.2.1:20000"
     assert e["packets"] == [100, 90] and e["codecs"] == ["PCMU/8000"]
     assert imp.drops["udp_not_sip_or_known_media"] == 10
+
+
+def test_hep_feed_records_like_the_clean_capture(tmp_path: Path) -> None:
+    from capture.decode import decode
+    from capture.hep import build_hep3
+    from capture.pcapfile import open_capture
+
+    clean = tmp_path / "clean.pcap"
+    generate(str(clean), GenOptions(calls=2, duration=2.0, seed=12))
+    frames = []
+    for i, (ts, link, frame) in enumerate(open_capture(str(clean))):
+        r = decode(link, frame)
+        assert not isinstance(r, int)
+        hep = build_hep3(ts, r[1], r[2], r[3], r[4], r[5], compress=i % 2 == 0)
+        # the agent forwards a few ms later, to a collector on the HEP port
+        frames.append((ts + 3_000_000, udp4("203.0.113.5", 40000, "203.0.113.9", 9060, hep)))
+    fed = tmp_path / "hep.pcap"
+    fed.write_bytes(pcap_bytes(frames))
+    run_import([clean], tmp_path / "a")
+    imp = run_import([fed], tmp_path / "b")
+    assert imp.hep_packets == len(frames)
+    a = sorted(load_index(tmp_path / "a"), key=lambda e: e["call_id"])
+    b = sorted(load_index(tmp_path / "b"), key=lambda e: e["call_id"])
+    assert a == b and len(a) == 2
+    for e in a:
+        audio = e["audio"]
+        assert (tmp_path / "a" / audio).read_bytes() == (tmp_path / "b" / audio).read_bytes()
