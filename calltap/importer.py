@@ -16,6 +16,7 @@ from calltap.config import Config
 from capture.decode import (
     DROP_REASONS,
     IP_FRAGMENT,
+    TCP_PROTO,
     Decoded,
     decode,
     decode_fragment,
@@ -27,6 +28,7 @@ from capture.fragments import Reassembler
 from capture.hep import HEP_PORT, HepError, is_hep, parse_hep
 from capture.pcapfile import close_capture, open_capture
 from capture.spool import SpoolSet
+from capture.tcp import TcpSip
 from correlate.call import MAX_FLOWS, Call
 from correlate.dialog import DialogTracker
 from correlate.errors import SipError
@@ -83,6 +85,7 @@ class Importer:
         self.fragments = Reassembler()
         self.dedup = Deduplicator(int(cfg.dedup_window * NS)) if cfg.dedup_window > 0 else None
         self.hep_packets = 0
+        self.tcp = TcpSip()
         self._candidates: dict[tuple[bytes, int, bytes, int], list[Any]] = {}
         self.reassembled = 0
         """IP datagrams rebuilt from fragments."""
@@ -145,6 +148,7 @@ class Importer:
                 if self._next_timer >= 0:
                     self._events(self.tracker.handle_timer(ts))
                     self.fragments.expire(ts)
+                    self.tcp.expire(ts)
                 self._next_timer = ts + TIMER_NS
             if n % PROGRESS_EVERY == 0:
                 self.packets += PROGRESS_EVERY
@@ -161,7 +165,11 @@ class Importer:
                 if r is None:
                     continue
             assert r is not None and not isinstance(r, int)
-            _proto, src, dst, sport, dport, payload = r
+            proto, src, dst, sport, dport, payload = r
+            if proto == TCP_PROTO:
+                for message in self.tcp.feed(ts, src, sport, dst, dport, payload):
+                    self._sip(message, ts, src, sport, dst, dport)
+                continue
             if dedup is not None and dedup(ts, hash(r)):
                 drops["duplicate_packet"] += 1
                 continue
@@ -197,15 +205,18 @@ class Importer:
                 if not self._rtp_candidate(ts, src, sport, dst, dport, payload):
                     drops["udp_not_sip_or_known_media"] += 1
                 continue
-            try:
-                msg = parse_sip(payload)
-            except SipError:
-                drops["malformed_sip"] += 1
-                continue
-            self.sip_packets += 1
-            self._events(self.tracker.handle_sip(msg, ts, (src, sport), (dst, dport)))
+            self._sip(payload, ts, src, sport, dst, dport)
         self.packets += n % PROGRESS_EVERY
         self.current_bytes = reader.bytes_read
+
+    def _sip(self, data: bytes, ts: int, src: bytes, sport: int, dst: bytes, dport: int) -> None:
+        try:
+            msg = parse_sip(data)
+        except SipError:
+            self.drops["malformed_sip"] += 1
+            return
+        self.sip_packets += 1
+        self._events(self.tracker.handle_sip(msg, ts, (src, sport), (dst, dport)))
 
     def _fragment(self, ts: int, link: int, frame: bytes) -> Decoded | int | None:
         """Feed a fragment to reassembly: the decoded datagram once whole, else None."""
@@ -333,6 +344,7 @@ class Importer:
         self.tracker.drops.clear()
         self.fragments.expire(1 << 62)  # end of input: nothing more will arrive
         self.drops.update(self.fragments.drops)
+        self.drops.update(self.tcp.drops)
         try:
             self._events(self.tracker.finish())
             while self._pending:

@@ -26,6 +26,7 @@ DROP_REASONS = (
     "too_many_vlan_tags",
     "too_deep_encapsulation",
     "unsupported_tunnel",
+    "truncated_tcp_header",
 )
 (
     UNSUPPORTED_LINKTYPE,
@@ -42,9 +43,11 @@ DROP_REASONS = (
     TOO_MANY_VLANS,
     TOO_DEEP,
     BAD_TUNNEL,
+    TRUNCATED_TCP,
 ) = range(len(DROP_REASONS))
 
 UDP = 17
+TCP_PROTO = 6
 LINKTYPE_NULL = 0
 LINKTYPE_ETHERNET = 1
 LINKTYPE_RAW = 101
@@ -73,7 +76,8 @@ _U32_BE = struct.Struct("!I")
 _UDP = struct.Struct("!HHH")
 
 Decoded = tuple[int, bytes, bytes, int, int, bytes]
-"""(transport protocol, source address, destination address, source port, dest port, payload)."""
+"""(transport protocol, source address, destination address, source port, dest port,
+payload); for TCP the payload is the whole segment, header included."""
 
 
 def decode(linktype: int, frame: bytes) -> Decoded | int:
@@ -191,7 +195,8 @@ def _ipv4(frame: bytes, off: int, depth: int = 0) -> Decoded | int:
     if proto == UDP:
         return _udp(frame, off + ihl, end, frame[off + 12 : off + 16], frame[off + 16 : off + 20],
                     depth)
-    return _tunnel(frame, proto, off + ihl, end, depth)
+    return _tunnel(frame, proto, off + ihl, end, depth, frame[off + 12 : off + 16],
+                   frame[off + 16 : off + 20])
 
 
 def _ipv6(frame: bytes, off: int, depth: int = 0) -> Decoded | int:
@@ -218,18 +223,25 @@ def _ipv6(frame: bytes, off: int, depth: int = 0) -> Decoded | int:
         return IP_FRAGMENT
     if nxt == UDP:
         return _udp(frame, pos, end, src, dst, depth)
-    return _tunnel(frame, nxt, pos, end, depth)
+    return _tunnel(frame, nxt, pos, end, depth, src, dst)
 
 
-def _tunnel(frame: bytes, proto: int, off: int, end: int, depth: int) -> Decoded | int:
-    """IP-in-IP (RFC 2003), IPv6-in-IP (RFC 4213) and GRE; other transports are not ours."""
+def _tunnel(frame: bytes, proto: int, off: int, end: int, depth: int, src: bytes, dst: bytes
+            ) -> Decoded | int:
+    """TCP (the whole segment, for stream reassembly), IP-in-IP (RFC 2003), IPv6-in-IP
+    (RFC 4213) and GRE; other transports are not ours."""
+    if proto == 6:
+        if off + 20 > end:
+            return TRUNCATED_TCP
+        sport, dport = _UDP.unpack_from(frame, off)[:2]
+        return TCP_PROTO, src, dst, sport, dport, frame[off:end]
     if proto == 4:
         return _ipv4(frame[:end], off, depth + 1)
     if proto == 41:
         return _ipv6(frame[:end], off, depth + 1)
     if proto == 47:
         return _gre(frame[:end], off, depth + 1)
-    return TCP if proto == 6 else NON_UDP
+    return NON_UDP
 
 
 def _gre(frame: bytes, off: int, depth: int) -> Decoded | int:
@@ -331,7 +343,7 @@ def decode_fragment(linktype: int, frame: bytes) -> Fragment | int:
 def decode_transport(proto: int, src: bytes, dst: bytes, data: bytes) -> Decoded | int:
     """A reassembled transport payload as ``decode`` would have returned it."""
     if proto != UDP:
-        return TCP if proto == 6 else NON_UDP
+        return _tunnel(data, proto, 0, len(data), 0, src, dst)
     return _udp(data, 0, len(data), src, dst)
 
 

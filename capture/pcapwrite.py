@@ -51,3 +51,14 @@ class PcapWriter:
     def write(self, ts_ns: int, frame: bytes) -> None:
         self.f.write(pcap_record(ts_ns, frame, self.nanosecond))
         self.count += 1
+
+
+def tcp_frame(src: bytes, sport: int, dst: bytes, dport: int, seq: int, payload: bytes,
+              flags: int = 0x18) -> bytes:
+    """An Ethernet II + IPv4 + TCP frame (checksum 0: captures of offloading NICs show that)."""
+    tcp = struct.pack("!HHIIBBHHH", sport, dport, seq & 0xFFFFFFFF, 0, 0x50, flags, 65535, 0, 0)
+    tcp += payload
+    hdr = _IP.pack(0x45, 0, 20 + len(tcp), 0, 0, 64, 6, 0, src, dst)
+    hdr = hdr[:10] + struct.pack("!H", ip_checksum(hdr)) + hdr[12:]
+    eth = b"\x02\x00\x00\x00\x00\x02" + b"\x02\x00\x00\x00\x00\x01" + b"\x08\x00"
+    return eth + hdr + tcp
