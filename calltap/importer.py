@@ -110,6 +110,7 @@ class Importer:
         self.current_size = 0
         self._progress = progress
         self._next_timer = -1
+        self._clock = 0
 
     def import_file(self, path: str) -> None:
         """Import one file; raises CaptureError (one line, naming the file) if unreadable."""
@@ -146,10 +147,15 @@ class Importer:
             n += 1
             if ts >= self._next_timer:
                 if self._next_timer >= 0:
-                    self._events(self.tracker.handle_timer(ts))
-                    self.fragments.expire(ts)
-                    self.tcp.expire(ts)
+                    # Timers run on the clock as it stood before this packet: a capture whose
+                    # clock leaps (broken timestamps) cannot time a call out under the very
+                    # packet that continues it.
+                    now = self._clock
+                    self._events(self.tracker.handle_timer(now))
+                    self.fragments.expire(now)
+                    self.tcp.expire(now)
                 self._next_timer = ts + TIMER_NS
+            self._clock = ts
             if n % PROGRESS_EVERY == 0:
                 self.packets += PROGRESS_EVERY
                 self.current_bytes = reader.bytes_read
@@ -208,6 +214,8 @@ class Importer:
             self._sip(payload, ts, src, sport, dst, dport)
         self.packets += n % PROGRESS_EVERY
         self.current_bytes = reader.bytes_read
+        if n:  # the last packet's time counts too
+            self._events(self.tracker.handle_timer(self._clock))
 
     def _sip(self, data: bytes, ts: int, src: bytes, sport: int, dst: bytes, dport: int) -> None:
         try:

@@ -31,7 +31,7 @@ class Deduplicator:
             if seen.get(old_key) == old_ts:
                 del seen[old_key]
         last = seen.get(key)
-        if last is not None and ts_ns - last <= self.window_ns:
+        if last is not None and abs(ts_ns - last) <= self.window_ns:
             self.duplicates += 1
             return True
         seen[key] = ts_ns

@@ -166,12 +166,13 @@ def test_codec_captures_have_speech(name: str, tmp_path: Path) -> None:
 
 
 def test_lpc_has_no_decoder_and_says_so(tmp_path: Path) -> None:
-    # No LPC (RFC 3551 PT 7) decoder exists in FFmpeg or elsewhere we can use: the call is
-    # indexed without audio and the summary says why.
+    # No LPC (RFC 3551 PT 7) decoder exists in FFmpeg or elsewhere we can use: the call gets a
+    # silent recording and the summary says why.
     run_import([need_shared() / "sip-rtp-lpc.pcap"], tmp_path)
     (e,) = load_index(tmp_path)
     summary = load_summary(tmp_path, e)
-    assert e["audio"] is None
+    audio, _ = read_wav(tmp_path / e["audio"])
+    assert not audio.any() and len(audio) == 95 * 160
     assert "payload type 7 (LPC/8000) has no decoder" in summary["warnings"][0]
 
 

@@ -19,7 +19,7 @@ from capture.decode import format_ip
 from capture.spool import read_spool
 from correlate.call import SIDE_NAMES, Call
 from writer.audio_out import AudioOut
-from writer.codecs import CONTROL, DecodeError, Decoder, decoder_for, resolve
+from writer.codecs import CONTROL, EMPTY, DecodeError, Decoder, decoder_for, resolve
 from writer.dtmf import TelephoneEvents
 from writer.errors import RtpError
 from writer.flows import assign_channels
@@ -83,6 +83,7 @@ class _Direction:
             int(f) for side in call.offers for o in side for f in o.formats if f.isdigit()
         } or ANY_PT  # no SDP (an unsignalled call): any RTP payload type
         self.unexpected_pt = 0
+        self.unknown_packets = 0
         self.late_packets = 0
         self.events: TelephoneEvents | None = None
         self.audio_end = -1
@@ -214,6 +215,8 @@ def write_call(call: Call, spool: str | None, out_dir: str,
                 continue
             dec, clock = d.decoder(pt)
             if dec is None:
+                if pt in d.unknown:
+                    d.unknown_packets += 1
                 continue
             if d.sniff and d.sniffed < SNIFF_PACKETS:
                 d.histogram += np.bincount(np.frombuffer(payload[_a:_b], np.uint8), minlength=256)
@@ -241,6 +244,11 @@ def write_call(call: Call, spool: str | None, out_dir: str,
     starts = [s.start() * rate // s.clock - s.shift for d in dirs for s in d.segments]
     base = min(starts) if starts else 0
     audio_start_ns = origin + base * NS // rate if rate else 0
+    # Media nobody can decode still gets a (silent) recording, a packet time per packet,
+    # so the call shows it had media; the summary says why it is silent.
+    silent_only = not rate and any(d.unknown_packets for d in dirs)
+    if silent_only:
+        rate, audio_start_ns = 8000, origin
 
     rel, stem = call_stem(call.call_id, call.start_ns)
     target = os.path.join(out_dir, rel)
@@ -257,6 +265,9 @@ def write_call(call: Call, spool: str | None, out_dir: str,
             noise = np.random.default_rng(call.serial) if options.comfort_noise == "noise" else None
             _pass2(spool, dirs, channels, rtcp_flow, window, origin, rate, base, noise)
         if window is not None and out is not None:
+            if silent_only:
+                for d in dirs:
+                    window.put(d.channel, d.unknown_packets * 160, EMPTY)
             window.close()
             audio_files = [os.path.relpath(p, out_dir) for p in out.close()]
     except BaseException:
