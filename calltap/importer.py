@@ -206,6 +206,8 @@ class Importer:
                         continue
                     if flow == NON_AUDIO:
                         drops["non_audio_media"] += 1
+                        first = call.video_span[0] or ts
+                        call.video_span = (first, max(ts, call.video_span[1]))
                     continue
             if not looks_like_sip(payload):
                 if not self._rtp_candidate(ts, src, sport, dst, dport, payload):

@@ -106,11 +106,14 @@ class Call:
         "serial",
         "sip_dtmf",
         "unsignalled",
+        "video_span",
     )
 
     def __init__(self, key: str, call_id: str, start_ns: int, serial: int = 0) -> None:
         self.serial = serial
         """Number unique to this call within one tracker (names its spool)."""
+        self.video_span = (0, 0)
+        """Capture times of the first and last non-audio media packet (video, T.38)."""
         self.unsignalled = False
         """True for RTP recorded without any captured signalling."""
         self.sip_dtmf: list[tuple[int, int, str, float]] = []

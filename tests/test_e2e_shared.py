@@ -273,3 +273,179 @@ def test_marseillaise_with_its_published_key(tmp_path: Path) -> None:
     (e,) = load_index(tmp_path / "bad")
     audio, _ = read_wav(tmp_path / "bad" / e["audio"])
     assert imp.drops["srtp_auth_failed"] == 11888 and not audio.any()
+
+
+
+# file -> (calls recorded with audio, {Call-ID: channels that carry sound}); beside each,
+# CATALOG.md's recordable count and, where ours differs or is notable, why.
+PINNED: dict[str, tuple[int, dict[str, str]]] = {
+    # CATALOG 0: RTP-only PCMU leg recorded as an unsignalled call
+    '09a_2833_dtmf.pcap': (1, {'unsignalled-192.91.191.186:20014-192.168.1.40:22130': '0'}),
+    # CATALOG 2: plus an RTP flow that H.323, not SIP, set up (unsignalled)
+    '1filtered.cap': (3, {
+        '1adb29b1-a256df11-8c6b8346-a9787f68': '01',
+        '1ca04ec5-a256df11-8c6b8346-a9787f68': '01',
+        'unsignalled-174.120.125.35:18530-174.132.174.114:21980': '0',
+    }),
+    # CATALOG 1
+    'Asterisk_ZFONE_XLITE.pcap': (1, {'ZDYzOWVlNjEwM2NjZTBjNzliNmM1ZTNiOGZjNWFhN2E.': '01'}),
+    # CATALOG 0
+    'DTMFsipinfo.pcap': (0, {}),
+    # CATALOG 1
+    'FAX-Call-t38-CA-TDM-SIP-FB-1.pcap': (1, {
+        '00e9d4a500e9d48-0015-0001-0000-0000@10.35.40.25': '01',
+    }),
+    # CATALOG 1
+    'LtoZ_rtpFilter_fail_2.pcap': (1, {'738c6ff4-3bef5da0@10.10.10.211': '01'}),
+    # CATALOG 0
+    'MSCML.pcap': (0, {}),
+    # CATALOG 2
+    'SIP-SRTP-Normal_Call_two_parties.pcap': (2, {
+        '20d1c8822125483494b04e47206cec19': '01',
+        '6dbcc9a6-d89a-4547-9c91-72949f9e581c': '01',
+    }),
+    # CATALOG 0: SIP in TLS: SRTP as unsignalled calls, silent (ciphertext)
+    'SIP-over-TLS-RSA-SRTP_Normal_Call_two_parties.pcap': (2, {
+        'unsignalled-192.168.20.130:16670-192.168.20.132:4000': '',
+        'unsignalled-192.168.20.1:4000-192.168.20.130:13416': '',
+    }),
+    # CATALOG 0: SIP in TLS: plain RTP recorded as unsignalled calls
+    'SIP-over-TLS-RTP-Normal_Call_two_parties.pcap': (2, {
+        'unsignalled-192.168.20.130:14610-192.168.20.132:4000': '01',
+        'unsignalled-192.168.20.1:4000-192.168.20.130:12668': '01',
+    }),
+    # CATALOG 1: plus two RTP flows that MGCP set up (unsignalled)
+    'SIP_CALL_RTP_G711.pcap': (3, {
+        '12013223@200.57.7.195': '01',
+        'unsignalled-200.57.7.196:40378-200.57.7.199:4800': '01',
+        'unsignalled-200.57.7.202:30000-200.57.7.196:40362': '0',
+    }),
+    # CATALOG 1
+    'SIP_DTMF2.pcap': (1, {'25672@192.168.105.110': '01'}),
+    # CATALOG 0
+    'T38.pcap': (0, {}),
+    # CATALOG 1
+    'aaa.pcap': (1, {'11894297-4432a9f8@192.168.1.2': '0'}),
+    # CATALOG 1: the A-leg's single reverse packet is recorded too
+    'b2bua-asterisk.pcapng': (2, {
+        '37686afc57ce24ac655742b3644a7bb8@172.16.98.101:5060': '1',
+        'M2Q0ZDc1ZGM1NzIyMTlhZTA3NDU3NTgzMzA5YmJmZWQ.': '0',
+    }),
+    # CATALOG 0: RTP-only telephone-events: a silent unsignalled call with its digits
+    'dtmf_2833_1.pcap': (1, {'unsignalled-192.168.0.3:49176-192.168.0.1:10000': ''}),
+    # CATALOG 0
+    'erspan_sip_ipv4_udp.pcapng': (0, {}),
+    # CATALOG 0
+    'filenameGRE199---fax-iz-InLife-G711---OK!!!.cap': (0, {}),
+    # CATALOG 0: RTP-only PCMA stream recorded as an unsignalled call
+    'g711a.pcap': (1, {'unsignalled-10.1.3.143:5000-10.1.6.18:2006': '0'}),
+    # CATALOG 0
+    'gre.pcapng': (0, {}),
+    # CATALOG 1
+    'h263-over-rtp.pcap': (1, {'NmNhYWNhMjY0Y2M0OTc4YTI2MzgzZTNlYTRhZTMxNTE.': ''}),
+    # CATALOG 0
+    'hep.pcap': (0, {}),
+    # CATALOG 0
+    'hep3_compressed.pcap.pcapng': (0, {}),
+    # CATALOG 0
+    'ipip.pcap': (0, {}),
+    # CATALOG 0
+    'ipip0.pcap': (0, {}),
+    # CATALOG 0
+    'ipv6frag.pcap': (0, {}),
+    # CATALOG 0: RTP-only SRTP stream: unsignalled, silent without its key
+    'marseillaise-srtp.pcap': (1, {'unsignalled-10.1.1.1:10000-10.2.2.2:10000': ''}),
+    # CATALOG 0
+    'mikey_psk.pcap': (0, {}),
+    # CATALOG 1
+    'nb6-telephone.pcap': (1, {'1135D8701739D86@10.251.23.139': '01'}),
+    # CATALOG 1
+    'port-16_vlan24_200.pcap': (1, {'2247957968-92448163@192.168.24.200': '1'}),
+    # CATALOG 1
+    'rtp-protocol.pcap': (1, {'1907983263271201083544@10.33.6.101': '01'}),
+    # CATALOG 0
+    'sip-488-codec-reject.pcapng': (0, {}),
+    # CATALOG 0
+    'sip-body-large.pcap': (0, {}),
+    # CATALOG 0
+    'sip-proxy.pcap': (0, {}),
+    # CATALOG 0
+    'sip-routing-error.pcapng': (0, {}),
+    # CATALOG 2
+    'sip-rtp-dvi4.pcap': (2, {'1-2187@10.0.2.20': '1', '1-2189@10.0.2.20': '1'}),
+    # CATALOG 2
+    'sip-rtp-g711.pcap': (2, {'1-1966@10.0.2.20': '1', '1-1968@10.0.2.20': '1'}),
+    # CATALOG 1
+    'sip-rtp-g722.pcap': (1, {'1-2161@10.0.2.20': '1'}),
+    # CATALOG 8
+    'sip-rtp-g726.pcap': (8, {
+        '1-2134@10.0.2.20': '1',
+        '1-2137@10.0.2.20': '1',
+        '1-2138@10.0.2.20': '1',
+        '1-2139@10.0.2.20': '1',
+        '1-2140@10.0.2.20': '1',
+        '1-2141@10.0.2.20': '1',
+        '1-2142@10.0.2.20': '1',
+        '1-2143@10.0.2.20': '1',
+    }),
+    # CATALOG 1
+    'sip-rtp-g729a.pcap': (1, {'1-24411@10.0.2.20': '1'}),
+    # CATALOG 1
+    'sip-rtp-gsm.pcap': (1, {'1-2176@10.0.2.20': '1'}),
+    # CATALOG 1
+    'sip-rtp-ilbc.pcap': (1, {'1-4269@10.0.2.20': '1'}),
+    # CATALOG 4
+    'sip-rtp-l16.pcap': (4, {
+        '1-2118@10.0.2.20': '1',
+        '1-2120@10.0.2.20': '1',
+        '1-2121@10.0.2.20': '1',
+        '1-2123@10.0.2.20': '1',
+    }),
+    # CATALOG 1
+    'sip-rtp-lpc.pcap': (1, {'1-2168@10.0.2.20': ''}),
+    # CATALOG 1
+    'sip-rtp-opus-hybrid.pcap': (1, {'1-4237@10.0.2.20': '1'}),
+    # CATALOG 1
+    'sip-rtp-opus.pcap': (1, {'1-4237@10.0.2.20': '1'}),
+    # CATALOG 0
+    'sip-sdp-example.pcap': (0, {}),
+    # CATALOG 1
+    'sip_ipv4_tcp.pcap': (1, {'158936656982201062716@10.33.6.100': '01'}),
+    # CATALOG 0
+    'sip_ipv4_tcp_fragmented.pcap': (0, {}),
+    # CATALOG 0
+    'sip_ipv4_tcp_retrans.pcap': (0, {}),
+    # CATALOG 0
+    'sip_ipv6_udp.pcap': (0, {}),
+    # CATALOG 0
+    'sip_sctp.pcap': (0, {}),
+    # CATALOG 0
+    'sip_tcp_websocket.pcap': (0, {}),
+    # CATALOG 0
+    'sipp-branch-scenario.pcapng': (0, {}),
+    # CATALOG 1: INVITE head fragment missing: each participant stream is an unsignalled call
+    'siprec_dual_channel_udp.pcap': (2, {
+        'unsignalled-192.168.86.48:58594-18.220.121.163:23832': '0',
+        'unsignalled-192.168.86.48:58596-18.220.121.163:22716': '0',
+    }),
+    # CATALOG 1
+    'testing.ext.pcap': (1, {'c3eF6f58-363323Cd-8058EB88-10305830@192.168.1.87': ''}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PINNED))
+def test_pinned_recordings(name: str, tmp_path: Path) -> None:
+    """Issue contract: per shared file, the calls recorded with audio, their Call-IDs and which
+    channels carry sound, at or above CATALOG.md's recordable count (reasons beside)."""
+    run_import([need_shared() / name], tmp_path)
+    got = {}
+    for e in load_index(tmp_path):
+        if e["audio"]:
+            audio, _ = read_wav(tmp_path / e["audio"])
+            got[e["call_id"]] = "".join(str(c) for c in (0, 1) if audio[:, c].any())
+    count, calls = PINNED[name]
+    assert (len(got), got) == (count, calls)
+
+
+def test_every_shared_file_is_pinned() -> None:
+    assert set(ALL) == set(PINNED) or not ALL

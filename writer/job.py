@@ -246,9 +246,9 @@ def write_call(call: Call, spool: str | None, out_dir: str,
     audio_start_ns = origin + base * NS // rate if rate else 0
     # Media nobody can decode still gets a (silent) recording, a packet time per packet,
     # so the call shows it had media; the summary says why it is silent.
-    silent_only = not rate and any(d.unknown_packets for d in dirs)
+    silent_only = not rate and (any(d.unknown_packets for d in dirs) or call.video_span[1])
     if silent_only:
-        rate, audio_start_ns = 8000, origin
+        rate, audio_start_ns = 8000, origin if origin >= 0 else call.video_span[0]
 
     rel, stem = call_stem(call.call_id, call.start_ns)
     target = os.path.join(out_dir, rel)
@@ -268,6 +268,9 @@ def write_call(call: Call, spool: str | None, out_dir: str,
             if silent_only:
                 for d in dirs:
                     window.put(d.channel, d.unknown_packets * 160, EMPTY)
+                # only video or fax was seen: silence as long as it lasted (bounded)
+                span = min(call.video_span[1] - call.video_span[0], MAX_GAP_SECONDS * NS)
+                window.put(0, span * rate // NS, EMPTY)
             window.close()
             audio_files = [os.path.relpath(p, out_dir) for p in out.close()]
     except BaseException:
@@ -281,6 +284,8 @@ def write_call(call: Call, spool: str | None, out_dir: str,
     if gaps:
         warnings.append(f"the capture clock jumped {gaps} time(s) by more than "
                         f"{MAX_GAP_SECONDS} s; each jump is one second of silence")
+    if silent_only and call.video_span[1] and not any(d.unknown_packets for d in dirs):
+        warnings.append("only non-audio media (video, fax) was seen; the recording is silent")
     for d in dirs:
         who = f"channel {d.channel} ({SIDE_NAMES[d.channel]})"
         if d.srtp_no_key:
