@@ -26,7 +26,7 @@ class MediaOffer:
 
     __slots__ = (
         "addr", "port", "rtpmap", "formats", "direction", "ptime", "time_ns", "fmtp", "proto",
-        "crypto",
+        "crypto", "tag",
     )
 
     def __init__(
@@ -59,6 +59,8 @@ class MediaOffer:
         """Transport protocol of the m= line (RTP/SAVP means SRTP)."""
         self.crypto: list[str] = []
         """a=crypto values (RFC 4568): the keys this party sends with."""
+        self.tag = ""
+        """For the callee's media, the To-tag of its branch (forking tells them apart)."""
 
     def to_json(self) -> dict[str, Any]:
         return {

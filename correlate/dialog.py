@@ -88,16 +88,22 @@ class DialogTracker:
         self.drops: Counter[str] = Counter()
         """Messages not applied, by reason."""
         self._serial = 0
+        self._by_call_id: dict[str, list[str]] = {}
+        self._orphans: dict[str, list[tuple[SipMessage, int, Endpoint, Endpoint]]] = {}
+        self._orphan_count = 0
 
     def handle_sip(
         self, msg: SipMessage, ts_ns: int, src: Endpoint, dst: Endpoint
     ) -> list[Event]:
         """Apply one SIP message seen at capture time ``ts_ns`` from ``src`` to ``dst``."""
         events: list[Event] = []
-        key = msg.call_id
-        call = self.calls.get(key)
+        call = self._find(msg)
         if call is None:
             if msg.method != "INVITE":
+                if msg.status and msg.cseq_method == "INVITE" and self._hold_orphan(
+                    msg, ts_ns, src, dst
+                ):
+                    return events  # a response that overtook its INVITE on the mirror
                 self.drops["sip_outside_invite_dialog"] += 1
                 return events
             if msg.to.tag:
@@ -108,6 +114,11 @@ class DialogTracker:
                 self.drops["call_table_full"] += 1
                 return events
             self._serial += 1
+            # RFC 3261 section 12: a dialog is Call-ID plus tags; two legs of a B2BUA may
+            # share the Call-ID and differ in From-tag.
+            key = f"{msg.call_id}\x00{msg.from_.tag}"
+            if key in self.calls:  # the same dialog again after it ended: a new call
+                key = f"{key}\x00{self._serial}"
             call = Call(key, msg.call_id, ts_ns, self._serial)
             call.caller_uri, call.caller_name = msg.from_.uri, msg.from_.display
             call.callee_uri, call.callee_name = msg.to.uri, msg.to.display
@@ -116,7 +127,19 @@ class DialogTracker:
             call.user_agent = msg.header("user-agent")
             call.invite_cseq = msg.cseq
             self.calls[key] = call
+            keys = self._by_call_id.setdefault(msg.call_id, [])
+            keys.append(key)
+            del keys[:-MAX_DIALOGS_PER_CALL_ID]
             events.append(CallStarted(call))
+            events += self._apply_message(call, msg, ts_ns, src, dst)
+            for held in self._orphans.pop(msg.call_id, []):
+                events += self.handle_sip(*held)
+            return events
+        return events + self._apply_message(call, msg, ts_ns, src, dst)
+
+    def _apply_message(self, call: Call, msg: SipMessage, ts_ns: int, src: Endpoint,
+                      dst: Endpoint) -> list[Event]:
+        events: list[Event] = []
         call.last_ns = max(call.last_ns, ts_ns)
         call.sip_messages += 1
         inp = self._input(msg, call)
@@ -135,9 +158,39 @@ class DialogTracker:
         if call.state not in TERMINAL or new not in TERMINAL:
             self._apply(call, inp, new, msg, ts_ns, sender)
         body = msg.sdp() if call.state not in TERMINAL else None
-        if body is not None and self._take_sdp(call, sender, body, ts_ns):
+        # the callee's dialog tag, to tell forked branches' media apart
+        branch = (msg.to.tag if msg.status else msg.from_.tag) if sender == CALLEE else ""
+        if body is not None and self._take_sdp(call, sender, body, ts_ns, branch):
             events.append(MediaChanged(call, sender))
         return events
+
+    def _find(self, msg: SipMessage) -> Call | None:
+        """The dialog a message belongs to: same Call-ID, and the caller's tag in From (the
+        caller's requests and their responses) or in To (the callee's requests)."""
+        keys = self._by_call_id.get(msg.call_id)
+        if not keys:
+            return None
+        ftag, ttag = msg.from_.tag, msg.to.tag
+        found = None
+        for key in keys:
+            call = self.calls.get(key)
+            if call is None:
+                continue
+            if call.caller_tag == ftag or (ttag and call.caller_tag == ttag):
+                found = call  # the newest dialog wins (Call-ID reuse)
+            elif not call.caller_tag and len(keys) == 1:
+                found = call  # RFC 2543 peers send no tags
+        return found
+
+    def _hold_orphan(self, msg: SipMessage, ts_ns: int, src: Endpoint, dst: Endpoint) -> bool:
+        held = self._orphans.setdefault(msg.call_id, [])
+        if self._orphan_count >= MAX_ORPHANS or len(held) >= MAX_ORPHANS_PER_CALL_ID:
+            if not held:
+                del self._orphans[msg.call_id]
+            return False
+        held.append((msg, ts_ns, src, dst))
+        self._orphan_count += 1
+        return True
 
     @staticmethod
     def _input(msg: SipMessage, call: Call) -> int:
@@ -181,6 +234,8 @@ class DialogTracker:
         elif inp == IN_18X and old != CONFIRMED:
             call.status = "ringing"
         elif inp == IN_2XX and old != CONFIRMED:
+            # Forking (RFC 3261 section 13.2.2.4): the branch that answers is the callee.
+            call.callee_tag = msg.to.tag or call.callee_tag
             call.answer_ns = ts_ns
             call.final_code = msg.status
             call.final_reason = msg.reason
@@ -202,7 +257,8 @@ class DialogTracker:
                 call.end_reason = "bye"
                 call.hangup_by = "caller" if sender == CALLER else "callee"
 
-    def _take_sdp(self, call: Call, sender: int, body: bytes, ts_ns: int) -> bool:
+    def _take_sdp(self, call: Call, sender: int, body: bytes, ts_ns: int, branch: str = ""
+                  ) -> bool:
         try:
             sdp = parse_sdp(body)
         except SdpError:
@@ -218,6 +274,7 @@ class DialogTracker:
                 continue
             offer = MediaOffer(m.addr, m.port, m.rtpmap, m.formats, m.direction, m.ptime, ts_ns)
             offer.fmtp, offer.proto, offer.crypto = m.fmtp, m.proto, m.crypto
+            offer.tag = branch
             offers.append(offer)
         if not offers and not other:
             return False
@@ -261,6 +318,11 @@ class DialogTracker:
     def handle_timer(self, now_ns: int) -> list[Event]:
         """Finish calls whose linger expired or that fell silent; ``now_ns`` is capture time."""
         done: list[Event] = []
+        for call_id, held in list(self._orphans.items()):
+            if now_ns - held[0][1] >= ORPHAN_NS:  # its INVITE never came
+                del self._orphans[call_id]
+                self._orphan_count -= len(held)
+                self.drops["sip_outside_invite_dialog"] += len(held)
         for call in list(self.calls.values()):
             if call.state in TERMINAL:
                 if now_ns - call.ended_ns >= self.linger_ns:
@@ -273,6 +335,10 @@ class DialogTracker:
 
     def finish(self) -> list[Event]:
         """End of input: finish every call still open."""
+        for held in self._orphans.values():
+            self.drops["sip_outside_invite_dialog"] += len(held)
+        self._orphans.clear()
+        self._orphan_count = 0
         calls = list(self.calls.values())
         return [self._finish(call, "end-of-input", "incomplete") for call in calls]
 
@@ -288,6 +354,12 @@ class DialogTracker:
             call.status = "completed"
         call.state = ENDED
         del self.calls[call.key]
+        keys = self._by_call_id.get(call.call_id)
+        if keys is not None:
+            if call.key in keys:
+                keys.remove(call.key)
+            if not keys:
+                del self._by_call_id[call.call_id]
         self.media.drop_call(call.key)
         return CallFinished(call)
 
@@ -299,3 +371,9 @@ def _ep_text(ep: Endpoint) -> str:
 
 # Media announcements remembered per side of a call (re-INVITE history for the summary).
 MAX_OFFERS_PER_SIDE = 16
+# Dialogs sharing one Call-ID (B2BUA legs, forks, reuse) followed at once.
+MAX_DIALOGS_PER_CALL_ID = 16
+# Responses held while their INVITE may still arrive (mirror reordering): how many, how long.
+MAX_ORPHANS = 1024
+MAX_ORPHANS_PER_CALL_ID = 8
+ORPHAN_NS = 2 * 1_000_000_000

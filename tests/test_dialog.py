@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from correlate.call import CALLEE, CALLER
+from correlate.call import CALLEE, CALLER, Call
 from correlate.dialog import CONFIRMED, ENDED, FAILED, TRANSITIONS, DialogTracker
 from correlate.events import CallFinished, CallStarted, MediaChanged
 from correlate.media import RTCP, RTP, MediaTable
@@ -27,6 +27,11 @@ def msg(start: str, cseq: str, from_tag: str = "ft", to_tag: str = "", body: str
     return (start + "\r\n" + "\r\n".join(hdrs) + "\r\n\r\n" + body).encode()
 
 
+def call_of(t: DialogTracker, call_id: str) -> Call:
+    (call,) = [c for c in t.calls.values() if c.call_id == call_id]
+    return call
+
+
 def feed(t: DialogTracker, data: bytes, ts: int, fwd: bool = True) -> list[object]:
     return list(t.handle_sip(parse_sip(data), ts, A if fwd else B, B if fwd else A))
 
@@ -50,12 +55,12 @@ def test_basic_call_and_media_table() -> None:
     media = MediaTable()
     t = DialogTracker(media, linger_ns=2 * S)
     basic_call(t)
-    call = t.calls["c1"]
+    call = call_of(t, "c1")
     assert call.state == ENDED and call.status == "completed" and call.hangup_by == "caller"
     assert call.answer_ns == S and call.end_ns == 10 * S and call.callee_tag == "tt"
-    assert media.get((ip4("192.0.2.1"), 4000)) == ("c1", CALLER, RTP)
-    assert media.get((ip4("192.0.2.1"), 4001)) == ("c1", CALLER, RTCP)
-    assert media.get((ip4("198.51.100.1"), 6000)) == ("c1", CALLEE, RTP)
+    assert media.get((ip4("192.0.2.1"), 4000)) == (call.key, CALLER, RTP)
+    assert media.get((ip4("192.0.2.1"), 4001)) == (call.key, CALLER, RTCP)
+    assert media.get((ip4("198.51.100.1"), 6000)) == (call.key, CALLEE, RTP)
     assert t.handle_timer(11 * S) == []  # still lingering
     done = t.handle_timer(12 * S)
     assert len(done) == 1 and isinstance(done[0], CallFinished)
@@ -65,17 +70,17 @@ def test_basic_call_and_media_table() -> None:
 def test_bye_from_callee() -> None:
     t = DialogTracker(MediaTable())
     basic_call(t, bye_from_callee=True)
-    assert t.calls["c1"].hangup_by == "callee"
+    assert call_of(t, "c1").hangup_by == "callee"
 
 
 def test_failure_then_auth_retry_revives_the_call() -> None:
     t = DialogTracker(MediaTable())
     feed(t, msg("INVITE sip:b@y SIP/2.0", "1 INVITE", body=sdp("192.0.2.1", 4000)), 0)
     feed(t, msg("SIP/2.0 407 Proxy Auth", "1 INVITE", to_tag="p"), 10, fwd=False)
-    assert t.calls["c1"].state == FAILED and t.calls["c1"].final_code == 407
+    assert call_of(t, "c1").state == FAILED and call_of(t, "c1").final_code == 407
     feed(t, msg("ACK sip:b@y SIP/2.0", "1 ACK", to_tag="p"), 20)
     feed(t, msg("INVITE sip:b@y SIP/2.0", "2 INVITE", body=sdp("192.0.2.1", 4000)), 30)
-    call = t.calls["c1"]
+    call = call_of(t, "c1")
     assert call.status == "setup" and call.final_code == 0
     feed(t, msg("SIP/2.0 200 OK", "2 INVITE", to_tag="tt"), 40, fwd=False)
     assert call.state == CONFIRMED and call.status == "answered"
@@ -85,17 +90,17 @@ def test_cancel_and_final_failure() -> None:
     t = DialogTracker(MediaTable())
     feed(t, msg("INVITE sip:b@y SIP/2.0", "1 INVITE"), 0)
     feed(t, msg("CANCEL sip:b@y SIP/2.0", "1 CANCEL"), 5)
-    assert t.calls["c1"].status == "cancelled" and t.calls["c1"].end_reason == "cancel"
+    assert call_of(t, "c1").status == "cancelled" and call_of(t, "c1").end_reason == "cancel"
     feed(t, msg("INVITE sip:b@y SIP/2.0", "1 INVITE", call_id="c2"), 0)
     feed(t, msg("SIP/2.0 486 Busy Here", "1 INVITE", to_tag="x", call_id="c2"), 5, fwd=False)
-    assert t.calls["c2"].status == "failed" and t.calls["c2"].final_reason == "Busy Here"
+    assert call_of(t, "c2").status == "failed" and call_of(t, "c2").final_reason == "Busy Here"
 
 
 def test_illegal_transition_leaves_state() -> None:
     t = DialogTracker(MediaTable())
     feed(t, msg("INVITE sip:b@y SIP/2.0", "1 INVITE"), 0)
     feed(t, msg("ACK sip:b@y SIP/2.0", "1 ACK"), 1)  # ACK before any final response
-    call = t.calls["c1"]
+    call = call_of(t, "c1")
     assert call.illegal_transitions == 1 and call.status == "setup"
     assert t.drops["sip_illegal_transition"] == 1
 
@@ -112,7 +117,7 @@ def test_inactivity_timeout_and_end_of_input() -> None:
     t = DialogTracker(MediaTable(), inactivity_ns=30 * S)
     feed(t, msg("INVITE sip:b@y SIP/2.0", "1 INVITE"), 0)
     feed(t, msg("SIP/2.0 200 OK", "1 INVITE", to_tag="tt"), S, fwd=False)
-    t.touch(t.calls["c1"], 20 * S)
+    t.touch(call_of(t, "c1"), 20 * S)
     assert t.handle_timer(49 * S) == []
     (done,) = t.handle_timer(50 * S)
     assert done.call.end_reason == "rtp-timeout" and done.call.end_ns == 20 * S  # type: ignore[attr-defined]
@@ -135,10 +140,10 @@ def test_reinvite_moves_media_and_t38_offer_keeps_audio() -> None:
     feed(t, msg("INVITE sip:a@x SIP/2.0", "1 INVITE", from_tag="tt", to_tag="ft",
                 body=sdp("198.51.100.1", 6100)), 5 * S, fwd=False)
     assert media.get((ip4("198.51.100.1"), 6000)) is None
-    assert media.get((ip4("198.51.100.1"), 6100)) == ("c1", CALLEE, RTP)
+    assert media.get((ip4("198.51.100.1"), 6100)) == (call_of(t, "c1").key, CALLEE, RTP)
     feed(t, msg("INVITE sip:b@y SIP/2.0", "3 INVITE", to_tag="tt",
                 body=sdp("192.0.2.1", 4000, "image")), 6 * S)
-    assert media.get((ip4("192.0.2.1"), 4000)) == ("c1", CALLER, RTP)
+    assert media.get((ip4("192.0.2.1"), 4000)) == (call_of(t, "c1").key, CALLER, RTP)
 
 
 def basic_call_no_bye(t: DialogTracker) -> None:

@@ -17,17 +17,21 @@ from correlate.call import Endpoint, Flow
 UNKNOWN = -1
 
 
-def assign_channels(flows: list[Flow]) -> list[int]:
-    """Channel (0 = caller sent it, 1 = callee sent it, -1 unknown) of every flow."""
+def assign_channels(flows: list[Flow], excluded: frozenset[Endpoint] = frozenset()
+                    ) -> list[int]:
+    """Channel (0 = caller sent it, 1 = callee sent it, -1 unknown) of every flow; flows to
+    or from ``excluded`` endpoints (a forked branch that did not answer) are not recorded."""
     channels = [UNKNOWN] * len(flows)
     learned: dict[Endpoint, int] = {}
-    for i, (src, _dst, d_side, _s_side, _kind) in enumerate(flows):
+    for i, (src, dst, d_side, _s_side, _kind) in enumerate(flows):
+        if src in excluded or dst in excluded:
+            continue
         if d_side >= 0:
             channels[i] = 1 - d_side
             learned.setdefault(src, 1 - d_side)
     senders = {f[0] for f in flows if f[2] >= 0}
     for i, (src, dst, d_side, s_side, _kind) in enumerate(flows):
-        if d_side >= 0:
+        if d_side >= 0 or src in excluded or dst in excluded:
             continue
         side = learned.get(dst)
         if side is not None:

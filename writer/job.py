@@ -55,6 +55,14 @@ MAX_SSRCS = 64
 NS = 1_000_000_000
 
 
+def _losing_branches(call: Call) -> frozenset[tuple[bytes, int]]:
+    """Media endpoints only forked branches that did not answer announced."""
+    offers = call.offers[1]
+    winner = {(o.addr, o.port) for o in offers if not o.tag or o.tag == call.callee_tag}
+    losers = {(o.addr, o.port) for o in offers if o.tag and o.tag != call.callee_tag}
+    return frozenset(losers - winner) if call.answer_ns else frozenset()
+
+
 def _sdes_key(call: Call, sender: int) -> tuple[str, bytes] | None:
     """The SDES key ``sender`` encrypts with: its a=crypto line whose tag the other side's
     answer chose (RFC 4568 section 5.1.2), else its first usable one."""
@@ -84,6 +92,9 @@ class _Direction:
         } or ANY_PT  # no SDP (an unsignalled call): any RTP payload type
         self.unexpected_pt = 0
         self.unknown_packets = 0
+        # Media before the answer (183 early media, or a call never answered) is early.
+        self.answer_ns = call.answer_ns or (1 << 62 if not call.unsignalled else 0)
+        self.early_packets = 0
         self.late_packets = 0
         self.events: TelephoneEvents | None = None
         self.audio_end = -1
@@ -187,7 +198,7 @@ def write_call(call: Call, spool: str | None, out_dir: str,
     """Write the files of ``call`` under ``out_dir`` and append its index line.
 
     Returns the index entry and the call's media packets not used, by reason."""
-    channels = assign_channels(call.flows)
+    channels = assign_channels(call.flows, _losing_branches(call))
     keys = options.srtp_keys
     dirs = (_Direction(call, 0, channels, keys), _Direction(call, 1, channels, keys))
     rtcp_flow = [f[4] == 1 for f in call.flows]
@@ -348,6 +359,7 @@ def write_call(call: Call, spool: str | None, out_dir: str,
         "final_code": call.final_code,
         "codecs": codecs,
         "dtmf": "".join(x["digit"] for x in dtmf),
+        "early_media": any(x["early_media_packets"] for x in directions),
         "packets": [x["packets"] for x in directions],
         "lost": [x["lost"] for x in directions],
     }
@@ -397,6 +409,8 @@ def _pass2(
         if not d.first_ns:
             d.first_ns = ts
         d.last_ns = ts
+        if ts < d.answer_ns:
+            d.early_packets += 1
         dec, clock = d.decoder(pt)
         name = ""
         if dec is None:
@@ -542,6 +556,7 @@ def _direction_json(
         "duplicates": sum(s.duplicates for s in d.stats.values()),
         "out_of_order": sum(s.out_of_order for s in d.stats.values()),
         "late_packets": d.late_packets,
+        "early_media_packets": d.early_packets,
         "late_ms": round(window.late_samples[d.channel] * 1000 / rate, 1) if window else 0.0,
         "jitter_ms_mean": jit_mean,
         "jitter_ms_max": jit_max,
@@ -564,6 +579,7 @@ def _direction_json(
                 "start": rfc3339(s.first_ns),
                 "end": rfc3339(s.last_ns),
                 "clock_drift_ppm": round(s.b * 1e6, 1),
+                "early_media": s.first_ns < d.answer_ns,
             }
             for s in d.segments
         ],
