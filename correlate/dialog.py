@@ -279,11 +279,13 @@ class DialogTracker:
         if not offers and not other:
             return False
         prev = call.offers[sender]
-        if offers and prev and [(o.addr, o.port) for o in prev[-len(offers):]] == [
-            (o.addr, o.port) for o in offers
+        def same(o: MediaOffer) -> tuple[object, ...]:
+            return o.addr, o.port, o.direction, tuple(o.formats)
+
+        if offers and prev and [same(o) for o in prev[-len(offers):]] == [
+            same(o) for o in offers
         ] and not other:
-            # Same endpoints again (retransmission, session refresh): keep the newest codecs.
-            prev[-len(offers):] = offers
+            # The same media again (retransmission, session refresh): nothing to record.
             return False
         prev.extend(offers)
         # Bound: a side's offer history is a handful per call; cap hostile re-INVITE loops.
