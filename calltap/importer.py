@@ -308,6 +308,11 @@ class Importer:
     def _write(self, ev: CallFinished) -> None:
         call = ev.call
         spool = self.spool.close_call(call.serial)
+        if not call.responded and spool is None and not call.flows:
+            # An INVITE nobody answered and no media: nothing to record (INVITE floods,
+            # scanners). Counted, not written.
+            self.drops["unanswered_invite_not_recorded"] += 1
+            return
         if self._pool is None:
             try:
                 self._done(call, spool, write_call(call, spool, self.out, self.options), None)

@@ -25,6 +25,8 @@ MAX_PROBE_SEGMENTS = 8
 PROBE_BYTES = 4096
 # A stream silent for this long (capture time) is forgotten.
 IDLE_NS = 300 * NS
+# Bytes buffered across all streams; past it the oldest streams are forgotten first.
+MAX_TOTAL_BYTES = 64 * 1024 * 1024
 
 _TCP = struct.Struct("!HHIIBB")
 _START = re.compile(rb"(?:^|\r?\n)((?:[A-Z]+ [^ \r\n]+ SIP/2\.0|SIP/2\.0 \d{3} [^\r\n]*)\r?\n)")
@@ -49,6 +51,10 @@ class _Stream:
         self.last_ns = ts_ns
 
 
+def _size(st: _Stream) -> int:
+    return len(st.buf) + sum(len(v) for v in st.ooo.values())
+
+
 def _after(a: int, b: int) -> int:
     """Signed distance from sequence number ``b`` to ``a`` (RFC 793 modular arithmetic)."""
     return ((a - b + 0x80000000) & 0xFFFFFFFF) - 0x80000000
@@ -60,6 +66,8 @@ class TcpSip:
     def __init__(self, max_streams: int = MAX_STREAMS) -> None:
         self._streams: dict[StreamKey, _Stream] = {}
         self.max_streams = max_streams
+        self.max_total_bytes = MAX_TOTAL_BYTES
+        self._bytes = 0
         self.drops: Counter[str] = Counter()
 
     def __len__(self) -> int:
@@ -79,13 +87,13 @@ class TcpSip:
         key = (src, sport, dst, dport)
         st = self._streams.get(key)
         if flags & 0x04:  # RST
-            self._streams.pop(key, None)
+            self._forget(key)
             return []
         if st is None:
             if not data and not flags & 0x02:
                 return []
             if len(self._streams) >= self.max_streams:
-                del self._streams[next(iter(self._streams))]
+                self._forget(next(iter(self._streams)))
                 self.drops["tcp_stream_table_full"] += 1
             # RFC 793: SYN takes one sequence number; without it we join mid-stream.
             st = self._streams[key] = _Stream((seq + 1) & 0xFFFFFFFF if flags & 0x02 else seq,
@@ -95,12 +103,22 @@ class TcpSip:
         st.last_ns = ts_ns
         if st.mode == NOT_SIP:
             if flags & 0x01:
-                del self._streams[key]
+                self._forget(key)
             return []
+        before = _size(st)
         out = self._take(st, seq, data) if data else []
+        self._bytes += _size(st) - before
         if flags & 0x01:  # FIN: nothing more will come this way
-            del self._streams[key]
+            self._forget(key)
+        while self._bytes > self.max_total_bytes and self._streams:
+            self.drops["tcp_memory_limit"] += 1
+            self._forget(next(iter(self._streams)))
         return out
+
+    def _forget(self, key: StreamKey) -> None:
+        st = self._streams.pop(key, None)
+        if st is not None:
+            self._bytes -= _size(st)
 
     def _take(self, st: _Stream, seq: int, data: bytes) -> list[bytes]:
         d = _after(seq, st.next_seq)
@@ -238,4 +256,4 @@ class TcpSip:
         """Forget streams silent for IDLE_NS."""
         for key, st in list(self._streams.items()):
             if now_ns - st.last_ns >= IDLE_NS:
-                del self._streams[key]
+                self._forget(key)

@@ -109,11 +109,14 @@ class Call:
         "sip_dtmf",
         "unsignalled",
         "video_span",
+        "responded",
     )
 
     def __init__(self, key: str, call_id: str, start_ns: int, serial: int = 0) -> None:
         self.serial = serial
         """Number unique to this call within one tracker (names its spool)."""
+        self.responded = False
+        """Whether any response to the INVITE was seen."""
         self.video_span = (0, 0)
         """Capture times of the first and last non-audio media packet (video, T.38)."""
         self.unsignalled = False

@@ -110,7 +110,7 @@ class DialogTracker:
                 # A re-INVITE whose dialog began before the capture started.
                 self.drops["sip_reinvite_without_dialog"] += 1
                 return events
-            if len(self.calls) >= self.max_calls:
+            if len(self.calls) >= self.max_calls and not self._evict():
                 self.drops["call_table_full"] += 1
                 return events
             self._serial += 1
@@ -163,6 +163,16 @@ class DialogTracker:
         if body is not None and self._take_sdp(call, sender, body, ts_ns, branch):
             events.append(MediaChanged(call, sender))
         return events
+
+    def _evict(self) -> bool:
+        """Make room in a full table by dropping the oldest INVITE nobody answered at all
+        (a flood must not keep real calls out)."""
+        for call in self.calls.values():
+            if call.state == CALLING and not call.responded and not call.flows:
+                self._finish(call, "evicted", "timeout")
+                self.drops["unanswered_invite_evicted"] += 1
+                return True
+        return False
 
     def _find(self, msg: SipMessage) -> Call | None:
         """The dialog a message belongs to: same Call-ID, and the caller's tag in From (the
@@ -227,6 +237,8 @@ class DialogTracker:
     ) -> None:
         old = call.state
         call.state = new
+        if msg.status:
+            call.responded = True
         if old == FAILED:  # revived by an authentication retry
             call.status, call.final_code, call.final_reason = "setup", 0, ""
             call.end_ns = call.ended_ns = 0
@@ -331,7 +343,8 @@ class DialogTracker:
                     done.append(self._finish(call))
             elif now_ns - call.last_ns >= (
                 self.unsignalled_ns if call.unsignalled else self.inactivity_ns
-            ):
+            ) or (call.state == CALLING and not call.responded and not call.flows
+                  and now_ns - call.start_ns >= SETUP_NS):
                 done.append(self._finish(call, "rtp-timeout", "timeout"))
         return done
 
@@ -373,6 +386,8 @@ def _ep_text(ep: Endpoint) -> str:
 
 # Media announcements remembered per side of a call (re-INVITE history for the summary).
 MAX_OFFERS_PER_SIDE = 16
+# An INVITE with no response at all is over after RFC 3261 Timer B (64 * T1 = 32 s).
+SETUP_NS = 32 * 1_000_000_000
 # Dialogs sharing one Call-ID (B2BUA legs, forks, reuse) followed at once.
 MAX_DIALOGS_PER_CALL_ID = 16
 # Responses held while their INVITE may still arrive (mirror reordering): how many, how long.

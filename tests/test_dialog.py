@@ -126,11 +126,27 @@ def test_inactivity_timeout_and_end_of_input() -> None:
     assert done.call.status == "incomplete" and done.call.end_reason == "end-of-input"  # type: ignore[attr-defined]
 
 
-def test_call_table_bound() -> None:
+def test_call_table_bound_evicts_unanswered_invites_first() -> None:
     t = DialogTracker(MediaTable(), max_calls=2)
-    for i in range(4):
+    for i in range(2):
         feed(t, msg("INVITE sip:b@y SIP/2.0", "1 INVITE", call_id=f"c{i}"), 0)
-    assert len(t.calls) == 2 and t.drops["call_table_full"] == 2
+        feed(t, msg("SIP/2.0 100 Trying", "1 INVITE", call_id=f"c{i}"), 1, fwd=False)
+    for i in range(2, 4):
+        feed(t, msg("INVITE sip:b@y SIP/2.0", "1 INVITE", call_id=f"c{i}"), 2)
+    assert len(t.calls) == 2 and t.drops["call_table_full"] == 2  # answered ones stay
+    flood = DialogTracker(MediaTable(), max_calls=2)
+    for i in range(5):
+        feed(flood, msg("INVITE sip:b@y SIP/2.0", "1 INVITE", call_id=f"f{i}"), i)
+    assert {c.call_id for c in flood.calls.values()} == {"f3", "f4"}
+    assert flood.drops["unanswered_invite_evicted"] == 3
+
+
+def test_invite_without_any_response_ends_after_timer_b() -> None:
+    t = DialogTracker(MediaTable())
+    feed(t, msg("INVITE sip:b@y SIP/2.0", "1 INVITE"), 0)
+    assert t.handle_timer(31 * S) == []
+    (done,) = t.handle_timer(32 * S)
+    assert done.call.status == "timeout"  # type: ignore[attr-defined]
 
 
 def test_reinvite_moves_media_and_t38_offer_keeps_audio() -> None:

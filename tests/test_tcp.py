@@ -83,3 +83,13 @@ def test_bounds() -> None:
     t2 = TcpSip()
     assert t2.feed(0, A, 1, B, 2, seg(1, huge)) == []
     assert t2.drops["sip_message_too_large"] == 1
+
+
+def test_total_buffered_bytes_are_bounded() -> None:
+    t = TcpSip()
+    t.max_total_bytes = 50_000
+    start = b"INVITE sip:b@y SIP/2.0\r\nCall-ID: x\r\n"  # a message that never ends
+    for port in range(100):
+        t.feed(0, A, 20_000 + port, B, 5060, seg(1, start + b"X-Pad: " + b"p" * 2000 + b"\r\n"))
+    assert t._bytes <= 50_000 and t.drops["tcp_memory_limit"] > 0
+    assert t._bytes == sum(len(s.buf) + sum(map(len, s.ooo.values())) for s in t._streams.values())
