@@ -33,7 +33,7 @@ from correlate.call import MAX_FLOWS, Call
 from correlate.dialog import DialogTracker
 from correlate.errors import SipError
 from correlate.events import CallFinished, CallStarted, Event
-from correlate.media import OTHER, RTCP, MediaTable, Owner
+from correlate.media import OTHER, RTCP, MediaTable
 from correlate.sip import looks_like_sip, parse_sip
 from writer.job import WriteResult, write_call
 from writer.options import WriteOptions
@@ -142,6 +142,7 @@ class Importer:
         calls = self.tracker.calls
         drops = self.drops
         dedup = self.dedup.seen if self.dedup is not None else None
+        shared = self.media.shared
         n = 0
         for ts, link, frame in reader:
             n += 1
@@ -190,6 +191,11 @@ class Importer:
                     ts = hts  # the agent's capture time
             d_owner = media_get((dst, dport))
             s_owner = None if d_owner is not None else media_get((src, sport))
+            if d_owner is not None and (dst, dport) in shared:
+                # several live calls announced this address: the sender's says which
+                s_owner = media_get((src, sport))
+                if s_owner is not None and s_owner[0] != d_owner[0]:
+                    d_owner = self.media.owner_for((dst, dport), s_owner[0]) or d_owner
             owner = d_owner or s_owner
             if owner is not None:
                 call = calls.get(owner[0])
@@ -197,7 +203,7 @@ class Importer:
                     pair = ((src, sport), (dst, dport))
                     flow = call.flow_ids.get(pair)
                     if flow is None:
-                        flow = self._new_flow(call, pair, d_owner, media_get((src, sport)))
+                        flow = self._new_flow(call, pair)
                     if flow >= 0:
                         spool_add(call.serial, ts, flow, payload)
                         if ts > call.last_ns:
@@ -270,19 +276,22 @@ class Importer:
             return False
         self.calls_found += 1
         pair = ((src, sport), (dst, dport))
-        flow = self._new_flow(call, pair, self.media.get(pair[1]), self.media.get(pair[0]))
+        flow = self._new_flow(call, pair)
         for t, p in cand[2]:
             self.spool.add(call.serial, t, flow, p)
             self.media_packets += 1
         call.last_ns = ts
         return True
 
-    def _new_flow(self, call: Call, pair: Any, d_owner: Owner | None, s_owner: Owner | None) -> int:
+    def _new_flow(self, call: Call, pair: Any) -> int:
         """Index of a new media flow of ``call``; NON_AUDIO for a flow from or to a
-        non-audio endpoint (video, T.38), TOO_MANY when the call has too many flows."""
+        non-audio endpoint (video, T.38), TOO_MANY when the call has too many flows. What
+        each end is comes from the call's own announcements, shared addresses included."""
         key = call.key
-        if (d_owner is not None and d_owner[0] == key and d_owner[2] == OTHER) or (
-            s_owner is not None and s_owner[0] == key and s_owner[2] == OTHER
+        d_owner = self.media.owner_for(pair[1], key)
+        s_owner = self.media.owner_for(pair[0], key)
+        if (d_owner is not None and d_owner[2] == OTHER) or (
+            s_owner is not None and s_owner[2] == OTHER
         ):
             if len(call.flow_ids) < 4 * MAX_FLOWS:  # remembered, within a bound
                 call.flow_ids[pair] = NON_AUDIO
@@ -290,8 +299,8 @@ class Importer:
         if len(call.flows) >= MAX_FLOWS:
             self.drops["media_flow_limit"] += 1
             return TOO_MANY
-        d_side = d_owner[1] if d_owner is not None and d_owner[0] == key else -1
-        s_side = s_owner[1] if s_owner is not None and s_owner[0] == key else -1
+        d_side = d_owner[1] if d_owner is not None else -1
+        s_side = s_owner[1] if s_owner is not None else -1
         ref = d_owner if d_side >= 0 else s_owner
         rtcp = 1 if ref is not None and ref[2] == RTCP else 0
         call.flows.append((pair[0], pair[1], d_side, s_side, rtcp))

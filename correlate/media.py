@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from correlate.call import Endpoint
 
+# Calls remembered per shared endpoint besides the newest; a media server shares one
+# address among all its calls, lookups then go by the other end, which is not shared.
+MAX_SHARED = 64
 # Endpoints tracked at once: RTP and RTCP for two sides of 50,000 concurrent calls, with room
 # for re-INVITEs; beyond it announcements are refused and counted rather than growing forever.
 MAX_ENDPOINTS = 262_144
@@ -25,6 +28,9 @@ class MediaTable:
         self.bound = bound
         self.refused = 0
         """Announcements refused because the table was full."""
+        self.shared: dict[Endpoint, list[Owner]] = {}
+        """Earlier, still live owners of an endpoint a newer call also announced (media
+        servers and SIPp's UAS give every call one address)."""
 
     def __len__(self) -> int:
         return len(self._map)
@@ -57,14 +63,38 @@ class MediaTable:
             if prior is None and len(self._map) >= self.bound:
                 self.refused += 1
                 continue
-            # The newest announcement wins: an address reused by a later call is theirs now.
+            # The newest announcement wins lookups; the earlier owner stays reachable through
+            # ``shared`` until its call ends, so concurrent calls are not mixed.
+            if prior is not None and prior[0] != key:
+                older = self.shared.setdefault(ep, [])
+                older[:] = [o for o in older if o[0] != key]
+                older.append(prior)
+                del older[:-MAX_SHARED]
             self._map[ep] = (key, side, kind)
             if prior is None or prior[0] != key:
                 mine.append(ep)
 
+    def owner_for(self, ep: Endpoint, key: str) -> Owner | None:
+        """The entry call ``key`` has for ``ep``, newest or shared."""
+        owner = self._map.get(ep)
+        if owner is not None and owner[0] == key:
+            return owner
+        for o in self.shared.get(ep, ()):
+            if o[0] == key:
+                return o
+        return None
+
     def drop_call(self, key: str) -> None:
-        """Forget every endpoint of call ``key``."""
+        """Forget every endpoint of call ``key``; an earlier call sharing one takes it back."""
         for ep in self._by_call.pop(key, ()):
+            older = self.shared.get(ep)
+            if older is not None:
+                older[:] = [o for o in older if o[0] != key]
             owner = self._map.get(ep)
             if owner is not None and owner[0] == key:
-                del self._map[ep]
+                if older:
+                    self._map[ep] = older.pop()
+                else:
+                    del self._map[ep]
+            if older is not None and not older:
+                del self.shared[ep]

@@ -195,3 +195,29 @@ def test_reinvite_to_new_port_and_codec_then_hold_and_resume(tmp_path: Path) -> 
     assert ch[52000:58000].any()  # resumed
     directions = [m["direction"] for m in summary["call"]["media"]["caller"]]
     assert directions == ["sendrecv", "sendrecv", "sendonly", "sendrecv"]
+
+
+def test_overlapping_calls_announcing_one_media_address_are_not_mixed(tmp_path: Path) -> None:
+    # a media server answers three overlapping calls, each with the same address and port
+    c = Capture()
+    callers = [("192.0.2.11", 4000), ("192.0.2.12", 4000), ("192.0.2.13", 4002)]
+    for n, (ip, port) in enumerate(callers):
+        t = n * 300 * MS
+        cid = f"shared-{n}"
+        c.sip(t, sip("INVITE sip:ivr@example.net SIP/2.0", "1 INVITE", call_id=cid,
+                     ftag=f"f{n}", body=sdp(ip, port)), True, a=ip)
+        c.sip(t + 50 * MS, sip("SIP/2.0 200 OK", "1 INVITE", call_id=cid, ftag=f"f{n}",
+                               ttag="srv", body=sdp(B, 7000)), False, a=ip)
+        c.rtp(t + 100 * MS, 2.0, (ip, port), (B, 7000), 10 + n, 0, 0xB0 + n)
+        c.rtp(t + 100 * MS, 2.0, (B, 7000), (ip, port), 10 + n, 1, 0xC0 + n)
+        c.sip(t + 3 * S, sip("BYE sip:ivr@example.net SIP/2.0", "2 BYE", call_id=cid,
+                             ftag=f"f{n}", ttag="srv"), True, a=ip)
+    run_import([c.write(tmp_path / "shared.pcap")], tmp_path / "o")
+    entries = {e["call_id"]: e for e in load_index(tmp_path / "o")}
+    assert sorted(entries) == ["shared-0", "shared-1", "shared-2"]
+    for n in range(3):
+        e = entries[f"shared-{n}"]
+        summary = load_summary(tmp_path / "o", e)
+        ssrcs = [[s["ssrc"] for s in d["ssrcs"]] for d in summary["directions"]]
+        assert ssrcs == [[f"0x{0xB0 + n:08x}"], [f"0x{0xC0 + n:08x}"]], e["call_id"]
+        assert e["packets"] == [100, 100]

@@ -326,10 +326,11 @@ PINNED: dict[str, tuple[int, dict[str, str]]] = {
     'T38.pcap': (0, {}),
     # CATALOG 1
     'aaa.pcap': (1, {'11894297-4432a9f8@192.168.1.2': '0'}),
-    # CATALOG 1: the A-leg's single reverse packet is recorded too
+    # CATALOG 1: after Asterisk's direct-media re-INVITEs both legs announce both phones'
+    # addresses; the phones' streams (355 packets one way, 1 the other) go to one leg each
     'b2bua-asterisk.pcapng': (2, {
-        '37686afc57ce24ac655742b3644a7bb8@172.16.98.101:5060': '1',
-        'M2Q0ZDc1ZGM1NzIyMTlhZTA3NDU3NTgzMzA5YmJmZWQ.': '0',
+        '37686afc57ce24ac655742b3644a7bb8@172.16.98.101:5060': '0',
+        'M2Q0ZDc1ZGM1NzIyMTlhZTA3NDU3NTgzMzA5YmJmZWQ.': '1',
     }),
     # CATALOG 0: RTP-only telephone-events: a silent unsignalled call with its digits
     'dtmf_2833_1.pcap': (1, {'unsignalled-192.168.0.3:49176-192.168.0.1:10000': ''}),

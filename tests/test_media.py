@@ -29,3 +29,15 @@ def test_bound_refuses_and_counts() -> None:
     m = MediaTable(bound=3)
     m.set_side("c", 0, [(A, 4000), (A, 4002)], [])
     assert len(m) == 3 and m.refused == 1
+
+
+def test_shared_endpoint_keeps_every_live_owner() -> None:
+    m = MediaTable()
+    m.set_side("c1", 1, [(A, 7000)], [])
+    m.set_side("c2", 1, [(A, 7000)], [])
+    assert m.get((A, 7000)) == ("c2", 1, RTP)
+    assert m.owner_for((A, 7000), "c1") == ("c1", 1, RTP)
+    m.drop_call("c2")  # the newer call ends: the older one has the address again
+    assert m.get((A, 7000)) == ("c1", 1, RTP) and (A, 7000) not in m.shared
+    m.drop_call("c1")
+    assert m.get((A, 7000)) is None and len(m) == 0
