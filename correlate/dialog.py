@@ -278,9 +278,15 @@ class DialogTracker:
             return False
         offers: list[MediaOffer] = []
         other: list[Endpoint] = []
+        held: list[MediaOffer] = []
         for m in sdp.media:
+            if m.port and m.kind == "audio" and m.addr is not None and not any(m.addr):
+                # hold by c=0.0.0.0 (RFC 3264 section 8.4): remembered, nothing to listen on
+                held.append(MediaOffer(m.addr, m.port, m.rtpmap, m.formats, "inactive",
+                                       m.ptime, ts_ns))
+                continue
             if m.port == 0 or m.addr is None or not any(m.addr):
-                continue  # rejected stream, or hold with c=0.0.0.0 (RFC 3264 section 8.4)
+                continue  # a rejected stream
             if m.kind != "audio":
                 other.append((m.addr, m.port))
                 continue
@@ -288,6 +294,12 @@ class DialogTracker:
             offer.fmtp, offer.proto, offer.crypto = m.fmtp, m.proto, m.crypto
             offer.tag = branch
             offers.append(offer)
+        if held and not offers:
+            prev = call.offers[sender]
+            if not prev or prev[-1].direction != "inactive" or any(prev[-1].addr):
+                prev.append(held[0])
+                del prev[:-MAX_OFFERS_PER_SIDE]
+            return False
         if not offers and not other:
             return False
         prev = call.offers[sender]

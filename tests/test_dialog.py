@@ -171,3 +171,14 @@ def basic_call_no_bye(t: DialogTracker) -> None:
 def test_transition_table_is_total_for_terminal_states() -> None:
     for state in (ENDED, FAILED):
         assert all((state, i) in TRANSITIONS for i in range(10))
+
+
+def test_hold_with_zero_address_is_remembered_and_keeps_the_endpoints() -> None:
+    media = MediaTable()
+    t = DialogTracker(media)
+    basic_call_no_bye(t)
+    hold = "v=0\r\nc=IN IP4 0.0.0.0\r\nm=audio 4000 RTP/AVP 0\r\n"
+    feed(t, msg("INVITE sip:b@y SIP/2.0", "3 INVITE", to_tag="tt", body=hold), 5 * S)
+    call = call_of(t, "c1")
+    assert [o.direction for o in call.offers[CALLER]] == ["sendrecv", "inactive"]
+    assert media.get((ip4("192.0.2.1"), 4000)) == (call.key, CALLER, RTP)

@@ -191,3 +191,70 @@ def test_sip_over_tcp_split_packed_reordered_records_like_udp(tmp_path: Path) ->
     for e in a:
         audio = e["audio"]
         assert (tmp_path / "a" / audio).read_bytes() == (tmp_path / "b" / audio).read_bytes()
+
+
+def _to_ipv6(frame: bytes) -> bytes:
+    """The same UDP datagram over IPv6 (2001:db8::a.b.c.d for a.b.c.d), SDP included."""
+    import ipaddress
+    import re
+    import struct as st
+
+    prefix = bytes.fromhex("20010db8000000000000000000000000")[:12]
+    ip = frame[14:]
+    ihl = (ip[0] & 0x0F) * 4
+    src, dst = prefix + ip[12:16], prefix + ip[16:20]
+    udp = ip[ihl:]
+    payload = udp[8:]
+    if b"IN IP4 " in payload:
+        def v6(m: re.Match[bytes]) -> bytes:
+            addr = ipaddress.IPv6Address(prefix + ipaddress.IPv4Address(m.group(1).decode()).packed)
+            return b"IN IP6 " + str(addr).encode()
+
+        head, _, body = payload.partition(b"\r\n\r\n")
+        body = re.sub(rb"IN IP4 ([0-9.]+)", v6, body)
+        head = re.sub(rb"Content-Length: \d+", b"Content-Length: %d" % len(body), head)
+        payload = head + b"\r\n\r\n" + body
+        udp = udp[:4] + st.pack("!H", 8 + len(payload)) + udp[6:8] + payload
+    hdr = st.pack("!IHBB", 0x60000000, len(udp), 17, 64) + src + dst
+    return frame[:12] + b"\x86\xdd" + hdr + udp
+
+
+def _fragment_ipv6(frame: bytes, size: int) -> list[bytes]:
+    import struct as st
+
+    hdr, body = frame[14:54], frame[54:]
+    out = []
+    for off in range(0, len(body), size):
+        chunk = body[off: off + size]
+        more = 1 if off + size < len(body) else 0
+        frag = st.pack("!BBHI", 17, 0, off | more, 0xCAFE)
+        h = hdr[:4] + st.pack("!H", 8 + len(chunk)) + bytes([44]) + hdr[7:]
+        out.append(frame[:14] + h + frag + chunk)
+    return out
+
+
+def test_ipv6_fragmented_invite_records_like_unfragmented_ipv6(tmp_path: Path) -> None:
+    from capture.pcapfile import open_capture
+
+    clean = tmp_path / "v4.pcap"
+    generate(str(clean), GenOptions(calls=2, duration=2.0, seed=19))
+    v6 = [(ts, _to_ipv6(f)) for ts, _l, f in open_capture(str(clean))]
+    frag: list[tuple[int, bytes]] = []
+    for ts, f in v6:
+        if b"INVITE sip:" in f[62:80]:
+            pieces = _fragment_ipv6(f, 200)
+            assert len(pieces) > 1
+            frag += [(ts, p) for p in reversed(pieces)]
+        else:
+            frag.append((ts, f))
+    (tmp_path / "v6.pcap").write_bytes(pcap_bytes(v6))
+    (tmp_path / "v6frag.pcap").write_bytes(pcap_bytes(frag))
+    run_import([tmp_path / "v6.pcap"], tmp_path / "a")
+    imp = run_import([tmp_path / "v6frag.pcap"], tmp_path / "b")
+    a = sorted(load_index(tmp_path / "a"), key=lambda e: e["call_id"])
+    b = sorted(load_index(tmp_path / "b"), key=lambda e: e["call_id"])
+    assert imp.reassembled == 2 and a == b and len(a) == 2
+    assert all(e["audio"] and e["caller"].startswith("sip:caller") for e in a)
+    for e in a:
+        audio = e["audio"]
+        assert (tmp_path / "a" / audio).read_bytes() == (tmp_path / "b" / audio).read_bytes()
