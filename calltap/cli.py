@@ -110,6 +110,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         seed=args.seed,
         codecs=tuple(args.codecs.split(",")),
         drift=args.drift,
+        mirror=args.mirror,
     )
     try:
         n = generate(args.output, opts)
@@ -160,6 +161,10 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--codecs", default="PCMU,PCMA", help="codecs to cycle through")
     gen.add_argument("--drift", type=float, default=0.0,
                      help="caller's RTP clock runs this fraction fast (0.0005 = 0.05%%)")
+    gen.add_argument("--mirror", default="", metavar="VARIANT",
+                     help="deliver the calls as a mirror would: vlan, qinq, gre, erspan-ii, "
+                          "erspan-iii, vxlan, ip-in-ip, mpls, hep3, sip-over-tcp, "
+                          "fragmented-invite, duplicated-mirror, nat-media-source, ssrc-change")
     gen.add_argument("--seed", type=int, default=1)
     gen.set_defaults(func=cmd_generate)
     return p

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import heapq
 import random
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,6 +44,8 @@ class GenOptions:
     """Seconds between call starts when concurrent."""
     drift: float = 0.0
     """How much faster the caller's RTP clock runs than the capture clock (0.0005 = 0.05%)."""
+    mirror: str = ""
+    """A calltap.mirror variant applied to every frame (tunnel, TCP, fragments, HEP...)."""
 
 
 @dataclass
@@ -211,9 +213,17 @@ def generate(path: str, opts: GenOptions) -> int:
     streams = [
         _call_packets(gc, opts, random.Random(opts.seed * 100_003 + gc.index)) for gc in calls
     ]
+    merged: Iterable[tuple[int, bytes]] = heapq.merge(*streams, key=lambda x: x[0])
+    if opts.mirror:
+        from calltap.mirror import VARIANTS
+
+        if opts.mirror not in VARIANTS:
+            raise ValueError(f"unknown mirror variant {opts.mirror!r}; one of "
+                             f"{', '.join(sorted(VARIANTS))}")
+        merged = VARIANTS[opts.mirror](list(merged))
     with open(path, "wb") as f:
         w = PcapWriter(f)
-        for ts, frame in heapq.merge(*streams, key=lambda x: x[0]):
+        for ts, frame in merged:
             w.write(ts, frame)
         return w.count
 

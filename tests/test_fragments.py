@@ -1,11 +1,10 @@
 from __future__ import annotations
 
 import random
-import struct
 
+from calltap.mirror import fragment_ipv4
 from capture.decode import IP_FRAGMENT, decode, decode_fragment, decode_transport
 from capture.fragments import Reassembler
-from capture.pcapwrite import ip_checksum
 from tests.helpers import sip_invite, udp4
 
 S = 1_000_000_000
@@ -45,24 +44,6 @@ def test_bounds() -> None:
     assert r.drops["fragment_too_large"] == 1 and len(r) == 1
     r.feed(0, (b"a", b"b", 9, 17), 65_500, True, b"x" * 100)
     assert r.drops["fragment_too_large"] == 2
-
-
-def fragment_ipv4(frame: bytes, size: int) -> list[bytes]:
-    """Split an Ethernet/IPv4 frame into IP fragments of ``size`` payload bytes."""
-    eth, ip = frame[:14], frame[14:]
-    ihl = (ip[0] & 0x0F) * 4
-    payload = ip[ihl:]
-    out = []
-    for off in range(0, len(payload), size):
-        chunk = payload[off: off + size]
-        more = off + size < len(payload)
-        hdr = bytearray(ip[:ihl])
-        struct.pack_into("!H", hdr, 2, ihl + len(chunk))
-        struct.pack_into("!H", hdr, 6, (0x2000 if more else 0) | (off // 8))
-        struct.pack_into("!H", hdr, 10, 0)
-        struct.pack_into("!H", hdr, 10, ip_checksum(bytes(hdr)))
-        out.append(eth + bytes(hdr) + chunk)
-    return out
 
 
 def test_decode_fragment_round_trip() -> None:

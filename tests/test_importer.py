@@ -70,33 +70,6 @@ def test_importing_again_does_not_repeat_index_lines(tmp_path: Path) -> None:
     assert load_index(tmp_path / "o") == first and len(first) == 2
 
 
-def test_fragmented_invite_records_like_the_clean_capture(tmp_path: Path) -> None:
-    from capture.pcapfile import open_capture
-    from tests.test_fragments import fragment_ipv4
-
-    clean = tmp_path / "clean.pcap"
-    generate(str(clean), GenOptions(calls=2, duration=2.0, seed=8))
-    frames = []
-    for ts, _link, frame in open_capture(str(clean)):
-        if b"INVITE sip:" in frame[:100]:
-            pieces = fragment_ipv4(frame, 256)
-            assert len(pieces) > 1
-            frames += [(ts, p) for p in reversed(pieces)]  # and out of order
-        else:
-            frames.append((ts, frame))
-    frag = tmp_path / "frag.pcap"
-    frag.write_bytes(pcap_bytes(frames))
-    run_import([clean], tmp_path / "a")
-    imp = run_import([frag], tmp_path / "b")
-    assert imp.reassembled == 2
-    a = sorted(load_index(tmp_path / "a"), key=lambda e: e["call_id"])
-    b = sorted(load_index(tmp_path / "b"), key=lambda e: e["call_id"])
-    assert a == b and len(a) == 2
-    for e in a:
-        audio = e["audio"]
-        assert (tmp_path / "a" / audio).read_bytes() == (tmp_path / "b" / audio).read_bytes()
-
-
 def test_rtp_without_signalling_becomes_one_call_with_both_directions(tmp_path: Path) -> None:
     a, b = ("192.0.2.1", 20000), ("198.51.100.2", 30000)
     frames = []
@@ -117,80 +90,6 @@ def test_rtp_without_signalling_becomes_one_call_with_both_directions(tmp_path: 
     assert e["status"] == "unsignalled" and e["caller"] == "rtp:192.0.2.1:20000"
     assert e["packets"] == [100, 90] and e["codecs"] == ["PCMU/8000"]
     assert imp.drops["udp_not_sip_or_known_media"] == 10
-
-
-def test_hep_feed_records_like_the_clean_capture(tmp_path: Path) -> None:
-    from capture.decode import decode
-    from capture.hep import build_hep3
-    from capture.pcapfile import open_capture
-
-    clean = tmp_path / "clean.pcap"
-    generate(str(clean), GenOptions(calls=2, duration=2.0, seed=12))
-    frames = []
-    for i, (ts, link, frame) in enumerate(open_capture(str(clean))):
-        r = decode(link, frame)
-        assert not isinstance(r, int)
-        hep = build_hep3(ts, r[1], r[2], r[3], r[4], r[5], compress=i % 2 == 0)
-        # the agent forwards a few ms later, to a collector on the HEP port
-        frames.append((ts + 3_000_000, udp4("203.0.113.5", 40000, "203.0.113.9", 9060, hep)))
-    fed = tmp_path / "hep.pcap"
-    fed.write_bytes(pcap_bytes(frames))
-    run_import([clean], tmp_path / "a")
-    imp = run_import([fed], tmp_path / "b")
-    assert imp.hep_packets == len(frames)
-    a = sorted(load_index(tmp_path / "a"), key=lambda e: e["call_id"])
-    b = sorted(load_index(tmp_path / "b"), key=lambda e: e["call_id"])
-    assert a == b and len(a) == 2
-    for e in a:
-        audio = e["audio"]
-        assert (tmp_path / "a" / audio).read_bytes() == (tmp_path / "b" / audio).read_bytes()
-
-
-def test_sip_over_tcp_split_packed_reordered_records_like_udp(tmp_path: Path) -> None:
-    from capture.decode import decode
-    from capture.pcapfile import open_capture
-    from capture.pcapwrite import tcp_frame
-    from correlate.sip import looks_like_sip
-
-    clean = tmp_path / "clean.pcap"
-    generate(str(clean), GenOptions(calls=3, duration=2.0, seed=14))
-    frames: list[tuple[int, bytes]] = []
-    seqs: dict[tuple[bytes, int, bytes, int], int] = {}
-    held: dict[tuple[bytes, int, bytes, int], bytes] = {}
-    for ts, link, frame in open_capture(str(clean)):
-        r = decode(link, frame)
-        assert not isinstance(r, int)
-        _p, src, dst, sport, dport, payload = r
-        if not looks_like_sip(payload):
-            frames.append((ts, frame))
-            continue
-        key = (src, sport, dst, dport)
-        if key not in seqs:  # a connection per direction, opened with a SYN
-            seqs[key] = 1000
-            frames.append((ts - 1, tcp_frame(src, sport, dst, dport, 999, b"", 0x02)))
-        if payload.startswith(b"SIP/2.0 100"):
-            held[key] = payload  # packed with the next message this way
-            continue
-        data = held.pop(key, b"") + payload
-        seq = seqs[key]
-        seqs[key] += len(data)
-        if payload.startswith(b"INVITE"):  # split in two, second half first
-            half = len(data) // 2
-            frames.append((ts, tcp_frame(src, sport, dst, dport, seq + half, data[half:])))
-            frames.append((ts + 1, tcp_frame(src, sport, dst, dport, seq, data[:half])))
-        else:
-            frames.append((ts, tcp_frame(src, sport, dst, dport, seq, data)))
-            frames.append((ts + 2, tcp_frame(src, sport, dst, dport, seq, data)))  # retransmit
-    tcp = tmp_path / "tcp.pcap"
-    tcp.write_bytes(pcap_bytes(frames))
-    run_import([clean], tmp_path / "a")
-    imp = run_import([tcp], tmp_path / "b", dedup_window=0.0)
-    a = sorted(load_index(tmp_path / "a"), key=lambda e: e["call_id"])
-    b = sorted(load_index(tmp_path / "b"), key=lambda e: e["call_id"])
-    assert a == b and len(a) == 3 and imp.sip_packets == 3 * 7
-    for e in a:
-        audio = e["audio"]
-        assert (tmp_path / "a" / audio).read_bytes() == (tmp_path / "b" / audio).read_bytes()
 
 
 def _to_ipv6(frame: bytes) -> bytes:
