@@ -189,18 +189,19 @@ class Importer:
                 self.hep_packets += 1
                 if hts is not None:
                     ts = hts  # the agent's capture time
-            d_owner = media_get((dst, dport))
+            dkey = (dst, dport)
+            d_owner = media_get(dkey)
             s_owner = None if d_owner is not None else media_get((src, sport))
-            if d_owner is not None and (dst, dport) in shared:
+            if d_owner is not None and shared and dkey in shared:
                 # several live calls announced this address: the sender's says which
                 s_owner = media_get((src, sport))
                 if s_owner is not None and s_owner[0] != d_owner[0]:
-                    d_owner = self.media.owner_for((dst, dport), s_owner[0]) or d_owner
+                    d_owner = self.media.owner_for(dkey, s_owner[0]) or d_owner
             owner = d_owner or s_owner
             if owner is not None:
                 call = calls.get(owner[0])
                 if call is not None:
-                    pair = ((src, sport), (dst, dport))
+                    pair = ((src, sport), dkey)
                     flow = call.flow_ids.get(pair)
                     if flow is None:
                         flow = self._new_flow(call, pair)

@@ -426,7 +426,7 @@ def _pass2(
         # the same packets as pass 1 go through the segmenter, so segment numbers agree
         idx = ext = 0
         if dec is not None:
-            idx, ext = d.seg2.place(ssrc, clock, seq, rts, _cap(ts, origin, clock))
+            idx, ext = d.seg2.place(ssrc, clock, seq, rts, (ts - origin) * clock // NS)
         if not st.add(seq, rts, ts, pt):
             continue  # duplicate
         if dec is not None and idx < 0:

@@ -16,8 +16,6 @@ from collections.abc import Callable
 import numpy as np
 import numpy.typing as npt
 
-from writer.seqnum import Extender, seq_delta
-
 # RTP time may drift from capture time by this much before we re-anchor (timestamp jump).
 JUMP_SECONDS = 1
 # Segments per direction; each costs a few ints. A stream that jumps more often than this
@@ -28,14 +26,15 @@ MAX_SEGMENTS = 4096
 class Segmenter:
     """Assigns each packet of one direction a segment and an extended RTP timestamp."""
 
-    __slots__ = ("ssrc", "clock", "index", "ref", "_ext", "_seq", "capped")
+    __slots__ = ("ssrc", "clock", "index", "ref", "_last", "_ext", "_seq", "capped")
 
     def __init__(self) -> None:
         self.ssrc = -1
         self.clock = 0
         self.index = -1
         self.ref = 0
-        self._ext = Extender(32)
+        self._last = 0  # RTP timestamp of the last packet placed
+        self._ext = 0  # its extended value
         self._seq = 0
         self.capped = 0
         """Jumps that had to reuse the last segment because of MAX_SEGMENTS."""
@@ -44,10 +43,11 @@ class Segmenter:
         """(segment index, extended timestamp), or (-1, 0) for a packet that arrived far too
         late to place; ``cap`` is capture time in ``clock`` units."""
         if ssrc == self.ssrc and clock == self.clock:
-            ext = self._ext.peek(rtp_ts)
-            newer = seq_delta(seq, self._seq) > 0
+            # wrap-safe extension (writer.seqnum.ts_delta), inlined: this runs per packet
+            ext = self._ext + ((rtp_ts - self._last + 0x80000000) & 0xFFFFFFFF) - 0x80000000
+            newer = ((seq - self._seq + 0x8000) & 0xFFFF) - 0x8000 > 0
             if abs(cap - ext - self.ref) <= JUMP_SECONDS * clock:
-                self._ext.extend(rtp_ts)
+                self._last, self._ext = rtp_ts, ext
                 if newer:
                     # Follow the newest transit: a sender clock that drifts against the
                     # capture clock moves it slowly; only a sudden move is a jump.
@@ -64,10 +64,9 @@ class Segmenter:
         else:
             self.capped += 1
         self.ssrc, self.clock = ssrc, clock
-        self._ext = Extender(32)
-        ext = self._ext.extend(rtp_ts)
-        self.ref = cap - ext
-        return self.index, ext
+        self._last = self._ext = rtp_ts
+        self.ref = cap - rtp_ts
+        return self.index, rtp_ts
 
 
 # Transit floor buckets per segment: the floor is the smallest transit per stretch of RTP
