@@ -221,3 +221,16 @@ def test_overlapping_calls_announcing_one_media_address_are_not_mixed(tmp_path: 
         ssrcs = [[s["ssrc"] for s in d["ssrcs"]] for d in summary["directions"]]
         assert ssrcs == [[f"0x{0xB0 + n:08x}"], [f"0x{0xC0 + n:08x}"]], e["call_id"]
         assert e["packets"] == [100, 100]
+
+
+def test_hold_periods_and_segment_gaps_in_the_summary(tmp_path: Path) -> None:
+    test_reinvite_to_new_port_and_codec_then_hold_and_resume(tmp_path)
+    (e,) = load_index(tmp_path / "o")
+    callee = load_summary(tmp_path / "o", e)["directions"][1]
+    (hold,) = callee["hold"]  # the caller's sendonly: the callee was not to send
+    assert hold["start"].endswith("13:24.500000Z") and hold["end"].endswith("13:26.500000Z")
+    # the move to a new port starts a second mapping 200 ms of silence later; the resume
+    # after the hold a third, 2.2 s later
+    gaps = [s["gaps_filled_ms"] for s in callee["segments"]]
+    assert [s["packets"] for s in callee["segments"]] == [100, 100, 50]
+    assert gaps[0] == 0 and abs(gaps[1] - 200) <= 20 and abs(gaps[2] - 2200) <= 20

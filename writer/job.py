@@ -234,7 +234,8 @@ def write_call(call: Call, spool: str | None, out_dir: str,
                 d.sniffed += 1
             rate = max(rate, dec.rate)
             cap = _cap(ts, origin, clock)
-            idx, ext = d.seg1.place(ssrc, clock, seq, rts, cap)
+            # a stream moved to a new address (re-INVITE) is a new mapping: (SSRC, flow)
+            idx, ext = d.seg1.place(ssrc << 16 | flow, clock, seq, rts, cap)
             if idx < 0:
                 continue
             transit = cap - ext
@@ -426,7 +427,8 @@ def _pass2(
         # the same packets as pass 1 go through the segmenter, so segment numbers agree
         idx = ext = 0
         if dec is not None:
-            idx, ext = d.seg2.place(ssrc, clock, seq, rts, (ts - origin) * clock // NS)
+            idx, ext = d.seg2.place(ssrc << 16 | flow, clock, seq, rts,
+                                    (ts - origin) * clock // NS)
         if not st.add(seq, rts, ts, pt):
             continue  # duplicate
         if dec is not None and idx < 0:
@@ -477,6 +479,9 @@ def _pass2(
                 window.put(d.channel, d.audio_end, fill)
             d.cn_level = -1
         window.put(d.channel, pos, samples)
+        if 0 <= d.audio_end < pos:  # silence filled between this packet and the last
+            seg.gap_samples += pos - d.audio_end
+        seg.packets += 1
         d.audio_end = max(d.audio_end, pos + len(samples))
         d.placed += 1
         d.codecs_used.add(dec.name)
@@ -498,6 +503,29 @@ def _dtmf(call: Call, dirs: tuple[_Direction, _Direction], zero_ns: int) -> list
         x["time"] = rfc3339(x["start_ns"])
         x["offset"] = round((x.pop("start_ns") - zero_ns) / NS, 3)
     return found
+
+
+def _holds(call: Call, sender: int) -> list[dict[str, str | None]]:
+    """Periods in which ``sender`` was not to send (RFC 3264 section 8.4): its own offers
+    said sendonly->recvonly is theirs; here: either side's inactive, the sender's recvonly,
+    or the receiver's sendonly, from the media history in time order."""
+    events = sorted((o.time_ns, side, o.direction) for side in (0, 1) for o in call.offers[side])
+    held_by = {0: False, 1: False}
+    periods: list[dict[str, str | None]] = []
+    start = 0
+    for ts, side, direction in events:
+        before = any(held_by.values())
+        quiet = direction == "inactive" or (
+            direction == "recvonly" if side == sender else direction == "sendonly")
+        held_by[side] = quiet
+        after = any(held_by.values())
+        if after and not before:
+            start = ts
+        elif before and not after:
+            periods.append({"start": rfc3339(start), "end": rfc3339(ts)})
+    if any(held_by.values()):
+        periods.append({"start": rfc3339(start), "end": None})
+    return periods
 
 
 def _call_json(call: Call) -> dict[str, Any]:
@@ -579,8 +607,11 @@ def _direction_json(
                 "start": rfc3339(s.first_ns),
                 "end": rfc3339(s.last_ns),
                 "clock_drift_ppm": round(s.b * 1e6, 1),
+                "packets": s.packets,
+                "gaps_filled_ms": round(s.gap_samples * 1000 / rate, 1) if rate else 0.0,
                 "early_media": s.first_ns < d.answer_ns,
             }
             for s in d.segments
         ],
+        "hold": _holds(call, d.channel),
     }

@@ -41,7 +41,8 @@ class Segmenter:
 
     def place(self, ssrc: int, clock: int, seq: int, rtp_ts: int, cap: int) -> tuple[int, int]:
         """(segment index, extended timestamp), or (-1, 0) for a packet that arrived far too
-        late to place; ``cap`` is capture time in ``clock`` units."""
+        late to place; ``cap`` is capture time in ``clock`` units; ``ssrc`` is the stream's
+        identity (callers may fold more into it, such as the flow)."""
         if ssrc == self.ssrc and clock == self.clock:
             # wrap-safe extension (writer.seqnum.ts_delta), inlined: this runs per packet
             ext = self._ext + ((rtp_ts - self._last + 0x80000000) & 0xFFFFFFFF) - 0x80000000
@@ -85,7 +86,7 @@ class Segment:
 
     __slots__ = (
         "ssrc", "clock", "min_transit", "min_ext", "max_ext", "first_ns", "last_ns", "codec",
-        "shift", "e0", "width", "buckets", "a", "b",
+        "shift", "e0", "width", "buckets", "a", "b", "packets", "gap_samples",
     )
 
     def __init__(self, ssrc: int, clock: int, transit: int, ext: int, ts_ns: int, codec: str):
@@ -107,6 +108,10 @@ class Segment:
         """Codec of its first packet."""
         self.shift = 0
         """Output samples the segment moves back when a capture-clock jump is collapsed."""
+        self.packets = 0
+        """Packets placed from it."""
+        self.gap_samples = 0
+        """Silence filled inside it (loss, silence suppression), in output samples."""
         self.e0 = ext
         self.width = BUCKET_SECONDS * clock
         self.buckets: dict[int, tuple[int, int]] = {0: (transit, ext)}
