@@ -336,11 +336,6 @@ class DialogTracker:
         self.media.set_side(key, CALLEE, [dst], [])
         return call
 
-    def touch(self, call: Call, ts_ns: int) -> None:
-        """Record media activity on ``call`` at capture time ``ts_ns``."""
-        if ts_ns > call.last_ns:
-            call.last_ns = ts_ns
-
     def handle_timer(self, now_ns: int) -> list[Event]:
         """Finish calls whose linger expired or that fell silent; ``now_ns`` is capture time."""
         done: list[Event] = []

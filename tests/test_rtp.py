@@ -5,7 +5,7 @@ import struct
 import pytest
 
 from writer.errors import RtpError
-from writer.rtp import is_rtcp, parse_rtp
+from writer.rtp import parse_rtp
 
 
 def packet(b0: int = 0x80, pt: int = 0, extra: bytes = b"", payload: bytes = b"\xff" * 160
@@ -47,7 +47,3 @@ def test_every_prefix_raises_or_parses() -> None:
             continue
         assert 12 <= start <= end <= cut
 
-
-def test_is_rtcp() -> None:
-    assert is_rtcp(bytes([0x81, 200]) + b"\0" * 26)
-    assert not is_rtcp(packet())

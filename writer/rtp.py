@@ -42,7 +42,3 @@ def parse_rtp(pkt: bytes) -> RtpHeader:
         raise RtpError("payload type in the RTCP range 72-76")
     return pt, b1 >> 7, seq, ts, ssrc, start, end
 
-
-def is_rtcp(pkt: bytes) -> bool:
-    """RTCP common header check (RFC 3550 section 6.4): version 2, packet type 200-207."""
-    return len(pkt) >= 8 and pkt[0] >> 6 == 2 and 200 <= pkt[1] <= 207
