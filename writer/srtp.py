@@ -9,12 +9,16 @@ import binascii
 from typing import Any
 
 from capture.decode import parse_ip
+from writer.aescm import AesCm
 
-# RFC 4568 / RFC 7714 suite names -> (libsrtp profile name, master key + salt length).
-# AES_256_CM_HMAC_SHA1_* (RFC 6188) has no libsrtp profile that pylibsrtp exposes.
+# RFC 4568 / RFC 6188 / RFC 7714 suite names -> (libsrtp profile name, master key + salt
+# length). AES_256_CM (RFC 6188) has no profile in libsrtp's Python binding: calltap's own
+# AES-CM implementation (writer.aescm) handles those.
 SUITES = {
     "AES_CM_128_HMAC_SHA1_80": ("SRTP_PROFILE_AES128_CM_SHA1_80", 30),
     "AES_CM_128_HMAC_SHA1_32": ("SRTP_PROFILE_AES128_CM_SHA1_32", 30),
+    "AES_256_CM_HMAC_SHA1_80": ("", 46),
+    "AES_256_CM_HMAC_SHA1_32": ("", 46),
     "AEAD_AES_128_GCM": ("SRTP_PROFILE_AEAD_AES_128_GCM", 28),
     "AEAD_AES_256_GCM": ("SRTP_PROFILE_AEAD_AES_256_GCM", 44),
 }
@@ -105,6 +109,10 @@ class Decryptor:
         profile, size = SUITES[suite]
         if len(key) != size:
             raise SrtpKeyError(f"{suite} needs {size} bytes of key and salt, got {len(key)}")
+        self._own: AesCm | None = None
+        if not profile:
+            self._own = AesCm(key, 32, 10 if suite.endswith("_80") else 4)
+            return
         policy = pylibsrtp.Policy(key=key, ssrc_type=pylibsrtp.Policy.SSRC_ANY_INBOUND,
                                   srtp_profile=getattr(pylibsrtp.Policy, profile))
         policy.window_size = REPLAY_WINDOW
@@ -113,6 +121,8 @@ class Decryptor:
 
     def unprotect(self, packet: bytes) -> bytes | None:
         """The plain RTP packet, or None when authentication (or replay) fails."""
+        if self._own is not None:
+            return self._own.unprotect(packet)
         try:
             plain: bytes = self._session.unprotect(packet)
         except self._error:
