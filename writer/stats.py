@@ -27,6 +27,8 @@ class StreamStats:
         "_recent",
         "_recent_set",
         "_transit",
+        "_jitter_seq",
+        "_jitter_ts",
         "jitter",
         "jitter_max",
         "_jitter_sum",
@@ -47,7 +49,9 @@ class StreamStats:
         self._ext = Extender(16)
         self._recent: deque[int] = deque()
         self._recent_set: set[int] = set()
-        self._transit: int | None = None
+        self._transit: float | None = None
+        self._jitter_seq = -1
+        self._jitter_ts = 0
         self.jitter = 0.0
         self.jitter_max = 0.0
         self._jitter_sum = 0.0
@@ -78,18 +82,29 @@ class StreamStats:
         self.packets += 1
         self.last_ns = max(self.last_ns, ts_ns)
         self.payload_types.add(pt)
-        # RFC 3550 A.8: interarrival jitter in timestamp units, arrival in the same clock.
-        arrival = ts_ns * self.clock // 1_000_000_000
+        # RFC 3550 A.8: interarrival jitter in timestamp units, arrival in the same clock
+        # (kept fractional, as Wireshark does, rather than rounded to whole ticks).
+        arrival = (ts_ns - self.first_ns) * self.clock / 1e9
         transit = arrival - rtp_ts
         if self._transit is not None:
             d = transit - self._transit
             # The RTP timestamp wraps at 2**32; bring d back into range.
-            d = ((d + 0x80000000) & 0xFFFFFFFF) - 0x80000000
+            if d > 0x80000000:
+                d -= 0x100000000
+            elif d < -0x80000000:
+                d += 0x100000000
+            dts = ((rtp_ts - self._jitter_ts + 0x80000000) & 0xFFFFFFFF) - 0x80000000
+            if ext > self._jitter_seq and dts < 0:
+                # The timestamp ran backwards while the sequence went on (a sender restart,
+                # a codec switch): no jitter sample, the next one starts from here.
+                self._transit, self._jitter_seq, self._jitter_ts = transit, ext, rtp_ts
+                return True
             self.jitter += (abs(d) - self.jitter) / 16.0
             self.jitter_max = max(self.jitter_max, self.jitter)
             self._jitter_sum += self.jitter
             self._jitter_n += 1
         self._transit = transit
+        self._jitter_seq, self._jitter_ts = ext, rtp_ts
         return True
 
     @property
