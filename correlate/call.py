@@ -17,6 +17,8 @@ Flow = tuple[Endpoint, Endpoint, int, int, int]
 """A media 5-tuple of a call: (source, destination, side announced at the destination or -1,
 side announced at the source or -1, 0 for RTP / 1 for RTCP), as seen at its first packet."""
 
+# Messages remembered per call to spot retransmissions: a call exchanges a few dozen.
+MAX_SEEN_MESSAGES = 32
 # Distinct media flows kept per call (index fits the spool's uint16); a normal call has 2-4.
 MAX_FLOWS = 256
 
@@ -110,11 +112,22 @@ class Call:
         "unsignalled",
         "video_span",
         "responded",
+        "ringing_ns",
+        "reason",
+        "retransmissions",
+        "_seen",
     )
 
     def __init__(self, key: str, call_id: str, start_ns: int, serial: int = 0) -> None:
         self.serial = serial
         """Number unique to this call within one tracker (names its spool)."""
+        self.ringing_ns = 0
+        """Capture time of the first 18x (post-dial delay ends there), 0 when none."""
+        self.reason: tuple[str, int, str] | None = None
+        """Reason header of the BYE or CANCEL (RFC 3326): (protocol, cause, text)."""
+        self.retransmissions = 0
+        """SIP messages seen again (same method or status, same CSeq)."""
+        self._seen: list[tuple[str, int, int]] = []
         self.responded = False
         """Whether any response to the INVITE was seen."""
         self.video_span = (0, 0)
@@ -179,6 +192,15 @@ class Call:
         """Media flows seen for the call, in order of first packet; spool records index it."""
         self.flow_ids: dict[tuple[Endpoint, Endpoint], int] = {}
         """(source, destination) to index in ``flows``."""
+
+    def seen_before(self, method: str, status: int, cseq: int) -> bool:
+        """Remember a message; True when the same one came before (a retransmission)."""
+        key = (method, status, cseq)
+        if key in self._seen:
+            return True
+        self._seen.append(key)
+        del self._seen[:-MAX_SEEN_MESSAGES]
+        return False
 
     def codec_map(self, sender: int) -> dict[int, tuple[str, int, int]]:
         """Payload type map for media sent by ``sender``.

@@ -142,6 +142,8 @@ class DialogTracker:
         events: list[Event] = []
         call.last_ns = max(call.last_ns, ts_ns)
         call.sip_messages += 1
+        if call.seen_before(msg.method, msg.status, msg.cseq):
+            call.retransmissions += 1
         inp = self._input(msg, call)
         new = TRANSITIONS.get((call.state, inp))
         if new is None:
@@ -239,12 +241,15 @@ class DialogTracker:
         call.state = new
         if msg.status:
             call.responded = True
+        if msg.method in ("BYE", "CANCEL") and call.reason is None:
+            call.reason = parse_reason(msg.header("reason"))
         if old == FAILED:  # revived by an authentication retry
             call.status, call.final_code, call.final_reason = "setup", 0, ""
             call.end_ns = call.ended_ns = 0
             call.end_reason = ""
         elif inp == IN_18X and old != CONFIRMED:
             call.status = "ringing"
+            call.ringing_ns = call.ringing_ns or ts_ns
         elif inp == IN_2XX and old != CONFIRMED:
             # Forking (RFC 3261 section 13.2.2.4): the branch that answers is the callee.
             call.callee_tag = msg.to.tag or call.callee_tag
@@ -384,6 +389,20 @@ class DialogTracker:
                 del self._by_call_id[call.call_id]
         self.media.drop_call(call.key)
         return CallFinished(call)
+
+
+def parse_reason(value: str) -> tuple[str, int, str] | None:
+    """RFC 3326 Reason: ``Q.850;cause=16;text="Normal call clearing"``."""
+    proto, _, params = value.partition(";")
+    cause, text = -1, ""
+    for param in params.split(";"):
+        key, _, val = param.partition("=")
+        key = key.strip().lower()
+        if key == "cause" and val.strip().isdigit():
+            cause = int(val.strip())
+        elif key == "text":
+            text = val.strip().strip('"')
+    return (proto.strip(), cause, text) if proto.strip() and 0 <= cause <= 32767 else None
 
 
 def _ep_text(ep: Endpoint) -> str:

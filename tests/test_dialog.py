@@ -182,3 +182,23 @@ def test_hold_with_zero_address_is_remembered_and_keeps_the_endpoints() -> None:
     call = call_of(t, "c1")
     assert [o.direction for o in call.offers[CALLER]] == ["sendrecv", "inactive"]
     assert media.get((ip4("192.0.2.1"), 4000)) == (call.key, CALLER, RTP)
+
+
+def test_signalling_metrics() -> None:
+    from correlate.dialog import parse_reason
+
+    t = DialogTracker(MediaTable())
+    invite = msg("INVITE sip:b@y SIP/2.0", "1 INVITE", body=sdp("192.0.2.1", 4000))
+    feed(t, invite, 0)
+    feed(t, invite, S // 2)  # retransmitted after T1
+    feed(t, msg("SIP/2.0 180 Ringing", "1 INVITE", to_tag="tt"), 2 * S, fwd=False)
+    feed(t, msg("SIP/2.0 200 OK", "1 INVITE", to_tag="tt"), 5 * S, fwd=False)
+    bye = msg("BYE sip:b@y SIP/2.0", "2 BYE", to_tag="tt").replace(
+        b"Content-Length", b'Reason: Q.850;cause=16;text="Normal call clearing"\r\nContent-Length')
+    feed(t, bye, 9 * S)
+    call = call_of(t, "c1")
+    assert call.ringing_ns == 2 * S and call.answer_ns == 5 * S and call.retransmissions == 1
+    assert call.reason == ("Q.850", 16, "Normal call clearing")
+    assert parse_reason("SIP ;cause=200 ;text=\"Call completed elsewhere\"") == (
+        "SIP", 200, "Call completed elsewhere")
+    assert parse_reason("") is None and parse_reason("Q.850;cause=x") is None

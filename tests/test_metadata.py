@@ -35,6 +35,7 @@ def schema() -> Any:
 @pytest.mark.parametrize(
     "call",
     [{}, {"final_code": 486, "final_reason": "Busy", "status": "failed"},
+     {"reason": {"protocol": "Q.850", "cause": 16, "text": "Normal call clearing"}},
      {"caller": "", "callee": "not a uri <>", "caller_name": "bad\x00\x07name",
       "call_id": "id-with-\x01-control"}],
 )

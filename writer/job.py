@@ -361,6 +361,9 @@ def write_call(call: Call, spool: str | None, out_dir: str,
         "codecs": codecs,
         "dtmf": "".join(x["digit"] for x in dtmf),
         "early_media": any(x["early_media_packets"] for x in directions),
+        "post_dial_delay": call_json["post_dial_delay"],
+        "setup_time": call_json["setup_time"],
+        "hangup_by": call.hangup_by,
         "packets": [x["packets"] for x in directions],
         "lost": [x["lost"] for x in directions],
     }
@@ -552,6 +555,12 @@ def _call_json(call: Call) -> dict[str, Any]:
         "final_reason": call.final_reason,
         "end_reason": call.end_reason,
         "hangup_by": call.hangup_by,
+        "post_dial_delay": round((call.ringing_ns - call.start_ns) / NS, 3)
+        if call.ringing_ns else None,
+        "setup_time": round((call.answer_ns - call.start_ns) / NS, 3) if call.answer_ns else None,
+        "reason": {"protocol": call.reason[0], "cause": call.reason[1], "text": call.reason[2]}
+        if call.reason else None,
+        "sip_retransmissions": call.retransmissions,
         "sip_messages": call.sip_messages,
         "illegal_transitions": call.illegal_transitions,
         "media": {SIDE_NAMES[s]: [o.to_json() for o in call.offers[s]] for s in (0, 1)},

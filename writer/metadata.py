@@ -68,6 +68,9 @@ def build_metadata(info: dict[str, Any]) -> bytes:
     if call.get("final_code", 0) >= 300:
         _el(session, f"{n}reason", call.get("final_reason", ""),
             cause=str(call["final_code"]), protocol="SIP")
+    if call.get("reason"):
+        r = call["reason"]
+        _el(session, f"{n}reason", r["text"], cause=str(r["cause"]), protocol=r["protocol"])
     _el(session, f"{n}start-time", start)
     _el(session, f"{n}stop-time", stop)
     dialog = _el(session, f"{c}sip-dialog")
