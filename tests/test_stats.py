@@ -37,3 +37,15 @@ def test_jitter_rfc3550() -> None:
     assert abs(s.jitter - j3) < 1e-9
     out = s.to_json()
     assert out["jitter_ms_max"] == round(j3 / 8, 3)
+
+
+def test_jitter_buffer_discards_and_worst_second() -> None:
+    s = StreamStats(1, 8000, jitter_buffer_ms=60.0)
+    for k in range(200):  # 4 s of 20 ms packets; 2nd second loses 5, one packet 100 ms late
+        if 50 <= k < 55:
+            continue
+        late = 100 if k == 120 else 0
+        s.add(k, k * 160, (k * 20 + late) * MS, 0)
+    out = s.to_json()
+    assert out["jitter_buffer_discards"] == 1
+    assert s.worst_second_loss == 10.0  # 5 of 50 in one second

@@ -24,6 +24,7 @@ from writer.dtmf import TelephoneEvents
 from writer.errors import RtpError
 from writer.flows import assign_channels
 from writer.metadata import build_metadata
+from writer.mos import mos, r_factor
 from writer.options import WriteOptions
 from writer.output import append_index, call_stem, write_atomic
 from writer.resample import Resampler
@@ -40,6 +41,8 @@ from writer.timeline import (
 )
 
 VERSION = "0.1.0"
+# Fixed jitter buffer assumed for listening quality: a common endpoint default.
+JITTER_BUFFER_MS = 60.0
 DEFAULTS = WriteOptions()
 # Comfort noise fills at most this much of one silence (it must stay inside the window).
 MAX_CN_SECONDS = 4
@@ -361,6 +364,7 @@ def write_call(call: Call, spool: str | None, out_dir: str,
         "codecs": codecs,
         "dtmf": "".join(x["digit"] for x in dtmf),
         "early_media": any(x["early_media_packets"] for x in directions),
+        "mos": [x["quality"]["mos"] if x["quality"] else None for x in directions],
         "post_dial_delay": call_json["post_dial_delay"],
         "setup_time": call_json["setup_time"],
         "hangup_by": call.hangup_by,
@@ -426,7 +430,7 @@ def _pass2(
             if len(d.stats) >= MAX_SSRCS:
                 d.ssrc_overflow += 1
                 continue
-            st = d.stats[ssrc] = StreamStats(ssrc, clock or 8000)
+            st = d.stats[ssrc] = StreamStats(ssrc, clock or 8000, JITTER_BUFFER_MS)
         # the same packets as pass 1 go through the segmenter, so segment numbers agree
         idx = ext = 0
         if dec is not None:
@@ -580,6 +584,18 @@ def _direction_json(
     flows = [f for f, ch in zip(call.flows, channels, strict=True) if ch == d.channel and not f[4]]
     ssrcs = [s.to_json() for s in d.stats.values()]
     jit_max = max((s["jitter_ms_max"] for s in ssrcs), default=0.0)
+    expected = sum(s.expected for s in d.stats.values())
+    heard_lost = sum(s.lost + s.jb_discards for s in d.stats.values())
+    codec = sorted(d.codecs_used)[0] if d.codecs_used else ""
+    quality = None
+    if expected and codec:
+        loss = min(100.0, heard_lost * 100.0 / expected)
+        worst = max(s.worst_second_loss for s in d.stats.values())
+        r = r_factor(codec, loss)
+        quality = {"r_factor": round(r, 2), "mos": round(mos(r), 2),
+                   "loss_heard_pct": round(loss, 2),
+                   "jitter_buffer_ms": JITTER_BUFFER_MS,
+                   "worst_second_mos": round(mos(r_factor(codec, worst)), 2)}
     jit_mean = max((s["jitter_ms_mean"] for s in ssrcs), default=0.0)
     return {
         "channel": d.channel,
@@ -596,6 +612,7 @@ def _direction_json(
         "early_media_packets": d.early_packets,
         "late_ms": round(window.late_samples[d.channel] * 1000 / rate, 1) if window else 0.0,
         "jitter_ms_mean": jit_mean,
+        "quality": quality,
         "jitter_ms_max": jit_max,
         "malformed_rtp": dict(d.malformed),
         "rtcp_packets": d.rtcp,

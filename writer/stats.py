@@ -36,9 +36,18 @@ class StreamStats:
         "first_ns",
         "last_ns",
         "payload_types",
+        "jb_ns",
+        "jb_discards",
+        "_min_delay",
+        "_delay",
+        "_sec",
+        "_sec_first",
+        "_sec_last",
+        "_sec_count",
+        "worst_second_loss",
     )
 
-    def __init__(self, ssrc: int, clock: int) -> None:
+    def __init__(self, ssrc: int, clock: int, jitter_buffer_ms: float = 60.0) -> None:
         self.ssrc = ssrc
         self.clock = clock
         self.packets = 0
@@ -59,6 +68,16 @@ class StreamStats:
         self.first_ns = 0
         self.last_ns = 0
         self.payload_types: set[int] = set()
+        self.jb_ns = int(jitter_buffer_ms * 1_000_000)
+        """A fixed jitter buffer's depth: packets later than this behind the least-delayed
+        one would have been played too late, which a listener hears as loss."""
+        self.jb_discards = 0
+        self._min_delay = 0.0
+        self._delay = 0.0
+        self._sec = -1
+        self._sec_first = self._sec_last = self._sec_count = 0
+        self.worst_second_loss = 0.0
+        """Highest loss percentage of any whole second with at least 10 packets expected."""
 
     def add(self, seq: int, rtp_ts: int, ts_ns: int, pt: int) -> bool:
         """Count one packet; False when it is a duplicate and must not be played."""
@@ -84,8 +103,11 @@ class StreamStats:
         self.payload_types.add(pt)
         # RFC 3550 A.8: interarrival jitter in timestamp units, arrival in the same clock
         # (kept fractional, as Wireshark does, rather than rounded to whole ticks).
+        self._second(ts_ns, ext)
         arrival = (ts_ns - self.first_ns) * self.clock / 1e9
         transit = arrival - rtp_ts
+        if self._transit is None:
+            self._min_delay = self._delay = 0.0
         if self._transit is not None:
             d = transit - self._transit
             # The RTP timestamp wraps at 2**32; bring d back into range.
@@ -98,7 +120,15 @@ class StreamStats:
                 # The timestamp ran backwards while the sequence went on (a sender restart,
                 # a codec switch): no jitter sample, the next one starts from here.
                 self._transit, self._jitter_seq, self._jitter_ts = transit, ext, rtp_ts
+                self._min_delay = self._delay = 0.0
                 return True
+            # Delay relative to the least-delayed packet so far, as a fixed jitter buffer
+            # anchored on it sees it.
+            self._delay += d
+            if self._delay < self._min_delay:
+                self._min_delay = self._delay
+            elif (self._delay - self._min_delay) * 1e9 / self.clock > self.jb_ns:
+                self.jb_discards += 1
             self.jitter += (abs(d) - self.jitter) / 16.0
             self.jitter_max = max(self.jitter_max, self.jitter)
             self._jitter_sum += self.jitter
@@ -106,6 +136,24 @@ class StreamStats:
         self._transit = transit
         self._jitter_seq, self._jitter_ts = ext, rtp_ts
         return True
+
+    def _second(self, ts_ns: int, ext: int) -> None:
+        """Per-second loss, kept as a running worst: no per-second history is stored."""
+        sec = (ts_ns - self.first_ns) // 1_000_000_000
+        if sec != self._sec:
+            self._close_second()
+            # a second expects what follows the previous second's highest sequence number
+            first = self._sec_last + 1 if self._sec >= 0 else ext
+            self._sec, self._sec_first, self._sec_last, self._sec_count = sec, first, ext, 0
+        self._sec_first = min(self._sec_first, ext)
+        self._sec_last = max(self._sec_last, ext)
+        self._sec_count += 1
+
+    def _close_second(self) -> None:
+        expected = self._sec_last - self._sec_first + 1
+        if self._sec >= 0 and expected >= 10:
+            loss = max(0.0, (expected - self._sec_count) * 100.0 / expected)
+            self.worst_second_loss = max(self.worst_second_loss, loss)
 
     @property
     def expected(self) -> int:
@@ -117,6 +165,7 @@ class StreamStats:
         return max(0, self.expected - self.packets)
 
     def to_json(self) -> dict[str, Any]:
+        self._close_second()
         ms = 1000.0 / self.clock if self.clock else 0.0
         return {
             "ssrc": f"0x{self.ssrc:08x}",
@@ -130,4 +179,5 @@ class StreamStats:
             else 0.0,
             "jitter_ms_max": round(self.jitter_max * ms, 3),
             "payload_types": sorted(self.payload_types),
+            "jitter_buffer_discards": self.jb_discards,
         }
