@@ -496,3 +496,21 @@ def test_packets_and_max_jitter_equal_tsharks(name: str, tmp_path: Path) -> None
                            for count, j in theirs[ssrc]), (hex(ssrc), s, theirs[ssrc])
                 checked += 1
     assert checked
+
+
+def test_far_end_rtcp_reports_match_tsharks_fields(tmp_path: Path) -> None:
+    # tshark -Y rtcp.ssrc.identifier -T fields -e rtcp.ssrc.cum_nr -e rtcp.ssrc.jitter:
+    # sip_ipv4_tcp's RR about 0x42f433d4 reports 0 lost, jitter 0; SIP_CALL_RTP_G711's last
+    # RR about 0x58f33dea reports jitter 9244 timestamp units (1155.5 ms at 8 kHz).
+    run_import([need_shared() / "sip_ipv4_tcp.pcap", need_shared() / "SIP_CALL_RTP_G711.pcap"],
+               tmp_path)
+    reports = {}
+    for e in load_index(tmp_path):
+        if e["status"] == "unsignalled":
+            continue
+        for d in load_summary(tmp_path, e)["directions"]:
+            reports.update(d["far_end_reports"])
+    assert reports["0x42f433d4"]["cumulative_lost"] == 0
+    assert reports["0x42f433d4"]["jitter_ms"] == 0.0
+    assert reports["0x58f33dea"]["jitter_ms"] == 1155.5
+    assert reports["0xd2bd4e3e"]["rtt_ms"] is not None

@@ -28,6 +28,7 @@ from writer.mos import mos, r_factor
 from writer.options import WriteOptions
 from writer.output import append_index, call_stem, write_atomic
 from writer.resample import Resampler
+from writer.rtcp import SR, parse_rtcp
 from writer.rtp import parse_rtp
 from writer.srtp import SUITES, Decryptor, SrtpKey, SrtpKeyError, parse_crypto
 from writer.stats import StreamStats
@@ -100,6 +101,10 @@ class _Direction:
         self.early_packets = 0
         self.late_packets = 0
         self.events: TelephoneEvents | None = None
+        self.sr_seen: dict[int, int] = {}
+        """Middle 32 bits of this party's SR NTP timestamps -> capture time seen."""
+        self.far_end: dict[int, dict[str, Any]] = {}
+        """What the receiving party's RTCP last reported about each of these SSRCs."""
         self.audio_end = -1
         """Output position just after the last audio placed (comfort noise starts there)."""
         self.codecs_used: set[str] = set()
@@ -403,9 +408,13 @@ def _pass2(
     comfort noise (RFC 3389) fills the silence it stands for at the level it gives."""
     for ts, flow, payload in read_spool(spool):
         ch = channels[flow]
-        if ch < 0 or rtcp_flow[flow]:
+        if ch < 0:
             continue
         d = dirs[ch]
+        if rtcp_flow[flow]:
+            if not d.secure:  # SRTCP report blocks are encrypted
+                _rtcp(ts, payload, d, dirs[1 - ch])
+            continue
         try:
             pt, _m, seq, rts, ssrc, a, b = parse_rtp(payload)
         except RtpError as exc:
@@ -492,6 +501,38 @@ def _pass2(
         d.audio_end = max(d.audio_end, pos + len(samples))
         d.placed += 1
         d.codecs_used.add(dec.name)
+
+
+# Sender reports remembered per direction to match LSR for round-trip times.
+MAX_SR_REMEMBERED = 32
+
+
+def _rtcp(ts: int, payload: bytes, sender: _Direction, other: _Direction) -> None:
+    """What ``sender``'s RTCP says: its reports on the media it receives (``other``'s
+    stream), and the round-trip time from LSR/DLSR against ``other``'s sender reports
+    (RFC 3550 section 6.4.1), as the mirror saw them."""
+    try:
+        reports, _byes = parse_rtcp(payload)
+    except RtpError as exc:
+        sender.malformed[f"RTCP: {exc}"] += 1
+        return
+    for r in reports:
+        if r.kind == SR:
+            sender.sr_seen[(r.ntp >> 16) & 0xFFFFFFFF] = ts
+            while len(sender.sr_seen) > MAX_SR_REMEMBERED:
+                del sender.sr_seen[next(iter(sender.sr_seen))]
+        for about, fraction, cumulative, _ext, jitter, lsr, dlsr in r.blocks:
+            st = other.stats.get(about)
+            if st is None:
+                continue
+            sent = other.sr_seen.get(lsr) if lsr else None
+            rtt = (ts - sent) / 1e6 - dlsr * 1000 / 65536 if sent is not None else None
+            other.far_end[about] = {
+                "fraction_lost_pct": round(fraction * 100 / 256, 2),
+                "cumulative_lost": cumulative,
+                "jitter_ms": round(jitter * 1000 / st.clock, 3),
+                "rtt_ms": round(rtt, 3) if rtt is not None and rtt >= 0 else None,
+            }
 
 
 def _dtmf(call: Call, dirs: tuple[_Direction, _Direction], zero_ns: int) -> list[dict[str, Any]]:
@@ -616,6 +657,7 @@ def _direction_json(
         "jitter_ms_max": jit_max,
         "malformed_rtp": dict(d.malformed),
         "rtcp_packets": d.rtcp,
+        "far_end_reports": {f"0x{k:08x}": v for k, v in sorted(d.far_end.items())},
         "control_packets": d.control,
         "unexpected_payload_type": d.unexpected_pt,
         "decode_errors": d.decode_errors,
