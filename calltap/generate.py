@@ -46,6 +46,13 @@ class GenOptions:
     """How much faster the caller's RTP clock runs than the capture clock (0.0005 = 0.05%)."""
     mirror: str = ""
     """A calltap.mirror variant applied to every frame (tunnel, TCP, fragments, HEP...)."""
+    capture_loss: float = 0.0
+    """Fraction of RTP the mirror misses: delivered to the far end, absent from the capture
+    (``loss`` is lost in the network: neither the far end nor the capture sees it)."""
+    rtcp: bool = False
+    """Each party sends RTCP receiver reports every 5 s (RFC 3550), reporting what it lost."""
+    missing_side: int = -1
+    """0 or 1: that party's RTP never reaches the capture (asymmetric mirroring)."""
 
 
 @dataclass
@@ -145,8 +152,21 @@ def _call_packets(
     for side in (0, 1):
         seq0 = rng.randrange(65536)
         ts0 = rng.randrange(1 << 32)
+        net_lost = 0
         for k in range(n_pkts):
+            if opts.rtcp and k and k % 250 == 0:
+                # the receiver's RR about this stream: what the network lost so far
+                rr = _receiver_report(gc.ssrcs[1 - side], gc.ssrcs[side], net_lost,
+                                      seq0 + k - 1)
+                t_rr = gc.media_start_ns[side] + k * PTIME_NS + 5_000_000
+                if side == 0:  # the callee reports on the caller's stream
+                    out.append((t_rr, udp_frame(b_ip, b_port + 1, a_ip, a_port + 1, rr)))
+                else:
+                    out.append((t_rr, udp_frame(a_ip, a_port + 1, b_ip, b_port + 1, rr)))
             if rng.random() < opts.loss:
+                net_lost += 1
+                continue
+            if side == opts.missing_side or rng.random() < opts.capture_loss:
                 continue
             step = PTIME_NS / (1 + opts.drift) if side == 0 else PTIME_NS
             nominal = gc.media_start_ns[side] + round(k * step)
@@ -180,6 +200,13 @@ def _call_packets(
         sig(bye_t + 3_000_000, True, _sip("SIP/2.0 200 OK", bye))
     out.sort(key=lambda x: x[0])
     yield from out
+
+
+def _receiver_report(reporter: int, about: int, lost: int, highest: int) -> bytes:
+    """An RTCP RR (RFC 3550 section 6.4.2) with one report block."""
+    block = about.to_bytes(4, "big") + (lost & 0xFFFFFF).to_bytes(4, "big")
+    block += (highest & 0xFFFFFFFF).to_bytes(4, "big") + bytes(12)
+    return bytes([0x81, 201]) + (7).to_bytes(2, "big") + reporter.to_bytes(4, "big") + block
 
 
 def plan(opts: GenOptions) -> list[GenCall]:

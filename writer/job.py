@@ -300,6 +300,8 @@ def write_call(call: Call, spool: str | None, out_dir: str,
     audio_rel = audio_files[0] if audio_files else None
 
     directions = [_direction_json(call, d, window, rate, channels) for d in dirs]
+    for d, x in zip(dirs, directions, strict=True):
+        x["capture_integrity"] = _integrity(call, d, directions[1 - d.channel])
     warnings: list[str] = []
     if gaps:
         warnings.append(f"the capture clock jumped {gaps} time(s) by more than "
@@ -533,6 +535,36 @@ def _rtcp(ts: int, payload: bytes, sender: _Direction, other: _Direction) -> Non
                 "jitter_ms": round(jitter * 1000 / st.clock, 3),
                 "rtt_ms": round(rtt, 3) if rtt is not None and rtt >= 0 else None,
             }
+
+
+# Share of the observed loss the receiver must report for it to be the network's.
+NETWORK_SHARE = 0.5
+
+
+def _integrity(call: Call, d: _Direction, other: dict[str, Any]) -> dict[str, Any]:
+    """Whose loss is it: the network's (the receiver's RTCP reports it too), the capture's
+    (the receiver reports none: the mirror dropped it), or a party missing entirely from
+    an answered two-way call (asymmetric mirroring)."""
+    observed = sum(s.lost for s in d.stats.values())
+    reported = sum(max(0, r["cumulative_lost"]) for r in d.far_end.values())
+    packets = sum(s.packets for s in d.stats.values())
+    evidence = {"observed_lost": observed, "reported_lost": reported,
+                "receiver_reports": len(d.far_end)}
+    mine, theirs = call.offers[d.channel], call.offers[1 - d.channel]
+    should_send = bool(mine and theirs) and mine[-1].direction in ("sendrecv", "sendonly") \
+        and theirs[-1].direction in ("sendrecv", "recvonly")
+    if packets == 0 and other["packets"] > 0 and call.answer_ns and should_send:
+        evidence["other_direction_packets"] = other["packets"]
+        return {"verdict": "asymmetric-mirror", "evidence": evidence}
+    if observed == 0:
+        return {"verdict": "none", "evidence": evidence}
+    if not d.far_end:
+        return {"verdict": "unknown", "evidence": evidence}
+    if reported == 0:
+        return {"verdict": "capture-loss", "evidence": evidence}
+    if reported >= observed * NETWORK_SHARE:
+        return {"verdict": "network-loss", "evidence": evidence}
+    return {"verdict": "mixed", "evidence": evidence}
 
 
 def _dtmf(call: Call, dirs: tuple[_Direction, _Direction], zero_ns: int) -> list[dict[str, Any]]:
