@@ -111,6 +111,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
         codecs=tuple(args.codecs.split(",")),
         drift=args.drift,
         mirror=args.mirror,
+        capture_loss=args.capture_loss,
+        rtcp=args.rtcp,
+        missing_side=args.missing_side,
     )
     try:
         n = generate(args.output, opts)
@@ -165,6 +168,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="deliver the calls as a mirror would: vlan, qinq, gre, erspan-ii, "
                           "erspan-iii, vxlan, ip-in-ip, mpls, hep3, sip-over-tcp, "
                           "fragmented-invite, duplicated-mirror, nat-media-source, ssrc-change")
+    gen.add_argument("--capture-loss", type=float, default=0.0,
+                     help="fraction of RTP missing from the capture only (not the network)")
+    gen.add_argument("--rtcp", action="store_true", help="receivers send RTCP reports")
+    gen.add_argument("--missing-side", type=int, choices=(0, 1), default=-1,
+                     help="that party's RTP never reaches the capture")
     gen.add_argument("--seed", type=int, default=1)
     gen.set_defaults(func=cmd_generate)
     return p
