@@ -10,44 +10,38 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from capture.decode import format_ip
 from capture.spool import read_spool
 from correlate.call import SIDE_NAMES, Call
 from writer.audio_out import AudioOut
-from writer.codecs import CONTROL, EMPTY, DecodeError, Decoder, decoder_for, resolve
+from writer.codecs import CONTROL, EMPTY, DecodeError, resolve
+from writer.direction import Direction, losing_branches
 from writer.dtmf import TelephoneEvents
 from writer.errors import RtpError
 from writer.flows import assign_channels
 from writer.metadata import build_metadata
-from writer.mos import mos, r_factor
 from writer.options import WriteOptions
 from writer.output import append_index, call_stem, write_atomic
 from writer.resample import Resampler
 from writer.rtcp import SR, parse_rtcp
 from writer.rtp import parse_rtp
-from writer.srtp import SUITES, Decryptor, SrtpKey, SrtpKeyError, parse_crypto
 from writer.stats import StreamStats
+from writer.summary import JITTER_BUFFER_MS, call_json, direction_json, dtmf_digits, integrity
 from writer.timefmt import rfc3339
 from writer.timeline import (
     MAX_GAP_SECONDS,
     Segment,
-    Segmenter,
     StereoWindow,
     collapse_gaps,
 )
 
 VERSION = "0.1.0"
-# Fixed jitter buffer assumed for listening quality: a common endpoint default.
-JITTER_BUFFER_MS = 60.0
 DEFAULTS = WriteOptions()
 # Comfort noise fills at most this much of one silence (it must stay inside the window).
 MAX_CN_SECONDS = 4
-ANY_PT = frozenset(range(128)) - frozenset(range(72, 77))
 # Payloads sampled per direction of an unsignalled call to tell SRTP from plain RTP.
 SNIFF_PACKETS = 64
 SNIFF_MIN_BYTES = 4096
@@ -57,140 +51,6 @@ ENCRYPTED_ENTROPY = 7.85
 # SSRCs tracked per direction; a sender changes SSRC a few times at most, hostile streams more.
 MAX_SSRCS = 64
 NS = 1_000_000_000
-
-
-def _losing_branches(call: Call) -> frozenset[tuple[bytes, int]]:
-    """Media endpoints only forked branches that did not answer announced."""
-    offers = call.offers[1]
-    winner = {(o.addr, o.port) for o in offers if not o.tag or o.tag == call.callee_tag}
-    losers = {(o.addr, o.port) for o in offers if o.tag and o.tag != call.callee_tag}
-    return frozenset(losers - winner) if call.answer_ns else frozenset()
-
-
-def _sdes_key(call: Call, sender: int) -> tuple[str, bytes] | None:
-    """The SDES key ``sender`` encrypts with: its a=crypto line whose tag the other side's
-    answer chose (RFC 4568 section 5.1.2), else its first usable one."""
-    theirs = {c[0] for o in call.offers[1 - sender] for c in map(parse_crypto, o.crypto) if c}
-    mine = [c for o in reversed(call.offers[sender]) for c in map(parse_crypto, o.crypto) if c]
-    mine = [c for c in mine if c[1] in SUITES]
-    for tag, suite, key in mine:
-        if tag in theirs:
-            return suite, key
-    return (mine[0][1], mine[0][2]) if mine else None
-
-
-class _Direction:
-    """Working state of one direction (one channel) while the call is written."""
-
-    def __init__(self, call: Call, channel: int, channels: list[int],
-                 user_keys: Sequence[SrtpKey]) -> None:
-        self.channel = channel
-        self.rtpmap = call.codec_map(channel)
-        self.fmtp = call.fmtp_map(channel)
-        self.resamplers: dict[int, Resampler] = {}
-        self.decode_errors = 0
-        # Payload types either side offered: anything else on these ports is not this
-        # call's audio (T.38 UDPTL after a re-INVITE, stray traffic) and is kept out.
-        self.allowed = {
-            int(f) for side in call.offers for o in side for f in o.formats if f.isdigit()
-        } or ANY_PT  # no SDP (an unsignalled call): any RTP payload type
-        self.unexpected_pt = 0
-        self.unknown_packets = 0
-        # Media before the answer (183 early media, or a call never answered) is early.
-        self.answer_ns = call.answer_ns or (1 << 62 if not call.unsignalled else 0)
-        self.early_packets = 0
-        self.late_packets = 0
-        self.events: TelephoneEvents | None = None
-        self.sr_seen: dict[int, int] = {}
-        """Middle 32 bits of this party's SR NTP timestamps -> capture time seen."""
-        self.far_end: dict[int, dict[str, Any]] = {}
-        """What the receiving party's RTCP last reported about each of these SSRCs."""
-        self.audio_end = -1
-        """Output position just after the last audio placed (comfort noise starts there)."""
-        self.codecs_used: set[str] = set()
-        self.cn_level = -1
-        """Level of comfort noise announced since the last audio packet, -1 for none."""
-        # SRTP: the SDP said RTP/SAVP, or the user gave a key for these streams.
-        self.secure = any("SAVP" in o.proto.upper() for side in call.offers for o in side)
-        self.sdes = _sdes_key(call, channel)
-        self.user_keys = user_keys
-        self.endpoints = {ep for f, ch in zip(call.flows, channels, strict=True) if ch == channel
-                          for ep in (f[0], f[1])}
-        self._decryptors: dict[int, tuple[Decryptor | None, str]] = {}
-        self.srtp_auth_failed = 0
-        self.srtp_no_key = 0
-        self.srtp_keys_used: set[str] = set()
-        # Without SDP nothing says a stream is SRTP; encrypted payloads are byte-uniform,
-        # audio is not, so an unsignalled stream's byte entropy decides.
-        self.sniff = call.unsignalled
-        self.histogram = np.zeros(256, dtype=np.int64)
-        self.sniffed = 0
-        self.looks_encrypted = False
-        self.decoders: dict[int, Decoder | None] = {}
-        self.seg1 = Segmenter()
-        self.seg2 = Segmenter()
-        self.segments: list[Segment] = []
-        self.stats: dict[int, StreamStats] = {}
-        self.ssrc_overflow = 0
-        self.malformed: Counter[str] = Counter()
-        self.rtcp = 0
-        self.control = 0
-        self.unknown: dict[int, str] = {}
-        self.placed = 0
-        self.first_ns = 0
-        self.last_ns = 0
-
-    def _key(self, ssrc: int) -> tuple[str, bytes, str] | None:
-        """(suite, key, where it came from) for a stream: an SSRC-specific user key, then an
-        address-specific one, then the SDP's SDES key, then a user key for any stream."""
-        ranked = sorted((k for k in self.user_keys if k.matches(ssrc, self.endpoints)),
-                        key=lambda k: (k.ssrc is None, k.endpoint is None))
-        specific = [k for k in ranked if k.ssrc is not None or k.endpoint is not None]
-        if specific:
-            return specific[0].suite, specific[0].key, "user"
-        if self.sdes is not None:
-            return self.sdes[0], self.sdes[1], "sdes"
-        if ranked:
-            return ranked[0].suite, ranked[0].key, "user"
-        return None
-
-    def encrypted(self, ssrc: int) -> bool:
-        if ssrc not in self._decryptors:
-            key = self._key(ssrc)
-            if key is None:
-                self._decryptors[ssrc] = (None, "")
-            else:
-                try:
-                    self._decryptors[ssrc] = (Decryptor(key[0], key[1]), f"{key[0]} ({key[2]})")
-                except SrtpKeyError:
-                    self._decryptors[ssrc] = (None, "")
-        return self.secure or self._decryptors[ssrc][0] is not None
-
-    def decrypt(self, ssrc: int, packet: bytes) -> bytes | None:
-        """Plain RTP; None (counted) without a key or when authentication fails."""
-        dec, label = self._decryptors[ssrc]
-        if dec is None:
-            self.srtp_no_key += 1
-            return None
-        plain = dec.unprotect(packet)
-        if plain is None:
-            self.srtp_auth_failed += 1
-        else:
-            self.srtp_keys_used.add(label)
-        return plain
-
-    def decoder(self, pt: int) -> tuple[Decoder | None, int]:
-        """Decoder and RTP clock for a payload type (None for control/unknown payloads)."""
-        if pt not in self.decoders:
-            name, clock, chans = resolve(pt, self.rtpmap)
-            dec = None
-            if name and name not in CONTROL:
-                dec = decoder_for(name, clock, chans, self.fmtp.get(pt, ""))
-            self.decoders[pt] = dec
-            if dec is None and name not in CONTROL:
-                self.unknown[pt] = f"{name}/{clock}" if name else "unmapped"
-        dec = self.decoders[pt]
-        return dec, dec.clock if dec else 0
 
 
 def _cap(ts_ns: int, origin: int, clock: int) -> int:
@@ -206,9 +66,9 @@ def write_call(call: Call, spool: str | None, out_dir: str,
     """Write the files of ``call`` under ``out_dir`` and append its index line.
 
     Returns the index entry and the call's media packets not used, by reason."""
-    channels = assign_channels(call.flows, _losing_branches(call))
+    channels = assign_channels(call.flows, losing_branches(call))
     keys = options.srtp_keys
-    dirs = (_Direction(call, 0, channels, keys), _Direction(call, 1, channels, keys))
+    dirs = (Direction(call, 0, channels, keys), Direction(call, 1, channels, keys))
     rtcp_flow = [f[4] == 1 for f in call.flows]
     unassigned = 0
     origin = -1
@@ -299,9 +159,9 @@ def write_call(call: Call, spool: str | None, out_dir: str,
         raise
     audio_rel = audio_files[0] if audio_files else None
 
-    directions = [_direction_json(call, d, window, rate, channels) for d in dirs]
+    directions = [direction_json(call, d, window, rate, channels) for d in dirs]
     for d, x in zip(dirs, directions, strict=True):
-        x["capture_integrity"] = _integrity(call, d, directions[1 - d.channel])
+        x["capture_integrity"] = integrity(call, d, directions[1 - d.channel])
     warnings: list[str] = []
     if gaps:
         warnings.append(f"the capture clock jumped {gaps} time(s) by more than "
@@ -324,10 +184,10 @@ def write_call(call: Call, spool: str | None, out_dir: str,
                 "has no decoder; its audio is left silent"
             )
     codecs = sorted({c for x in directions for c in x["codecs"]})
-    dtmf = _dtmf(call, dirs, audio_start_ns if rate else max(origin, call.start_ns))
-    call_json = _call_json(call)
+    dtmf = dtmf_digits(call, dirs, audio_start_ns if rate else max(origin, call.start_ns))
+    call_fields = call_json(call)
     summary: dict[str, Any] = {
-        "call": call_json,
+        "call": call_fields,
         "audio": audio_rel,
         "audio_files": audio_files,
         "audio_format": options.audio_format if audio_files else None,
@@ -361,10 +221,10 @@ def write_call(call: Call, spool: str | None, out_dir: str,
         "summary": f"{rel}/{stem}.json",
         "caller": call.caller_uri,
         "callee": call.callee_uri,
-        "start": call_json["start"],
-        "answer": call_json["answer"],
-        "end": call_json["end"],
-        "duration": call_json["duration"],
+        "start": call_fields["start"],
+        "answer": call_fields["answer"],
+        "end": call_fields["end"],
+        "duration": call_fields["duration"],
         "status": call.status,
         "end_reason": call.end_reason,
         "final_code": call.final_code,
@@ -372,8 +232,8 @@ def write_call(call: Call, spool: str | None, out_dir: str,
         "dtmf": "".join(x["digit"] for x in dtmf),
         "early_media": any(x["early_media_packets"] for x in directions),
         "mos": [x["quality"]["mos"] if x["quality"] else None for x in directions],
-        "post_dial_delay": call_json["post_dial_delay"],
-        "setup_time": call_json["setup_time"],
+        "post_dial_delay": call_fields["post_dial_delay"],
+        "setup_time": call_fields["setup_time"],
         "hangup_by": call.hangup_by,
         "packets": [x["packets"] for x in directions],
         "lost": [x["lost"] for x in directions],
@@ -397,7 +257,7 @@ def write_call(call: Call, spool: str | None, out_dir: str,
 
 def _pass2(
     spool: str,
-    dirs: tuple[_Direction, _Direction],
+    dirs: tuple[Direction, Direction],
     channels: list[int],
     rtcp_flow: list[bool],
     window: StereoWindow | None,
@@ -509,7 +369,7 @@ def _pass2(
 MAX_SR_REMEMBERED = 32
 
 
-def _rtcp(ts: int, payload: bytes, sender: _Direction, other: _Direction) -> None:
+def _rtcp(ts: int, payload: bytes, sender: Direction, other: Direction) -> None:
     """What ``sender``'s RTCP says: its reports on the media it receives (``other``'s
     stream), and the round-trip time from LSR/DLSR against ``other``'s sender reports
     (RFC 3550 section 6.4.1), as the mirror saw them."""
@@ -537,181 +397,3 @@ def _rtcp(ts: int, payload: bytes, sender: _Direction, other: _Direction) -> Non
             }
 
 
-# Share of the observed loss the receiver must report for it to be the network's.
-NETWORK_SHARE = 0.5
-
-
-def _integrity(call: Call, d: _Direction, other: dict[str, Any]) -> dict[str, Any]:
-    """Whose loss is it: the network's (the receiver's RTCP reports it too), the capture's
-    (the receiver reports none: the mirror dropped it), or a party missing entirely from
-    an answered two-way call (asymmetric mirroring)."""
-    observed = sum(s.lost for s in d.stats.values())
-    reported = sum(max(0, r["cumulative_lost"]) for r in d.far_end.values())
-    packets = sum(s.packets for s in d.stats.values())
-    evidence = {"observed_lost": observed, "reported_lost": reported,
-                "receiver_reports": len(d.far_end)}
-    mine, theirs = call.offers[d.channel], call.offers[1 - d.channel]
-    should_send = bool(mine and theirs) and mine[-1].direction in ("sendrecv", "sendonly") \
-        and theirs[-1].direction in ("sendrecv", "recvonly")
-    if packets == 0 and other["packets"] > 0 and call.answer_ns and should_send:
-        evidence["other_direction_packets"] = other["packets"]
-        return {"verdict": "asymmetric-mirror", "evidence": evidence}
-    if observed == 0:
-        return {"verdict": "none", "evidence": evidence}
-    if not d.far_end:
-        return {"verdict": "unknown", "evidence": evidence}
-    if reported == 0:
-        return {"verdict": "capture-loss", "evidence": evidence}
-    if reported >= observed * NETWORK_SHARE:
-        return {"verdict": "network-loss", "evidence": evidence}
-    return {"verdict": "mixed", "evidence": evidence}
-
-
-def _dtmf(call: Call, dirs: tuple[_Direction, _Direction], zero_ns: int) -> list[dict[str, Any]]:
-    """Digits from both directions' telephone-events and from SIP INFO, in time order;
-    ``offset`` is seconds from sample 0 of the recording."""
-    found: list[dict[str, Any]] = []
-    for d in dirs:
-        if d.events is not None:
-            for ev in d.events.finish():
-                found.append({**ev, "side": SIDE_NAMES[d.channel]})
-    for ts, side, digit, duration in call.sip_dtmf:
-        found.append({"digit": digit, "start_ns": ts, "duration_ms": duration,
-                      "source": "sip-info", "side": SIDE_NAMES[side]})
-    found.sort(key=lambda x: int(x["start_ns"]))
-    for x in found:
-        x["time"] = rfc3339(x["start_ns"])
-        x["offset"] = round((x.pop("start_ns") - zero_ns) / NS, 3)
-    return found
-
-
-def _holds(call: Call, sender: int) -> list[dict[str, str | None]]:
-    """Periods in which ``sender`` was not to send (RFC 3264 section 8.4): its own offers
-    said sendonly->recvonly is theirs; here: either side's inactive, the sender's recvonly,
-    or the receiver's sendonly, from the media history in time order."""
-    events = sorted((o.time_ns, side, o.direction) for side in (0, 1) for o in call.offers[side])
-    held_by = {0: False, 1: False}
-    periods: list[dict[str, str | None]] = []
-    start = 0
-    for ts, side, direction in events:
-        before = any(held_by.values())
-        quiet = direction == "inactive" or (
-            direction == "recvonly" if side == sender else direction == "sendonly")
-        held_by[side] = quiet
-        after = any(held_by.values())
-        if after and not before:
-            start = ts
-        elif before and not after:
-            periods.append({"start": rfc3339(start), "end": rfc3339(ts)})
-    if any(held_by.values()):
-        periods.append({"start": rfc3339(start), "end": None})
-    return periods
-
-
-def _call_json(call: Call) -> dict[str, Any]:
-    return {
-        "call_id": call.call_id,
-        "caller": call.caller_uri,
-        "caller_name": call.caller_name,
-        "callee": call.callee_uri,
-        "callee_name": call.callee_name,
-        "caller_tag": call.caller_tag,
-        "callee_tag": call.callee_tag,
-        "caller_signalling": _ep(call.caller_signal),
-        "callee_signalling": _ep(call.callee_signal),
-        "user_agent": call.user_agent,
-        "start": rfc3339(call.start_ns),
-        "start_ns": call.start_ns,
-        "answer": rfc3339(call.answer_ns) if call.answer_ns else None,
-        "end": rfc3339(call.end_ns),
-        "end_ns": call.end_ns,
-        "duration": round(max(0, call.end_ns - call.start_ns) / NS, 3),
-        "talk_time": round(max(0, call.end_ns - call.answer_ns) / NS, 3) if call.answer_ns else 0,
-        "status": call.status,
-        "final_code": call.final_code,
-        "final_reason": call.final_reason,
-        "end_reason": call.end_reason,
-        "hangup_by": call.hangup_by,
-        "post_dial_delay": round((call.ringing_ns - call.start_ns) / NS, 3)
-        if call.ringing_ns else None,
-        "setup_time": round((call.answer_ns - call.start_ns) / NS, 3) if call.answer_ns else None,
-        "reason": {"protocol": call.reason[0], "cause": call.reason[1], "text": call.reason[2]}
-        if call.reason else None,
-        "sip_retransmissions": call.retransmissions,
-        "sip_messages": call.sip_messages,
-        "illegal_transitions": call.illegal_transitions,
-        "media": {SIDE_NAMES[s]: [o.to_json() for o in call.offers[s]] for s in (0, 1)},
-    }
-
-
-def _ep(ep: tuple[bytes, int] | None) -> str:
-    if ep is None:
-        return ""
-    host = format_ip(ep[0])
-    return f"[{host}]:{ep[1]}" if ":" in host else f"{host}:{ep[1]}"
-
-
-def _direction_json(
-    call: Call, d: _Direction, window: StereoWindow | None, rate: int, channels: list[int]
-) -> dict[str, Any]:
-    flows = [f for f, ch in zip(call.flows, channels, strict=True) if ch == d.channel and not f[4]]
-    ssrcs = [s.to_json() for s in d.stats.values()]
-    jit_max = max((s["jitter_ms_max"] for s in ssrcs), default=0.0)
-    expected = sum(s.expected for s in d.stats.values())
-    heard_lost = sum(s.lost + s.jb_discards for s in d.stats.values())
-    codec = sorted(d.codecs_used)[0] if d.codecs_used else ""
-    quality = None
-    if expected and codec:
-        loss = min(100.0, heard_lost * 100.0 / expected)
-        worst = max(s.worst_second_loss for s in d.stats.values())
-        r = r_factor(codec, loss)
-        quality = {"r_factor": round(r, 2), "mos": round(mos(r), 2),
-                   "loss_heard_pct": round(loss, 2),
-                   "jitter_buffer_ms": JITTER_BUFFER_MS,
-                   "worst_second_mos": round(mos(r_factor(codec, worst)), 2)}
-    jit_mean = max((s["jitter_ms_mean"] for s in ssrcs), default=0.0)
-    return {
-        "channel": d.channel,
-        "side": SIDE_NAMES[d.channel],
-        "src": _ep(flows[0][0]) if flows else "",
-        "dst": _ep(flows[0][1]) if flows else "",
-        "flows": [f"{_ep(f[0])} -> {_ep(f[1])}" for f in flows],
-        "packets": sum(s.packets for s in d.stats.values()),
-        "expected": sum(s.expected for s in d.stats.values()),
-        "lost": sum(s.lost for s in d.stats.values()),
-        "duplicates": sum(s.duplicates for s in d.stats.values()),
-        "out_of_order": sum(s.out_of_order for s in d.stats.values()),
-        "late_packets": d.late_packets,
-        "early_media_packets": d.early_packets,
-        "late_ms": round(window.late_samples[d.channel] * 1000 / rate, 1) if window else 0.0,
-        "jitter_ms_mean": jit_mean,
-        "quality": quality,
-        "jitter_ms_max": jit_max,
-        "malformed_rtp": dict(d.malformed),
-        "rtcp_packets": d.rtcp,
-        "far_end_reports": {f"0x{k:08x}": v for k, v in sorted(d.far_end.items())},
-        "control_packets": d.control,
-        "unexpected_payload_type": d.unexpected_pt,
-        "decode_errors": d.decode_errors,
-        "srtp": {"keys": sorted(d.srtp_keys_used), "auth_failed": d.srtp_auth_failed,
-                 "no_key": d.srtp_no_key} if d.secure or d.srtp_keys_used else None,
-        "ssrcs": ssrcs,
-        "ssrc_overflow": d.ssrc_overflow,
-        "codecs": sorted(d.codecs_used),
-        "first_packet": rfc3339(d.first_ns) if d.first_ns else None,
-        "last_packet": rfc3339(d.last_ns) if d.last_ns else None,
-        "segments": [
-            {
-                "ssrc": f"0x{s.ssrc:08x}",
-                "codec": s.codec,
-                "start": rfc3339(s.first_ns),
-                "end": rfc3339(s.last_ns),
-                "clock_drift_ppm": round(s.b * 1e6, 1),
-                "packets": s.packets,
-                "gaps_filled_ms": round(s.gap_samples * 1000 / rate, 1) if rate else 0.0,
-                "early_media": s.first_ns < d.answer_ns,
-            }
-            for s in d.segments
-        ],
-        "hold": _holds(call, d.channel),
-    }
