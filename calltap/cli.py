@@ -46,6 +46,8 @@ def cmd_import(args: argparse.Namespace) -> int:
                 "out": args.out,
                 "inactivity_timeout": args.inactivity_timeout,
                 "linger": args.linger,
+                "unsignalled_timeout": args.unsignalled_timeout,
+                "dedup_window": args.dedup_window,
                 "jobs": args.jobs,
                 "srtp_keys": args.srtp_key,
                 "audio_format": args.format,
@@ -137,6 +139,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="end a call after this much capture time without packets (300)")
     imp.add_argument("--linger", type=float, metavar="SECONDS",
                      help="capture time an ended call still collects media (2)")
+    imp.add_argument("--unsignalled-timeout", type=float, metavar="SECONDS",
+                     help="end an RTP-only call after this much silence (30)")
+    imp.add_argument("--dedup-window", type=float, metavar="SECONDS",
+                     help="identical packets this close are mirror copies; 0 keeps all (0.1)")
     imp.add_argument("--jobs", "-j", type=int, metavar="N",
                      help="writer processes (default: CPUs, at most 4)")
     imp.add_argument("--format", choices=("wav", "flac", "opus", "mp3"),

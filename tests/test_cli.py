@@ -151,3 +151,15 @@ def test_table_is_capped_but_index_complete(tmp_path: Path, monkeypatch,  # type
     assert code == 0
     assert "... and 3 more calls in" in out and "5 calls written" in out
     assert len(load_index(tmp_path / "o")) == 5
+
+
+def test_dedup_window_flag(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    frames = [(k, udp4("192.0.2.1", 5060, "192.0.2.2", 5060, b"\x00junk")) for k in range(3)]
+    pcap = tmp_path / "dup.pcap"
+    pcap.write_bytes(pcap_bytes(frames))
+    _code, out, _ = run(["import", str(pcap), "--out", str(tmp_path / "a"), "--no-progress"],
+                        capsys)
+    assert "duplicate_packet=2" in out
+    _code, out, _ = run(["import", str(pcap), "--out", str(tmp_path / "b"), "--no-progress",
+                         "--dedup-window", "0"], capsys)
+    assert "duplicate_packet" not in out and "udp_not_sip_or_known_media=3" in out
