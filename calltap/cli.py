@@ -53,6 +53,8 @@ def cmd_import(args: argparse.Namespace) -> int:
                 "audio_format": args.format,
                 "layout": args.layout,
                 "comfort_noise": args.comfort_noise,
+                "jitter_buffer": args.jitter_buffer,
+                "jitter_buffer_ms": args.jitter_buffer_ms,
             },
         )
     except ConfigError as exc:
@@ -152,6 +154,10 @@ def build_parser() -> argparse.ArgumentParser:
                           "split: one file per party")
     imp.add_argument("--comfort-noise", choices=("silence", "noise"),
                      help="render RFC 3389 comfort noise as silence (default) or noise")
+    imp.add_argument("--jitter-buffer", choices=("fixed", "adaptive"),
+                     help="the listener's jitter buffer the MOS assumes (default fixed)")
+    imp.add_argument("--jitter-buffer-ms", type=float, metavar="MS",
+                     help="its depth, or an adaptive buffer's starting depth (default 60)")
     imp.add_argument("--srtp-key", action="append", metavar="[SEL=]SUITE:KEY",
                      help="SRTP master key||salt in base64 for streams without SDES keys; "
                           "SEL is 0xSSRC or ADDRESS:PORT (repeatable)")

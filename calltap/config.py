@@ -31,6 +31,12 @@ class Config:
     """stereo (channel 0 caller, 1 callee), mono (mix) or split (a file per party)."""
     comfort_noise: str = "silence"
     """How comfort noise (RFC 3389) is rendered: silence or noise."""
+    jitter_buffer: str = "fixed"
+    """The listener's jitter buffer the MOS assumes: fixed or adaptive."""
+    jitter_buffer_ms: float = 60.0
+    """Its depth in ms (fixed), or where an adaptive one starts."""
+    jitter_buffer_max_ms: float = 200.0
+    """The deepest an adaptive jitter buffer grows, in ms."""
     dedup_window: float = 0.1
     """Seconds within which an identical packet is a mirror copy and dropped (0: keep all)."""
     progress: bool = True
@@ -55,6 +61,14 @@ class Config:
             raise ConfigError(f"layout {self.layout!r}: one of {', '.join(LAYOUTS)}")
         if self.comfort_noise not in ("silence", "noise"):
             raise ConfigError(f"comfort_noise {self.comfort_noise!r}: silence or noise")
+        from writer.errors import WriterError
+        from writer.jitterbuf import JitterBuffer
+
+        try:
+            JitterBuffer(self.jitter_buffer, self.jitter_buffer_ms,
+                         min(20.0, self.jitter_buffer_ms), self.jitter_buffer_max_ms)
+        except WriterError as exc:
+            raise ConfigError(str(exc)) from None
         if self.dedup_window < 0:
             raise ConfigError("dedup_window must not be negative")
         if self.jobs < 1:

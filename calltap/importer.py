@@ -95,7 +95,9 @@ class Importer:
         self.calls_found = 0
         self.options = WriteOptions(
             audio_format=cfg.audio_format, layout=cfg.layout, comfort_noise=cfg.comfort_noise,
-            srtp_keys=tuple(parse_key_spec(spec) for spec in cfg.srtp_keys))
+            srtp_keys=tuple(parse_key_spec(spec) for spec in cfg.srtp_keys),
+            jitter_buffer_mode=cfg.jitter_buffer, jitter_buffer_ms=cfg.jitter_buffer_ms,
+            jitter_buffer_max_ms=cfg.jitter_buffer_max_ms)
         self.written: list[dict[str, Any]] = []
         """Index entries of the first MAX_TABLE_ROWS calls written (for the final table)."""
         self.calls_written = 0

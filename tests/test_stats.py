@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from writer.jitterbuf import JitterBuffer
 from writer.stats import StreamStats
 
 MS = 1_000_000
@@ -26,21 +27,56 @@ def test_loss_duplicates_reorder_across_wrap() -> None:
     assert s.expected == 9 and s.lost == 3
 
 
-def test_jitter_rfc3550() -> None:
-    # one packet 10 ms late: D = 80 timestamp units; J = 80/16 = 5 units, then decays
-    arrivals = [0.0, 20.0, 50.0, 60.0]
-    s = feed([0, 1, 2, 3], arrivals)
-    j1 = 0.0
-    j1 += (0 - j1) / 16
-    j2 = j1 + (80 - j1) / 16
-    j3 = j2 + (80 - j2) / 16
-    assert abs(s.jitter - j3) < 1e-9
+def test_jitter_rfc3550_in_ms() -> None:
+    # packet 2 is 10 ms late: D = 10 ms, J = J + (|D| - J) / 16 (RFC 3550 A.8), then the next
+    # packet is 10 ms early against packet 2
+    s = feed([0, 1, 2, 3], [0.0, 20.0, 50.0, 60.0])
+    j = 0.0
+    for d in (0.0, 10.0, 10.0):
+        j += (d - j) / 16
+    assert abs(s.jitter - j) < 1e-9
     out = s.to_json()
-    assert out["jitter_ms_max"] == round(j3 / 8, 3)
+    assert out["jitter_ms"]["max"] == round(j, 3)
+    # the mean covers the three deltas: (j1 + j2 + j3) / 3
+    js = [0.0, 10 / 16, 10 / 16 + (10 - 10 / 16) / 16]
+    assert out["jitter_ms"]["mean"] == round(sum(js) / 3, 3)
+    assert out["delta_ms"] == {"min": 10.0, "mean": 20.0, "max": 30.0}
+
+
+def test_irregular_packets_stay_out_of_the_delta_and_jitter_columns() -> None:
+    s = StreamStats(7, 8000)
+    s.add(0, 0, 0, 0)
+    s.add(1, 160, 20 * MS, 0)
+    s.add(2, 8000, 500 * MS, 0, marker=True)  # a talkspurt after silence suppression
+    s.add(3, 8160, 520 * MS, 13)  # comfort noise
+    s.add(4, 8320, 540 * MS, 0)  # follows comfort noise
+    s.add(5, 8480, 560 * MS, 0)
+    out = s.to_json()
+    # only packets 1 and 5 are regular; the mean still divides by the deltas seen (as
+    # Wireshark's running mean does)
+    assert out["delta_ms"]["max"] == 20.0 and out["delta_ms"]["min"] == 20.0
+    assert s.markers == 1 and out["payload_types"] == [0, 13]
+
+
+def test_duplicates_count_as_received_and_in_cumulative_lost() -> None:
+    s = feed([0, 1, 1, 2, 4])
+    out = s.to_json()
+    assert (out["packets"], out["received"], out["lost"], out["cumulative_lost"]) == (4, 5, 1, 0)
+    assert out["sequence_errors"] == 2  # the repeat of 1 and the jump over 3
+
+
+def test_clock_skew_and_drift() -> None:
+    # the sender's clock runs 0.1% fast: 160 ticks every 19.98 ms of capture time
+    s = StreamStats(9, 8000)
+    for k in range(3000):
+        s.add(k & 0xFFFF, k * 160, int(k * 19.98 * MS), 0)
+    assert abs(s.clock_drift_ppm - 1001.0) < 1.0  # 20 / 19.98 - 1
+    assert abs(s.skew - 2999 * 0.02) < 1e-6
+    assert s.to_json()["clock_skew_ms_max"] == round(s.skew, 3)
 
 
 def test_jitter_buffer_discards_and_worst_second() -> None:
-    s = StreamStats(1, 8000, jitter_buffer_ms=60.0)
+    s = StreamStats(1, 8000, JitterBuffer("fixed", 60.0))
     for k in range(200):  # 4 s of 20 ms packets; 2nd second loses 5, one packet 100 ms late
         if 50 <= k < 55:
             continue

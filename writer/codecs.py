@@ -41,6 +41,8 @@ STATIC_PT: dict[int, tuple[str, int, int]] = {
 
 # Payloads that carry no audio of their own: comfort noise (RFC 3389) and events (RFC 4733).
 CONTROL = frozenset(("CN", "TELEPHONE-EVENT", "TONE"))
+# Payloads whose RTP timestamp stays at the event start (RFC 4733 section 2.2.1).
+EVENTS = frozenset(("TELEPHONE-EVENT", "TONE"))
 
 
 class DecodeError(Exception):

@@ -91,6 +91,7 @@ class Direction:
         self.seg2 = Segmenter()
         self.segments: list[Segment] = []
         self.stats: dict[int, StreamStats] = {}
+        """Per stream, keyed by SSRC << 16 | flow: one SSRC relayed on two legs is two streams."""
         self.ssrc_overflow = 0
         self.malformed: Counter[str] = Counter()
         self.rtcp = 0

@@ -17,7 +17,7 @@ import numpy as np
 from capture.spool import read_spool
 from correlate.call import SIDE_NAMES, Call
 from writer.audio_out import AudioOut
-from writer.codecs import CONTROL, EMPTY, DecodeError, resolve
+from writer.codecs import CONTROL, EMPTY, EVENTS, DecodeError, resolve
 from writer.direction import Direction, losing_branches
 from writer.dtmf import TelephoneEvents
 from writer.errors import RtpError
@@ -29,7 +29,7 @@ from writer.resample import Resampler
 from writer.rtcp import SR, parse_rtcp
 from writer.rtp import parse_rtp
 from writer.stats import StreamStats
-from writer.summary import JITTER_BUFFER_MS, call_json, direction_json, dtmf_digits, integrity
+from writer.summary import call_json, direction_json, dtmf_digits, integrity
 from writer.timefmt import rfc3339
 from writer.timeline import (
     MAX_GAP_SECONDS,
@@ -143,7 +143,8 @@ def write_call(call: Call, spool: str | None, out_dir: str,
             window = StereoWindow(rate, out.write)
         if spool is not None:
             noise = np.random.default_rng(call.serial) if options.comfort_noise == "noise" else None
-            _pass2(spool, dirs, channels, rtcp_flow, window, origin, rate, base, noise)
+            _pass2(spool, dirs, channels, rtcp_flow, window, origin, rate, base, noise,
+                   options)
         if window is not None and out is not None:
             if silent_only:
                 for d in dirs:
@@ -265,6 +266,7 @@ def _pass2(
     rate: int,
     base: int,
     noise: np.random.Generator | None,
+    options: WriteOptions,
 ) -> None:
     """Statistics, decoding and placement of every RTP packet of the call; with ``noise``,
     comfort noise (RFC 3389) fills the silence it stands for at the level it gives."""
@@ -278,12 +280,24 @@ def _pass2(
                 _rtcp(ts, payload, d, dirs[1 - ch])
             continue
         try:
-            pt, _m, seq, rts, ssrc, a, b = parse_rtp(payload)
+            pt, marker, seq, rts, ssrc, a, b = parse_rtp(payload)
         except RtpError as exc:
             d.malformed[str(exc)] += 1
             continue
+        key = ssrc << 16 | flow
+        st = d.stats.get(key)
+        if st is None:
+            if len(d.stats) >= MAX_SSRCS:
+                d.ssrc_overflow += 1
+                continue
+            st = d.stats[key] = StreamStats(ssrc, resolve(pt, d.rtpmap)[1] or 8000,
+                                            options.jitter_buffer())
         if pt not in d.allowed:
+            # a payload type SDP did not offer: counted in the stream, never played
             d.unexpected_pt += 1
+            other, other_clock, _ = resolve(pt, d.rtpmap)
+            st.add(seq, rts, ts, pt, bool(marker), 0 if other in EVENTS else other_clock,
+                   len(payload))
             continue
         if not d.first_ns:
             d.first_ns = ts
@@ -296,18 +310,15 @@ def _pass2(
             name, clock, _ = resolve(pt, d.rtpmap)
             if name in CONTROL:
                 d.control += 1
-        st = d.stats.get(ssrc)
-        if st is None:
-            if len(d.stats) >= MAX_SSRCS:
-                d.ssrc_overflow += 1
-                continue
-            st = d.stats[ssrc] = StreamStats(ssrc, clock or 8000, JITTER_BUFFER_MS)
         # the same packets as pass 1 go through the segmenter, so segment numbers agree
         idx = ext = 0
         if dec is not None:
             idx, ext = d.seg2.place(ssrc << 16 | flow, clock, seq, rts,
                                     (ts - origin) * clock // NS)
-        if not st.add(seq, rts, ts, pt):
+        # RFC 4733 section 2.2.1: an event's packets keep its start timestamp, so no
+        # jitter is measured on them
+        if not st.add(seq, rts, ts, pt, bool(marker), 0 if name in EVENTS else clock,
+                      len(payload)):
             continue  # duplicate
         if dec is not None and idx < 0:
             d.late_packets += 1
@@ -384,7 +395,7 @@ def _rtcp(ts: int, payload: bytes, sender: Direction, other: Direction) -> None:
             while len(sender.sr_seen) > MAX_SR_REMEMBERED:
                 del sender.sr_seen[next(iter(sender.sr_seen))]
         for about, fraction, cumulative, _ext, jitter, lsr, dlsr in r.blocks:
-            st = other.stats.get(about)
+            st = next((x for x in other.stats.values() if x.ssrc == about), None)
             if st is None:
                 continue
             sent = other.sr_seen.get(lsr) if lsr else None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from writer.jitterbuf import JitterBuffer
 from writer.srtp import SrtpKey
 
 
@@ -19,3 +20,14 @@ class WriteOptions:
     """How RFC 3389 comfort noise sounds in the recording: silence or noise."""
     srtp_keys: tuple[SrtpKey, ...] = field(default_factory=tuple)
     """User keys for SRTP streams without SDES keys."""
+    jitter_buffer_mode: str = "fixed"
+    """The listener's modelled jitter buffer: fixed or adaptive."""
+    jitter_buffer_ms: float = 60.0
+    """Its depth (fixed) or starting depth (adaptive)."""
+    jitter_buffer_max_ms: float = 200.0
+    """The deepest an adaptive buffer grows."""
+
+    def jitter_buffer(self) -> JitterBuffer:
+        """A fresh model for one stream."""
+        return JitterBuffer(self.jitter_buffer_mode, self.jitter_buffer_ms,
+                            min(20.0, self.jitter_buffer_ms), self.jitter_buffer_max_ms)

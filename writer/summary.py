@@ -6,15 +6,13 @@ from __future__ import annotations
 from typing import Any
 
 from capture.decode import format_ip
-from correlate.call import SIDE_NAMES, Call
+from correlate.call import SIDE_NAMES, Call, Flow
 from writer.direction import Direction
 from writer.mos import mos, r_factor
 from writer.timefmt import rfc3339
 from writer.timeline import StereoWindow
 
 NS = 1_000_000_000
-# Fixed jitter buffer assumed for listening quality: a common endpoint default.
-JITTER_BUFFER_MS = 60.0
 
 
 # Share of the observed loss the receiver must report for it to be the network's.
@@ -132,31 +130,48 @@ def _ep(ep: tuple[bytes, int] | None) -> str:
     return f"[{host}]:{ep[1]}" if ":" in host else f"{host}:{ep[1]}"
 
 
+def _flow(f: Flow) -> str:
+    return f"{_ep(f[0])} -> {_ep(f[1])}"
+
+
+def _quality(d: Direction) -> dict[str, Any] | None:
+    """The E-model figures of one direction: loss the listener hears (network loss plus
+    jitter-buffer discards) and a one-way delay of half the RTCP round trip (when known) plus
+    the modelled buffer's mean depth."""
+    expected = sum(s.expected for s in d.stats.values())
+    codec = sorted(d.codecs_used)[0] if d.codecs_used else ""
+    if not expected or not codec:
+        return None
+    heard_lost = sum(s.lost + s.jb.discards for s in d.stats.values())
+    loss = min(100.0, heard_lost * 100.0 / expected)
+    worst = max(s.worst_second_loss for s in d.stats.values())
+    rtts = [r["rtt_ms"] for r in d.far_end.values() if r.get("rtt_ms") is not None]
+    buffer_ms = max(s.jb.mean_depth_ms for s in d.stats.values())
+    one_way = (max(rtts) / 2 if rtts else 0.0) + buffer_ms
+    r = r_factor(codec, loss, one_way)
+    first = next(iter(d.stats.values())).jb
+    return {"r_factor": round(r, 2), "mos": round(mos(r), 2),
+            "loss_heard_pct": round(loss, 2),
+            "jitter_buffer": first.mode,
+            "jitter_buffer_ms": round(buffer_ms, 1),
+            "one_way_delay_ms": round(one_way, 1),
+            "worst_second_mos": round(mos(r_factor(codec, worst, one_way)), 2)}
+
+
 def direction_json(
     call: Call, d: Direction, window: StereoWindow | None, rate: int, channels: list[int]
 ) -> dict[str, Any]:
     flows = [f for f, ch in zip(call.flows, channels, strict=True) if ch == d.channel and not f[4]]
-    ssrcs = [s.to_json() for s in d.stats.values()]
+    ssrcs = [{**s.to_json(), "flow": _flow(call.flows[k & 0xFFFF])} for k, s in d.stats.items()]
     jit_max = max((s["jitter_ms_max"] for s in ssrcs), default=0.0)
-    expected = sum(s.expected for s in d.stats.values())
-    heard_lost = sum(s.lost + s.jb_discards for s in d.stats.values())
-    codec = sorted(d.codecs_used)[0] if d.codecs_used else ""
-    quality = None
-    if expected and codec:
-        loss = min(100.0, heard_lost * 100.0 / expected)
-        worst = max(s.worst_second_loss for s in d.stats.values())
-        r = r_factor(codec, loss)
-        quality = {"r_factor": round(r, 2), "mos": round(mos(r), 2),
-                   "loss_heard_pct": round(loss, 2),
-                   "jitter_buffer_ms": JITTER_BUFFER_MS,
-                   "worst_second_mos": round(mos(r_factor(codec, worst)), 2)}
+    quality = _quality(d)
     jit_mean = max((s["jitter_ms_mean"] for s in ssrcs), default=0.0)
     return {
         "channel": d.channel,
         "side": SIDE_NAMES[d.channel],
         "src": _ep(flows[0][0]) if flows else "",
         "dst": _ep(flows[0][1]) if flows else "",
-        "flows": [f"{_ep(f[0])} -> {_ep(f[1])}" for f in flows],
+        "flows": [_flow(f) for f in flows],
         "packets": sum(s.packets for s in d.stats.values()),
         "expected": sum(s.expected for s in d.stats.values()),
         "lost": sum(s.lost for s in d.stats.values()),
