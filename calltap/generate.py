@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import heapq
 import random
+import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -157,7 +158,7 @@ def _call_packets(
             if opts.rtcp and k and k % 250 == 0:
                 # the receiver's RR about this stream: what the network lost so far
                 rr = _receiver_report(gc.ssrcs[1 - side], gc.ssrcs[side], net_lost,
-                                      seq0 + k - 1)
+                                      seq0 + k - 1, k, f"{SIDES[1 - side]}{i}@calltap.test")
                 t_rr = gc.media_start_ns[side] + k * PTIME_NS + 5_000_000
                 if side == 0:  # the callee reports on the caller's stream
                     out.append((t_rr, udp_frame(b_ip, b_port + 1, a_ip, a_port + 1, rr)))
@@ -202,11 +203,29 @@ def _call_packets(
     yield from out
 
 
-def _receiver_report(reporter: int, about: int, lost: int, highest: int) -> bytes:
-    """An RTCP RR (RFC 3550 section 6.4.2) with one report block."""
+SIDES = ("caller", "callee")
+
+
+def _receiver_report(reporter: int, about: int, lost: int, highest: int, expected: int,
+                     cname: str) -> bytes:
+    """A compound RTCP packet: an RR (RFC 3550 section 6.4.2) with one report block, the
+    reporter's SDES CNAME, and an XR VoIP metrics block (RFC 3611 section 4.7) with the same
+    loss as a rate."""
     block = about.to_bytes(4, "big") + (lost & 0xFFFFFF).to_bytes(4, "big")
     block += (highest & 0xFFFFFFFF).to_bytes(4, "big") + bytes(12)
-    return bytes([0x81, 201]) + (7).to_bytes(2, "big") + reporter.to_bytes(4, "big") + block
+    rr = bytes([0x81, 201]) + (7).to_bytes(2, "big") + reporter.to_bytes(4, "big") + block
+    item = bytes([1, len(cname)]) + cname.encode()
+    chunk = reporter.to_bytes(4, "big") + item + bytes(4 - len(item) % 4)
+    sdes = bytes([0x81, 202]) + (len(chunk) // 4).to_bytes(2, "big") + chunk
+    rate = min(255, lost * 256 // max(1, expected))
+    # loss, discard, burst/gap density, burst/gap ms, RTT, end-system delay, signal, noise,
+    # RERL, Gmin, R, external R, MOS-LQ, MOS-CQ, RX config (adaptive), reserved, JB nominal,
+    # max, absolute max
+    metrics = struct.pack("!IBBBBHHHHbbBBBBBBBxHHH", about, rate, 0, 0, 0, 0, 0, 0, 0, -20,
+                          -70, 127, 16, 127, 127, 42, 43, 0x30, 40, 80, 200)
+    xr = bytes([0x80, 207]) + (10).to_bytes(2, "big") + reporter.to_bytes(4, "big")
+    xr += bytes([7, 0]) + (8).to_bytes(2, "big") + metrics
+    return rr + sdes + xr
 
 
 def plan(opts: GenOptions) -> list[GenCall]:

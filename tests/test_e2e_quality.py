@@ -63,3 +63,32 @@ def test_adaptive_jitter_buffer_hears_less_loss_under_heavy_jitter(tmp_path: Pat
     assert heard["fixed"][1] == 60.0
     # the adaptive buffer grows past 60 ms, so it drops fewer late packets
     assert heard["adaptive"][0] < heard["fixed"][0] and heard["adaptive"][1] > 60.0
+
+
+def test_far_end_cname_and_voip_metrics_reach_the_summary(tmp_path: Path) -> None:
+    import subprocess
+
+    pcap = tmp_path / "xr.pcap"
+    generate(str(pcap), GenOptions(calls=1, duration=12.0, loss=0.04, seed=3, rtcp=True,
+                                   codecs=("PCMU",)))
+    # tshark, independently, reads the same VoIP-metrics loss rates from the XR blocks
+    # tshark decodes the XR blocks independently: MOS-LQ and jitter-buffer sizes
+    fields = ("moslq", "jbnominal", "jbmax", "jbabsmax")
+    cmd = ["tshark", "-n", "-r", str(pcap), "-Y", "rtcp.xr.voipmetrics.moslq", "-T", "fields"]
+    for f in fields:
+        cmd += ["-e", f"rtcp.xr.voipmetrics.{f}"]
+    rows = set(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.split("\n"))
+    rows.discard("")
+    assert len(rows) == 1
+    run_import([pcap], tmp_path / "o")
+    (e,) = load_index(tmp_path / "o")
+    summary = load_summary(tmp_path / "o", e)
+    for d, name in zip(summary["directions"], ("caller0", "callee0"), strict=True):
+        (s,) = d["ssrcs"]
+        assert s["cname"] == f"{name}@calltap.test"
+        (xr,) = d["far_end_voip_metrics"].values()
+        mos_lq, *jb = next(iter(rows)).split("\t")
+        assert xr["mos_lq"] == float(mos_lq) and xr["jb_adaptive"] is True
+        assert [xr["jb_nominal_ms"], xr["jb_max_ms"], xr["jb_abs_max_ms"]] == [int(v) for v in jb]
+        # the receiver's loss rate so far: near the 4% the network lost
+        assert 1.0 < xr["loss_pct"] < 7.0

@@ -385,11 +385,17 @@ def _rtcp(ts: int, payload: bytes, sender: Direction, other: Direction) -> None:
     stream), and the round-trip time from LSR/DLSR against ``other``'s sender reports
     (RFC 3550 section 6.4.1), as the mirror saw them."""
     try:
-        reports, _byes = parse_rtcp(payload)
+        found = parse_rtcp(payload)
     except RtpError as exc:
         sender.malformed[f"RTCP: {exc}"] += 1
         return
-    for r in reports:
+    for ssrc, cname in found.cnames.items():
+        if len(sender.cnames) < MAX_SSRCS or ssrc in sender.cnames:
+            sender.cnames[ssrc] = cname
+    for m in found.voip:
+        if len(other.far_end_xr) < MAX_SSRCS or m.ssrc in other.far_end_xr:
+            other.far_end_xr[m.ssrc] = m.to_json()
+    for r in found.reports:
         if r.kind == SR:
             sender.sr_seen[(r.ntp >> 16) & 0xFFFFFFFF] = ts
             while len(sender.sr_seen) > MAX_SR_REMEMBERED:

@@ -1,6 +1,6 @@
-"""RTCP parsing (RFC 3550 section 6, RFC 5506 reduced-size): compound packets into sender
-reports, receiver report blocks, SDES CNAMEs and BYEs. Sans-IO; malformed input raises
-RtpError with a fixed message."""
+"""RTCP parsing (RFC 3550 section 6, RFC 5506 reduced-size, RFC 3611 XR): compound packets
+into sender reports, receiver report blocks, SDES CNAMEs, BYEs and XR VoIP metrics. Sans-IO;
+malformed input raises RtpError with a fixed message."""
 
 from __future__ import annotations
 
@@ -14,6 +14,54 @@ MAX_PACKETS = 16
 _HDR = struct.Struct("!BBH")
 _SR = struct.Struct("!IIIII")  # NTP msw, NTP lsw, RTP ts, packet count, octet count
 _BLOCK = struct.Struct("!IIIIII")
+_XR_VOIP = struct.Struct("!IBBBBHHHHbbBBBBBBBxHHH")
+XR_VOIP_METRICS = 7  # RFC 3611 section 4.7
+# RFC 3611 4.7: 127 in a level, R-factor or MOS field means "unavailable".
+UNAVAILABLE = 127
+SDES_CNAME = 1
+# SDES chunks read per packet: RFC 3550 allows 31; compound packets from phones carry one.
+MAX_CHUNKS = 31
+
+
+class VoipMetrics:
+    """An RFC 3611 VoIP Metrics block: the receiver's own view of one stream."""
+
+    __slots__ = ("ssrc", "loss_pct", "discard_pct", "burst_density_pct", "gap_density_pct",
+                 "burst_ms", "gap_ms", "rtt_ms", "end_system_delay_ms", "signal_dbm",
+                 "noise_dbm", "r_factor", "mos_lq", "mos_cq", "jb_nominal_ms", "jb_max_ms",
+                 "jb_abs_max_ms", "jb_adaptive")
+
+    def __init__(self, pkt: bytes, at: int) -> None:
+        (self.ssrc, loss, discard, burst_d, gap_d, self.burst_ms, self.gap_ms, self.rtt_ms,
+         self.end_system_delay_ms, signal, noise, _rerl, _gmin, r, _ext_r, mos_lq, mos_cq,
+         rx_config, self.jb_nominal_ms, self.jb_max_ms, self.jb_abs_max_ms
+         ) = _XR_VOIP.unpack_from(pkt, at)
+        self.loss_pct = loss * 100 / 256
+        self.discard_pct = discard * 100 / 256
+        self.burst_density_pct = burst_d * 100 / 256
+        self.gap_density_pct = gap_d * 100 / 256
+        self.signal_dbm = None if signal == UNAVAILABLE else signal
+        self.noise_dbm = None if noise == UNAVAILABLE else noise
+        self.r_factor = None if r == UNAVAILABLE else r
+        self.mos_lq = None if mos_lq == UNAVAILABLE else mos_lq / 10
+        self.mos_cq = None if mos_cq == UNAVAILABLE else mos_cq / 10
+        self.jb_adaptive = (rx_config >> 4) & 3 == 3  # JBA bits: 3 adaptive, 2 non-adaptive
+
+    def to_json(self) -> dict[str, object]:
+        return {k: round(v, 2) if isinstance(v, float) else v
+                for k in self.__slots__ if k != "ssrc" for v in (getattr(self, k),)}
+
+
+class Compound:
+    """What one (compound) RTCP packet says."""
+
+    __slots__ = ("reports", "byes", "cnames", "voip")
+
+    def __init__(self) -> None:
+        self.reports: list[Report] = []
+        self.byes: list[int] = []
+        self.cnames: dict[int, str] = {}
+        self.voip: list[VoipMetrics] = []
 
 class Report:
     """One SR or RR of a compound packet."""
@@ -36,10 +84,10 @@ class Report:
         jitter in timestamp units, LSR, DLSR in 1/65536 s)."""
 
 
-def parse_rtcp(pkt: bytes) -> tuple[list[Report], list[int]]:
-    """The SR/RR reports and the SSRCs that said BYE in a (compound) RTCP packet."""
-    reports: list[Report] = []
-    byes: list[int] = []
+def parse_rtcp(pkt: bytes) -> Compound:
+    """The reports, BYEs, CNAMEs and XR VoIP metrics of a (compound) RTCP packet."""
+    out = Compound()
+    reports, byes = out.reports, out.byes
     pos = 0
     for _ in range(MAX_PACKETS):
         if pos + 4 > len(pkt):
@@ -76,7 +124,48 @@ def parse_rtcp(pkt: bytes) -> tuple[list[Report], list[int]]:
         elif pt == BYE:
             byes += [struct.unpack_from("!I", pkt, pos + 4 + 4 * i)[0]
                      for i in range(count) if pos + 8 + 4 * i <= end]
+        elif pt == SDES:
+            _sdes(pkt, pos + 4, end, count, out.cnames)
+        elif pt == XR:
+            _xr(pkt, pos + 8, end, out.voip)
         pos = end
         if length == 0 and pt not in (SR, RR):
             break
-    return reports, byes
+    return out
+
+
+def _sdes(pkt: bytes, at: int, end: int, count: int, cnames: dict[int, str]) -> None:
+    """RFC 3550 6.5: chunks of an SSRC and items, each chunk ending in a zero octet and
+    padded to 32 bits."""
+    for _c in range(min(count, MAX_CHUNKS)):
+        if at + 4 > end:
+            raise RtpError("RTCP SDES chunk is truncated")
+        ssrc = struct.unpack_from("!I", pkt, at)[0]
+        at += 4
+        while True:
+            if at >= end:
+                raise RtpError("RTCP SDES items run past the packet")
+            item = pkt[at]
+            if item == 0:
+                at = (at + 4) & ~3  # the null octet, then padding to the next word
+                break
+            if at + 2 > end or at + 2 + pkt[at + 1] > end:
+                raise RtpError("RTCP SDES item runs past the packet")
+            size = pkt[at + 1]
+            if item == SDES_CNAME:
+                cnames[ssrc] = pkt[at + 2:at + 2 + size].decode("utf-8", "replace")
+            at += 2 + size
+
+
+def _xr(pkt: bytes, at: int, end: int, voip: list[VoipMetrics]) -> None:
+    """RFC 3611 section 3: report blocks after the sender's SSRC; only VoIP metrics kept."""
+    while at + 4 <= end:
+        block_type, _spec, words = _HDR.unpack_from(pkt, at)
+        nxt = at + 4 + words * 4
+        if nxt > end:
+            raise RtpError("RTCP XR block runs past the packet")
+        if block_type == XR_VOIP_METRICS:
+            if words != 8:
+                raise RtpError("RTCP XR VoIP metrics block is not 8 words")
+            voip.append(VoipMetrics(pkt, at + 4))
+        at = nxt

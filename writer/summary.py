@@ -162,7 +162,8 @@ def direction_json(
     call: Call, d: Direction, window: StereoWindow | None, rate: int, channels: list[int]
 ) -> dict[str, Any]:
     flows = [f for f, ch in zip(call.flows, channels, strict=True) if ch == d.channel and not f[4]]
-    ssrcs = [{**s.to_json(), "flow": _flow(call.flows[k & 0xFFFF])} for k, s in d.stats.items()]
+    ssrcs = [{**s.to_json(), "flow": _flow(call.flows[k & 0xFFFF]), "cname": d.cnames.get(s.ssrc)}
+             for k, s in d.stats.items()]
     jit_max = max((s["jitter_ms_max"] for s in ssrcs), default=0.0)
     quality = _quality(d)
     jit_mean = max((s["jitter_ms_mean"] for s in ssrcs), default=0.0)
@@ -186,6 +187,7 @@ def direction_json(
         "malformed_rtp": dict(d.malformed),
         "rtcp_packets": d.rtcp,
         "far_end_reports": {f"0x{k:08x}": v for k, v in sorted(d.far_end.items())},
+        "far_end_voip_metrics": {f"0x{k:08x}": v for k, v in sorted(d.far_end_xr.items())},
         "control_packets": d.control,
         "unexpected_payload_type": d.unexpected_pt,
         "decode_errors": d.decode_errors,
