@@ -11,6 +11,7 @@ from calltap import __version__
 from calltap.config import ConfigError, load_config
 from calltap.importer import Importer, ProgressBar
 from capture.errors import CaptureError
+from writer.options import WriteOptions
 
 
 def _table(entries: list[dict[str, Any]]) -> str:
@@ -100,6 +101,45 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 1 if failed or imp.error_count else 0
 
 
+def cmd_stats(args: argparse.Namespace) -> int:
+    import json
+
+    from calltap.streams import analyse, format_table
+
+    try:
+        cfg = load_config(args.config, {"jitter_buffer": args.jitter_buffer,
+                                        "jitter_buffer_ms": args.jitter_buffer_ms})
+    except ConfigError as exc:
+        print(f"calltap: {exc}", file=sys.stderr)
+        return 2
+    options = WriteOptions(jitter_buffer_mode=cfg.jitter_buffer,
+                           jitter_buffer_ms=cfg.jitter_buffer_ms,
+                           jitter_buffer_max_ms=cfg.jitter_buffer_max_ms)
+    failed = 0
+    files = []
+    for path in args.files:
+        try:
+            calls, drops, warning = analyse(path, cfg, options)
+        except CaptureError as exc:
+            failed += 1
+            print(f"calltap: error: {exc}", file=sys.stderr)
+            continue
+        if warning:
+            print(f"calltap: warning: {warning}", file=sys.stderr)
+        files.append({"file": path, "calls": calls, "dropped": drops})
+        if not args.json:
+            if len(args.files) > 1:
+                print(f"== {path}")
+            print(format_table(calls) if calls else "no calls")
+            if drops:
+                print("malformed or ignored packets: "
+                      + ", ".join(f"{k}={v}" for k, v in sorted(drops.items())))
+    if args.json:
+        json.dump(files, sys.stdout, indent=1)
+        print()
+    return 1 if failed else 0
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
     from calltap.generate import GenOptions, generate
 
@@ -163,6 +203,16 @@ def build_parser() -> argparse.ArgumentParser:
                           "SEL is 0xSSRC or ADDRESS:PORT (repeatable)")
     imp.add_argument("--no-progress", action="store_true", help="no progress bar")
     imp.set_defaults(func=cmd_import)
+
+    st = sub.add_parser("stats", help="per call and per stream RTP statistics, no audio")
+    st.add_argument("files", nargs="+", metavar="FILE")
+    st.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    st.add_argument("--config", help="TOML configuration file")
+    st.add_argument("--jitter-buffer", choices=("fixed", "adaptive"),
+                    help="the listener's jitter buffer the MOS assumes (default fixed)")
+    st.add_argument("--jitter-buffer-ms", type=float, metavar="MS",
+                    help="its depth, or an adaptive buffer's starting depth (default 60)")
+    st.set_defaults(func=cmd_stats)
 
     gen = sub.add_parser("generate", help="write a synthetic capture of SIP calls with G.711")
     gen.add_argument("output")

@@ -20,6 +20,9 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 SHARED_PCAPS = SHARED / "pcaps"
 SCHEMA = SHARED / "schemas" / "rfc7865-recording.xsd"
+ALL_SHARED = sorted(p.name for p in SHARED_PCAPS.glob("*")
+                    if p.suffix in (".pcap", ".pcapng", ".cap"))
+"""Every capture of the shared corpus (empty without it: tests built on it then skip)."""
 
 
 def need_shared() -> Path:

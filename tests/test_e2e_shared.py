@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from tests.helpers import (
+    ALL_SHARED,
     SCHEMA,
     SHARED_PCAPS,
     load_index,
@@ -20,7 +21,7 @@ from tests.helpers import (
     run_import,
 )
 
-ALL = sorted(p.name for p in SHARED_PCAPS.glob("*") if p.suffix in (".pcap", ".pcapng", ".cap"))
+ALL = ALL_SHARED
 
 # file -> Call-IDs recorded with audio
 ACCEPTANCE = {

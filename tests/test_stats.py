@@ -1,5 +1,11 @@
 from __future__ import annotations
 
+import random
+
+import numpy as np
+import pytest
+
+from tests.stats_reference import StreamStats as ReferenceStats
 from writer.jitterbuf import JitterBuffer
 from writer.stats import StreamStats
 
@@ -11,6 +17,7 @@ def feed(seqs: list[int], arrivals_ms: list[float] | None = None) -> StreamStats
     for i, seq in enumerate(seqs):
         at = arrivals_ms[i] if arrivals_ms else (seq - seqs[0]) * 20.0
         s.add(seq & 0xFFFF, ((seq - seqs[0]) * 160) & 0xFFFFFFFF, int(at * MS), 0)
+    s.flush()
     return s
 
 
@@ -70,6 +77,7 @@ def test_clock_skew_and_drift() -> None:
     s = StreamStats(9, 8000)
     for k in range(3000):
         s.add(k & 0xFFFF, k * 160, int(k * 19.98 * MS), 0)
+    s.flush()
     assert abs(s.clock_drift_ppm - 1001.0) < 1.0  # 20 / 19.98 - 1
     assert abs(s.skew - 2999 * 0.02) < 1e-6
     assert s.to_json()["clock_skew_ms_max"] == round(s.skew, 3)
@@ -85,3 +93,56 @@ def test_jitter_buffer_discards_and_worst_second() -> None:
     out = s.to_json()
     assert out["jitter_buffer_discards"] == 1
     assert s.worst_second_loss == 10.0  # 5 of 50 in one second
+
+
+def random_stream(rng: random.Random, n: int) -> list[tuple[int, int, int, int, bool, int, int]]:
+    """Packets with loss, reordering, duplicates, jitter, markers, comfort noise, RFC 4733
+    events, a timestamp restart, and sequence and timestamp wraps."""
+    seq0, ts0 = rng.randrange(65536), rng.randrange(1 << 32)
+    out = []
+    t = 0
+    for k in range(n):
+        if rng.random() < 0.03:
+            continue
+        seq, rts = (seq0 + k) & 0xFFFF, (ts0 + k * 160) & 0xFFFFFFFF
+        if k > n // 2:
+            rts = (rts + 7_000_000) & 0xFFFFFFFF  # the sender restarted its timestamps
+        pt, clock = 0, 8000
+        roll = rng.random()
+        if roll < 0.03:
+            pt = 13
+        elif roll < 0.06:
+            pt, clock, rts = 101, 0, (ts0 + (k - k % 5) * 160) & 0xFFFFFFFF
+        marker = rng.random() < 0.02
+        arrival = k * 20_000_000 + rng.randrange(15_000_000)
+        if rng.random() < 0.03:
+            arrival += 45_000_000  # overtaken by the next packets
+        out.append((seq, rts, arrival, pt, marker, clock, 172))
+        if rng.random() < 0.02:
+            out.append((seq, rts, arrival + 2_000_000, pt, marker, clock, 172))
+        t = arrival
+    del t
+    out.sort(key=lambda p: p[2])
+    return out
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_batches_equal_the_per_packet_reference(seed: int) -> None:
+    """The numpy batches give what the plain per-packet definition gives, however the
+    packets are split into batches, and add_batch gives what add gives."""
+    rng = random.Random(seed)
+    packets = random_stream(rng, rng.choice((30, 900, 9000)))
+    ref = ReferenceStats(5, 8000)
+    one = StreamStats(5, 8000)
+    for p in packets:
+        assert ref.add(*p) == one.add(*p)
+    cols = [np.array(c, np.int64) for c in zip(*packets, strict=True)]
+    whole = StreamStats(5, 8000)
+    whole.add_batch(cols[0], cols[1], cols[2], cols[3], cols[4], cols[5], cols[6])
+    want = ref.to_json()
+    for got in (one.to_json(), whole.to_json()):
+        for k, v in want.items():
+            if isinstance(v, float):
+                assert got[k] == pytest.approx(v, abs=1e-3), k
+            else:
+                assert got[k] == v, k

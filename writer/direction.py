@@ -64,11 +64,11 @@ class Direction:
         self.sr_seen: dict[int, int] = {}
         """Middle 32 bits of this party's SR NTP timestamps -> capture time seen."""
         self.far_end: dict[int, dict[str, Any]] = {}
+        """What the receiving party's RTCP last reported about each of these SSRCs."""
         self.far_end_xr: dict[int, dict[str, Any]] = {}
+        """The receiver's latest RFC 3611 VoIP metrics about each of these SSRCs."""
         self.cnames: dict[int, str] = {}
         """SDES CNAMEs this direction's sender gave for its SSRCs (RFC 3550 section 6.5.1)."""
-        """The receiver's RFC 3611 VoIP metrics about this direction's streams, latest first."""
-        """What the receiving party's RTCP last reported about each of these SSRCs."""
         self.audio_end = -1
         """Output position just after the last audio placed (comfort noise starts there)."""
         self.codecs_used: set[str] = set()

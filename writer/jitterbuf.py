@@ -9,6 +9,9 @@ cover a late packet (which is still lost) when a delay spike exceeds it.
 
 from __future__ import annotations
 
+import numpy as np
+import numpy.typing as npt
+
 from writer.errors import WriterError
 
 MODES = ("fixed", "adaptive")
@@ -54,6 +57,35 @@ class JitterBuffer:
         if self.mode == "adaptive":
             self.depth_ms = min(self.max_ms, late)
         return True
+
+    def add_many(self, delays: npt.NDArray[np.float64], jitters: npt.NDArray[np.float64],
+                 talkspurts: npt.NDArray[np.bool_], restarts: npt.NDArray[np.bool_]) -> None:
+        """``add`` for a run of packets, with ``restart`` before those marked."""
+        if self.mode == "adaptive":
+            for d, j, ts, r in zip(delays.tolist(), jitters.tolist(), talkspurts.tolist(),
+                                   restarts.tolist(), strict=True):
+                if r:
+                    self.restart()
+                self.add(d, j, ts)
+            return
+        # fixed: the floor is a running minimum, started again at each restart
+        cuts = np.flatnonzero(restarts).tolist()
+        bounds = [0, *[c for c in cuts if c > 0], len(delays)]
+        if cuts and cuts[0] == 0:
+            self._floor = None
+        for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+            if a > 0:
+                self._floor = None
+            seg = delays[a:b]
+            if not len(seg):
+                continue
+            floor = np.minimum.accumulate(seg)
+            if self._floor is not None:
+                floor = np.minimum(floor, self._floor)
+            self.discards += int(np.count_nonzero(seg - floor > self.depth_ms))
+            self._floor = float(floor[-1])
+        self._depth_sum += self.depth_ms * len(delays)
+        self._n += len(delays)
 
     def restart(self) -> None:
         """Forget the delay floor (the sender restarted its timestamps)."""

@@ -28,7 +28,7 @@ from writer.output import append_index, call_stem, write_atomic
 from writer.resample import Resampler
 from writer.rtcp import SR, parse_rtcp
 from writer.rtp import parse_rtp
-from writer.stats import StreamStats
+from writer.stats import StreamStats, packet_clock
 from writer.summary import call_json, direction_json, dtmf_digits, integrity
 from writer.timefmt import rfc3339
 from writer.timeline import (
@@ -160,6 +160,9 @@ def write_call(call: Call, spool: str | None, out_dir: str,
         raise
     audio_rel = audio_files[0] if audio_files else None
 
+    for d in dirs:
+        for st in d.stats.values():
+            st.flush()
     directions = [direction_json(call, d, window, rate, channels) for d in dirs]
     for d, x in zip(dirs, directions, strict=True):
         x["capture_integrity"] = integrity(call, d, directions[1 - d.channel])
@@ -295,9 +298,7 @@ def _pass2(
         if pt not in d.allowed:
             # a payload type SDP did not offer: counted in the stream, never played
             d.unexpected_pt += 1
-            other, other_clock, _ = resolve(pt, d.rtpmap)
-            st.add(seq, rts, ts, pt, bool(marker), 0 if other in EVENTS else other_clock,
-                   len(payload))
+            st.add(seq, rts, ts, pt, bool(marker), packet_clock(pt, d.rtpmap), len(payload))
             continue
         if not d.first_ns:
             d.first_ns = ts

@@ -1,0 +1,85 @@
+"""`calltap stats` against `tshark -q -z rtp,streams` on the import benchmark's capture
+(200 concurrent 60-second G.711 calls). Both run alternately ``--rounds`` times in this run;
+the medians and their ratio are printed (absolute times on shared machines are noisy; the
+ratio is the figure), with calltap's peak RSS and a check that both saw the same streams.
+
+    .venv/bin/python bench/stats_bench.py [--calls 200] [--duration 60] [--rounds 3]
+                                          [--keep DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+WRAPPER = """
+import resource, sys
+from calltap.cli import main
+code = main(sys.argv[1:])
+kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+me = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(f"RSS {me} {kids}", file=sys.stderr)
+sys.exit(code)
+"""
+
+
+def timed(cmd: list[str]) -> tuple[float, str, str]:
+    t0 = time.perf_counter()
+    r = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - t0
+    if r.returncode != 0:
+        sys.exit(f"{cmd[0]} failed ({r.returncode}): {r.stderr.strip()[:500]}")
+    return wall, r.stdout, r.stderr
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--calls", type=int, default=200)
+    ap.add_argument("--duration", type=float, default=60.0)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--keep", help="directory to keep the capture in (reused when present)")
+    args = ap.parse_args()
+    work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="calltap-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    pcap = work / f"bench-{args.calls}x{int(args.duration)}.pcap"
+    calltap = str(Path(sys.executable).parent / "calltap")
+    if not pcap.exists():
+        subprocess.run([calltap, "generate", str(pcap), "--calls", str(args.calls),
+                        "--duration", str(args.duration), "--loss", "0.005",
+                        "--jitter-ms", "4", "--seed", "5"], check=True)
+    ours, theirs, rss = [], [], 0
+    out = ""
+    tshark_out = ""
+    for _ in range(args.rounds):
+        t, out, err = timed([sys.executable, "-c", WRAPPER, "stats", "--json", str(pcap)])
+        ours.append(t)
+        rss = max(rss, *(int(x) for x in err.rsplit("RSS ", 1)[1].split()))
+        t, tshark_out, _err = timed(["tshark", "-q", "-n", "-r", str(pcap), "-z",
+                                     "rtp,streams"])
+        theirs.append(t)
+    (report,) = json.loads(out)
+    streams = [s for c in report["calls"] for s in c["streams"]]
+    tshark_streams = sum(1 for line in tshark_out.splitlines() if " 0x" in line)
+    packets = sum(s["received"] for s in streams)
+    mine, peer = statistics.median(ours), statistics.median(theirs)
+    print(f"calls / streams        {len(report['calls'])} / {len(streams)} "
+          f"(tshark: {tshark_streams} streams)")
+    print(f"RTP packets counted    {packets}")
+    print(f"calltap stats          {mine:.2f} s median of {args.rounds} "
+          f"({', '.join(f'{t:.2f}' for t in ours)})")
+    print(f"tshark rtp,streams     {peer:.2f} s median ({', '.join(f'{t:.2f}' for t in theirs)})")
+    print(f"peak memory (RSS)      {rss / 1024:.0f} MiB (largest of calltap's processes)")
+    print(f"ratio calltap/tshark   {mine / peer:.2f}")
+    if not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

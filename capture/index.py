@@ -1,0 +1,140 @@
+"""A whole-file packet index for batch analysis (``calltap stats``): every record's offset,
+length, capture time and link type as numpy arrays over one buffer, so header fields can be
+read for all packets at once instead of one packet at a time.
+
+Classic pcap is memory-mapped and only its 16-byte record headers are walked. pcapng (and
+anything else the streaming reader opens) is read through that reader, its frames copied
+into one buffer.
+"""
+
+from __future__ import annotations
+
+import mmap
+import struct
+from array import array
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from capture.errors import CaptureFormatError
+from capture.pcapfile import MAX_RECORD, PCAP_NS, PCAP_US, close_capture, open_capture
+
+
+class PacketIndex:
+    """Packets of one capture file, in file order."""
+
+    __slots__ = ("name", "data", "offset", "length", "ts_ns", "link", "truncated", "error",
+                 "_keep")
+
+    def __init__(self, name: str, data: npt.NDArray[np.uint8], offset: npt.NDArray[np.int64],
+                 length: npt.NDArray[np.int64], ts_ns: npt.NDArray[np.int64],
+                 link: npt.NDArray[np.int64], truncated: bool, keep: Any) -> None:
+        self.name = name
+        self.data = data
+        """Every byte of the file (or of its frames), as uint8."""
+        self.offset = offset
+        """Where each frame starts in ``data``."""
+        self.length = length
+        """Captured bytes of each frame."""
+        self.ts_ns = ts_ns
+        self.link = link
+        """Link type of each frame (pcapng files may mix them)."""
+        self.truncated = truncated
+        """The file ends mid-record; every record before the cut is indexed."""
+        self.error = ""
+        """Why indexing stopped early at a corrupt record (every record before it is kept)."""
+        self._keep = keep  # the mapping or buffer behind ``data``
+
+    def __len__(self) -> int:
+        return len(self.offset)
+
+    def frame(self, i: int) -> bytes:
+        start = int(self.offset[i])
+        return self.data[start:start + int(self.length[i])].tobytes()
+
+    def close(self) -> None:
+        if isinstance(self._keep, mmap.mmap):
+            self.data = np.zeros(0, np.uint8)
+            self._keep.close()
+
+
+def index_capture(path: str) -> PacketIndex:
+    """Index a capture file; raises CaptureFormatError (one line, naming the file)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+            if len(head) == 4 and struct.unpack("<I", head)[0] in (PCAP_US, PCAP_NS) \
+                    and f.seek(0, 2) > 24:
+                return _index_pcap(path, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ))
+    except OSError as exc:
+        raise CaptureFormatError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    return _index_stream(path)
+
+
+def _index_pcap(path: str, mm: mmap.mmap) -> PacketIndex:
+    """Little-endian classic pcap: walk the record headers of the mapping."""
+    magic, major, _minor, _tz, _sig, _snap, network = struct.unpack_from("<IHHiIII", mm, 0)
+    if major != 2:
+        mm.close()
+        raise CaptureFormatError(f"{path}: unsupported pcap version {major}")
+    u32 = struct.Struct("<I").unpack_from
+    size = len(mm)
+    offsets = array("q")
+    mark = offsets.append
+    off = 24
+    truncated = False
+    while off + 16 <= size:
+        incl = u32(mm, off + 8)[0]
+        if incl > MAX_RECORD:
+            mm.close()
+            raise CaptureFormatError(f"{path}: record at byte {off} claims {incl} bytes")
+        if off + 16 + incl > size:
+            truncated = True
+            break
+        mark(off)
+        off += 16 + incl
+    truncated = truncated or off != size
+    data = np.frombuffer(mm, dtype=np.uint8)
+    rec = np.frombuffer(offsets, dtype=np.int64) if offsets else np.zeros(0, np.int64)
+
+    def le32(at: int) -> npt.NDArray[np.int64]:
+        word = data[rec + at].astype(np.int64)
+        for k in (1, 2, 3):
+            word |= data[rec + at + k].astype(np.int64) << (8 * k)
+        return word
+
+    frac_ns = 1 if magic == PCAP_NS else 1000
+    ts_ns = le32(0) * 1_000_000_000 + le32(4) * frac_ns
+    link = np.full(len(rec), network & 0xFFFF, dtype=np.int64)
+    return PacketIndex(path, data, rec + 16, le32(8), ts_ns, link, truncated, mm)
+
+
+def _index_stream(path: str) -> PacketIndex:
+    """Any other format the streaming reader opens: frames copied into one buffer."""
+    reader = open_capture(path)
+    buf = bytearray()
+    offsets, lengths, stamps, links = array("q"), array("q"), array("q"), array("q")
+    error = ""
+    try:
+        for ts, link, frame in reader:
+            offsets.append(len(buf))
+            lengths.append(len(frame))
+            stamps.append(ts)
+            links.append(link)
+            buf += frame
+    except CaptureFormatError as exc:
+        error = str(exc)  # corruption mid-file: the packets before it still count
+    except OSError as exc:
+        raise CaptureFormatError(f"{path}: read failed: {exc.strerror or exc}") from None
+    finally:
+        close_capture(reader)
+    data = np.frombuffer(bytes(buf), dtype=np.uint8)
+
+    def arr(a: array[int]) -> npt.NDArray[np.int64]:
+        return np.frombuffer(a, dtype=np.int64) if len(a) else np.zeros(0, np.int64)
+
+    index = PacketIndex(path, data, arr(offsets), arr(lengths), arr(stamps), arr(links),
+                        reader.truncated, buf)
+    index.error = error
+    return index
