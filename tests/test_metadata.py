@@ -16,10 +16,16 @@ def summary(**call: Any) -> dict[str, Any]:
         "callee": "sip:bob@example.net", "caller_name": "Alice", "callee_name": "",
         "caller_tag": "1928301774", "callee_tag": "a6c85cf", "status": "completed",
         "end_reason": "bye", "final_code": 200, "final_reason": "OK",
+        "post_dial_delay": 0.12, "setup_time": 2.5, "hangup_by": "caller",
+        "sip_retransmissions": 0,
     }
     base.update(call)
     direction = {"codecs": ["PCMU/8000"], "ssrcs": [{"ssrc": "0x1a2b3c4d"}], "packets": 10,
-                 "lost": 0, "src": "192.0.2.1:4000", "dst": "198.51.100.1:6000"}
+                 "lost": 0, "src": "192.0.2.1:4000", "dst": "198.51.100.1:6000",
+                 "jitter_ms_max": 1.25, "jitter_ms_mean": 0.5,
+                 "quality": {"mos": 4.41, "r_factor": 93.2, "loss_heard_pct": 0.0,
+                             "worst_second_mos": 4.41},
+                 "capture_integrity": {"verdict": "none"}}
     return {"call": base, "directions": [direction, dict(direction, ssrcs=[])],
             "audio": "2023/11/14/x.wav", "media_start_ns": 0, "recorder_version": "t"}
 
@@ -61,3 +67,14 @@ def test_ids_are_deterministic_128_bit() -> None:
     assert make_id("x", "y") == make_id("x", "y") != make_id("x", "z")
     assert len(make_id("x")) == 24
     assert build_metadata(summary()) == build_metadata(summary())
+
+
+def test_quality_and_signalling_in_the_extension() -> None:
+    root = ET.fromstring(build_metadata(summary()))
+    c = f"{{{CT}}}"
+    sig = root.find(f".//{c}signalling")
+    assert sig is not None and sig.attrib == {"post-dial-delay": "0.12", "setup-time": "2.5",
+                                              "hangup-by": "caller", "sip-retransmissions": "0"}
+    (q1, q2) = root.findall(f".//{c}quality")
+    assert q1.attrib["mos"] == "4.41" and q1.attrib["capture-integrity"] == "none"
+    assert q1.attrib["jitter-max-ms"] == "1.25"

@@ -78,6 +78,11 @@ def build_metadata(info: dict[str, Any]) -> bytes:
     _el(dialog, f"{c}from-tag", call["caller_tag"])
     _el(dialog, f"{c}to-tag", call["callee_tag"])
     _el(session, f"{c}status", call["status"], end_reason=call["end_reason"])
+    timing = {k.replace("_", "-"): str(call[k]) for k in
+              ("post_dial_delay", "setup_time", "hangup_by", "sip_retransmissions")
+              if call.get(k) not in (None, "")}
+    if timing:
+        _el(session, f"{c}signalling", **timing)
     if info.get("dtmf"):
         dtmf = _el(session, f"{c}dtmf")
         for x in info["dtmf"]:
@@ -109,6 +114,17 @@ def build_metadata(info: dict[str, Any]) -> bytes:
         if direction["dst"]:
             media["dst"] = direction["dst"]
         _el(s, f"{c}media", **media)
+        q = direction.get("quality")
+        verdict = direction.get("capture_integrity", {}).get("verdict")
+        quality = {"jitter-max-ms": str(direction["jitter_ms_max"]),
+                   "jitter-mean-ms": str(direction["jitter_ms_mean"])}
+        if q:
+            quality.update({"mos": str(q["mos"]), "r-factor": str(q["r_factor"]),
+                            "loss-heard-pct": str(q["loss_heard_pct"]),
+                            "worst-second-mos": str(q["worst_second_mos"])})
+        if verdict:
+            quality["capture-integrity"] = verdict
+        _el(s, f"{c}quality", **quality)
 
     _el(root, f"{n}sessionrecordingassoc", session_id=session_id)
     assoc = root[-1]
