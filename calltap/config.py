@@ -37,6 +37,9 @@ class Config:
     """Its depth in ms (fixed), or where an adaptive one starts."""
     jitter_buffer_max_ms: float = 200.0
     """The deepest an adaptive jitter buffer grows, in ms."""
+    policy: str = ""
+    """Recording policy file (TOML): which calls are recorded, groups, identities, pauses.
+    Empty: record every call, parties from From and To."""
     dedup_window: float = 0.1
     """Seconds within which an identical packet is a mirror copy and dropped (0: keep all)."""
     progress: bool = True

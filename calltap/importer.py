@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import sys
@@ -13,6 +14,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any
 
 from calltap.config import Config
+from calltap.policyfile import PolicyError, load_policy
 from capture.decode import (
     DROP_REASONS,
     IP_FRAGMENT,
@@ -21,6 +23,7 @@ from capture.decode import (
     decode,
     decode_fragment,
     decode_transport,
+    outer_vlan,
 )
 from capture.dedup import Deduplicator
 from capture.errors import CaptureError
@@ -32,11 +35,13 @@ from capture.tcp import TcpSip
 from correlate.call import MAX_FLOWS, Call
 from correlate.dialog import DialogTracker
 from correlate.errors import SipError
-from correlate.events import CallFinished, CallStarted, Event
+from correlate.events import CallFinished, CallStarted, Event, MediaChanged
 from correlate.media import OTHER, RTCP, MediaTable
+from correlate.policy import RFC4733_DIGITS, Policy, feed_digit
 from correlate.sip import looks_like_sip, parse_sip
 from writer.job import WriteResult, write_call
 from writer.options import WriteOptions
+from writer.rtp import header_only
 from writer.srtp import parse_key_spec
 
 NS = 1_000_000_000
@@ -68,13 +73,23 @@ class Importer:
         self.cfg = cfg
         self.out = cfg.out
         os.makedirs(self.out, exist_ok=True)
+        self.policy = load_policy(cfg.policy) if cfg.policy else Policy()
         self.media = MediaTable()
         self.tracker = DialogTracker(
             self.media,
             inactivity_ns=int(cfg.inactivity_timeout * NS),
             linger_ns=int(cfg.linger * NS),
             unsignalled_ns=int(cfg.unsignalled_timeout * NS),
+            keep_headers=self.policy.headers_needed(),
+            pause=self.policy.pause,
         )
+        self.reload_requested = False
+        """Set from a SIGHUP handler: the policy file is read again between packets."""
+        self.calls_skipped = 0
+        """Calls the policy said not to record."""
+        self._source = ""
+        self._vlan = -1
+        self._event_pts: dict[int, frozenset[int]] = {}
         # A directory of its own, so two imports into one output directory cannot collide.
         self._spool_dir = tempfile.mkdtemp(prefix=".spool-", dir=self.out)
         self.spool = SpoolSet(self._spool_dir)
@@ -90,6 +105,8 @@ class Importer:
         self.reassembled = 0
         """IP datagrams rebuilt from fragments."""
         self.packets = 0
+        self.paused_packets = 0
+        """Media packets spooled without their payload while their call was paused."""
         self.media_packets = 0
         self.sip_packets = 0
         self.calls_found = 0
@@ -97,7 +114,7 @@ class Importer:
             audio_format=cfg.audio_format, layout=cfg.layout, comfort_noise=cfg.comfort_noise,
             srtp_keys=tuple(parse_key_spec(spec) for spec in cfg.srtp_keys),
             jitter_buffer_mode=cfg.jitter_buffer, jitter_buffer_ms=cfg.jitter_buffer_ms,
-            jitter_buffer_max_ms=cfg.jitter_buffer_max_ms)
+            jitter_buffer_max_ms=cfg.jitter_buffer_max_ms, identity=self.policy.identity)
         self.written: list[dict[str, Any]] = []
         """Index entries of the first MAX_TABLE_ROWS calls written (for the final table)."""
         self.calls_written = 0
@@ -118,6 +135,7 @@ class Importer:
         """Import one file; raises CaptureError (one line, naming the file) if unreadable."""
         reader = open_capture(path)
         self.current_file = path
+        self._source = os.path.basename(path)
         try:
             self.current_size = os.path.getsize(path)
         except OSError:
@@ -145,6 +163,7 @@ class Importer:
         drops = self.drops
         dedup = self.dedup.seen if self.dedup is not None else None
         shared = self.media.shared
+        watch_dtmf = bool(self.policy.pause.dtmf_pause or self.policy.pause.dtmf_resume)
         n = 0
         for ts, link, frame in reader:
             n += 1
@@ -160,6 +179,8 @@ class Importer:
                 self._next_timer = ts + TIMER_NS
             self._clock = ts
             if n % PROGRESS_EVERY == 0:
+                if self.reload_requested:
+                    self.reload_policy()
                 self.packets += PROGRESS_EVERY
                 self.current_bytes = reader.bytes_read
                 if self._progress is not None:
@@ -177,6 +198,7 @@ class Importer:
             proto, src, dst, sport, dport, payload = r
             if proto == TCP_PROTO:
                 for message in self.tcp.feed(ts, src, sport, dst, dport, payload):
+                    self._vlan = outer_vlan(link, frame)
                     self._sip(message, ts, src, sport, dst, dport)
                 continue
             if dedup is not None and dedup(ts, hash(r)):
@@ -203,11 +225,21 @@ class Importer:
             if owner is not None:
                 call = calls.get(owner[0])
                 if call is not None:
+                    decision = call.decision
+                    if decision is not None and not decision.record:
+                        drops["media_of_call_not_recorded"] += 1
+                        continue
                     pair = ((src, sport), dkey)
                     flow = call.flow_ids.get(pair)
                     if flow is None:
                         flow = self._new_flow(call, pair)
                     if flow >= 0:
+                        if watch_dtmf:
+                            self._dtmf(call, ts, payload)
+                        if call.pauses and call.pauses[-1][1] == 0:
+                            # paused: the audio never reaches the disk, only the RTP header
+                            payload = header_only(payload)
+                            self.paused_packets += 1
                         spool_add(call.serial, ts, flow, payload)
                         if ts > call.last_ns:
                             call.last_ns = ts
@@ -222,6 +254,7 @@ class Importer:
                 if not self._rtp_candidate(ts, src, sport, dst, dport, payload):
                     drops["udp_not_sip_or_known_media"] += 1
                 continue
+            self._vlan = outer_vlan(link, frame)
             self._sip(payload, ts, src, sport, dst, dport)
         self.packets += n % PROGRESS_EVERY
         self.current_bytes = reader.bytes_read
@@ -313,9 +346,56 @@ class Importer:
     def _events(self, events: list[Event]) -> None:
         for ev in events:
             if isinstance(ev, CallFinished):
+                self._event_pts.pop(ev.call.serial, None)
+                if ev.call.decision is not None and not ev.call.decision.record:
+                    self.calls_skipped += 1
+                    self.spool.close_call(ev.call.serial)
+                    continue
                 self._write(ev)
             elif isinstance(ev, CallStarted):
                 self.calls_found += 1
+                call = ev.call
+                call.source, call.vlan = self._source, self._vlan
+                call.decision = self.policy.decide(self.policy.facts(call, call.source,
+                                                                     call.vlan))
+            elif isinstance(ev, MediaChanged):
+                self._event_pts.pop(ev.call.serial, None)
+
+    def _dtmf(self, call: Call, ts: int, payload: bytes) -> None:
+        """RFC 4733 events of a call, for the policy's pause and resume sequences: each
+        event counts once, however many packets repeat it (section 2.5.1.4)."""
+        pts = self._event_pts.get(call.serial)
+        if pts is None:
+            pts = self._event_pts[call.serial] = frozenset(
+                pt for side in call.offers for o in side for pt, m in o.rtpmap.items()
+                if m[0].lower() == "telephone-event")
+        if len(payload) < 16 or payload[1] & 0x7F not in pts:
+            return
+        start = len(header_only(payload))
+        if start + 4 > len(payload) or payload[start] >= len(RFC4733_DIGITS):
+            return
+        rtp_ts = int.from_bytes(payload[4:8], "big")
+        if rtp_ts == call.event_ts:
+            return
+        call.event_ts = rtp_ts
+        feed_digit(call, self.policy.pause, ts, RFC4733_DIGITS[payload[start]])
+
+    def reload_policy(self) -> None:
+        """Read the policy file again (SIGHUP): calls in progress keep their decision, new
+        calls get the new policy; a file that does not load leaves the old one in force."""
+        self.reload_requested = False
+        if not self.cfg.policy:
+            return
+        try:
+            policy = load_policy(self.cfg.policy)
+        except PolicyError as exc:
+            self.warnings.append(f"policy not reloaded, the previous one stays: {exc}")
+            return
+        self.policy = policy
+        self.tracker.keep_headers = policy.headers_needed()
+        self.tracker.pause = policy.pause
+        self.options = dataclasses.replace(self.options, identity=policy.identity)
+        self.warnings.append(f"policy reloaded from {self.cfg.policy}")
 
     def _write(self, ev: CallFinished) -> None:
         call = ev.call
@@ -325,15 +405,20 @@ class Importer:
             # scanners). Counted, not written.
             self.drops["unanswered_invite_not_recorded"] += 1
             return
+        options = self.options
+        d = call.decision
+        if d is not None and (d.audio_format or d.layout):
+            options = dataclasses.replace(options, audio_format=d.audio_format or
+                                          options.audio_format, layout=d.layout or options.layout)
         if self._pool is None:
             try:
-                self._done(call, spool, write_call(call, spool, self.out, self.options), None)
+                self._done(call, spool, write_call(call, spool, self.out, options), None)
             except Exception as exc:  # noqa: BLE001 - one bad call must not end the import
                 self._done(call, spool, None, exc)
             return
         while len(self._pending) >= MAX_PENDING_WRITES * (self.cfg.jobs or 1):
             self._collect()
-        fut = self._pool.submit(write_call, call, spool, self.out, self.options)
+        fut = self._pool.submit(write_call, call, spool, self.out, options)
         self._pending.append((fut, call, spool))
         while self._pending and self._pending[0][0].done():
             self._collect()

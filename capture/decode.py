@@ -358,3 +358,13 @@ def parse_ip(text: str) -> bytes | None:
         return ipaddress.ip_address(text.strip()).packed
     except ValueError:
         return None
+
+
+def outer_vlan(linktype: int, frame: bytes) -> int:
+    """The outermost 802.1Q/802.1ad VLAN id of an Ethernet frame, -1 without one. Called for
+    signalling only, where the recording policy may ask for it."""
+    if linktype != 1 or len(frame) < 16:
+        return -1
+    if _U16.unpack_from(frame, 12)[0] not in _VLAN_TYPES:
+        return -1
+    return int(_U16.unpack_from(frame, 14)[0] & 0x0FFF)

@@ -115,6 +115,13 @@ class Call:
         "ringing_ns",
         "reason",
         "retransmissions",
+        "headers",
+        "pauses",
+        "pause_digits",
+        "event_ts",
+        "decision",
+        "source",
+        "vlan",
         "_seen",
     )
 
@@ -192,6 +199,24 @@ class Call:
         """Media flows seen for the call, in order of first packet; spool records index it."""
         self.flow_ids: dict[tuple[Endpoint, Endpoint], int] = {}
         """(source, destination) to index in ``flows``."""
+        self.headers: dict[str, list[str]] = {}
+        """Values of the INVITE headers the recording policy asked for (lower-case names)."""
+        self.pauses: list[list[int]] = []
+        """[start, end] capture times the recording was paused; end 0 while it still is."""
+        self.pause_digits = ""
+        """The latest DTMF digits, to spot a pause or resume sequence."""
+        self.event_ts = -1
+        """RTP timestamp of the last RFC 4733 event counted as a digit."""
+        self.decision: Any = None
+        """The recording policy's decision (correlate.policy.Decision), None before it."""
+        self.source = ""
+        """Where the INVITE was captured: the interface, or the capture file's name."""
+        self.vlan = -1
+        """The INVITE's outermost 802.1Q VLAN id, -1 without one."""
+
+    @property
+    def paused(self) -> bool:
+        return bool(self.pauses) and self.pauses[-1][1] == 0
 
     def seen_before(self, method: str, status: int, cseq: int) -> bool:
         """Remember a message; True when the same one came before (a retransmission)."""

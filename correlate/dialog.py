@@ -14,6 +14,14 @@ from correlate.call import CALLEE, CALLER, Call, Endpoint, MediaOffer
 from correlate.errors import SdpError
 from correlate.events import CallFinished, CallStarted, Event, MediaChanged
 from correlate.media import MediaTable
+from correlate.policy import (
+    MAX_HEADER_VALUE,
+    MAX_IDENTITIES,
+    PauseSpec,
+    feed_digit,
+    message_trigger,
+    set_paused,
+)
 from correlate.sdp import parse_sdp
 from correlate.sip import SipMessage
 from correlate.sipinfo import MAX_DIGITS, info_digit
@@ -75,8 +83,13 @@ class DialogTracker:
         linger_ns: int = 2 * 1_000_000_000,
         max_calls: int = MAX_CALLS,
         unsignalled_ns: int = 30 * 1_000_000_000,
+        keep_headers: frozenset[str] = frozenset(),
+        pause: PauseSpec | None = None,
     ) -> None:
         self.media = media
+        self.keep_headers = keep_headers
+        """Lower-case names of the INVITE headers kept on each call (the policy's)."""
+        self.pause = pause or PauseSpec()
         self.calls: dict[str, Call] = {}
         self.inactivity_ns = inactivity_ns
         """A call with no SIP or media for this long (capture time) is ended."""
@@ -126,6 +139,10 @@ class DialogTracker:
             call.caller_signal, call.callee_signal = src, dst
             call.user_agent = msg.header("user-agent")
             call.invite_cseq = msg.cseq
+            for name in self.keep_headers:
+                values = msg.headers.get(name)
+                if values:
+                    call.headers[name] = [v[:MAX_HEADER_VALUE] for v in values[:MAX_IDENTITIES]]
             self.calls[key] = call
             keys = self._by_call_id.setdefault(msg.call_id, [])
             keys.append(key)
@@ -151,10 +168,20 @@ class DialogTracker:
             self.drops["sip_illegal_transition"] += 1
             return events
         sender = self._sender(call, msg)
-        if msg.method == "INFO" and len(call.sip_dtmf) < MAX_DIGITS:
+        pause = self.pause
+        if pause.header or pause.info_type:
+            on = message_trigger(pause, msg.header(pause.header) if pause.header else "",
+                                 msg.header("content-type") if msg.method == "INFO" else "",
+                                 msg.body)
+            if on is not None:
+                set_paused(call, ts_ns, on)
+        if msg.method == "INFO":
             digit = info_digit(msg.header("content-type"), msg.body)
             if digit is not None:
-                call.sip_dtmf.append((ts_ns, sender, digit[0], digit[1]))
+                # digits keyed in while paused (a card number) are not kept
+                if not call.paused and len(call.sip_dtmf) < MAX_DIGITS:
+                    call.sip_dtmf.append((ts_ns, sender, digit[0], digit[1]))
+                feed_digit(call, pause, ts_ns, digit[0])
         if msg.status and msg.to.tag and not call.callee_tag and msg.cseq_method == "INVITE":
             call.callee_tag = msg.to.tag
         if call.state not in TERMINAL or new not in TERMINAL:

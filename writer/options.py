@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from correlate.policy import IdentitySpec
 from writer.jitterbuf import JitterBuffer
 from writer.srtp import SrtpKey
 
@@ -26,6 +27,8 @@ class WriteOptions:
     """Its depth (fixed) or starting depth (adaptive)."""
     jitter_buffer_max_ms: float = 200.0
     """The deepest an adaptive buffer grows."""
+    identity: IdentitySpec = field(default_factory=IdentitySpec)
+    """Which headers name the parties in the index and metadata (the policy's)."""
 
     def jitter_buffer(self) -> JitterBuffer:
         """A fresh model for one stream."""

@@ -1,0 +1,281 @@
+"""Reading a recording policy file (TOML) into a correlate.policy.Policy, with errors that
+name the file and line.
+
+    timezone = "Europe/London"          # for days and hours (default UTC)
+
+    [identity]
+    caller = ["P-Asserted-Identity", "Remote-Party-ID", "From"]
+    callee = ["To"]
+    original_callee = ["History-Info", "Diversion"]
+    caller_regex = 'tel:(\\+\\d+)'      # optional: take group 1 of the first header that has it
+    extra_headers = ["X-Queue"]         # copied to the summary and metadata
+
+    [pause]
+    header = "X-Record"                 # pause / resume in any SIP message of the call
+    info_content_type = "application/x-record-control"
+    dtmf_pause = "*7"
+    dtmf_resume = "*8"
+
+    [[rule]]                            # first match wins; no conditions: every call
+    name = "hr line"
+    callee = { prefix = "+44207946" }   # a bare string is exact; or { regex = "..." }
+    caller_ip = ["10.1.0.0/16"]         # also callee_ip, signalling_ip
+    header = { "X-Queue" = "hr" }
+    source = "eth1"                     # capture interface, or capture file name
+    vlan = [100]
+    days = ["mon", "tue", "wed", "thu", "fri"]
+    hours = ["08:00-18:00"]
+    record = false
+    group = "hr"
+    format = "flac"                     # layout, retention, keep_pcap
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import tomllib
+import zoneinfo
+from datetime import UTC, tzinfo
+from typing import Any
+
+from correlate.policy import DAYS, IdentitySpec, PauseSpec, Policy, Rule, Text
+
+# Rules per policy: first-match evaluation per call stays cheap, and no deployment needs more.
+MAX_RULES = 1000
+RULE_KEYS = {"name", "caller", "callee", "caller_ip", "callee_ip", "signalling_ip", "header",
+             "source", "vlan", "days", "hours", "record", "group", "format", "layout",
+             "retention", "keep_pcap"}
+IDENTITY_KEYS = {"caller", "callee", "original_callee", "caller_regex", "callee_regex",
+                 "extra_headers"}
+PAUSE_KEYS = {"header", "pause_values", "resume_values", "info_content_type", "dtmf_pause",
+              "dtmf_resume"}
+_HOURS = re.compile(r"^(\d\d):(\d\d)-(\d\d):(\d\d)$")
+_DTMF = re.compile(r"^[0-9*#A-D]{1,8}$")
+
+
+class PolicyError(Exception):
+    """A policy file that cannot be used; the message names the file and line."""
+
+
+class _Lines:
+    """Where things are in the file's text, for error messages."""
+
+    def __init__(self, text: str) -> None:
+        self.lines = text.splitlines()
+        self.rules = [i + 1 for i, line in enumerate(self.lines)
+                      if line.strip().startswith("[[rule]]")]
+
+    def table(self, header: str) -> int:
+        for i, line in enumerate(self.lines):
+            if line.strip().startswith(f"[{header}]"):
+                return i + 1
+        return 0
+
+    def key(self, start: int, key: str) -> int:
+        """The line of ``key = ...`` in the table starting at line ``start``."""
+        pat = re.compile(rf"^\s*(\"{re.escape(key)}\"|{re.escape(key)})\s*[=.]")
+        for i in range(start, len(self.lines)):
+            line = self.lines[i]
+            if i >= start and line.strip().startswith("[") and i + 1 != start:
+                break
+            if pat.match(line):
+                return i + 1
+        return start
+
+
+def load_policy(path: str) -> Policy:
+    """Read and check a policy file; PolicyError (file and line) when it is not usable."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as exc:
+        raise PolicyError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    try:
+        text = raw.decode("utf-8")
+        data = tomllib.loads(text)
+    except UnicodeDecodeError:
+        raise PolicyError(f"{path}: not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        m = re.search(r"\(at line (\d+), column (\d+)\)", str(exc))
+        where = f" line {m.group(1)}" if m else ""
+        reason = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc))
+        raise PolicyError(f"{path}{where}: invalid TOML: {reason}") from None
+    return parse_policy(data, text, path)
+
+
+def parse_policy(data: dict[str, Any], text: str, path: str) -> Policy:
+    lines = _Lines(text)
+
+    def fail(line: int, msg: str) -> PolicyError:
+        return PolicyError(f"{path} line {line}: {msg}" if line else f"{path}: {msg}")
+
+    unknown = set(data) - {"timezone", "identity", "pause", "rule"}
+    if unknown:
+        key = sorted(unknown)[0]
+        raise fail(lines.key(0, key), f"unknown setting {key!r}")
+    tz: tzinfo = UTC
+    if "timezone" in data:
+        try:
+            tz = zoneinfo.ZoneInfo(str(data["timezone"]))
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise fail(lines.key(0, "timezone"),
+                       f"unknown timezone {data['timezone']!r}") from None
+    identity = _identity(data.get("identity", {}), lines, fail)
+    pause = _pause(data.get("pause", {}), lines, fail)
+    raw_rules = data.get("rule", [])
+    if not isinstance(raw_rules, list):
+        raise fail(lines.key(0, "rule"), "rule must be an array of tables ([[rule]])")
+    if len(raw_rules) > MAX_RULES:
+        raise fail(lines.rules[MAX_RULES], f"more than {MAX_RULES} rules")
+    rules = tuple(_rule(r, k, lines.rules[k] if k < len(lines.rules) else 0, lines, fail)
+                  for k, r in enumerate(raw_rules))
+    names = [r.name for r in rules]
+    for k, name in enumerate(names):
+        if name in names[:k]:
+            raise fail(rules[k].line, f"rule name {name!r} is used twice")
+    return Policy(rules, identity, pause, tz, path)
+
+
+def _rule(raw: dict[str, Any], k: int, start: int, lines: _Lines, fail: Any) -> Rule:
+    def where(key: str) -> int:
+        return lines.key(start, key) if start else 0
+
+    name = str(raw.get("name", f"rule {k + 1}"))
+
+    def err(key: str, msg: str) -> PolicyError:
+        e: PolicyError = fail(where(key), f"rule {name!r}: {msg}")
+        return e
+
+    extra = set(raw) - RULE_KEYS
+    if extra:
+        key = sorted(extra)[0]
+        raise err(key, f"unknown key {key!r} (known: {', '.join(sorted(RULE_KEYS))})")
+    args: dict[str, Any] = {"name": name, "line": start}
+    for key in ("caller", "callee", "source"):
+        if key in raw:
+            args[key] = _text(raw[key], lambda m, key=key: err(key, f"{key}: {m}"))
+    for key in ("caller_ip", "callee_ip", "signalling_ip"):
+        if key in raw:
+            values = raw[key] if isinstance(raw[key], list) else [raw[key]]
+            nets = []
+            for v in values:
+                try:
+                    nets.append(ipaddress.ip_network(str(v), strict=False))
+                except ValueError:
+                    raise err(key, f"{key}: {v!r} is not an address or network") from None
+            args[key] = tuple(nets)
+    if "header" in raw:
+        if not isinstance(raw["header"], dict) or not raw["header"]:
+            raise err("header", 'header must be a table of name = condition, e.g. '
+                                '{ "X-Queue" = "sales" }')
+        args["headers"] = tuple(
+            (str(h).lower(), _text(v, lambda m, h=h: err("header", f"header {h}: {m}")))
+            for h, v in raw["header"].items())
+    if "vlan" in raw:
+        vl = raw["vlan"] if isinstance(raw["vlan"], list) else [raw["vlan"]]
+        if not all(isinstance(v, int) and 0 <= v < 4096 for v in vl):
+            raise err("vlan", "vlan must be VLAN ids 0-4095")
+        args["vlan"] = frozenset(vl)
+    if "days" in raw:
+        days = [str(d).lower()[:3] for d in raw["days"]] if isinstance(raw["days"], list) \
+            else []
+        if not days or any(d not in DAYS for d in days):
+            raise err("days", f"days must be a list of {', '.join(DAYS)}")
+        args["days"] = frozenset(days)
+    if "hours" in raw:
+        spans = raw["hours"] if isinstance(raw["hours"], list) else [raw["hours"]]
+        hours = []
+        for h in spans:
+            m = _HOURS.match(str(h))
+            a = int(m.group(1)) * 60 + int(m.group(2)) if m else -1
+            b = int(m.group(3)) * 60 + int(m.group(4)) if m else -1
+            if not m or not (0 <= a < 1440 and 0 <= b <= 1440) or a == b:
+                raise err("hours", f"hours {h!r}: expected HH:MM-HH:MM")
+            hours.append((a, b))
+        args["hours"] = tuple(hours)
+    for key in ("record", "keep_pcap"):
+        if key in raw:
+            if not isinstance(raw[key], bool):
+                raise err(key, f"{key} must be true or false")
+            args[key] = raw[key]
+    for key in ("group", "retention"):
+        if key in raw:
+            if not isinstance(raw[key], str) or not raw[key] or len(raw[key]) > 64:
+                raise err(key, f"{key} must be a text of 1-64 characters")
+            args[key] = raw[key]
+    from writer.audio_out import FORMATS, LAYOUTS
+
+    for key, allowed, field in (("format", FORMATS, "audio_format"),
+                                ("layout", LAYOUTS, "layout")):
+        if key in raw:
+            if raw[key] not in allowed:
+                raise err(key, f"{key} {raw[key]!r}: one of {', '.join(allowed)}")
+            args[field] = raw[key]
+    return Rule(**args)
+
+
+def _text(raw: Any, err: Any) -> Text:
+    if isinstance(raw, str):
+        return Text("exact", raw)
+    if isinstance(raw, dict) and len(raw) == 1:
+        ((kind, value),) = raw.items()
+        if kind in ("exact", "prefix") and isinstance(value, str):
+            return Text(kind, value)
+        if kind == "regex" and isinstance(value, str):
+            try:
+                return Text(kind, value, re.compile(value))
+            except re.error as exc:
+                raise err(f"bad regular expression {value!r}: {exc}") from None
+    raise err('expected "text", { prefix = "..." } or { regex = "..." }')
+
+
+def _names(raw: Any, key: str, lines: _Lines, fail: Any, table: str) -> tuple[str, ...]:
+    if not isinstance(raw, list) or not all(isinstance(x, str) and x for x in raw):
+        raise fail(lines.key(lines.table(table), key), f"{table}.{key} must be header names")
+    return tuple(x.lower() for x in raw)
+
+
+def _identity(raw: dict[str, Any], lines: _Lines, fail: Any) -> IdentitySpec:
+    start = lines.table("identity")
+    extra = set(raw) - IDENTITY_KEYS
+    if extra:
+        key = sorted(extra)[0]
+        raise fail(lines.key(start, key), f"identity: unknown key {key!r}")
+    args: dict[str, Any] = {}
+    for key in ("caller", "callee", "original_callee", "extra_headers"):
+        if key in raw:
+            args[key] = _names(raw[key], key, lines, fail, "identity")
+    for key in ("caller_regex", "callee_regex"):
+        if key in raw:
+            try:
+                args[key] = re.compile(str(raw[key]))
+            except re.error as exc:
+                raise fail(lines.key(start, key),
+                           f"identity.{key}: bad regular expression: {exc}") from None
+    return IdentitySpec(**args)
+
+
+def _pause(raw: dict[str, Any], lines: _Lines, fail: Any) -> PauseSpec:
+    start = lines.table("pause")
+    extra = set(raw) - PAUSE_KEYS
+    if extra:
+        key = sorted(extra)[0]
+        raise fail(lines.key(start, key), f"pause: unknown key {key!r}")
+    args: dict[str, Any] = {}
+    if "header" in raw:
+        args["header"] = str(raw["header"]).lower()
+    if "info_content_type" in raw:
+        args["info_type"] = str(raw["info_content_type"]).lower()
+    for key in ("pause_values", "resume_values"):
+        if key in raw:
+            args[key] = tuple(v.lower() for v in _names(raw[key], key, lines, fail, "pause"))
+    for key in ("dtmf_pause", "dtmf_resume"):
+        if key in raw:
+            if not _DTMF.match(str(raw[key])):
+                raise fail(lines.key(start, key),
+                           f"pause.{key} must be 1-8 DTMF digits (0-9 * # A-D)")
+            args[key] = str(raw[key])
+    if args.get("dtmf_pause") and args.get("dtmf_pause") == args.get("dtmf_resume"):
+        raise fail(lines.key(start, "dtmf_resume"), "pause: the same sequence pauses and resumes")
+    return PauseSpec(**args)
