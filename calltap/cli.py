@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 from calltap import __version__
 from calltap.config import ConfigError, load_config
 from calltap.importer import Importer, ProgressBar
+from calltap.policyfile import PolicyError, load_policy
 from capture.errors import CaptureError
 from writer.options import WriteOptions
 
@@ -39,6 +41,15 @@ def _short(uri: str, width: int = 32) -> str:
     return uri if len(uri) <= width else uri[: width - 1] + "…"
 
 
+def reload_on_sighup(imp: Importer) -> None:
+    """SIGHUP asks the importer to read its policy file again (between packets)."""
+
+    def reload(_sig: int, _frame: Any) -> None:
+        imp.reload_requested = True
+
+    signal.signal(signal.SIGHUP, reload)
+
+
 def cmd_import(args: argparse.Namespace) -> int:
     try:
         cfg = load_config(
@@ -56,6 +67,7 @@ def cmd_import(args: argparse.Namespace) -> int:
                 "comfort_noise": args.comfort_noise,
                 "jitter_buffer": args.jitter_buffer,
                 "jitter_buffer_ms": args.jitter_buffer_ms,
+                "policy": args.policy,
             },
         )
     except ConfigError as exc:
@@ -64,10 +76,15 @@ def cmd_import(args: argparse.Namespace) -> int:
     bar = ProgressBar() if cfg.progress and not args.no_progress else None
     try:
         imp = Importer(cfg, bar)
+    except PolicyError as exc:
+        print(f"calltap: policy: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:
         print(f"calltap: {cfg.out}: cannot create output directory: {exc.strerror}",
               file=sys.stderr)
         return 2
+
+    reload_on_sighup(imp)
     failed = 0
     for path in args.files:
         try:
@@ -92,13 +109,76 @@ def cmd_import(args: argparse.Namespace) -> int:
     if imp.calls_written > len(imp.written):
         print(f"... and {imp.calls_written - len(imp.written)} more calls in "
               f"{cfg.out}/index.jsonl")
+    skipped = f", {imp.calls_skipped} not recorded by policy" if imp.calls_skipped else ""
     print(
-        f"{imp.calls_written} calls written ({imp.calls_with_audio} with audio) to {cfg.out}; "
-        f"{imp.packets} packets read, {imp.sip_packets} SIP, {imp.media_packets} media"
+        f"{imp.calls_written} calls written ({imp.calls_with_audio} with audio) to {cfg.out}"
+        f"{skipped}; {imp.packets} packets read, {imp.sip_packets} SIP, "
+        f"{imp.media_packets} media"
     )
     drops = ", ".join(f"{k}={v}" for k, v in sorted(imp.drops.items())) or "none"
     print(f"malformed or ignored packets: {drops}")
     return 1 if failed or imp.error_count else 0
+
+
+def cmd_policy(args: argparse.Namespace) -> int:
+    """`policy check FILE` and `policy test FILE ...`: does the file load, and which rule
+    a call matches and why."""
+    try:
+        policy = load_policy(args.file)
+    except PolicyError as exc:
+        print(f"calltap: policy: {exc}", file=sys.stderr)
+        return 2
+    if args.action == "check":
+        print(f"{args.file}: {len(policy.rules)} rules, valid")
+        return 0
+    from datetime import UTC, datetime
+
+    from calltap.streams import calls_in
+    from correlate.call import Call
+    from correlate.policy import identities
+
+    calls: list[Call] = []
+    if args.capture:
+        try:
+            cfg = load_config(args.config, {"policy": args.file})
+            calls = [c for c in calls_in(args.capture, cfg)
+                     if not args.call or c.call_id == args.call]
+        except (ConfigError, CaptureError) as exc:
+            print(f"calltap: {exc}", file=sys.stderr)
+            return 2
+        if not calls:
+            print(f"calltap: no call {args.call or ''} in {args.capture}".replace("  ", " "),
+                  file=sys.stderr)
+            return 1
+    else:
+        when = datetime.fromisoformat(args.time) if args.time else datetime.now(UTC)
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=policy.timezone)
+        call = Call("test", args.call or "test-call", int(when.timestamp() * 1e9))
+        call.caller_uri, call.callee_uri = args.caller or "", args.callee or ""
+        for h in args.header or []:
+            name, _, value = h.partition("=")
+            call.headers.setdefault(name.strip().lower(), []).append(value.strip())
+        from capture.decode import parse_ip
+
+        for attr, ip in (("caller_signal", args.caller_ip), ("callee_signal", args.callee_ip)):
+            if ip:
+                packed = parse_ip(ip)
+                if packed is None:
+                    print(f"calltap: {ip!r} is not an IP address", file=sys.stderr)
+                    return 2
+                setattr(call, attr, (packed, 5060))
+        call.source, call.vlan = args.source or "", args.vlan if args.vlan is not None else -1
+        calls = [call]
+    for call in calls:
+        facts = policy.facts(call, call.source, call.vlan)
+        who = [", ".join(u for u, _n in identities(call, policy.identity, k)) or "-"
+               for k in (0, 1)]
+        print(f"call {call.call_id}: caller {who[0]}, callee {who[1]}, "
+              f"started {facts.start.isoformat(timespec='seconds')}")
+        for line in policy.explain(facts):
+            print(f"  {line}")
+    return 0
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
@@ -158,6 +238,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
         capture_loss=args.capture_loss,
         rtcp=args.rtcp,
         missing_side=args.missing_side,
+        varied=args.varied,
+        pause_at=args.pause_at,
+        resume_at=args.resume_at,
+        pause_by=args.pause_by,
     )
     try:
         n = generate(args.output, opts)
@@ -194,6 +278,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "split: one file per party")
     imp.add_argument("--comfort-noise", choices=("silence", "noise"),
                      help="render RFC 3389 comfort noise as silence (default) or noise")
+    imp.add_argument("--policy", metavar="POLICY.toml",
+                     help="recording policy: which calls, groups, identities, pauses "
+                          "(reloaded on SIGHUP)")
     imp.add_argument("--jitter-buffer", choices=("fixed", "adaptive"),
                      help="the listener's jitter buffer the MOS assumes (default fixed)")
     imp.add_argument("--jitter-buffer-ms", type=float, metavar="MS",
@@ -203,6 +290,23 @@ def build_parser() -> argparse.ArgumentParser:
                           "SEL is 0xSSRC or ADDRESS:PORT (repeatable)")
     imp.add_argument("--no-progress", action="store_true", help="no progress bar")
     imp.set_defaults(func=cmd_import)
+
+    pol = sub.add_parser("policy", help="check a recording policy file, or test it on a call")
+    pol.add_argument("action", choices=("check", "test"))
+    pol.add_argument("file", metavar="POLICY.toml")
+    pol.add_argument("--capture", metavar="PCAP", help="test on the calls of this capture")
+    pol.add_argument("--call", metavar="CALL-ID", help="only this call (or its Call-ID)")
+    pol.add_argument("--caller", metavar="URI", help="a call from this party (no capture)")
+    pol.add_argument("--callee", metavar="URI", help="... to this party")
+    pol.add_argument("--header", action="append", metavar="NAME=VALUE",
+                     help="... with this INVITE header")
+    pol.add_argument("--caller-ip", metavar="IP", help="... the caller signalling from it")
+    pol.add_argument("--callee-ip", metavar="IP", help="... the callee at it")
+    pol.add_argument("--source", metavar="NAME", help="... captured on this interface")
+    pol.add_argument("--vlan", type=int, help="... in this VLAN")
+    pol.add_argument("--time", metavar="ISO-8601", help="... starting then (default: now)")
+    pol.add_argument("--config", help="TOML configuration file")
+    pol.set_defaults(func=cmd_policy)
 
     st = sub.add_parser("stats", help="per call and per stream RTP statistics, no audio")
     st.add_argument("files", nargs="+", metavar="FILE")
@@ -235,6 +339,14 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--rtcp", action="store_true", help="receivers send RTCP reports")
     gen.add_argument("--missing-side", type=int, choices=(0, 1), default=-1,
                      help="that party's RTP never reaches the capture")
+    gen.add_argument("--varied", action="store_true",
+                     help="parties, identities, headers, networks and times vary per call")
+    gen.add_argument("--pause-at", type=float, default=-1.0, metavar="S",
+                     help="the caller pauses the recording this many seconds into the media")
+    gen.add_argument("--resume-at", type=float, default=-1.0, metavar="S",
+                     help="... and resumes it then")
+    gen.add_argument("--pause-by", choices=("header", "info", "dtmf"), default="header",
+                     help="pause and resume by X-Record header, INFO body or DTMF *7/*8")
     gen.add_argument("--seed", type=int, default=1)
     gen.set_defaults(func=cmd_generate)
     return p

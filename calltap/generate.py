@@ -54,6 +54,39 @@ class GenOptions:
     """Each party sends RTCP receiver reports every 5 s (RFC 3550), reporting what it lost."""
     missing_side: int = -1
     """0 or 1: that party's RTP never reaches the capture (asymmetric mirroring)."""
+    varied: bool = False
+    """Parties, identities (P-Asserted-Identity, Diversion), an X-Queue header, caller
+    networks and (with ``concurrent`` off) start times spread over the day differ from call
+    to call, as ``varied_party`` lists them: material for recording-policy tests."""
+    pause_at: float = -1.0
+    """Seconds into the media when the caller pauses the recording (with ``resume_at``)."""
+    resume_at: float = -1.0
+    pause_by: str = "header"
+    """How: header (SIP INFO with X-Record: pause / resume), info (an INFO body of type
+    application/x-record-control) or dtmf (RFC 4733 *7 and *8 from the caller). Between the
+    two, both parties send seeded noise instead of their tones: audio that must not be kept."""
+
+
+# Caller and callee patterns of varied calls; index i takes entry i % len.
+VARIED_CALLERS = ("+442079460{i:03}", "+1212555{i:04}", "2{i:03}", "+33140{i:05}",
+                  "+442079461{i:03}", "anonymous")
+VARIED_CALLEES = ("+442079462000", "+18005550{i:03}", "3{i:03}", "+442079461000",
+                  "+4930{i:05}", "+442079463{i:03}", "+18005551000")
+VARIED_QUEUES = ("sales", "support", "", "billing", "")
+
+
+def varied_party(i: int) -> dict[str, str]:
+    """The parties and headers of varied call ``i`` (GenOptions.varied)."""
+    caller = VARIED_CALLERS[i % len(VARIED_CALLERS)].format(i=i)
+    callee = VARIED_CALLEES[i % len(VARIED_CALLEES)].format(i=i)
+    out = {"caller": caller, "callee": callee, "queue": VARIED_QUEUES[i % len(VARIED_QUEUES)],
+           "net": "10.1.0" if i % 4 == 0 else "192.0.2"}
+    if caller == "anonymous" or i % 3 == 0:
+        # the network asserts who is really calling (RFC 3325)
+        out["pai"] = f"+44207946{5000 + i}" if caller == "anonymous" else caller
+    if i % 7 == 0:
+        out["diversion"] = "+442079461000"  # forwarded from the HR line
+    return out
 
 
 @dataclass
@@ -113,13 +146,15 @@ def _call_packets(
 ) -> Iterator[tuple[int, bytes]]:
     """Every packet of one call, in capture-time order."""
     i = gc.index
-    a_txt, a_ip = _ip("192.0.2", i)
+    party = varied_party(i) if opts.varied else {}
+    a_txt, a_ip = _ip(party.get("net", "192.0.2"), i)
     b_txt, b_ip = _ip("198.51.100", i)
     a_port, b_port = 16000 + 2 * i, 26000 + 2 * i
     a_sip, b_sip = 5060, 5060 + 1 + i % 8
     tag_a, tag_b = f"a{i}x{opts.seed}", f"b{i}y{opts.seed}"
-    frm = f'"Caller {i}" <sip:caller{i}@example.com>;tag={tag_a}'
-    to = f"<sip:callee{i}@example.net>"
+    caller_user = party.get("caller", f"caller{i}")
+    frm = f'"Caller {i}" <sip:{caller_user}@example.com>;tag={tag_a}'
+    to = f"<sip:{party.get('callee', f'callee{i}')}@example.net>"
     to_t = f"{to};tag={tag_b}"
     base = [f"Call-ID: {gc.call_id}", "Max-Forwards: 70"]
     via = f"Via: SIP/2.0/UDP {a_txt}:{a_sip};branch=z9hG4bK{i}c{opts.seed}"
@@ -135,6 +170,13 @@ def _call_packets(
 
     invite_hdrs = [via, f"From: {frm}", f"To: {to}", *base, "CSeq: 1 INVITE",
                    f"Contact: <sip:caller{i}@{a_txt}:{a_sip}>", "User-Agent: calltap-generator"]
+    if "pai" in party:
+        invite_hdrs.append(f'P-Asserted-Identity: "Agent {i}" <sip:{party["pai"]}@pbx.example>')
+    if "diversion" in party:
+        invite_hdrs.append(f"Diversion: <sip:{party['diversion']}@pbx.example>"
+                           ";reason=unconditional;counter=1")
+    if party.get("queue"):
+        invite_hdrs.append(f"X-Queue: {party['queue']}")
     sig(t, True, _sip(f"INVITE {uri} SIP/2.0", invite_hdrs, _sdp(a_txt, a_port, gc.codec, i)))
     resp = [via, f"From: {frm}", f"To: {to_t}", *base, "CSeq: 1 INVITE"]
     sig(t + 5_000_000, False, _sip("SIP/2.0 100 Trying", [via, f"From: {frm}", f"To: {to}",
@@ -149,6 +191,36 @@ def _call_packets(
     jitter = int(opts.jitter_ms * 1_000_000)
     encode = ulaw_encode if gc.codec == "PCMU" else alaw_encode
     pt = PT[gc.codec]
+    # the pause window in packets of the caller's stream, and its triggers
+    p0 = round(opts.pause_at * 1000 / 20) if opts.pause_at >= 0 else n_pkts
+    p1 = round(opts.resume_at * 1000 / 20) if opts.resume_at >= 0 else n_pkts
+    events: dict[int, tuple[int, int, int]] = {}
+    if opts.pause_at >= 0:
+        cseq = 3
+        for at, word in ((p0, "pause"), (p1, "resume")):
+            ts = gc.media_start_ns[0] + at * PTIME_NS - 1_000_000
+            if opts.pause_by == "dtmf":
+                # RFC 4733: "*7" just before the pause, "*8" just after it; 5 packets
+                # (100 ms) per digit
+                for j, digit in enumerate((10, 7 if word == "pause" else 8)):
+                    first = (at - 12 if word == "pause" else at) + 6 * j
+                    for m in range(5):
+                        events[first + m] = (digit, first, m)
+                continue
+            hdrs = [via, f"From: {frm}", f"To: {to_t}", *base, f"CSeq: {cseq} INFO"]
+            if opts.pause_by == "header":
+                hdrs.append(f"X-Record: {word}")
+                info = _sip(f"INFO {uri} SIP/2.0", hdrs)
+            else:
+                body = word.encode()
+                info = ("\r\n".join([f"INFO {uri} SIP/2.0", *hdrs,
+                                      "Content-Type: application/x-record-control",
+                                      f"Content-Length: {len(body)}"]) + "\r\n\r\n").encode() + body
+            sig(ts, True, info)
+            sig(ts + 3_000_000, False, _sip("SIP/2.0 200 OK", [h for h in hdrs
+                                                               if not h.startswith("X-")]))
+            cseq += 1
+    secret = np.random.default_rng(opts.seed * 7919 + i)
     last = 0
     for side in (0, 1):
         seq0 = rng.randrange(65536)
@@ -174,11 +246,23 @@ def _call_packets(
             delay = rng.randrange(jitter + 1) if jitter else 0
             if rng.random() < opts.reorder:
                 delay += 30_000_000  # arrives after the next packet
-            hdr = bytes([0x80, pt | (0x80 if k == 0 else 0)])
+            ev = events.get(k) if side == 0 else None
+            stamp = ts0 + (ev[1] if ev else k) * SAMPLES
+            hdr = bytes([0x80, (101 if ev else pt) | (0x80 if k == 0 or (ev and not ev[2])
+                                                      else 0)])
             hdr += ((seq0 + k) & 0xFFFF).to_bytes(2, "big")
-            hdr += ((ts0 + k * SAMPLES) & 0xFFFFFFFF).to_bytes(4, "big")
+            hdr += (stamp & 0xFFFFFFFF).to_bytes(4, "big")
             hdr += gc.ssrcs[side].to_bytes(4, "big")
-            payload = hdr + encode(tone(i, side, k * SAMPLES, SAMPLES))
+            if ev:
+                end = 0x80 if ev[2] == 4 else 0  # E bit on the last packet, volume 10
+                duration = (SAMPLES * (ev[2] + 1)).to_bytes(2, "big")
+                payload = hdr + bytes([ev[0], end | 10]) + duration
+            elif p0 <= k < p1:
+                # what the pause must keep out of every file: seeded noise, unlike any tone
+                noise = secret.normal(0, 6000, SAMPLES).clip(-32768, 32767).astype(np.int16)
+                payload = hdr + encode(noise)
+            else:
+                payload = hdr + encode(tone(i, side, k * SAMPLES, SAMPLES))
             ts = nominal + delay
             if side == 0:
                 frame = udp_frame(a_ip, a_port, b_ip, b_port, payload)
@@ -248,6 +332,8 @@ def plan(opts: GenOptions) -> list[GenCall]:
         )
         if opts.concurrent:
             start += int(opts.stagger * NS)
+        elif opts.varied:
+            start += 16 * 60 * NS + 7 * NS  # spread over the day: 10:00, 10:16, ...
         else:
             start = media1 + int(opts.duration * NS) + NS
     return calls

@@ -348,8 +348,7 @@ class Importer:
             if isinstance(ev, CallFinished):
                 self._event_pts.pop(ev.call.serial, None)
                 if ev.call.decision is not None and not ev.call.decision.record:
-                    self.calls_skipped += 1
-                    self.spool.close_call(ev.call.serial)
+                    self._skip(ev)
                     continue
                 self._write(ev)
             elif isinstance(ev, CallStarted):
@@ -360,6 +359,11 @@ class Importer:
                                                                      call.vlan))
             elif isinstance(ev, MediaChanged):
                 self._event_pts.pop(ev.call.serial, None)
+
+    def _skip(self, ev: CallFinished) -> None:
+        """A finished call the policy said not to record: counted, nothing written."""
+        self.calls_skipped += 1
+        self.spool.close_call(ev.call.serial)
 
     def _dtmf(self, call: Call, ts: int, payload: bytes) -> None:
         """RFC 4733 events of a call, for the policy's pause and resume sequences: each

@@ -98,8 +98,9 @@ def load_policy(path: str) -> Policy:
         raise PolicyError(f"{path}: not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         m = re.search(r"\(at line (\d+), column (\d+)\)", str(exc))
-        where = f" line {m.group(1)}" if m else ""
-        reason = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc))
+        end = "(at end of document)" in str(exc)
+        where = f" line {m.group(1)}" if m else f" line {len(text.splitlines())}" if end else ""
+        reason = re.sub(r"\s*\(at (line \d+, column \d+|end of document)\)", "", str(exc))
         raise PolicyError(f"{path}{where}: invalid TOML: {reason}") from None
     return parse_policy(data, text, path)
 

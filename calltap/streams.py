@@ -11,6 +11,7 @@ by the writer's StreamStats in one batch.
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -23,7 +24,7 @@ import numpy.typing as npt
 from calltap.config import Config
 from calltap.importer import Importer
 from capture.index import PacketIndex, index_capture
-from capture.vector import decode_udp, rtp_fields, rtp_like
+from capture.vector import UdpBatch, decode_udp, rtp_fields, rtp_like
 from correlate.call import SIDE_NAMES, Call, Endpoint
 from correlate.events import CallFinished
 from writer.direction import losing_branches
@@ -113,6 +114,9 @@ class _StatsImporter(Importer):
             return
         self.sampler.calls.append(call)
 
+    def _skip(self, ev: CallFinished) -> None:
+        self._write(ev)  # the policy decides recording, not what is analysed
+
 
 def analyse(path: str, cfg: Config, options: WriteOptions
             ) -> tuple[list[dict[str, Any]], dict[str, int], str]:
@@ -125,8 +129,27 @@ def analyse(path: str, cfg: Config, options: WriteOptions
         index.close()
 
 
-def _analyse(index: PacketIndex, cfg: Config, options: WriteOptions
-             ) -> tuple[list[dict[str, Any]], dict[str, int], str]:
+def calls_in(path: str, cfg: Config) -> list[Call]:
+    """The calls of a capture file as import correlates them (with the configured policy's
+    decisions), without counting or writing anything; raises CaptureError."""
+    index = index_capture(path)
+    try:
+        return _correlate(index, cfg)[0].calls
+    finally:
+        index.close()
+
+
+class _Flows:
+    """The batch decoder's RTP-like packets grouped by flow, and which were sampled."""
+
+    def __init__(self, udp: UdpBatch, by_flow: I64, flow_sorted: I64, uniq: list[int],
+                 fed_sorted: npt.NDArray[np.bool_]) -> None:
+        self.udp, self.by_flow, self.flow_sorted = udp, by_flow, flow_sorted
+        self.uniq, self.fed_sorted = uniq, fed_sorted
+
+
+def _correlate(index: PacketIndex, cfg: Config) -> tuple[_Sampler, _StatsImporter, _Flows]:
+    """Import's correlation over the signalling and a sample of each RTP flow."""
     n = len(index)
     udp = decode_udp(index)
     rtp = np.nonzero(rtp_like(index, udp))[0]
@@ -156,15 +179,22 @@ def _analyse(index: PacketIndex, cfg: Config, options: WriteOptions
     try:
         imp = _StatsImporter(replace(cfg, out=work, jobs=1, dedup_window=0.0, progress=False),
                              sampler)
+        imp._source = os.path.basename(index.name)  # noqa: SLF001
         imp._run(sampler)  # noqa: SLF001 - the same correlation as import, on the sample
         imp.finish()
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    return sampler, imp, _Flows(udp, by_flow, flow_sorted, uniq, fed_sorted)
+
+
+def _analyse(index: PacketIndex, cfg: Config, options: WriteOptions
+             ) -> tuple[list[dict[str, Any]], dict[str, int], str]:
+    sampler, imp, flows = _correlate(index, replace(cfg, policy=""))
+    udp, by_flow, flow_sorted, uniq, fed_sorted = flows.udp, flows.by_flow, \
+        flows.flow_sorted, flows.uniq, flows.fed_sorted
     drops = {k: v for k, v in imp.drops.items()
              if k not in ("udp_not_sip_or_known_media", "unanswered_invite_not_recorded")}
     # every packet of a batch flow belongs where the latest sample of that flow went
-    owner_serial = np.full(len(order), -1, np.int64)
-    owner_flow = np.zeros(len(order), np.int64)
     sample_pos = np.nonzero(fed_sorted)[0]
     s_serial = np.full(len(sample_pos), -1, np.int64)
     s_flow = np.zeros(len(sample_pos), np.int64)

@@ -39,6 +39,23 @@ def udp_frame(
     return eth + hdr + udp
 
 
+def udp6_frame(src: bytes, sport: int, dst: bytes, dport: int, payload: bytes) -> bytes:
+    """An Ethernet II + IPv6 + UDP frame, with the UDP checksum IPv6 requires (RFC 8200
+    section 8.1)."""
+    length = 8 + len(payload)
+    pseudo = src + dst + struct.pack("!IxxxB", length, 17)
+    udp = _UDP.pack(sport, dport, length, 0) + payload
+    data = pseudo + udp + (b"\0" if len(udp) % 2 else b"")
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total > 0xFFFF:
+        total = (total & 0xFFFF) + (total >> 16)
+    csum = (~total & 0xFFFF) or 0xFFFF
+    udp = udp[:6] + struct.pack("!H", csum) + udp[8:]
+    hdr = struct.pack("!IHBB", 6 << 28, length, 17, 64) + src + dst
+    eth = b"\x02\x00\x00\x00\x00\x02" + b"\x02\x00\x00\x00\x00\x01" + b"\x86\xdd"
+    return eth + hdr + udp
+
+
 class PcapWriter:
     """Appends records to an open binary file."""
 

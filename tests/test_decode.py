@@ -152,3 +152,13 @@ def test_tunnel_depth_is_bounded() -> None:
         inner = ip4_wrap(4, inner)
     assert d.decode(101, inner) == d.TOO_DEEP
     assert d.decode(101, ip4_wrap(47, b"\x00\x00\x12\x34" + IP)) == d.BAD_TUNNEL
+
+
+def test_outer_vlan() -> None:
+    from capture.decode import outer_vlan
+
+    frame = udp4("192.0.2.1", 5060, "192.0.2.2", 5060, b"INVITE")
+    assert outer_vlan(1, frame) == -1
+    tagged = frame[:12] + b"\x81\x00\x00\x64" + frame[12:]
+    assert outer_vlan(1, tagged) == 100
+    assert outer_vlan(101, tagged) == -1 and outer_vlan(1, tagged[:14]) == -1

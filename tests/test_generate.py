@@ -58,3 +58,23 @@ def test_bad_options(tmp_path: Path) -> None:
 def test_rtp_only_pcap(tmp_path: Path) -> None:
     path = tmp_path / "r.pcap"
     assert write_rtp_pcap(str(path), np.zeros(1600, np.int16)) == 10
+
+
+def test_varied_calls_carry_identities_headers_and_spread_times(tmp_path: Path) -> None:
+    from calltap.generate import T0_NS, varied_party
+    from capture.pcapfile import close_capture, open_capture
+
+    pcap = tmp_path / "v.pcap"
+    generate(str(pcap), GenOptions(calls=8, duration=1.0, concurrent=False, varied=True))
+    r = open_capture(str(pcap))
+    invites = [(ts, f[42:]) for ts, _l, f in r if f[42:].startswith(b"INVITE")]
+    close_capture(r)
+    assert len(invites) == 8
+    assert invites[7][0] - invites[0][0] == 7 * (16 * 60 + 7) * 1_000_000_000
+    assert invites[0][0] == T0_NS
+    for i, (_ts, msg) in enumerate(invites):
+        p = varied_party(i)
+        assert f"From: \"Caller {i}\" <sip:{p['caller']}@example.com>".encode() in msg
+        assert (b"P-Asserted-Identity" in msg) == ("pai" in p)
+        assert (b"Diversion" in msg) == ("diversion" in p)
+        assert (b"X-Queue" in msg) == bool(p["queue"])

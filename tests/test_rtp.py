@@ -47,3 +47,15 @@ def test_every_prefix_raises_or_parses() -> None:
             continue
         assert 12 <= start <= end <= cut
 
+
+
+def test_header_only_keeps_the_header_and_drops_padding_flag() -> None:
+    from writer.rtp import header_only, parse_rtp
+
+    pkt = bytes([0x80 | 0x20 | 0x10 | 1, 0]) + bytes(10) + b"CSRC" + b"\xbe\xde\x00\x01" + \
+        b"EXT!" + b"audio" + b"\x03"
+    head = header_only(pkt)
+    assert head == bytes([0x80 | 0x10 | 1, 0]) + bytes(10) + b"CSRC\xbe\xde\x00\x01EXT!"
+    _pt, _m, _s, _t, _ssrc, a, b = parse_rtp(head)
+    assert a == b == len(head)  # an empty payload, parsed without error
+    assert header_only(b"\x80\x00") == b"\x80\x00"

@@ -59,6 +59,8 @@ class Direction:
         # Media before the answer (183 early media, or a call never answered) is early.
         self.answer_ns = call.answer_ns or (1 << 62 if not call.unsignalled else 0)
         self.early_packets = 0
+        self.paused_packets = 0
+        """Packets inside a pause: counted in the statistics, never decoded."""
         self.late_packets = 0
         self.events: TelephoneEvents | None = None
         self.sr_seen: dict[int, int] = {}

@@ -10,12 +10,16 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
+from capture.pcapwrite import PcapWriter, udp6_frame, udp_frame
 from capture.spool import read_spool
 from correlate.call import SIDE_NAMES, Call
+from correlate.policy import identities
 from writer.audio_out import AudioOut
 from writer.codecs import CONTROL, EMPTY, EVENTS, DecodeError, resolve
 from writer.direction import Direction, losing_branches
@@ -24,7 +28,8 @@ from writer.errors import RtpError
 from writer.flows import assign_channels
 from writer.metadata import build_metadata
 from writer.options import WriteOptions
-from writer.output import append_index, call_stem, write_atomic
+from writer.output import append_index, call_stem, tmp_name, write_atomic
+from writer.pause import PauseMask
 from writer.resample import Resampler
 from writer.rtcp import SR, parse_rtcp
 from writer.rtp import parse_rtp
@@ -140,11 +145,14 @@ def write_call(call: Call, spool: str | None, out_dir: str,
         if rate:
             out = AudioOut(os.path.join(target, stem), options.audio_format, options.layout,
                            rate)
-            window = StereoWindow(rate, out.write)
+            sink: Callable[[npt.NDArray[np.int16]], None] = out.write
+            if call.pauses:
+                sink = PauseMask(call.pauses, audio_start_ns, rate, out.write)
+            window = StereoWindow(rate, sink)
         if spool is not None:
             noise = np.random.default_rng(call.serial) if options.comfort_noise == "noise" else None
             _pass2(spool, dirs, channels, rtcp_flow, window, origin, rate, base, noise,
-                   options)
+                   options, [(a, b or 1 << 62) for a, b in call.pauses])
         if window is not None and out is not None:
             if silent_only:
                 for d in dirs:
@@ -188,8 +196,27 @@ def write_call(call: Call, spool: str | None, out_dir: str,
                 "has no decoder; its audio is left silent"
             )
     codecs = sorted({c for x in directions for c in x["codecs"]})
-    dtmf = dtmf_digits(call, dirs, audio_start_ns if rate else max(origin, call.start_ns))
+    zero = audio_start_ns if rate else max(origin, call.start_ns)
+    # digits keyed while paused never got here: their packets kept no payload, and the
+    # tracker does not keep SIP INFO digits of a paused call
+    dtmf = dtmf_digits(call, dirs, zero)
     call_fields = call_json(call)
+    parties = {side: [{"uri": u, "name": n} for u, n in identities(call, options.identity, k)]
+               for k, side in enumerate(SIDE_NAMES)}
+    for side in SIDE_NAMES:
+        if parties[side]:  # the policy's preferred identity names the party
+            call_fields[side] = parties[side][0]["uri"]
+            call_fields[f"{side}_name"] = parties[side][0]["name"]
+    call_fields["identities"] = parties
+    call_fields["headers"] = {h: call.headers[h] for h in options.identity.extra_headers
+                              if h in call.headers}
+    decision = call.decision
+    call_fields["policy"] = decision.to_json() if decision is not None else None
+    end_ns = call.end_ns or call.last_ns
+    call_fields["paused"] = [
+        {"start": rfc3339(a), "end": rfc3339(b or end_ns),
+         "offset": round((a - zero) / NS, 3), "seconds": round(((b or end_ns) - a) / NS, 3)}
+        for a, b in call.pauses]
     summary: dict[str, Any] = {
         "call": call_fields,
         "audio": audio_rel,
@@ -212,6 +239,10 @@ def write_call(call: Call, spool: str | None, out_dir: str,
     summary_path = os.path.join(target, stem + ".json")
     # Same stem = same Call-ID and start time: a re-import of a call already indexed.
     indexed_before = os.path.exists(summary_path)
+    if decision is not None and decision.keep_pcap and spool is not None:
+        summary["evidence_pcap"] = f"{rel}/{stem}.pcap"
+        _evidence(call, spool, os.path.join(target, stem + ".pcap"))
+        xml = build_metadata(summary)
     write_atomic(os.path.join(target, stem + ".xml"), xml)
     write_atomic(
         summary_path,
@@ -223,8 +254,8 @@ def write_call(call: Call, spool: str | None, out_dir: str,
         "audio_files": audio_files,
         "metadata": f"{rel}/{stem}.xml",
         "summary": f"{rel}/{stem}.json",
-        "caller": call.caller_uri,
-        "callee": call.callee_uri,
+        "caller": call_fields["caller"],
+        "callee": call_fields["callee"],
         "start": call_fields["start"],
         "answer": call_fields["answer"],
         "end": call_fields["end"],
@@ -241,6 +272,10 @@ def write_call(call: Call, spool: str | None, out_dir: str,
         "hangup_by": call.hangup_by,
         "packets": [x["packets"] for x in directions],
         "lost": [x["lost"] for x in directions],
+        "group": decision.group or None if decision is not None else None,
+        "retention": decision.retention or None if decision is not None else None,
+        "policy_rule": decision.rule if decision is not None else None,
+        "paused_seconds": round(sum(p["seconds"] for p in call_fields["paused"]), 3),
     }
     if not indexed_before:
         append_index(out_dir, entry)
@@ -270,6 +305,7 @@ def _pass2(
     base: int,
     noise: np.random.Generator | None,
     options: WriteOptions,
+    pauses: list[tuple[int, int]],
 ) -> None:
     """Statistics, decoding and placement of every RTP packet of the call; with ``noise``,
     comfort noise (RFC 3389) fills the silence it stands for at the level it gives."""
@@ -321,6 +357,9 @@ def _pass2(
         if not st.add(seq, rts, ts, pt, bool(marker), 0 if name in EVENTS else clock,
                       len(payload)):
             continue  # duplicate
+        if pauses and any(a <= ts < b for a, b in pauses):
+            d.paused_packets += 1  # only its header was kept: counted, never played
+            continue
         if dec is not None and idx < 0:
             d.late_packets += 1
             continue
@@ -375,6 +414,24 @@ def _pass2(
         d.audio_end = max(d.audio_end, pos + len(samples))
         d.placed += 1
         d.codecs_used.add(dec.name)
+
+
+def _evidence(call: Call, spool: str, path: str) -> None:
+    """The call's media packets as a pcap (the policy's keep_pcap): addresses, ports and
+    payloads as captured, link and IP headers rebuilt; a paused span keeps only RTP headers,
+    as the spool does."""
+    tmp = tmp_name(path)
+    with open(tmp, "wb") as f:
+        w = PcapWriter(f, nanosecond=True)
+        for ts, flow, payload in read_spool(spool):
+            (src, sport), (dst, dport) = call.flows[flow][0], call.flows[flow][1]
+            if len(src) == 4 and len(dst) == 4:
+                w.write(ts, udp_frame(src, sport, dst, dport, payload, w.count))
+            elif len(src) == 16 and len(dst) == 16:
+                w.write(ts, udp6_frame(src, sport, dst, dport, payload))
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
 
 
 # Sender reports remembered per direction to match LSR for round-trip times.

@@ -64,6 +64,14 @@ def build_metadata(info: dict[str, Any]) -> bytes:
 
     root = ET.Element(f"{n}recording")
     _el(root, f"{n}datamode", "complete")
+    policy = call.get("policy") or {}
+    group_id = ""
+    if policy.get("group"):
+        # RFC 7865 section 6.2: a group of sessions; the id is derived from its label
+        group_id = make_id("group", policy["group"])
+        group = _el(root, f"{n}group", group_id=group_id)
+        _el(group, f"{n}associate-time", start)
+        _el(group, f"{c}label", policy["group"])
     session = _el(root, f"{n}session", session_id=session_id)
     if call.get("final_code", 0) >= 300:
         _el(session, f"{n}reason", call.get("final_reason", ""),
@@ -71,6 +79,8 @@ def build_metadata(info: dict[str, Any]) -> bytes:
     if call.get("reason"):
         r = call["reason"]
         _el(session, f"{n}reason", r["text"], cause=str(r["cause"]), protocol=r["protocol"])
+    if group_id:
+        _el(session, f"{n}group-ref", group_id)
     _el(session, f"{n}start-time", start)
     _el(session, f"{n}stop-time", stop)
     dialog = _el(session, f"{c}sip-dialog")
@@ -83,6 +93,15 @@ def build_metadata(info: dict[str, Any]) -> bytes:
               if call.get(k) not in (None, "")}
     if timing:
         _el(session, f"{c}signalling", **timing)
+    if policy:
+        _el(session, f"{c}policy", rule=str(policy["rule"]),
+            **{k.replace("_", "-"): str(v).lower() if isinstance(v, bool) else str(v)
+               for k, v in policy.items() if k != "rule" and v is not None})
+    for p in call.get("paused", []):
+        _el(session, f"{c}paused", start=p["start"], end=p["end"], offset=str(p["offset"]))
+    for name, values in sorted(call.get("headers", {}).items()):
+        for v in values:
+            _el(session, f"{c}header", v, name=name)
     if info.get("dtmf"):
         dtmf = _el(session, f"{c}dtmf")
         for x in info["dtmf"]:
@@ -91,9 +110,13 @@ def build_metadata(info: dict[str, Any]) -> bytes:
 
     for side, role in enumerate(("caller", "callee")):
         p = _el(root, f"{n}participant", participant_id=part_ids[side])
-        name_id = _el(p, f"{n}nameID", aor=_aor(call[role]))
-        if call[f"{role}_name"]:
-            _el(name_id, f"{n}name", call[f"{role}_name"])
+        # every identity known for the party (RFC 7865 section 6.5), preferred first
+        known = call.get("identities", {}).get(role) or [
+            {"uri": call[role], "name": call[f"{role}_name"]}]
+        for ident in known:
+            name_id = _el(p, f"{n}nameID", aor=_aor(ident["uri"]))
+            if ident["name"]:
+                _el(name_id, f"{n}name", ident["name"])
         _el(p, f"{c}role", role)
 
     for side in (0, 1):

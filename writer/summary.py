@@ -180,6 +180,7 @@ def direction_json(
         "out_of_order": sum(s.out_of_order for s in d.stats.values()),
         "late_packets": d.late_packets,
         "early_media_packets": d.early_packets,
+        "paused_packets": d.paused_packets,
         "late_ms": round(window.late_samples[d.channel] * 1000 / rate, 1) if window else 0.0,
         "jitter_ms_mean": jit_mean,
         "quality": quality,
