@@ -181,6 +181,102 @@ def cmd_policy(args: argparse.Namespace) -> int:
     return 0
 
 
+def _live_config(args: argparse.Namespace) -> Any:
+    return load_config(args.config, {"policy": getattr(args, "policy", None)})
+
+
+def cmd_capture(args: argparse.Namespace) -> int:
+    from calltap.live import LiveCapture
+    from calltap.metrics import serve
+    from capture.live import DEFAULT_FILTER, LiveSource
+
+    try:
+        cfg = _live_config(args)
+        source = LiveSource(args.interface, args.filter or DEFAULT_FILTER, args.snaplen,
+                            args.buffer_mb)
+        cap = LiveCapture(cfg, args.redis, args.spool, args.interface, args.prefix)
+    except (ConfigError, CaptureError, PolicyError) as exc:
+        print(f"calltap: {exc}", file=sys.stderr)
+        return 2
+
+    def stop(_sig: int, _frame: Any) -> None:
+        cap.stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    reload_on_sighup(cap)
+    if args.metrics_port:
+        serve(args.metrics_port, lambda: capture_metrics(cap, source))
+    print(f"calltap capture: {args.interface}, {cap.restored} calls taken up", flush=True)
+    try:
+        cap.run(source)
+    finally:
+        source.close()
+    print(f"calltap capture: stopped; {cap.jobs_sent} calls handed to the writers", flush=True)
+    return 0
+
+
+def capture_metrics(cap: Any, source: Any) -> list[tuple[str, str, dict[str, str], float]]:
+    recv, kdrop, ifdrop = source.stats()
+    out: list[tuple[str, str, dict[str, str], float]] = [
+        ("calltap_packets_total", "counter", {"kind": "all"}, cap.packets),
+        ("calltap_packets_total", "counter", {"kind": "sip"}, cap.sip_packets),
+        ("calltap_packets_total", "counter", {"kind": "media"}, cap.media_packets),
+        ("calltap_pcap_received_total", "counter", {}, recv),
+        ("calltap_drops_total", "counter", {"reason": "kernel"}, kdrop),
+        ("calltap_drops_total", "counter", {"reason": "interface"}, ifdrop),
+        ("calltap_active_calls", "gauge", {}, len(cap.tracker.calls)),
+        ("calltap_jobs_sent_total", "counter", {}, cap.jobs_sent),
+        ("calltap_redis_pending_ops", "gauge", {}, len(cap.link.pending)),
+        ("calltap_redis_up", "gauge", {}, 1 if cap.link.up else 0),
+        ("calltap_disk_alarm", "gauge", {}, 1 if cap.disk_alarm else 0),
+        ("calltap_calls_not_recorded_total", "counter", {"reason": "policy"},
+         cap.calls_skipped),
+    ]
+    for reason, n in sorted({**cap.drops, **cap.tracker.drops}.items()):
+        out.append(("calltap_drops_total", "counter", {"reason": reason}, n))
+    return out
+
+
+def cmd_writer(args: argparse.Namespace) -> int:
+    from calltap.importer import options_from
+    from calltap.metrics import serve
+    from calltap.worker import Worker
+
+    try:
+        cfg = _live_config(args)
+        w = Worker(args.redis, args.out, options_from(cfg), args.prefix)
+    except (ConfigError, PolicyError) as exc:
+        print(f"calltap: {exc}", file=sys.stderr)
+        return 2
+
+    def stop(_sig: int, _frame: Any) -> None:
+        w.stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    if args.metrics_port:
+        serve(args.metrics_port, lambda: [
+            ("calltap_recordings_written_total", "counter", {}, w.written),
+            ("calltap_jobs_parked_total", "counter", {}, w.parked),
+            ("calltap_jobs_failed_total", "counter", {}, w.failed)])
+    w.run()
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from calltap.supervise import Supervisor
+
+    try:
+        sup = Supervisor(args.interface, args.out or "recordings", args.redis or "",
+                         args.writers, args.config or "", args.policy or "",
+                         args.metrics_port or 0, args.filter or "")
+    except (OSError, RuntimeError) as exc:
+        print(f"calltap: {exc}", file=sys.stderr)
+        return 2
+    return sup.run()
+
+
 def cmd_stats(args: argparse.Namespace) -> int:
     import json
 
@@ -290,6 +386,39 @@ def build_parser() -> argparse.ArgumentParser:
                           "SEL is 0xSSRC or ADDRESS:PORT (repeatable)")
     imp.add_argument("--no-progress", action="store_true", help="no progress bar")
     imp.set_defaults(func=cmd_import)
+
+    cap = sub.add_parser("capture", help="record from a network interface (live)")
+    cap.add_argument("--interface", "-i", required=True)
+    cap.add_argument("--redis", required=True, metavar="URL")
+    cap.add_argument("--spool", required=True, metavar="DIR")
+    cap.add_argument("--filter", metavar="BPF", help="capture filter (default: UDP and TCP)")
+    cap.add_argument("--snaplen", type=int, default=65535)
+    cap.add_argument("--buffer-mb", type=int, default=64, help="kernel buffer size")
+    cap.add_argument("--metrics-port", type=int, default=0)
+    cap.add_argument("--prefix", default="calltap", help="Redis key prefix")
+    cap.add_argument("--config")
+    cap.add_argument("--policy", metavar="POLICY.toml")
+    cap.set_defaults(func=cmd_capture)
+
+    wr = sub.add_parser("writer", help="write the calls the capture process hands over")
+    wr.add_argument("--redis", required=True, metavar="URL")
+    wr.add_argument("--out", "-o", required=True)
+    wr.add_argument("--spool", metavar="DIR", help="(spool paths travel with each job)")
+    wr.add_argument("--metrics-port", type=int, default=0)
+    wr.add_argument("--prefix", default="calltap", help="Redis key prefix")
+    wr.add_argument("--config")
+    wr.set_defaults(func=cmd_writer)
+
+    run = sub.add_parser("run", help="the appliance: capture, writers and Redis, supervised")
+    run.add_argument("--interface", "-i", required=True)
+    run.add_argument("--out", "-o", help="output directory (default: recordings)")
+    run.add_argument("--redis", metavar="URL", help="default: a private redis-server")
+    run.add_argument("--writers", type=int, default=2)
+    run.add_argument("--filter", metavar="BPF")
+    run.add_argument("--metrics-port", type=int, default=0)
+    run.add_argument("--config")
+    run.add_argument("--policy", metavar="POLICY.toml")
+    run.set_defaults(func=cmd_run)
 
     pol = sub.add_parser("policy", help="check a recording policy file, or test it on a call")
     pol.add_argument("action", choices=("check", "test"))

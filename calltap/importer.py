@@ -66,6 +66,17 @@ MAX_PENDING_WRITES = 4
 PROGRESS_EVERY = 8192
 
 
+def options_from(cfg: Config, policy: Policy | None = None) -> WriteOptions:
+    """The writer's options from the configuration (and the policy's identity headers)."""
+    if policy is None:
+        policy = load_policy(cfg.policy) if cfg.policy else Policy()
+    return WriteOptions(
+        audio_format=cfg.audio_format, layout=cfg.layout, comfort_noise=cfg.comfort_noise,
+        srtp_keys=tuple(parse_key_spec(spec) for spec in cfg.srtp_keys),
+        jitter_buffer_mode=cfg.jitter_buffer, jitter_buffer_ms=cfg.jitter_buffer_ms,
+        jitter_buffer_max_ms=cfg.jitter_buffer_max_ms, identity=policy.identity)
+
+
 class Importer:
     """Feeds capture files through decoding, the dialog tracker, the spool and the writer."""
 
@@ -110,11 +121,7 @@ class Importer:
         self.media_packets = 0
         self.sip_packets = 0
         self.calls_found = 0
-        self.options = WriteOptions(
-            audio_format=cfg.audio_format, layout=cfg.layout, comfort_noise=cfg.comfort_noise,
-            srtp_keys=tuple(parse_key_spec(spec) for spec in cfg.srtp_keys),
-            jitter_buffer_mode=cfg.jitter_buffer, jitter_buffer_ms=cfg.jitter_buffer_ms,
-            jitter_buffer_max_ms=cfg.jitter_buffer_max_ms, identity=self.policy.identity)
+        self.options = options_from(cfg, self.policy)
         self.written: list[dict[str, Any]] = []
         """Index entries of the first MAX_TABLE_ROWS calls written (for the final table)."""
         self.calls_written = 0
@@ -355,8 +362,9 @@ class Importer:
                 self.calls_found += 1
                 call = ev.call
                 call.source, call.vlan = self._source, self._vlan
-                call.decision = self.policy.decide(self.policy.facts(call, call.source,
-                                                                     call.vlan))
+                if call.decision is None:
+                    call.decision = self.policy.decide(self.policy.facts(call, call.source,
+                                                                         call.vlan))
             elif isinstance(ev, MediaChanged):
                 self._event_pts.pop(ev.call.serial, None)
 

@@ -58,6 +58,12 @@ class SpoolSet:
             f.write(buf)
         self._buffered -= len(buf)
 
+    def flush_all(self) -> None:
+        """Write every buffered record (live capture does it each second, so a crash loses
+        at most that much)."""
+        for k in list(self._bufs):
+            self._flush(k)
+
     def close_call(self, key: int) -> str | None:
         """Flush the call's records; its spool path, or None when it has no media."""
         self._flush(key)

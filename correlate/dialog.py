@@ -193,6 +193,32 @@ class DialogTracker:
             events.append(MediaChanged(call, sender))
         return events
 
+    def restore(self, call: Call) -> None:
+        """Take up a call a previous process had in progress (from the store): the dialog,
+        and where each side's media arrives, as of its latest SDP."""
+        if call.key in self.calls or len(self.calls) >= self.max_calls:
+            return
+        self.calls[call.key] = call
+        self._serial = max(self._serial, call.serial)
+        keys = self._by_call_id.setdefault(call.call_id, [])
+        keys.append(call.key)
+        del keys[:-MAX_DIALOGS_PER_CALL_ID]
+        if call.unsignalled and call.flows:
+            self.media.set_side(call.key, CALLER, [call.flows[0][0]], [])
+            self.media.set_side(call.key, CALLEE, [call.flows[0][1]], [])
+            return
+        for side in (CALLER, CALLEE):
+            offers = call.offers[side]
+            if offers:
+                latest = max(o.time_ns for o in offers)
+                self.media.set_side(call.key, side, [(o.addr, o.port) for o in offers
+                                                     if o.time_ns == latest], [])
+
+    def start_serials_at(self, serial: int) -> None:
+        """Number new calls from here on (a restarted process must not reuse the serials,
+        which name spool files, of calls an earlier one handed to the writers)."""
+        self._serial = max(self._serial, serial)
+
     def _evict(self) -> bool:
         """Make room in a full table by dropping the oldest INVITE nobody answered at all
         (a flood must not keep real calls out)."""

@@ -1,0 +1,155 @@
+"""`calltap run`: the whole appliance in one command. Starts a private redis-server (Unix
+socket, persistence in the output directory) unless a Redis URL is given, one capture
+process and N writer processes, and restarts any child that dies. On SIGTERM it stops the
+capture first (its calls end as interrupted and become jobs), lets the writers drain the
+queue, then stops them and Redis, all within STOP_BUDGET_S.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+# Everything stops within this after SIGTERM (systemd's default is 90 s; ours is 5).
+STOP_BUDGET_S = 4.5
+# A child that dies is restarted after this, doubling while it keeps dying, up to the max.
+RESTART_FIRST_S, RESTART_MAX_S = 0.5, 10.0
+# Extra children a later component (the dashboard server) can add; bounded.
+MAX_CHILDREN = 16
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    proc: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+    next_start: float = 0.0
+    backoff: float = RESTART_FIRST_S
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(self.argv)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+class Supervisor:
+    def __init__(self, interface: str, out: str, redis_url: str = "", writers: int = 2,
+                 config: str = "", policy: str = "", metrics_port: int = 0,
+                 bpf: str = "") -> None:
+        self.out = os.path.abspath(out)
+        self.state = os.path.join(self.out, ".calltap")
+        os.makedirs(self.state, exist_ok=True)
+        self.redis_proc: subprocess.Popen[bytes] | None = None
+        self.redis_url = redis_url or self._start_redis()
+        py = [sys.executable, "-m", "calltap.cli"]
+        common = (["--config", config] if config else []) + ["--redis", self.redis_url]
+        cap = [*py, "capture", "--interface", interface, "--spool",
+               os.path.join(self.state, "spool"), *common]
+        if policy:
+            cap += ["--policy", policy]
+        if metrics_port:
+            cap += ["--metrics-port", str(metrics_port)]
+        if bpf:
+            cap += ["--filter", bpf]
+        self.capture = Child("capture", cap)
+        self.writers = [Child(f"writer-{k}", [*py, "writer", "--out", self.out, *common])
+                        for k in range(writers)]
+        self.stopping = False
+
+    def _start_redis(self) -> str:
+        sock = os.path.join(self.state, "redis.sock")
+        if os.path.exists(sock):
+            os.unlink(sock)
+        self.redis_proc = subprocess.Popen(
+            ["redis-server", "--port", "0", "--unixsocket", sock, "--unixsocketperm", "700",
+             "--dir", self.state, "--appendonly", "yes", "--save", "", "--daemonize", "no"],
+            stdout=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while not os.path.exists(sock):
+            if time.monotonic() > deadline or self.redis_proc.poll() is not None:
+                raise RuntimeError("redis-server did not start")
+            time.sleep(0.02)
+        return f"unix://{sock}"
+
+    def children(self) -> list[Child]:
+        return [self.capture, *self.writers]
+
+    def run(self) -> int:
+        def stop(_sig: int, _frame: Any) -> None:
+            self.stopping = True
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        for c in self.children():
+            c.start()
+        while not self.stopping:
+            now = time.monotonic()
+            for c in self.children():
+                if not c.alive() and not self.stopping:
+                    if c.next_start == 0.0:
+                        c.next_start = now + c.backoff
+                        c.backoff = min(RESTART_MAX_S, c.backoff * 2)
+                    elif now >= c.next_start:
+                        print(f"calltap run: {c.name} exited "
+                              f"({c.proc.returncode if c.proc else '?'}); restarting",
+                              file=sys.stderr, flush=True)
+                        c.restarts += 1
+                        c.next_start = 0.0
+                        c.start()
+                elif c.alive() and c.next_start == 0.0:
+                    c.backoff = max(RESTART_FIRST_S, c.backoff / 2)
+            time.sleep(0.1)
+        return self.shutdown()
+
+    def shutdown(self) -> int:
+        deadline = time.monotonic() + STOP_BUDGET_S
+        if self.capture.alive() and self.capture.proc:
+            self.capture.proc.send_signal(signal.SIGTERM)
+            try:
+                self.capture.proc.wait(max(0.1, deadline - time.monotonic() - 2.0))
+            except subprocess.TimeoutExpired:
+                self.capture.proc.kill()
+        # let the writers write what the capture handed over
+        self._drain(deadline - 1.0)
+        for c in self.writers:
+            if c.alive() and c.proc:
+                c.proc.send_signal(signal.SIGTERM)
+        for c in self.writers:
+            if c.proc:
+                try:
+                    c.proc.wait(max(0.1, deadline - time.monotonic() - 0.3))
+                except subprocess.TimeoutExpired:
+                    c.proc.kill()
+        if self.redis_proc is not None:
+            self.redis_proc.send_signal(signal.SIGTERM)
+            try:
+                self.redis_proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                self.redis_proc.kill()
+        return 0
+
+    def _drain(self, until: float) -> None:
+        """Wait until no job is waiting or being written, or ``until``."""
+        import redis
+
+        from correlate.keys import WRITERS_GROUP, Keys
+
+        try:
+            r = redis.Redis.from_url(self.redis_url, socket_timeout=1)
+            keys = Keys()
+            while time.monotonic() < until:
+                groups = r.xinfo_groups(keys.jobs)
+                g = next((g for g in groups if g["name"].decode() == WRITERS_GROUP), None)
+                if g is None or (not g["pending"] and not g.get("lag")):
+                    return
+                time.sleep(0.05)
+        except (redis.RedisError, OSError):
+            return

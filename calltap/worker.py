@@ -1,0 +1,133 @@
+"""`calltap writer`: takes finished calls from the Redis job stream (consumer group), writes
+each exactly as import would, adds it to the Redis index and publishes a recording-ready
+event. A job a dead writer held is claimed by another after CLAIM_IDLE_MS; a job that
+failed MAX_ATTEMPTS times is parked with its error instead of being retried for ever.
+
+Files appear under their final names only when complete (write, then rename), and a job is
+acknowledged only after that, so a crash at any point leaves either nothing visible or the
+finished call, and the job in the stream for the next writer.
+"""
+
+from __future__ import annotations
+
+import calendar
+import json
+import os
+import socket
+import time
+from typing import Any
+
+from correlate.keys import EVENTS_MAXLEN, INDEX_MAX, WRITERS_GROUP, Keys
+from correlate.record import RecordError, call_from_json
+from writer.job import write_call
+from writer.options import WriteOptions
+
+# A job held this long by a writer that stopped answering is taken by another: longer than
+# the longest call a writer takes to write (an hour of audio takes seconds).
+CLAIM_IDLE_MS = 30_000
+# Attempts before a job is parked: a call that breaks the writer three times will again.
+MAX_ATTEMPTS = 3
+# How long one read waits for a job before the loop checks for stop and stale jobs.
+BLOCK_MS = 1000
+
+
+class Worker:
+    def __init__(self, redis_url: str, out_dir: str, options: WriteOptions,
+                 prefix: str = "calltap", name: str = "", claim_idle_ms: int = CLAIM_IDLE_MS
+                 ) -> None:
+        import redis
+
+        self.r: Any = redis.Redis.from_url(redis_url, socket_timeout=10,
+                                           socket_connect_timeout=2)
+        self.errors = (redis.RedisError, OSError)
+        self.keys = Keys(prefix)
+        self.out = out_dir
+        self.options = options
+        self.name = name or f"{socket.gethostname()}-{os.getpid()}"
+        self.claim_idle_ms = claim_idle_ms
+        self.stopping = False
+        self.written = 0
+        self.parked = 0
+        self.failed = 0
+
+    def ensure_group(self) -> None:
+        try:
+            self.r.xgroup_create(self.keys.jobs, WRITERS_GROUP, id="0", mkstream=True)
+        except Exception as exc:  # noqa: BLE001 - BUSYGROUP: it exists already
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    def next_job(self) -> tuple[str, dict[bytes, bytes]] | None:
+        """A stale job of a dead writer first, else a new one (waits up to BLOCK_MS)."""
+        claimed = self.r.xautoclaim(self.keys.jobs, WRITERS_GROUP, self.name,
+                                    self.claim_idle_ms, "0-0", count=1)
+        if claimed and claimed[1]:
+            job_id, fields = claimed[1][0]
+            if fields:
+                return job_id.decode(), fields
+        got = self.r.xreadgroup(WRITERS_GROUP, self.name, {self.keys.jobs: ">"}, count=1,
+                                block=BLOCK_MS)
+        if not got:
+            return None
+        job_id, fields = got[0][1][0]
+        return job_id.decode(), fields
+
+    def attempts(self, job_id: str) -> int:
+        info = self.r.xpending_range(self.keys.jobs, WRITERS_GROUP, job_id, job_id, 1)
+        return int(info[0]["times_delivered"]) if info else 1
+
+    def handle(self, job_id: str, fields: dict[bytes, bytes]) -> None:
+        spool = fields.get(b"spool", b"").decode() or None
+        if self.attempts(job_id) > MAX_ATTEMPTS:
+            self._park(job_id, fields, "failed too many times")
+            return
+        try:
+            call = call_from_json(fields[b"call"])
+            entry, _drops = write_call(call, spool if spool and os.path.exists(spool)
+                                       else None, self.out, self.options)
+        except (RecordError, KeyError) as exc:
+            self._park(job_id, fields, f"unreadable job: {exc}")
+            return
+        except Exception:  # noqa: BLE001 - left pending: another attempt, then parked
+            self.failed += 1
+            raise
+        line = json.dumps(entry, sort_keys=True)
+        start = calendar.timegm(time.strptime(entry["start"][:19], "%Y-%m-%dT%H:%M:%S"))
+        pipe = self.r.pipeline()
+        pipe.zadd(self.keys.index, {line: start})
+        pipe.zremrangebyrank(self.keys.index, 0, -INDEX_MAX - 1)
+        pipe.xadd(self.keys.events, {"type": "recording-ready", "call_id": entry["call_id"],
+                                     "summary": entry["summary"]},
+                  maxlen=EVENTS_MAXLEN, approximate=True)
+        pipe.xack(self.keys.jobs, WRITERS_GROUP, job_id)
+        pipe.execute()
+        self.written += 1
+        if spool and os.path.exists(spool):
+            os.unlink(spool)
+
+    def _park(self, job_id: str, fields: dict[bytes, bytes], why: str) -> None:
+        pipe = self.r.pipeline()
+        pipe.xadd(self.keys.parked, {**fields, b"error": why.encode(), b"job": job_id})
+        pipe.xack(self.keys.jobs, WRITERS_GROUP, job_id)
+        pipe.execute()
+        self.parked += 1
+
+    def run(self) -> None:
+        ready = False
+        while not self.stopping:
+            try:
+                if not ready:
+                    self.ensure_group()
+                    ready = True
+                job = self.next_job()
+                if job is not None:
+                    try:
+                        self.handle(*job)
+                    except self.errors:
+                        raise
+                    except Exception as exc:  # noqa: BLE001 - one bad call, not the writer
+                        print(f"calltap writer: job {job[0]}: {exc}", flush=True)
+            except self.errors as exc:
+                ready = False
+                print(f"calltap writer: redis: {exc}; retrying", flush=True)
+                time.sleep(1.0)

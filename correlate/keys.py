@@ -1,0 +1,45 @@
+"""Every Redis key and stream name calltap uses, in one place. A call's keys share a hash
+tag ({...}) so Redis Cluster keeps them on one shard; everything that could pile up has a
+TTL or a trim bound here."""
+
+from __future__ import annotations
+
+import hashlib
+
+# A live call's state outlives a capture crash this long; a call not updated for a day is
+# gone (the capture process would have ended it long before).
+CALL_TTL_S = 24 * 3600
+# Events kept for dashboards (XADD MAXLEN ~): about a day of a busy site's recordings.
+EVENTS_MAXLEN = 100_000
+# Recorded calls kept in the index (ZADD, trimmed by rank): older ones stay in index.jsonl.
+INDEX_MAX = 1_000_000
+# Jobs kept in the stream after acknowledgement (XADD MAXLEN ~): the pending ones are
+# never trimmed away because writers keep up far below this.
+JOBS_MAXLEN = 100_000
+WRITERS_GROUP = "writers"
+
+
+class Keys:
+    """Key names under one prefix."""
+
+    def __init__(self, prefix: str = "calltap") -> None:
+        self.prefix = prefix
+        self.jobs = f"{prefix}:jobs"
+        """Stream of finished calls to write (consumer group WRITERS_GROUP)."""
+        self.parked = f"{prefix}:parked"
+        """Stream of jobs that failed too often, with their error."""
+        self.events = f"{prefix}:events"
+        """Stream of recording-ready events for dashboards."""
+        self.index = f"{prefix}:index"
+        """Sorted set of recorded calls by start time (member: the index line)."""
+        self.live = f"{prefix}:live"
+        """Set of the call tags of calls in progress."""
+
+    @staticmethod
+    def tag(call_key: str) -> str:
+        """A short stable tag for a call (never raw header text in a key name)."""
+        return hashlib.sha256(call_key.encode("utf-8", "surrogateescape")).hexdigest()[:20]
+
+    def call(self, tag: str) -> str:
+        """String: the call record (JSON) of a call in progress."""
+        return f"{self.prefix}:call:{{{tag}}}"
