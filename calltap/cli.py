@@ -245,7 +245,8 @@ def cmd_writer(args: argparse.Namespace) -> int:
 
     try:
         cfg = _live_config(args)
-        w = Worker(args.redis, args.out, options_from(cfg), args.prefix)
+        w = Worker(args.redis, args.out, options_from(cfg), args.prefix,
+                   claim_idle_ms=args.claim_idle_ms)
     except (ConfigError, PolicyError) as exc:
         print(f"calltap: {exc}", file=sys.stderr)
         return 2
@@ -406,6 +407,8 @@ def build_parser() -> argparse.ArgumentParser:
     wr.add_argument("--spool", metavar="DIR", help="(spool paths travel with each job)")
     wr.add_argument("--metrics-port", type=int, default=0)
     wr.add_argument("--prefix", default="calltap", help="Redis key prefix")
+    wr.add_argument("--claim-idle-ms", type=int, default=30_000, metavar="MS",
+                    help="take over a job another writer has held this long (default 30 s)")
     wr.add_argument("--config")
     wr.set_defaults(func=cmd_writer)
 

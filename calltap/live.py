@@ -31,6 +31,9 @@ NS = 1_000_000_000
 MAX_PENDING_OPS = 20_000
 # Reconnection backoff after a Redis error: doubling from the first to the last.
 BACKOFF_FIRST_S, BACKOFF_MAX_S = 0.2, 5.0
+# Spool buffers are written, and changed calls stored, this often: a crash of the capture
+# process loses at most this much before the outage itself.
+FLUSH_S = 0.25
 # Below this free space on the spool's file system, no new call gets a spool (active calls
 # keep recording) and an alarm is raised.
 MIN_FREE_BYTES = 256 * 1024 * 1024
@@ -100,6 +103,8 @@ class LiveCapture(Importer):
         self.jobs_sent = 0
         self.disk_alarm = False
         self.not_spooled_disk = 0
+        self._saved: dict[str, tuple[int, ...]] = {}
+        """Per live call, what it looked like when last stored (to store only changes)."""
         # serials name spool files: never reuse one a writer may still be reading
         self.tracker.start_serials_at(time.time_ns() // 1_000_000)
         self.restored = self._restore()
@@ -125,7 +130,19 @@ class LiveCapture(Importer):
             n += 1
         return n
 
+    @staticmethod
+    def _signature(call: Call) -> tuple[int, ...]:
+        return (call.sip_messages, call.state, len(call.flows), len(call.pauses),
+                sum(len(o) for o in call.offers), call.answer_ns)
+
+    def save_changed(self) -> None:
+        """Store the calls whose dialog, media or pauses changed since they were stored."""
+        for call in list(self.tracker.calls.values()):
+            if self._saved.get(call.key) != self._signature(call):
+                self._save(call)
+
     def _save(self, call: Call) -> None:
+        self._saved[call.key] = self._signature(call)
         tag = Keys.tag(call.key)
         self.link.do("set", self.keys.call(tag), call_to_json(call), ex=CALL_TTL_S)
         self.link.do("sadd", self.keys.live, tag)
@@ -150,7 +167,8 @@ class LiveCapture(Importer):
 
     def _write(self, ev: CallFinished) -> None:
         call = ev.call
-        if self.stopping and call.status not in ("completed", "failed", "cancelled"):
+        if self.stopping and call.end_reason == "end-of-input":
+            # still in progress when the appliance stopped (RFC 3261's dialog never ended)
             call.status, call.end_reason = "interrupted", "interrupted"
         spool = self.spool.close_call(call.serial)
         tag = Keys.tag(call.key)
@@ -163,6 +181,7 @@ class LiveCapture(Importer):
             self.jobs_sent += 1
         self.link.do("delete", self.keys.call(tag))
         self.link.do("srem", self.keys.live, tag)
+        self._saved.pop(call.key, None)
 
     def check_disk(self) -> None:
         st = os.statvfs(self.spool.directory)
@@ -170,7 +189,7 @@ class LiveCapture(Importer):
 
     def run(self, source: LiveSource) -> None:
         """Capture until ``stopping`` is set, then end every call as interrupted."""
-        last_check = 0.0
+        last_check = last_flush = 0.0
         while not self.stopping:
             batch = source.read()
             if batch:
@@ -179,9 +198,12 @@ class LiveCapture(Importer):
                 # no packet for a while: time still passes for the call timers
                 self._events(self.tracker.handle_timer(time.time_ns()))
             now = time.monotonic()
+            if now - last_flush > FLUSH_S:
+                last_flush = now
+                self.spool.flush_all()
+                self.save_changed()
             if now - last_check > 1.0:
                 last_check = now
-                self.spool.flush_all()
                 self.link.flush()
                 self.check_disk()
                 if self.reload_requested:

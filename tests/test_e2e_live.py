@@ -1,0 +1,364 @@
+"""The appliance live: real SIPp calls on loopback, a real redis-server, real process kills.
+
+Needs root (live capture), sipp, tcpdump and redis-server; skips with the reason otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tests.helpers import ROOT, load_index, load_summary, read_wav
+
+PY = [sys.executable, "-m", "calltap.cli"]
+BPF = "udp and (port {sip} or port {sip2} or portrange {m}-{m2})"
+
+
+def _need() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("live capture needs root")
+    for tool in ("sipp", "tcpdump", "redis-server"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} is not installed (.ci/setup installs it)")
+
+
+class Sipp:
+    """A SIPp UAS and UAC on loopback streaming the project's speech captures."""
+
+    def __init__(self, base: int) -> None:
+        self.uas_port, self.uac_port = base, base + 1
+        self.uas_media, self.uac_media = base + 100, base + 200
+        self.bpf = BPF.format(sip=base, sip2=base + 1, m=base + 100, m2=base + 300)
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self, calls: int, rate_ms: int = 1000, limit: int = 1
+              ) -> subprocess.Popen[bytes]:
+        """``calls`` calls, one every ``rate_ms``, at most ``limit`` at once (SIPp's UAS
+        gives every call the same media address; see the README on shared addresses)."""
+        uas = subprocess.Popen(
+            ["sipp", "-sf", "pcaps/sipp/uas.xml", "-i", "127.0.0.1", "-p", str(self.uas_port),
+             "-mi", "127.0.0.1", "-mp", str(self.uas_media), "-m", str(calls), "-nostdin"],
+            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(0.5)
+        uac = subprocess.Popen(
+            ["sipp", "-sf", "pcaps/sipp/uac.xml", "-i", "127.0.0.1", "-p", str(self.uac_port),
+             "-mi", "127.0.0.1", "-mp", str(self.uac_media), "-s", "bob",
+             f"127.0.0.1:{self.uas_port}", "-m", str(calls), "-l", str(limit), "-r", "1",
+             "-rp", str(rate_ms), "-nostdin"],
+            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.procs += [uas, uac]
+        return uac
+
+    def wait(self, timeout: float = 30) -> None:
+        for p in self.procs:
+            try:
+                p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+    def stop(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+
+@pytest.fixture
+def sipp_base(request: pytest.FixtureRequest) -> Iterator[Sipp]:
+    _need()
+    # a port range per test, so a straggler of one test never lands in the next
+    s = Sipp(5100 + 400 * (abs(hash(request.node.name)) % 20))
+    yield s
+    s.stop()
+
+
+class Redis:
+    def __init__(self, where: Path) -> None:
+        self.sock = where / "redis.sock"
+        self.url = f"unix://{self.sock}"
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", "0", "--unixsocket", str(self.sock), "--dir", str(where),
+             "--appendonly", "yes", "--save", ""], stdout=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while not self.sock.exists():
+            assert time.monotonic() < deadline, "redis-server did not start"
+            time.sleep(0.02)
+
+    def client(self) -> Any:
+        import redis
+
+        return redis.Redis.from_url(self.url)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
+            self.proc.terminate()
+            self.proc.wait(10)
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[Redis]:
+    _need()
+    r = Redis(tmp_path)
+    yield r
+    r.stop()
+
+
+def tcpdump(bpf: str, path: Path) -> subprocess.Popen[bytes]:
+    p = subprocess.Popen(["tcpdump", "-i", "lo", "-U", "-s", "0", "-w", str(path), bpf],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1.0)
+    return p
+
+
+def appliance(out: Path, bpf: str, *extra: str) -> subprocess.Popen[bytes]:
+    p = subprocess.Popen([*PY, "run", "--interface", "lo", "--out", str(out), "--filter", bpf,
+                          *extra], cwd=ROOT, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    time.sleep(2.0)
+    return p
+
+
+def stop(p: subprocess.Popen[bytes]) -> float:
+    """SIGTERM a process; the seconds it took to exit."""
+    t0 = time.monotonic()
+    p.send_signal(signal.SIGTERM)
+    p.wait(20)
+    return time.monotonic() - t0
+
+
+def recordings(out: Path) -> dict[str, tuple[dict[str, Any], np.ndarray]]:
+    got = {}
+    for e in load_index(out):
+        audio, _rate = read_wav(out / e["audio"])
+        got[e["call_id"]] = (e, audio)
+    return got
+
+
+def import_of(pcap: Path, out: Path) -> dict[str, tuple[dict[str, Any], np.ndarray]]:
+    subprocess.run([*PY, "import", "--no-progress", "--out", str(out), str(pcap)], cwd=ROOT,
+                   check=True, capture_output=True)
+    return recordings(out)
+
+
+def test_live_recordings_equal_the_import_of_a_tcpdump_capture(sipp_base: Sipp,
+                                                               tmp_path: Path) -> None:
+    td = tcpdump(sipp_base.bpf, tmp_path / "cap.pcap")
+    run = appliance(tmp_path / "live", sipp_base.bpf)
+    sipp_base.start(calls=2)
+    sipp_base.wait()
+    time.sleep(3.0)  # the calls' linger, and the writers
+    took = stop(run)
+    td.send_signal(signal.SIGINT)
+    td.wait(10)
+    live, imported = recordings(tmp_path / "live"), import_of(tmp_path / "cap.pcap",
+                                                              tmp_path / "imp")
+    assert len(live) == 2 and set(live) == set(imported)
+    for cid, (e, audio) in live.items():
+        assert e["status"] == "completed"
+        assert np.array_equal(audio, imported[cid][1]), cid
+        assert audio[:, 0].any() and audio[:, 1].any()
+        assert e["packets"] == imported[cid][0]["packets"]
+    assert took < 5.0
+
+
+def test_sigterm_during_calls_records_them_as_interrupted(sipp_base: Sipp,
+                                                          tmp_path: Path) -> None:
+    run = appliance(tmp_path / "live", sipp_base.bpf)
+    sipp_base.start(calls=2, rate_ms=500, limit=2)
+    time.sleep(3.0)  # both calls are talking
+    took = stop(run)
+    assert took < 5.0
+    got = recordings(tmp_path / "live")
+    assert len(got) == 2
+    for e, audio in got.values():
+        assert e["status"] == "interrupted" and e["end_reason"] == "interrupted"
+        assert audio[:, 0].any() and audio[:, 1].any()
+
+
+def _capture_pid() -> int:
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"calltap.cli" in cmd and b"capture" in cmd:
+                return int(pid)
+    raise AssertionError("no capture process")
+
+
+def test_kill_9_of_the_capture_leaves_a_gap_no_longer_than_the_outage(
+        sipp_base: Sipp, tmp_path: Path) -> None:
+    td = tcpdump(sipp_base.bpf, tmp_path / "cap.pcap")
+    run = appliance(tmp_path / "live", sipp_base.bpf)
+    sipp_base.start(calls=1)
+    time.sleep(3.5)  # mid-call
+    pid = _capture_pid()
+    os.kill(pid, signal.SIGKILL)
+    killed = time.monotonic()
+    while True:  # the supervisor starts a new capture process
+        try:
+            new = _capture_pid()
+        except AssertionError:
+            new = 0
+        if new and new != pid:
+            break
+        time.sleep(0.05)
+    time.sleep(1.0)  # it has opened the interface and taken the call up
+    outage = time.monotonic() - killed
+    sipp_base.wait()
+    time.sleep(3.0)
+    stop(run)
+    td.send_signal(signal.SIGINT)
+    td.wait(10)
+    live, imported = recordings(tmp_path / "live"), import_of(tmp_path / "cap.pcap",
+                                                              tmp_path / "imp")
+    assert len(live) == 1 and set(live) == set(imported)  # not lost, not split in two
+    (cid,) = live
+    e, audio = live[cid]
+    ref = imported[cid][1]
+    assert e["status"] == "completed" and audio.shape == ref.shape
+    differ = np.flatnonzero((audio != ref).any(axis=1))
+    assert len(differ)  # the outage is missing
+    gap_s = (differ[-1] - differ[0] + 1) / 8000
+    # the samples that differ: the outage, plus up to FLUSH_S of spool the crash lost
+    assert gap_s <= outage + 0.5, (gap_s, outage)
+    assert not audio[audio != ref].any()  # silence in the gap, never other audio
+
+
+def test_stopping_redis_for_ten_seconds_loses_no_call(sipp_base: Sipp, redis_server: Redis,
+                                                      tmp_path: Path) -> None:
+    run = appliance(tmp_path / "live", sipp_base.bpf, "--redis", redis_server.url)
+    sipp_base.start(calls=3, rate_ms=2500)
+    time.sleep(1.5)
+    redis_server.proc.send_signal(signal.SIGSTOP)
+    time.sleep(10.0)
+    redis_server.proc.send_signal(signal.SIGCONT)
+    sipp_base.wait(60)
+    deadline = time.monotonic() + 30
+    while len(load_index(tmp_path / "live")) < 3 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    stop(run)
+    got = recordings(tmp_path / "live")
+    assert len(got) == 3
+    assert all(e["status"] == "completed" and a[:, 0].any() and a[:, 1].any()
+               for e, a in got.values())
+
+
+def test_a_writer_killed_mid_job_is_replaced(redis_server: Redis, tmp_path: Path) -> None:
+    from calltap.config import Config
+    from calltap.generate import GenOptions, generate
+    from calltap.live import LiveCapture
+
+    pcap = tmp_path / "long.pcap"
+    generate(str(pcap), GenOptions(calls=1, duration=240.0, seed=3, codecs=("PCMU",)))
+
+    class FileSource:
+        """The capture path fed from a file instead of an interface."""
+
+        def __init__(self, cap: LiveCapture) -> None:
+            from capture.pcapfile import open_capture
+
+            self.it = iter(open_capture(str(pcap)))
+            self.cap = cap
+
+        def read(self) -> list[tuple[int, int, bytes]]:
+            batch = [p for _, p in zip(range(512), self.it, strict=False)]
+            if not batch:
+                self.cap.stopping = True
+            return batch
+
+    cap = LiveCapture(Config(), redis_server.url, str(tmp_path / "spool"), "file")
+    cap.run(FileSource(cap))  # type: ignore[arg-type]
+    assert cap.jobs_sent == 1
+    r = redis_server.client()
+    out = tmp_path / "out"
+    a = subprocess.Popen([*PY, "writer", "--redis", redis_server.url, "--out", str(out),
+                          "--claim-idle-ms", "500"], cwd=ROOT, stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 20
+    while not r.xpending("calltap:jobs", "writers")["pending"] if r.exists("calltap:jobs") \
+            and r.xinfo_groups("calltap:jobs") else True:
+        assert time.monotonic() < deadline and a.poll() is None
+        time.sleep(0.005)
+    a.kill()  # mid-job: the 4-minute call takes far longer to write than this
+    a.wait()
+    visible = [p.name for p in out.rglob("*") if p.is_file() and not p.name.startswith(".")]
+    assert visible == []  # nothing under a final name, no index line
+    b = subprocess.Popen([*PY, "writer", "--redis", redis_server.url, "--out", str(out),
+                          "--claim-idle-ms", "500"], cwd=ROOT, stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while not (out / "index.jsonl").exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    time.sleep(0.5)
+    b.terminate()
+    b.wait(10)
+    (e,) = load_index(out)  # written once
+    summary = load_summary(out, e)
+    assert summary["call"]["status"] == "completed" and e["audio"]
+    assert [p for p in out.rglob(".*.part")] == []
+    assert r.zcard("calltap:index") == 1 and r.xlen("calltap:events") == 1
+    assert r.xpending("calltap:jobs", "writers")["pending"] == 0
+    assert json.loads(r.zrange("calltap:index", 0, 0)[0])["call_id"] == e["call_id"]
+
+
+def test_metrics_report_kernel_drops_under_overload(redis_server: Redis,
+                                                   tmp_path: Path) -> None:
+    """tcpreplay at top speed into a veth pair whose far end lives in a test namespace."""
+    import urllib.request
+
+    from calltap.generate import GenOptions, generate
+
+    if shutil.which("tcpreplay") is None or shutil.which("ip") is None:
+        pytest.skip("tcpreplay and ip (iproute2) are needed (.ci/setup installs them)")
+    pcap = tmp_path / "flood.pcap"
+    generate(str(pcap), GenOptions(calls=60, duration=20.0, seed=2, codecs=("PCMU",)))
+    ns, near, far = f"ctns{os.getpid()}", f"ctv{os.getpid() % 10000}a", \
+        f"ctv{os.getpid() % 10000}b"
+    sh = ["ip", "netns", "exec", ns]
+
+    def run(*cmd: str) -> None:
+        subprocess.run(cmd, check=True, capture_output=True)
+
+    port = 19_000 + os.getpid() % 1000
+    cap = None
+    try:
+        run("ip", "netns", "add", ns)
+        run("ip", "link", "add", near, "type", "veth", "peer", "name", far)
+        run("ip", "link", "set", far, "netns", ns)
+        run("ip", "link", "set", near, "up")
+        run(*sh, "ip", "link", "set", far, "up")
+        cap = subprocess.Popen([*PY, "capture", "--interface", near, "--redis", redis_server.url,
+                                "--spool", str(tmp_path / "spool"), "--buffer-mb", "1",
+                                "--metrics-port", str(port)], cwd=ROOT,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(2.0)
+        run(*sh, "tcpreplay", "-i", far, "--topspeed", "--loop", "2", str(pcap))
+        time.sleep(1.0)
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
+        metrics = {}
+        for line in text.decode().splitlines():
+            if line and not line.startswith("#"):
+                name, value = line.rsplit(" ", 1)
+                metrics[name] = float(value)
+        assert metrics['calltap_drops_total{reason="kernel"}'] > 0
+        assert metrics["calltap_pcap_received_total"] > 0
+        assert metrics['calltap_packets_total{kind="all"}'] > 0
+    finally:
+        if cap is not None:
+            cap.terminate()
+            cap.wait(20)
+        subprocess.run(["ip", "link", "del", near], capture_output=True)
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
