@@ -11,6 +11,7 @@ from typing import Any
 from calltap import __version__
 from calltap.config import ConfigError, load_config
 from calltap.importer import Importer, ProgressBar
+from calltap.log import log
 from calltap.policyfile import PolicyError, load_policy
 from capture.errors import CaptureError
 from writer.options import WriteOptions
@@ -207,12 +208,15 @@ def cmd_capture(args: argparse.Namespace) -> int:
     reload_on_sighup(cap)
     if args.metrics_port:
         serve(args.metrics_port, lambda: capture_metrics(cap, source))
-    print(f"calltap capture: {args.interface}, {cap.restored} calls taken up", flush=True)
+    log("capture", "started", interface=args.interface, restored_calls=cap.restored,
+        linktype=source.linktype)
     try:
         cap.run(source)
     finally:
         source.close()
-    print(f"calltap capture: stopped; {cap.jobs_sent} calls handed to the writers", flush=True)
+    recv, kdrop, ifdrop = source.stats()
+    log("capture", "stopped", jobs_sent=cap.jobs_sent, packets=cap.packets,
+        kernel_drops=kdrop, interface_drops=ifdrop, redis_ops_lost=cap.link.dropped)
     return 0
 
 
@@ -235,6 +239,15 @@ def capture_metrics(cap: Any, source: Any) -> list[tuple[str, str, dict[str, str
     ]
     for reason, n in sorted({**cap.drops, **cap.tracker.drops}.items()):
         out.append(("calltap_drops_total", "counter", {"reason": reason}, n))
+    try:  # the writers' backlog: jobs not yet read, and read but not yet written
+        from correlate.keys import WRITERS_GROUP
+
+        for g in cap.link.client.xinfo_groups(cap.keys.jobs):
+            if g["name"].decode() == WRITERS_GROUP:
+                out.append(("calltap_jobs_waiting", "gauge", {}, g.get("lag") or 0))
+                out.append(("calltap_jobs_in_progress", "gauge", {}, g["pending"]))
+    except Exception:  # noqa: BLE001 - Redis down or no stream yet: no backlog figures
+        pass
     return out
 
 

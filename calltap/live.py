@@ -17,6 +17,7 @@ from typing import Any
 
 from calltap.config import Config
 from calltap.importer import Importer
+from calltap.log import log
 from capture.live import LiveSource
 from correlate.call import Call
 from correlate.events import CallFinished, CallStarted, Event, MediaChanged
@@ -79,8 +80,12 @@ class RedisLink:
                 op, args, kw = self.pending[0]
                 getattr(self._redis, op)(*args, **kw)
                 self.pending.popleft()
+            if not self.up:
+                log("capture", "redis reachable again", dropped_ops=self.dropped)
             self.up, self._backoff = True, BACKOFF_FIRST_S
-        except self._errors:
+        except self._errors as exc:
+            if self.up:
+                log("capture", "redis unreachable; queueing", "warning", error=str(exc))
             self.up = False
             self._retry_at = time.monotonic() + self._backoff
             self._backoff = min(BACKOFF_MAX_S, self._backoff * 2)
@@ -185,7 +190,12 @@ class LiveCapture(Importer):
 
     def check_disk(self) -> None:
         st = os.statvfs(self.spool.directory)
-        self.disk_alarm = st.f_bavail * st.f_frsize < MIN_FREE_BYTES
+        alarm = st.f_bavail * st.f_frsize < MIN_FREE_BYTES
+        if alarm != self.disk_alarm:
+            log("capture", "spool disk nearly full: no new calls are spooled" if alarm
+                else "spool disk has room again", "error" if alarm else "info",
+                free_bytes=st.f_bavail * st.f_frsize)
+        self.disk_alarm = alarm
 
     def run(self, source: LiveSource) -> None:
         """Capture until ``stopping`` is set, then end every call as interrupted."""
@@ -208,6 +218,9 @@ class LiveCapture(Importer):
                 self.check_disk()
                 if self.reload_requested:
                     self.reload_policy()
+                for w in self.warnings:
+                    log("capture", w, "warning")
+                self.warnings.clear()
         self.finish_live()
 
     def finish_live(self) -> None:

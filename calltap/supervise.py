@@ -15,12 +15,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from calltap.log import log
+
 # Everything stops within this after SIGTERM (systemd's default is 90 s; ours is 5).
 STOP_BUDGET_S = 4.5
 # A child that dies is restarted after this, doubling while it keeps dying, up to the max.
 RESTART_FIRST_S, RESTART_MAX_S = 0.5, 10.0
-# Extra children a later component (the dashboard server) can add; bounded.
-MAX_CHILDREN = 16
 
 
 @dataclass
@@ -86,8 +86,13 @@ class Supervisor:
         def stop(_sig: int, _frame: Any) -> None:
             self.stopping = True
 
+        def reload(_sig: int, _frame: Any) -> None:
+            if self.capture.alive() and self.capture.proc:
+                self.capture.proc.send_signal(signal.SIGHUP)  # re-read the policy
+
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGHUP, reload)
         for c in self.children():
             c.start()
         while not self.stopping:
@@ -98,9 +103,8 @@ class Supervisor:
                         c.next_start = now + c.backoff
                         c.backoff = min(RESTART_MAX_S, c.backoff * 2)
                     elif now >= c.next_start:
-                        print(f"calltap run: {c.name} exited "
-                              f"({c.proc.returncode if c.proc else '?'}); restarting",
-                              file=sys.stderr, flush=True)
+                        log("run", "child exited; restarting", "warning", child=c.name,
+                            code=c.proc.returncode if c.proc else None, restarts=c.restarts + 1)
                         c.restarts += 1
                         c.next_start = 0.0
                         c.start()

@@ -17,7 +17,8 @@ import socket
 import time
 from typing import Any
 
-from correlate.keys import EVENTS_MAXLEN, INDEX_MAX, WRITERS_GROUP, Keys
+from calltap.log import log
+from correlate.keys import DONE_TTL_S, EVENTS_MAXLEN, INDEX_MAX, WRITERS_GROUP, Keys
 from correlate.record import RecordError, call_from_json
 from writer.job import write_call
 from writer.options import WriteOptions
@@ -49,6 +50,7 @@ class Worker:
         self.written = 0
         self.parked = 0
         self.failed = 0
+        self.duplicates = 0
 
     def ensure_group(self) -> None:
         try:
@@ -83,6 +85,12 @@ class Worker:
             return
         try:
             call = call_from_json(fields[b"call"])
+            done = self.keys.done(Keys.tag(f"{call.key}\x00{call.start_ns}"))
+            if self.r.exists(done):
+                # the same job again: a capture resent it after a Redis outage
+                self.r.xack(self.keys.jobs, WRITERS_GROUP, job_id)
+                self.duplicates += 1
+                return
             entry, _drops = write_call(call, spool if spool and os.path.exists(spool)
                                        else None, self.out, self.options)
         except (RecordError, KeyError) as exc:
@@ -99,9 +107,11 @@ class Worker:
         pipe.xadd(self.keys.events, {"type": "recording-ready", "call_id": entry["call_id"],
                                      "summary": entry["summary"]},
                   maxlen=EVENTS_MAXLEN, approximate=True)
+        pipe.set(done, "1", ex=DONE_TTL_S)
         pipe.xack(self.keys.jobs, WRITERS_GROUP, job_id)
         pipe.execute()
         self.written += 1
+        log("writer", "recording ready", call_id=entry["call_id"], summary=entry["summary"])
         if spool and os.path.exists(spool):
             os.unlink(spool)
 
@@ -111,6 +121,7 @@ class Worker:
         pipe.xack(self.keys.jobs, WRITERS_GROUP, job_id)
         pipe.execute()
         self.parked += 1
+        log("writer", "job parked", "error", job=job_id, error=why)
 
     def run(self) -> None:
         ready = False
@@ -126,8 +137,9 @@ class Worker:
                     except self.errors:
                         raise
                     except Exception as exc:  # noqa: BLE001 - one bad call, not the writer
-                        print(f"calltap writer: job {job[0]}: {exc}", flush=True)
+                        log("writer", "job failed; it will be retried", "error", job=job[0],
+                            error=str(exc))
             except self.errors as exc:
                 ready = False
-                print(f"calltap writer: redis: {exc}; retrying", flush=True)
+                log("writer", "redis unreachable; retrying", "warning", error=str(exc))
                 time.sleep(1.0)

@@ -17,6 +17,9 @@ INDEX_MAX = 1_000_000
 # never trimmed away because writers keep up far below this.
 JOBS_MAXLEN = 100_000
 WRITERS_GROUP = "writers"
+# How long a written call is remembered, to recognise a job delivered twice: far longer
+# than any outage the capture process buffers through.
+DONE_TTL_S = 24 * 3600
 
 
 class Keys:
@@ -43,3 +46,8 @@ class Keys:
     def call(self, tag: str) -> str:
         """String: the call record (JSON) of a call in progress."""
         return f"{self.prefix}:call:{{{tag}}}"
+
+    def done(self, tag: str) -> str:
+        """String with DONE_TTL_S: this call was written (a job sent twice across a Redis
+        outage is written once)."""
+        return f"{self.prefix}:done:{{{tag}}}"

@@ -21,3 +21,12 @@ def test_bad_config(tmp_path: Path, text: str) -> None:
     f.write_text(text)
     with pytest.raises(ConfigError):
         load_config(str(f), {})
+
+
+def test_the_example_deployment_config_loads() -> None:
+    from calltap.config import load_config
+    from tests.helpers import ROOT
+
+    cfg = load_config(str(ROOT / "calltap" / "deploy" / "calltap.toml"), {})
+    assert (cfg.audio_format, cfg.jitter_buffer, cfg.policy) == ("flac", "adaptive",
+                                                                 "/etc/calltap/policy.toml")

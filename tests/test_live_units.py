@@ -1,0 +1,109 @@
+"""The live shells against a real redis-server: the outage queue, parking, the disk alarm."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from calltap import live
+from calltap.live import MAX_PENDING_OPS, RedisLink
+from calltap.worker import Worker
+from correlate.keys import WRITERS_GROUP
+from writer.options import WriteOptions
+
+
+@pytest.fixture
+def redis_url(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed (.ci/setup installs it)")
+    sock = tmp_path / "r.sock"
+    p = subprocess.Popen(["redis-server", "--port", "0", "--unixsocket", str(sock), "--save",
+                          ""], stdout=subprocess.DEVNULL)
+    while not sock.exists():
+        time.sleep(0.02)
+    yield f"unix://{sock}", p
+    p.send_signal(signal.SIGCONT)
+    p.terminate()
+    p.wait(10)
+
+
+def test_outage_queue_is_bounded_and_replayed_in_order(
+        redis_url: tuple[str, subprocess.Popen[bytes]]) -> None:
+    url, proc = redis_url
+    link = RedisLink(url)
+    link.do("set", "a", "1")
+    assert link.up and not link.pending
+    proc.send_signal(signal.SIGSTOP)
+    link.do("xadd", "jobs", {"n": "0"})
+    assert not link.up and len(link.pending) == 1
+    for n in range(MAX_PENDING_OPS + 5):
+        link.do("set", f"k{n}", str(n))  # within the backoff: queued, not sent
+    assert len(link.pending) == MAX_PENDING_OPS and link.dropped == 6
+    assert link.pending[0][0] == "xadd"  # a job is kept before state updates
+    proc.send_signal(signal.SIGCONT)
+    link._retry_at = 0.0  # noqa: SLF001 - skip the rest of the backoff
+    link.flush()
+    assert link.up and not link.pending
+    # at least once: a command the stopped server had already read is sent again (the
+    # writers recognise a job they wrote)
+    assert link.client.xlen("jobs") in (1, 2) and link.client.get(f"k{MAX_PENDING_OPS + 4}")
+
+
+def test_an_unreadable_job_is_parked_not_retried(
+        redis_url: tuple[str, subprocess.Popen[bytes]], tmp_path: Path) -> None:
+    url, _proc = redis_url
+    w = Worker(url, str(tmp_path / "out"), WriteOptions(), name="w1")
+    w.ensure_group()
+    w.r.xadd(w.keys.jobs, {"call": b"{not json", "spool": b""})
+    job = w.next_job()
+    assert job is not None
+    w.handle(*job)
+    assert w.parked == 1 and w.r.xlen(w.keys.parked) == 1
+    (entry,) = w.r.xrange(w.keys.parked)
+    assert entry[1][b"error"].startswith(b"unreadable job")
+    assert w.r.xpending(w.keys.jobs, WRITERS_GROUP)["pending"] == 0
+    assert w.next_job() is None
+
+
+def test_disk_alarm_stops_new_spools(redis_url: tuple[str, subprocess.Popen[bytes]],
+                                     tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from calltap.config import Config
+    from correlate.call import Call
+    from correlate.events import CallStarted
+
+    url, _proc = redis_url
+    cap = live.LiveCapture(Config(), url, str(tmp_path / "spool"), "test")
+    monkeypatch.setattr(live, "MIN_FREE_BYTES", 1 << 62)  # no disk is that large
+    cap.check_disk()
+    assert cap.disk_alarm
+    call = Call("k", "cid", 0)
+    cap._events([CallStarted(call)])  # noqa: SLF001
+    assert call.decision.rule == "disk-full" and not call.decision.record
+    assert cap.not_spooled_disk == 1
+
+
+def test_a_job_delivered_twice_is_written_once(
+        redis_url: tuple[str, subprocess.Popen[bytes]], tmp_path: Path) -> None:
+    from calltap.config import Config
+    from calltap.streams import calls_in
+    from correlate.record import call_to_json
+    from tests.helpers import ROOT, load_index
+
+    url, _proc = redis_url
+    call = calls_in(str(ROOT / "pcaps" / "sample-calls.pcap"), Config())[0]
+    w = Worker(url, str(tmp_path / "out"), WriteOptions(), name="w1")
+    w.ensure_group()
+    for _ in range(2):
+        w.r.xadd(w.keys.jobs, {"call": call_to_json(call), "spool": ""})
+    for _ in range(2):
+        job = w.next_job()
+        assert job is not None
+        w.handle(*job)
+    assert (w.written, w.duplicates) == (1, 1)
+    assert len(load_index(tmp_path / "out")) == 1 and w.r.xlen(w.keys.events) == 1
