@@ -226,6 +226,7 @@ def capture_metrics(cap: Any, source: Any) -> list[tuple[str, str, dict[str, str
         ("calltap_packets_total", "counter", {"kind": "all"}, cap.packets),
         ("calltap_packets_total", "counter", {"kind": "sip"}, cap.sip_packets),
         ("calltap_packets_total", "counter", {"kind": "media"}, cap.media_packets),
+        ("calltap_bytes_total", "counter", {}, cap.bytes_total),
         ("calltap_pcap_received_total", "counter", {}, recv),
         ("calltap_drops_total", "counter", {"reason": "kernel"}, kdrop),
         ("calltap_drops_total", "counter", {"reason": "interface"}, ifdrop),
@@ -273,7 +274,8 @@ def cmd_writer(args: argparse.Namespace) -> int:
         serve(args.metrics_port, lambda: [
             ("calltap_recordings_written_total", "counter", {}, w.written),
             ("calltap_jobs_parked_total", "counter", {}, w.parked),
-            ("calltap_jobs_failed_total", "counter", {}, w.failed)])
+            ("calltap_jobs_failed_total", "counter", {}, w.failed),
+            ("calltap_disk_alarm", "gauge", {}, 1 if w.disk_alarm else 0)])
     w.run()
     return 0
 

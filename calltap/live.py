@@ -106,6 +106,7 @@ class LiveCapture(Importer):
         self._source = source_name
         self.stopping = False
         self.jobs_sent = 0
+        self.bytes_total = 0
         self.disk_alarm = False
         self.not_spooled_disk = 0
         self._saved: dict[str, tuple[int, ...]] = {}
@@ -203,7 +204,9 @@ class LiveCapture(Importer):
         while not self.stopping:
             batch = source.read()
             if batch:
-                self._run(_Batch(batch))
+                b = _Batch(batch)
+                self.bytes_total += b.bytes_read
+                self._run(b)
             else:
                 # no packet for a while: time still passes for the call timers
                 self._events(self.tracker.handle_timer(time.time_ns()))

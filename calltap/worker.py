@@ -30,6 +30,9 @@ CLAIM_IDLE_MS = 30_000
 MAX_ATTEMPTS = 3
 # How long one read waits for a job before the loop checks for stop and stale jobs.
 BLOCK_MS = 1000
+# Below this free space on the output's file system no job is taken (they wait in the
+# stream) and an alarm is raised; taking them would only fail half-way.
+MIN_FREE_BYTES = 512 * 1024 * 1024
 
 
 class Worker:
@@ -51,6 +54,7 @@ class Worker:
         self.parked = 0
         self.failed = 0
         self.duplicates = 0
+        self.disk_alarm = False
 
     def ensure_group(self) -> None:
         try:
@@ -123,6 +127,17 @@ class Worker:
         self.parked += 1
         log("writer", "job parked", "error", job=job_id, error=why)
 
+    def out_of_space(self) -> bool:
+        os.makedirs(self.out, exist_ok=True)
+        st = os.statvfs(self.out)
+        alarm = st.f_bavail * st.f_frsize < MIN_FREE_BYTES
+        if alarm != self.disk_alarm:
+            log("writer", "output disk nearly full: jobs wait in the queue" if alarm
+                else "output disk has room again", "error" if alarm else "info",
+                free_bytes=st.f_bavail * st.f_frsize)
+        self.disk_alarm = alarm
+        return alarm
+
     def run(self) -> None:
         ready = False
         while not self.stopping:
@@ -130,6 +145,9 @@ class Worker:
                 if not ready:
                     self.ensure_group()
                     ready = True
+                if self.out_of_space():
+                    time.sleep(1.0)
+                    continue
                 job = self.next_job()
                 if job is not None:
                     try:

@@ -107,3 +107,15 @@ def test_a_job_delivered_twice_is_written_once(
         w.handle(*job)
     assert (w.written, w.duplicates) == (1, 1)
     assert len(load_index(tmp_path / "out")) == 1 and w.r.xlen(w.keys.events) == 1
+
+
+def test_writer_takes_no_job_when_the_output_disk_is_nearly_full(
+        redis_url: tuple[str, subprocess.Popen[bytes]], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from calltap import worker
+
+    url, _proc = redis_url
+    w = Worker(url, str(tmp_path / "out"), WriteOptions(), name="w1")
+    assert not w.out_of_space()
+    monkeypatch.setattr(worker, "MIN_FREE_BYTES", 1 << 62)
+    assert w.out_of_space() and w.disk_alarm
