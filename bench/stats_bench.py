@@ -16,27 +16,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-WRAPPER = """
-import resource, sys
-from calltap.cli import main
-code = main(sys.argv[1:])
-kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-me = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(f"RSS {me} {kids}", file=sys.stderr)
-sys.exit(code)
-"""
-
-
-def timed(cmd: list[str]) -> tuple[float, str, str]:
-    t0 = time.perf_counter()
-    r = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    wall = time.perf_counter() - t0
-    if r.returncode != 0:
-        sys.exit(f"{cmd[0]} failed ({r.returncode}): {r.stderr.strip()[:500]}")
-    return wall, r.stdout, r.stderr
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import WRAPPER, timed  # noqa: E402
 
 
 def main() -> None:

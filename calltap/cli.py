@@ -51,6 +51,16 @@ def reload_on_sighup(imp: Importer) -> None:
     signal.signal(signal.SIGHUP, reload)
 
 
+def stop_on_sigterm(proc: Any) -> None:
+    """SIGTERM and SIGINT ask a live process to stop (``stopping``) at its next loop."""
+
+    def stop(_sig: int, _frame: Any) -> None:
+        proc.stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+
+
 def cmd_import(args: argparse.Namespace) -> int:
     try:
         cfg = load_config(
@@ -200,11 +210,7 @@ def cmd_capture(args: argparse.Namespace) -> int:
         print(f"calltap: {exc}", file=sys.stderr)
         return 2
 
-    def stop(_sig: int, _frame: Any) -> None:
-        cap.stopping = True
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    stop_on_sigterm(cap)
     reload_on_sighup(cap)
     if args.metrics_port:
         serve(args.metrics_port, lambda: capture_metrics(cap, source))
@@ -265,11 +271,7 @@ def cmd_writer(args: argparse.Namespace) -> int:
         print(f"calltap: {exc}", file=sys.stderr)
         return 2
 
-    def stop(_sig: int, _frame: Any) -> None:
-        w.stopping = True
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    stop_on_sigterm(w)
     if args.metrics_port:
         serve(args.metrics_port, lambda: [
             ("calltap_recordings_written_total", "counter", {}, w.written),

@@ -17,7 +17,7 @@ from typing import Any
 
 from calltap.config import Config
 from calltap.importer import Importer
-from calltap.log import log
+from calltap.log import disk_low, log
 from capture.live import LiveSource
 from correlate.call import Call
 from correlate.events import CallFinished, CallStarted, Event, MediaChanged
@@ -190,13 +190,8 @@ class LiveCapture(Importer):
         self._saved.pop(call.key, None)
 
     def check_disk(self) -> None:
-        st = os.statvfs(self.spool.directory)
-        alarm = st.f_bavail * st.f_frsize < MIN_FREE_BYTES
-        if alarm != self.disk_alarm:
-            log("capture", "spool disk nearly full: no new calls are spooled" if alarm
-                else "spool disk has room again", "error" if alarm else "info",
-                free_bytes=st.f_bavail * st.f_frsize)
-        self.disk_alarm = alarm
+        self.disk_alarm = disk_low("capture", self.spool.directory, MIN_FREE_BYTES,
+                                   self.disk_alarm, "no new calls are spooled")
 
     def run(self, source: LiveSource) -> None:
         """Capture until ``stopping`` is set, then end every call as interrupted."""

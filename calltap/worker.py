@@ -17,7 +17,7 @@ import socket
 import time
 from typing import Any
 
-from calltap.log import log
+from calltap.log import disk_low, log
 from correlate.keys import DONE_TTL_S, EVENTS_MAXLEN, INDEX_MAX, WRITERS_GROUP, Keys
 from correlate.record import RecordError, call_from_json
 from writer.job import write_call
@@ -129,14 +129,9 @@ class Worker:
 
     def out_of_space(self) -> bool:
         os.makedirs(self.out, exist_ok=True)
-        st = os.statvfs(self.out)
-        alarm = st.f_bavail * st.f_frsize < MIN_FREE_BYTES
-        if alarm != self.disk_alarm:
-            log("writer", "output disk nearly full: jobs wait in the queue" if alarm
-                else "output disk has room again", "error" if alarm else "info",
-                free_bytes=st.f_bavail * st.f_frsize)
-        self.disk_alarm = alarm
-        return alarm
+        self.disk_alarm = disk_low("writer", self.out, MIN_FREE_BYTES, self.disk_alarm,
+                                   "jobs wait in the queue")
+        return self.disk_alarm
 
     def run(self) -> None:
         ready = False

@@ -7,22 +7,14 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
-from writer.codecs import EVENTS, resolve
 from writer.jitterbuf import JitterBuffer
+from writer.stats import stream_json
 
 # Recent sequence numbers remembered per SSRC to spot duplicates: a few seconds of packets,
 # more than any reordering a capture shows.
 DUP_WINDOW = 512
 # RFC 3389 comfort noise and the payload type RFC 1890 used for it before.
 CN_TYPES = (13, 19)
-
-
-def packet_clock(pt: int, rtpmap: dict[int, tuple[str, int, int]]) -> int:
-    """The RTP clock a payload type's timestamps run at, 0 when they do not advance with
-    time (RFC 4733 section 2.2.1: an event's packets keep its start timestamp) or the type
-    is unknown."""
-    name, clock, _ = resolve(pt, rtpmap)
-    return 0 if name in EVENTS else clock
 
 
 class StreamStats:
@@ -232,31 +224,4 @@ class StreamStats:
 
     def to_json(self) -> dict[str, Any]:
         self._close_second()
-        return {
-            "ssrc": f"0x{self.ssrc:08x}",
-            "packets": self.packets,
-            "received": self.received,
-            "expected": self.expected,
-            "lost": self.lost,
-            # RFC 3550 6.4.1's cumulative number lost: expected minus received, duplicates
-            # included, so negative when duplicates outnumber losses (Wireshark's "Lost").
-            "cumulative_lost": self.expected - self.received,
-            "duplicates": self.duplicates,
-            "out_of_order": self.out_of_order,
-            "sequence_errors": self.seq_errors,
-            # null minimum: no packet was regular
-            "delta_ms": {"min": round(self.delta_min, 3) if self.delta_min >= 0 else None,
-                         "mean": round(self.delta_mean, 3), "max": round(self.delta_max, 3)},
-            "jitter_ms": {"min": round(self.jitter_min, 3) if self.jitter_min >= 0 else None,
-                          "mean": round(self.jitter_mean, 3), "max": round(self.jitter_max, 3)},
-            "jitter_ms_mean": round(self.jitter_mean, 3),
-            "jitter_ms_max": round(self.jitter_max, 3),
-            "clock_skew_ms": round(self.skew, 3),
-            "clock_skew_ms_max": round(self.skew_max, 3),
-            "clock_drift_ppm": round(self.clock_drift_ppm, 1),
-            "payload_types": sorted(self.payload_types),
-            "marker_bits": self.markers,
-            "bytes": self.bytes,
-            "jitter_buffer_discards": self.jb.discards,
-            "jitter_buffer_ms_mean": round(self.jb.mean_depth_ms, 1),
-        }
+        return stream_json(self)

@@ -179,6 +179,7 @@ def test_sigterm_during_calls_records_them_as_interrupted(sipp_base: Sipp,
     sipp_base.start(calls=2, rate_ms=500, limit=2)
     time.sleep(3.0)  # both calls are talking
     took = stop(run)
+    print(f"SIGTERM to exit: {took:.2f} s")
     assert took < 5.0
     got = recordings(tmp_path / "live")
     assert len(got) == 2
@@ -234,6 +235,7 @@ def test_kill_9_of_the_capture_leaves_a_gap_no_longer_than_the_outage(
     assert len(differ)  # the outage is missing
     gap_s = (differ[-1] - differ[0] + 1) / 8000
     # the samples that differ: the outage, plus up to FLUSH_S of spool the crash lost
+    print(f"capture outage {outage:.2f} s, recording gap {gap_s:.2f} s")
     assert gap_s <= outage + 0.5, (gap_s, outage)
     assert not audio[audio != ref].any()  # silence in the gap, never other audio
 
@@ -353,6 +355,7 @@ def test_metrics_report_kernel_drops_under_overload(redis_server: Redis,
             if line and not line.startswith("#"):
                 name, value = line.rsplit(" ", 1)
                 metrics[name] = float(value)
+        print({k: v for k, v in metrics.items() if "drops" in k or "received" in k})
         assert metrics['calltap_drops_total{reason="kernel"}'] > 0
         assert metrics["calltap_pcap_received_total"] > 0
         assert metrics['calltap_packets_total{kind="all"}'] > 0

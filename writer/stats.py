@@ -429,31 +429,36 @@ class StreamStats:
     def to_json(self) -> dict[str, Any]:
         self.flush()
         self._close_second()
-        return {
-            "ssrc": f"0x{self.ssrc:08x}",
-            "packets": self.packets,
-            "received": self.received,
-            "expected": self.expected,
-            "lost": self.lost,
-            # RFC 3550 6.4.1's cumulative number lost: expected minus received, duplicates
-            # included, so negative when duplicates outnumber losses (Wireshark's "Lost").
-            "cumulative_lost": self.expected - self.received,
-            "duplicates": self.duplicates,
-            "out_of_order": self.out_of_order,
-            "sequence_errors": self.seq_errors,
-            # null minimum: no packet was regular
-            "delta_ms": {"min": round(self.delta_min, 3) if self.delta_min >= 0 else None,
-                         "mean": round(self.delta_mean, 3), "max": round(self.delta_max, 3)},
-            "jitter_ms": {"min": round(self.jitter_min, 3) if self.jitter_min >= 0 else None,
-                          "mean": round(self.jitter_mean, 3), "max": round(self.jitter_max, 3)},
-            "jitter_ms_mean": round(self.jitter_mean, 3),
-            "jitter_ms_max": round(self.jitter_max, 3),
-            "clock_skew_ms": round(self.skew, 3),
-            "clock_skew_ms_max": round(self.skew_max, 3),
-            "clock_drift_ppm": round(self.clock_drift_ppm, 1),
-            "payload_types": sorted(self.payload_types),
-            "marker_bits": self.markers,
-            "bytes": self.bytes,
-            "jitter_buffer_discards": self.jb.discards,
-            "jitter_buffer_ms_mean": round(self.jb.mean_depth_ms, 1),
-        }
+        return stream_json(self)
+
+
+def stream_json(s: Any) -> dict[str, Any]:
+    """The summary's entry for one stream, from its counters."""
+    return {
+        "ssrc": f"0x{s.ssrc:08x}",
+        "packets": s.packets,
+        "received": s.received,
+        "expected": s.expected,
+        "lost": s.lost,
+        # RFC 3550 6.4.1's cumulative number lost: expected minus received, duplicates
+        # included, so negative when duplicates outnumber losses (Wireshark's "Lost").
+        "cumulative_lost": s.expected - s.received,
+        "duplicates": s.duplicates,
+        "out_of_order": s.out_of_order,
+        "sequence_errors": s.seq_errors,
+        # null minimum: no packet was regular
+        "delta_ms": {"min": round(s.delta_min, 3) if s.delta_min >= 0 else None,
+                     "mean": round(s.delta_mean, 3), "max": round(s.delta_max, 3)},
+        "jitter_ms": {"min": round(s.jitter_min, 3) if s.jitter_min >= 0 else None,
+                      "mean": round(s.jitter_mean, 3), "max": round(s.jitter_max, 3)},
+        "jitter_ms_mean": round(s.jitter_mean, 3),
+        "jitter_ms_max": round(s.jitter_max, 3),
+        "clock_skew_ms": round(s.skew, 3),
+        "clock_skew_ms_max": round(s.skew_max, 3),
+        "clock_drift_ppm": round(s.clock_drift_ppm, 1),
+        "payload_types": sorted(s.payload_types),
+        "marker_bits": s.markers,
+        "bytes": s.bytes,
+        "jitter_buffer_discards": s.jb.discards,
+        "jitter_buffer_ms_mean": round(s.jb.mean_depth_ms, 1),
+    }
