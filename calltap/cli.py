@@ -282,6 +282,22 @@ def cmd_writer(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_control(args: argparse.Namespace) -> int:
+    """`calltap pause|resume CALL-ID`: tell the capture process, through Redis."""
+    import redis
+
+    from correlate.keys import CONTROL_MAXLEN, Keys
+
+    try:
+        r = redis.Redis.from_url(args.redis, socket_timeout=5)
+        r.xadd(Keys(args.prefix).control, {"action": args.command, "call_id": args.call_id},
+               maxlen=CONTROL_MAXLEN, approximate=True)
+    except (redis.RedisError, OSError, ValueError) as exc:
+        print(f"calltap: {args.redis}: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from calltap.supervise import Supervisor
 
@@ -428,6 +444,13 @@ def build_parser() -> argparse.ArgumentParser:
                     help="take over a job another writer has held this long (default 30 s)")
     wr.add_argument("--config")
     wr.set_defaults(func=cmd_writer)
+
+    for action in ("pause", "resume"):
+        ctl = sub.add_parser(action, help=f"{action} the recording of a call in progress")
+        ctl.add_argument("call_id", metavar="CALL-ID")
+        ctl.add_argument("--redis", required=True, metavar="URL")
+        ctl.add_argument("--prefix", default="calltap", help="Redis key prefix")
+        ctl.set_defaults(func=cmd_control)
 
     run = sub.add_parser("run", help="the appliance: capture, writers and Redis, supervised")
     run.add_argument("--interface", "-i", required=True)

@@ -22,7 +22,7 @@ from capture.live import LiveSource
 from correlate.call import Call
 from correlate.events import CallFinished, CallStarted, Event, MediaChanged
 from correlate.keys import CALL_TTL_S, JOBS_MAXLEN, Keys
-from correlate.policy import Decision
+from correlate.policy import Decision, set_paused
 from correlate.record import RecordError, call_from_json, call_to_json
 
 NS = 1_000_000_000
@@ -114,6 +114,10 @@ class LiveCapture(Importer):
         # serials name spool files: never reuse one a writer may still be reading
         self.tracker.start_serials_at(time.time_ns() // 1_000_000)
         self.restored = self._restore()
+        self.control_id = self._last_control()
+        """Last control command read; commands sent while no capture ran are not replayed
+        (a pause is a decision about audio flowing now)."""
+        self.controls_applied = 0
 
     def _restore(self) -> int:
         """Take up the calls a previous capture process had in progress."""
@@ -189,6 +193,37 @@ class LiveCapture(Importer):
         self.link.do("srem", self.keys.live, tag)
         self._saved.pop(call.key, None)
 
+    def _last_control(self) -> str:
+        try:
+            last = self.link.client.xrevrange(self.keys.control, count=1)
+        except self.link._errors:  # noqa: SLF001
+            return "0-0"
+        return str(last[0][0].decode()) if last else "0-0"
+
+    def read_control(self) -> None:
+        """Pause and resume commands by Call-ID (``calltap pause``, agent desktops writing
+        to the control stream), applied at the capture clock's now."""
+        try:
+            got = self.link.client.xread({self.keys.control: self.control_id}, count=100)
+        except self.link._errors:  # noqa: SLF001 - Redis down: commands wait in the stream
+            return
+        for _stream, entries in got or []:
+            for entry_id, fields in entries:
+                self.control_id = entry_id.decode()
+                action = fields.get(b"action", b"").decode()
+                call_id = fields.get(b"call_id", b"").decode("utf-8", "replace")
+                calls = [c for c in self.tracker.calls.values() if c.call_id == call_id]
+                if action not in ("pause", "resume") or not calls:
+                    log("capture", "control command ignored", "warning", action=action,
+                        call_id=call_id, reason="no such call in progress" if calls == []
+                        else "unknown action")
+                    continue
+                now = max(time.time_ns(), max(c.last_ns for c in calls))
+                for c in calls:
+                    set_paused(c, now, action == "pause")
+                self.controls_applied += 1
+                log("capture", f"recording {action}d by command", call_id=call_id)
+
     def check_disk(self) -> None:
         self.disk_alarm = disk_low("capture", self.spool.directory, MIN_FREE_BYTES,
                                    self.disk_alarm, "no new calls are spooled")
@@ -208,6 +243,7 @@ class LiveCapture(Importer):
             now = time.monotonic()
             if now - last_flush > FLUSH_S:
                 last_flush = now
+                self.read_control()
                 self.spool.flush_all()
                 self.save_changed()
             if now - last_check > 1.0:

@@ -17,6 +17,8 @@ INDEX_MAX = 1_000_000
 # never trimmed away because writers keep up far below this.
 JOBS_MAXLEN = 100_000
 WRITERS_GROUP = "writers"
+# Control commands kept (XADD MAXLEN ~): each is read within a quarter second.
+CONTROL_MAXLEN = 10_000
 # How long a written call is remembered, to recognise a job delivered twice: far longer
 # than any outage the capture process buffers through.
 DONE_TTL_S = 24 * 3600
@@ -37,6 +39,8 @@ class Keys:
         """Sorted set of recorded calls by start time (member: the index line)."""
         self.live = f"{prefix}:live"
         """Set of the call tags of calls in progress."""
+        self.control = f"{prefix}:control"
+        """Stream of commands for the capture process (pause / resume a call's recording)."""
 
     @staticmethod
     def tag(call_key: str) -> str:

@@ -365,3 +365,27 @@ def test_metrics_report_kernel_drops_under_overload(redis_server: Redis,
             cap.wait(20)
         subprocess.run(["ip", "link", "del", near], capture_output=True)
         subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+
+def test_pause_and_resume_by_command(sipp_base: Sipp, redis_server: Redis,
+                                     tmp_path: Path) -> None:
+    """An agent desktop pauses a call in progress by its Call-ID, then resumes it."""
+    run = appliance(tmp_path / "live", sipp_base.bpf, "--redis", redis_server.url)
+    sipp_base.start(calls=1)
+    time.sleep(2.0)
+    r = redis_server.client()
+    (tag,) = r.smembers("calltap:live")
+    call_id = json.loads(r.get(f"calltap:call:{{{tag.decode()}}}"))["call_id"]
+    ctl = ["--redis", redis_server.url, call_id]
+    subprocess.run([*PY, "pause", *ctl], cwd=ROOT, check=True)
+    time.sleep(2.0)
+    subprocess.run([*PY, "resume", *ctl], cwd=ROOT, check=True)
+    sipp_base.wait()
+    time.sleep(3.0)
+    stop(run)
+    ((e, audio),) = recordings(tmp_path / "live").values()
+    (pause,) = load_summary(tmp_path / "live", e)["call"]["paused"]
+    assert 1.5 < pause["seconds"] < 2.5
+    a, b = round(pause["offset"] * 8000), round((pause["offset"] + pause["seconds"]) * 8000)
+    assert not audio[a:b].any()
+    assert audio[:a, 0].any() and audio[b:, 0].any()  # speech before and after
