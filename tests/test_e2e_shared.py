@@ -166,15 +166,21 @@ def test_codec_captures_have_speech(name: str, tmp_path: Path) -> None:
     assert seen == codecs
 
 
-def test_lpc_has_no_decoder_and_says_so(tmp_path: Path) -> None:
-    # No LPC (RFC 3551 PT 7) decoder exists in FFmpeg or elsewhere we can use: the call gets a
-    # silent recording and the summary says why.
+def test_lpc10_is_decoded_to_speech(tmp_path: Path) -> None:
+    # PT 7 from FreeSWITCH: LPC-10 (FS-1015), four 7-byte frames per 90 ms packet, decoded
+    # by spandsp
+    from writer import lpc10
+
+    if not lpc10.available():
+        pytest.skip("libspandsp is not installed (.ci/setup installs it)")
     run_import([need_shared() / "sip-rtp-lpc.pcap"], tmp_path)
     (e,) = load_index(tmp_path)
     summary = load_summary(tmp_path, e)
-    audio, _ = read_wav(tmp_path / e["audio"])
-    assert not audio.any() and len(audio) == 95 * 160
-    assert "payload type 7 (LPC/8000) has no decoder" in summary["warnings"][0]
+    audio, rate = read_wav(tmp_path / e["audio"])
+    assert rate == 8000 and len(audio) == 95 * 720 and not audio[:, 0].any()
+    frames = audio[:, 1].astype(np.float64).reshape(-1, 720)  # 90 ms frames
+    assert float(np.sqrt((frames**2).mean(axis=1)).max()) > SPEECH_RMS
+    assert summary["warnings"] == [] and summary["directions"][1]["codecs"] == ["LPC/8000"]
 
 
 def test_dtmf_digits_with_times(tmp_path: Path) -> None:
@@ -404,7 +410,7 @@ PINNED: dict[str, tuple[int, dict[str, str]]] = {
         '1-2123@10.0.2.20': '1',
     }),
     # CATALOG 1
-    'sip-rtp-lpc.pcap': (1, {'1-2168@10.0.2.20': ''}),
+    'sip-rtp-lpc.pcap': (1, {'1-2168@10.0.2.20': '1'}),
     # CATALOG 1
     'sip-rtp-opus-hybrid.pcap': (1, {'1-4237@10.0.2.20': '1'}),
     # CATALOG 1

@@ -1,8 +1,9 @@
 """Payload type to codec resolution and the decoders calltap runs in-process.
 
-G.711 uses numpy tables, L16 and DVI4 are decoded here, everything else goes through
-FFmpeg's own decoders via PyAV (no external binaries). Every decoder returns mono int16 at
-its ``rate``; a stereo stream (L16/2, Opus) is mixed down, since a direction is one channel.
+G.711 uses numpy tables, L16 and DVI4 are decoded here, LPC-10 by spandsp (writer.lpc10),
+everything else goes through FFmpeg's own decoders via PyAV (no external binaries). Every
+decoder returns mono int16 at its ``rate``; a stereo stream (L16/2, Opus) is mixed down,
+since a direction is one channel.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Callable
 import numpy as np
 import numpy.typing as npt
 
+from writer import lpc10
 from writer.adpcm import dvi4_decode
 from writer.amr import AmrError, storage_frames
 from writer.g711 import alaw_decode, ulaw_decode
@@ -210,6 +212,8 @@ def decoder_for(name: str, clock: int, channels: int = 1, fmtp: str = "") -> Dec
         return _g729(clock)
     if name == "GSM":
         return Decoder("GSM/8000", clock, 8000, _split(33, _Av("gsm", 8000, "mono", {}).decode))
+    if name == "LPC" and lpc10.available():
+        return Decoder("LPC/8000", clock, 8000, lpc10.Lpc10Decoder().decode)
     if name == "G723":
         return Decoder("G723/8000", clock, 8000, _Av("g723_1", 8000, "mono", {}).decode)
     if name == "ILBC":
