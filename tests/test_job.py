@@ -106,11 +106,11 @@ def test_control_and_unexpected_payload_types(tmp_path: Path) -> None:
 
 
 def test_unknown_codec_gives_silence_and_a_warning(tmp_path: Path) -> None:
-    pk = [(k * 20_000_000, 0, 7, k, 160 * k, 5) for k in range(10)]
-    audio, summary = write(tmp_path, pk, pts=["7"])
+    pk = [(k * 20_000_000, 0, 12, k, 160 * k, 5) for k in range(10)]
+    audio, summary = write(tmp_path, pk, pts=["12"])
     # a silent channel, a packet time per packet, so the call visibly had media
     assert audio.shape == (1600, 2) and not audio.any() and summary["audio"]
-    assert "payload type 7 (LPC/8000) has no decoder" in summary["warnings"][0]
+    assert "payload type 12 (QCELP/8000) has no decoder" in summary["warnings"][0]
     assert summary["directions"][0]["packets"] == 10
 
 
