@@ -39,7 +39,7 @@ import zoneinfo
 from datetime import UTC, tzinfo
 from typing import Any
 
-from correlate.policy import DAYS, IdentitySpec, PauseSpec, Policy, Rule, Text
+from correlate.policy import DAYS, Decision, IdentitySpec, PauseSpec, Policy, Rule, Text
 
 # Rules per policy: first-match evaluation per call stays cheap, and no deployment needs more.
 MAX_RULES = 1000
@@ -153,6 +153,7 @@ def _rule(raw: dict[str, Any], k: int, start: int, lines: _Lines, fail: Any) -> 
         key = sorted(extra)[0]
         raise err(key, f"unknown key {key!r} (known: {', '.join(sorted(RULE_KEYS))})")
     args: dict[str, Any] = {"name": name, "line": start}
+    action: dict[str, Any] = {}
     for key in ("caller", "callee", "source"):
         if key in raw:
             args[key] = _text(raw[key], lambda m, key=key: err(key, f"{key}: {m}"))
@@ -199,12 +200,12 @@ def _rule(raw: dict[str, Any], k: int, start: int, lines: _Lines, fail: Any) -> 
         if key in raw:
             if not isinstance(raw[key], bool):
                 raise err(key, f"{key} must be true or false")
-            args[key] = raw[key]
+            action[key] = raw[key]
     for key in ("group", "retention"):
         if key in raw:
             if not isinstance(raw[key], str) or not raw[key] or len(raw[key]) > 64:
                 raise err(key, f"{key} must be a text of 1-64 characters")
-            args[key] = raw[key]
+            action[key] = raw[key]
     from writer.audio_out import FORMATS, LAYOUTS
 
     for key, allowed, field in (("format", FORMATS, "audio_format"),
@@ -212,8 +213,8 @@ def _rule(raw: dict[str, Any], k: int, start: int, lines: _Lines, fail: Any) -> 
         if key in raw:
             if raw[key] not in allowed:
                 raise err(key, f"{key} {raw[key]!r}: one of {', '.join(allowed)}")
-            args[field] = raw[key]
-    return Rule(**args)
+            action[field] = raw[key]
+    return Rule(**args, action=Decision(name, **action))
 
 
 def _text(raw: Any, err: Any) -> Text:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, tzinfo
 from typing import Any
 
@@ -45,6 +45,23 @@ class Text:
 
 
 @dataclass(frozen=True)
+class Decision:
+    """What the policy decided for one call."""
+
+    rule: str
+    record: bool = True
+    group: str = ""
+    audio_format: str = ""
+    layout: str = ""
+    retention: str = ""
+    keep_pcap: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {"rule": self.rule, "record": self.record, "group": self.group or None,
+                "retention": self.retention or None, "keep_pcap": self.keep_pcap}
+
+
+@dataclass(frozen=True)
 class Rule:
     """One policy rule: conditions (all must hold; none means "any call") and an action."""
 
@@ -61,12 +78,12 @@ class Rule:
     days: frozenset[str] = frozenset()
     hours: tuple[tuple[int, int], ...] = ()
     """Minutes after midnight [start, end); a range past midnight wraps."""
-    record: bool = True
-    group: str = ""
-    audio_format: str = ""
-    layout: str = ""
-    retention: str = ""
-    keep_pcap: bool = False
+    action: Decision = Decision("")
+    """What a call it matches gets; its ``rule`` is this rule's name."""
+
+    def __post_init__(self) -> None:
+        if self.action.rule != self.name:
+            object.__setattr__(self, "action", replace(self.action, rule=self.name))
 
 
 @dataclass(frozen=True)
@@ -93,23 +110,6 @@ class PauseSpec:
     """An INFO body content type whose body says pause or resume."""
     dtmf_pause: str = ""
     dtmf_resume: str = ""
-
-
-@dataclass(frozen=True)
-class Decision:
-    """What the policy decided for one call."""
-
-    rule: str
-    record: bool = True
-    group: str = ""
-    audio_format: str = ""
-    layout: str = ""
-    retention: str = ""
-    keep_pcap: bool = False
-
-    def to_json(self) -> dict[str, Any]:
-        return {"rule": self.rule, "record": self.record, "group": self.group or None,
-                "retention": self.retention or None, "keep_pcap": self.keep_pcap}
 
 
 DEFAULT_DECISION = Decision("default")
@@ -161,8 +161,7 @@ class Policy:
     def decide(self, facts: Facts) -> Decision:
         for rule in self.rules:
             if not _why_not(rule, facts):
-                return Decision(rule.name, rule.record, rule.group, rule.audio_format,
-                                rule.layout, rule.retention, rule.keep_pcap)
+                return rule.action
         return DEFAULT_DECISION
 
     def explain(self, facts: Facts) -> list[str]:
@@ -175,13 +174,14 @@ class Policy:
             if why:
                 lines.append(f"rule {rule.name!r} ({where}): no: {why}")
                 continue
-            action = "record" if rule.record else "skip"
-            extra = "".join(f", {k} {v}" for k, v in (("group", rule.group),
-                                                       ("retention", rule.retention),
-                                                       ("format", rule.audio_format),
-                                                       ("layout", rule.layout)) if v)
+            a = rule.action
+            extra = "".join(f", {k} {v}" for k, v in (("group", a.group),
+                                                       ("retention", a.retention),
+                                                       ("format", a.audio_format),
+                                                       ("layout", a.layout)) if v)
             lines.append(f"rule {rule.name!r} ({where}): MATCH: {_why(rule, facts)} -> "
-                         f"{action}{extra}{', keep pcap' if rule.keep_pcap else ''}")
+                         f"{'record' if a.record else 'skip'}{extra}"
+                         f"{', keep pcap' if a.keep_pcap else ''}")
             return lines
         lines.append("no rule matched: the default records the call")
         return lines

@@ -259,11 +259,11 @@ def test_reload_on_sighup_keeps_the_old_policy_when_the_new_one_is_bad(
         imp.import_file(str(pcap))  # picked up between packets
         assert not imp.reload_requested
         assert any("policy not reloaded" in w and "line 3" in w for w in imp.warnings)
-        assert imp.policy.rules[0].group == "first"
+        assert imp.policy.rules[0].action.group == "first"
         policy.write_text('[[rule]]\nname = "all"\ngroup = "second"\n')
         os.kill(os.getpid(), signal.SIGHUP)
         imp.import_file(str(pcap))
-        assert imp.policy.rules[0].group == "second"
+        assert imp.policy.rules[0].action.group == "second"
     finally:
         signal.signal(signal.SIGHUP, old)
     imp.finish()

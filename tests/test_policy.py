@@ -9,6 +9,7 @@ import pytest
 from correlate.call import Call
 from correlate.policy import (
     MAX_PAUSES,
+    Decision,
     Facts,
     IdentitySpec,
     PauseSpec,
@@ -42,11 +43,11 @@ def test_text_conditions() -> None:
 
 def test_first_match_wins_and_every_condition_must_hold() -> None:
     rules = (
-        Rule("hr", 3, callee=Text("exact", "200"), record=False),
+        Rule("hr", 3, callee=Text("exact", "200"), action=Decision("hr", record=False)),
         Rule("lab", 7, caller_ip=(ipaddress.ip_network("10.1.0.0/16"),), vlan=frozenset({20}),
-             group="lab"),
-        Rule("night", 12, hours=((20 * 60, 8 * 60),), group="night"),
-        Rule("rest", 15, group="general"),
+             action=Decision("lab", group="lab")),
+        Rule("night", 12, hours=((20 * 60, 8 * 60),), action=Decision("night", group="night")),
+        Rule("rest", 15, action=Decision("rest", group="general")),
     )
     p = Policy(rules)
     assert p.decide(facts()).rule == "lab"

@@ -38,9 +38,9 @@ def write(tmp_path: Path, text: str) -> str:
 
 def test_good_file(tmp_path: Path) -> None:
     p = load_policy(write(tmp_path, GOOD))
-    assert [(r.name, r.line, r.record) for r in p.rules] == [("hr", 12, False),
+    assert [(r.name, r.line, r.action.record) for r in p.rules] == [("hr", 12, False),
                                                               ("rest", 17, True)]
-    assert p.rules[1].audio_format == "flac"
+    assert p.rules[1].action.audio_format == "flac"
     assert p.identity.caller == ("p-asserted-identity", "from")
     assert p.headers_needed() == frozenset({"p-asserted-identity", "x-queue"})
     assert p.pause.dtmf_pause == "*7" and str(p.timezone) == "Europe/London"
