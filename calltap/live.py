@@ -8,6 +8,7 @@ once it is back (with backoff); packets keep being spooled meanwhile.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -32,6 +33,8 @@ NS = 1_000_000_000
 MAX_PENDING_OPS = 20_000
 # Reconnection backoff after a Redis error: doubling from the first to the last.
 BACKOFF_FIRST_S, BACKOFF_MAX_S = 0.2, 5.0
+# Jobs not handed to Redis when the process stopped, in the spool directory.
+UNSENT_JOBS = "unsent-jobs.jsonl"
 # Spool buffers are written, and changed calls stored, this often: a crash of the capture
 # process loses at most this much before the outage itself.
 FLUSH_S = 0.25
@@ -114,10 +117,41 @@ class LiveCapture(Importer):
         # serials name spool files: never reuse one a writer may still be reading
         self.tracker.start_serials_at(time.time_ns() // 1_000_000)
         self.restored = self._restore()
+        self._resend_unsent()
         self.control_id = self._last_control()
         """Last control command read; commands sent while no capture ran are not replayed
         (a pause is a decision about audio flowing now)."""
         self.controls_applied = 0
+
+    def _unsent_path(self) -> str:
+        return os.path.join(self.spool.directory, UNSENT_JOBS)
+
+    def _resend_unsent(self) -> None:
+        """Jobs an earlier process could not hand to Redis before it stopped."""
+        path = self._unsent_path()
+        if not os.path.exists(path):
+            return
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                try:
+                    fields = json.loads(line)
+                except ValueError:
+                    continue
+                self.link.do("xadd", self.keys.jobs, fields, maxlen=JOBS_MAXLEN,
+                             approximate=True)
+        os.unlink(path)
+
+    def _keep_unsent(self) -> None:
+        """At exit with Redis unreachable: the jobs go to a file the next start sends, so a
+        finished call is never lost (its spool file is on the same disk)."""
+        jobs = [args[1] for op, args, _kw in self.link.pending if op == "xadd"]
+        if not jobs:
+            return
+        with open(self._unsent_path(), "a", encoding="utf-8") as f:
+            for fields in jobs:
+                f.write(json.dumps(fields) + "\n")
+        log("capture", "redis unreachable at exit: jobs kept for the next start", "warning",
+            jobs=len(jobs), file=self._unsent_path())
 
     def _restore(self) -> int:
         """Take up the calls a previous capture process had in progress."""
@@ -143,7 +177,8 @@ class LiveCapture(Importer):
     @staticmethod
     def _signature(call: Call) -> tuple[int, ...]:
         return (call.sip_messages, call.state, len(call.flows), len(call.pauses),
-                sum(len(o) for o in call.offers), call.answer_ns)
+                call.pauses[-1][1] if call.pauses else -1, sum(len(o) for o in call.offers),
+                call.answer_ns)
 
     def save_changed(self) -> None:
         """Store the calls whose dialog, media or pauses changed since they were stored."""
@@ -264,6 +299,7 @@ class LiveCapture(Importer):
         while self.link.pending and time.monotonic() < deadline:
             self.link.flush()
             time.sleep(0.05)
+        self._keep_unsent()
         shutil.rmtree(self._spool_dir, ignore_errors=True)  # the importer's, unused here
 
 

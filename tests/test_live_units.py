@@ -119,3 +119,22 @@ def test_writer_takes_no_job_when_the_output_disk_is_nearly_full(
     assert not w.out_of_space()
     monkeypatch.setattr(worker, "MIN_FREE_BYTES", 1 << 62)
     assert w.out_of_space() and w.disk_alarm
+
+
+def test_jobs_unsent_at_exit_are_sent_by_the_next_start(
+        redis_url: tuple[str, subprocess.Popen[bytes]], tmp_path: Path) -> None:
+    from calltap.config import Config
+
+    url, proc = redis_url
+    cap = live.LiveCapture(Config(), url, str(tmp_path / "spool"), "test")
+    proc.send_signal(signal.SIGSTOP)
+    cap.link.do("xadd", cap.keys.jobs, {"call": "{}", "spool": ""})
+    assert len(cap.link.pending) == 1
+    cap._keep_unsent()  # noqa: SLF001 - what finish_live does when Redis stays away
+    assert (tmp_path / "spool" / live.UNSENT_JOBS).exists()
+    proc.send_signal(signal.SIGCONT)
+    again = live.LiveCapture(Config(), url, str(tmp_path / "spool"), "test")
+    assert not (tmp_path / "spool" / live.UNSENT_JOBS).exists()
+    # at least once (the stopped server may have read the first attempt): writers
+    # recognise a job they already wrote
+    assert again.link.client.xlen(again.keys.jobs) in (1, 2)
