@@ -95,8 +95,12 @@ class Worker:
                 self.r.xack(self.keys.jobs, WRITERS_GROUP, job_id)
                 self.duplicates += 1
                 return
-            entry, _drops = write_call(call, spool if spool and os.path.exists(spool)
-                                       else None, self.out, self.options)
+            if spool and not os.path.exists(spool):
+                # on another host without the shared spool, or deleted: never write a
+                # call as if it had no media
+                self._park(job_id, fields, f"spool file missing: {spool}")
+                return
+            entry, _drops = write_call(call, spool, self.out, self.options)
         except (RecordError, KeyError) as exc:
             self._park(job_id, fields, f"unreadable job: {exc}")
             return

@@ -138,3 +138,23 @@ def test_jobs_unsent_at_exit_are_sent_by_the_next_start(
     # at least once (the stopped server may have read the first attempt): writers
     # recognise a job they already wrote
     assert again.link.client.xlen(again.keys.jobs) in (1, 2)
+
+
+def test_a_job_whose_spool_is_missing_is_parked(
+        redis_url: tuple[str, subprocess.Popen[bytes]], tmp_path: Path) -> None:
+    from calltap.config import Config
+    from calltap.streams import calls_in
+    from correlate.record import call_to_json
+    from tests.helpers import ROOT
+
+    url, _proc = redis_url
+    call = calls_in(str(ROOT / "pcaps" / "sample-calls.pcap"), Config())[0]
+    w = Worker(url, str(tmp_path / "out"), WriteOptions(), name="w1")
+    w.ensure_group()
+    w.r.xadd(w.keys.jobs, {"call": call_to_json(call), "spool": str(tmp_path / "gone.spool")})
+    job = w.next_job()
+    assert job is not None
+    w.handle(*job)
+    assert w.parked == 1 and w.written == 0
+    (entry,) = w.r.xrange(w.keys.parked)
+    assert entry[1][b"error"].startswith(b"spool file missing")
