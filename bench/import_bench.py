@@ -11,34 +11,15 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import WRAPPER, timed  # noqa: E402
+from common import WRAPPER, bench_capture, timed  # noqa: E402
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--calls", type=int, default=200)
-    ap.add_argument("--duration", type=float, default=60.0)
-    ap.add_argument("--keep", help="directory to keep the capture in (reused when present)")
-    args = ap.parse_args()
-    work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="calltap-bench-"))
-    work.mkdir(parents=True, exist_ok=True)
-    pcap = work / f"bench-{args.calls}x{int(args.duration)}.pcap"
-    calltap = str(Path(sys.executable).parent / "calltap")
-    if not pcap.exists():
-        # In a child: a child's peak RSS counts what it inherited before exec, so the
-        # generator's memory must never live in this process.
-        t0 = time.perf_counter()
-        subprocess.run([calltap, "generate", str(pcap), "--calls", str(args.calls),
-                        "--duration", str(args.duration), "--loss", "0.005",
-                        "--jitter-ms", "4", "--seed", "5"], check=True)
-        print(f"generated {pcap.stat().st_size / 1e6:.0f} MB in {time.perf_counter() - t0:.1f} s")
+    args, work, pcap = bench_capture(argparse.ArgumentParser())
     out = work / "out"
     shutil.rmtree(out, ignore_errors=True)
     t_imp, stdout, stderr = timed([sys.executable, "-c", WRAPPER, "import", str(pcap),

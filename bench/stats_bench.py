@@ -13,30 +13,17 @@ import argparse
 import json
 import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import WRAPPER, timed  # noqa: E402
+from common import WRAPPER, bench_capture, timed  # noqa: E402
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--calls", type=int, default=200)
-    ap.add_argument("--duration", type=float, default=60.0)
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--keep", help="directory to keep the capture in (reused when present)")
-    args = ap.parse_args()
-    work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="calltap-bench-"))
-    work.mkdir(parents=True, exist_ok=True)
-    pcap = work / f"bench-{args.calls}x{int(args.duration)}.pcap"
-    calltap = str(Path(sys.executable).parent / "calltap")
-    if not pcap.exists():
-        subprocess.run([calltap, "generate", str(pcap), "--calls", str(args.calls),
-                        "--duration", str(args.duration), "--loss", "0.005",
-                        "--jitter-ms", "4", "--seed", "5"], check=True)
+    args, work, pcap = bench_capture(ap)
     ours, theirs, rss = [], [], 0
     out = ""
     tshark_out = ""

@@ -437,7 +437,6 @@ def build_parser() -> argparse.ArgumentParser:
     wr = sub.add_parser("writer", help="write the calls the capture process hands over")
     wr.add_argument("--redis", required=True, metavar="URL")
     wr.add_argument("--out", "-o", required=True)
-    wr.add_argument("--spool", metavar="DIR", help="(spool paths travel with each job)")
     wr.add_argument("--metrics-port", type=int, default=0)
     wr.add_argument("--prefix", default="calltap", help="Redis key prefix")
     wr.add_argument("--claim-idle-ms", type=int, default=30_000, metavar="MS",

@@ -111,9 +111,8 @@ def parse_policy(data: dict[str, Any], text: str, path: str) -> Policy:
     def fail(line: int, msg: str) -> PolicyError:
         return PolicyError(f"{path} line {line}: {msg}" if line else f"{path}: {msg}")
 
-    unknown = set(data) - {"timezone", "identity", "pause", "rule"}
-    if unknown:
-        key = sorted(unknown)[0]
+    key = _unknown(data, {"timezone", "identity", "pause", "rule"})
+    if key:
         raise fail(lines.key(0, key), f"unknown setting {key!r}")
     tz: tzinfo = UTC
     if "timezone" in data:
@@ -138,6 +137,12 @@ def parse_policy(data: dict[str, Any], text: str, path: str) -> Policy:
     return Policy(rules, identity, pause, tz, path)
 
 
+def _unknown(raw: dict[str, Any], known: set[str]) -> str | None:
+    """The first key of a table that the policy format does not have, if any."""
+    extra = sorted(set(raw) - known)
+    return extra[0] if extra else None
+
+
 def _rule(raw: dict[str, Any], k: int, start: int, lines: _Lines, fail: Any) -> Rule:
     def where(key: str) -> int:
         return lines.key(start, key) if start else 0
@@ -148,9 +153,8 @@ def _rule(raw: dict[str, Any], k: int, start: int, lines: _Lines, fail: Any) -> 
         e: PolicyError = fail(where(key), f"rule {name!r}: {msg}")
         return e
 
-    extra = set(raw) - RULE_KEYS
-    if extra:
-        key = sorted(extra)[0]
+    key = _unknown(raw, RULE_KEYS)
+    if key:
         raise err(key, f"unknown key {key!r} (known: {', '.join(sorted(RULE_KEYS))})")
     args: dict[str, Any] = {"name": name, "line": start}
     action: dict[str, Any] = {}
@@ -240,9 +244,8 @@ def _names(raw: Any, key: str, lines: _Lines, fail: Any, table: str) -> tuple[st
 
 def _identity(raw: dict[str, Any], lines: _Lines, fail: Any) -> IdentitySpec:
     start = lines.table("identity")
-    extra = set(raw) - IDENTITY_KEYS
-    if extra:
-        key = sorted(extra)[0]
+    key = _unknown(raw, IDENTITY_KEYS)
+    if key:
         raise fail(lines.key(start, key), f"identity: unknown key {key!r}")
     args: dict[str, Any] = {}
     for key in ("caller", "callee", "original_callee", "extra_headers"):
@@ -260,9 +263,8 @@ def _identity(raw: dict[str, Any], lines: _Lines, fail: Any) -> IdentitySpec:
 
 def _pause(raw: dict[str, Any], lines: _Lines, fail: Any) -> PauseSpec:
     start = lines.table("pause")
-    extra = set(raw) - PAUSE_KEYS
-    if extra:
-        key = sorted(extra)[0]
+    key = _unknown(raw, PAUSE_KEYS)
+    if key:
         raise fail(lines.key(start, key), f"pause: unknown key {key!r}")
     args: dict[str, Any] = {}
     if "header" in raw:

@@ -34,7 +34,7 @@ from writer.mos import mos, r_factor
 from writer.options import WriteOptions
 from writer.rtp import parse_rtp
 from writer.stats import StreamStats, packet_clock
-from writer.summary import call_json
+from writer.summary import call_json, flow_label
 
 I64 = npt.NDArray[np.int64]
 Stream = tuple[int, int, int, tuple[I64, ...]]
@@ -198,10 +198,9 @@ def _analyse(index: PacketIndex, cfg: Config, options: WriteOptions
     sample_pos = np.nonzero(fed_sorted)[0]
     s_serial = np.full(len(sample_pos), -1, np.int64)
     s_flow = np.zeros(len(sample_pos), np.int64)
-    uniq_list = uniq
     fs, ts_list = flow_sorted[sample_pos].tolist(), index.ts_ns[by_flow[sample_pos]].tolist()
     for k, (f, t) in enumerate(zip(fs, ts_list, strict=True)):
-        got = sampler.owner.get((uniq_list[f], t))
+        got = sampler.owner.get((uniq[f], t))
         if got is not None:
             s_serial[k], s_flow[k] = got
     latest = np.cumsum(fed_sorted) - 1
@@ -282,18 +281,10 @@ def _count_all(streams: list[Stream], calls: dict[int, Call], options: WriteOpti
     out: dict[int, list[dict[str, Any]]] = {}
     for (serial, flow, _ssrc, _m, _c), stats in zip(work, counted, strict=True):
         call = calls[serial]
-        f = call.flows[flow]
         stats["side"] = SIDE_NAMES[channels[serial][flow]]
-        stats["flow"] = f"{_ep(f[0])} -> {_ep(f[1])}"
+        stats["flow"] = flow_label(call.flows[flow])
         out.setdefault(serial, []).append(stats)
     return out
-
-
-def _ep(ep: Endpoint) -> str:
-    from capture.decode import format_ip
-
-    host = format_ip(ep[0])
-    return f"[{host}]:{ep[1]}" if ":" in host else f"{host}:{ep[1]}"
 
 
 def _call_report(call: Call, streams: list[dict[str, Any]]) -> dict[str, Any]:

@@ -96,8 +96,8 @@ def call_json(call: Call) -> dict[str, Any]:
         "callee_name": call.callee_name,
         "caller_tag": call.caller_tag,
         "callee_tag": call.callee_tag,
-        "caller_signalling": _ep(call.caller_signal),
-        "callee_signalling": _ep(call.callee_signal),
+        "caller_signalling": endpoint_label(call.caller_signal),
+        "callee_signalling": endpoint_label(call.callee_signal),
         "user_agent": call.user_agent,
         "start": rfc3339(call.start_ns),
         "start_ns": call.start_ns,
@@ -123,15 +123,16 @@ def call_json(call: Call) -> dict[str, Any]:
     }
 
 
-def _ep(ep: tuple[bytes, int] | None) -> str:
+def endpoint_label(ep: tuple[bytes, int] | None) -> str:
     if ep is None:
         return ""
     host = format_ip(ep[0])
     return f"[{host}]:{ep[1]}" if ":" in host else f"{host}:{ep[1]}"
 
 
-def _flow(f: Flow) -> str:
-    return f"{_ep(f[0])} -> {_ep(f[1])}"
+def flow_label(f: Flow) -> str:
+    """source -> destination of a media flow, as summaries and `calltap stats` show it."""
+    return f"{endpoint_label(f[0])} -> {endpoint_label(f[1])}"
 
 
 def _quality(d: Direction) -> dict[str, Any] | None:
@@ -162,17 +163,17 @@ def direction_json(
     call: Call, d: Direction, window: StereoWindow | None, rate: int, channels: list[int]
 ) -> dict[str, Any]:
     flows = [f for f, ch in zip(call.flows, channels, strict=True) if ch == d.channel and not f[4]]
-    ssrcs = [{**s.to_json(), "flow": _flow(call.flows[k & 0xFFFF]), "cname": d.cnames.get(s.ssrc)}
-             for k, s in d.stats.items()]
+    ssrcs = [{**s.to_json(), "flow": flow_label(call.flows[k & 0xFFFF]),
+              "cname": d.cnames.get(s.ssrc)} for k, s in d.stats.items()]
     jit_max = max((s["jitter_ms_max"] for s in ssrcs), default=0.0)
     quality = _quality(d)
     jit_mean = max((s["jitter_ms_mean"] for s in ssrcs), default=0.0)
     return {
         "channel": d.channel,
         "side": SIDE_NAMES[d.channel],
-        "src": _ep(flows[0][0]) if flows else "",
-        "dst": _ep(flows[0][1]) if flows else "",
-        "flows": [_flow(f) for f in flows],
+        "src": endpoint_label(flows[0][0]) if flows else "",
+        "dst": endpoint_label(flows[0][1]) if flows else "",
+        "flows": [flow_label(f) for f in flows],
         "packets": sum(s.packets for s in d.stats.values()),
         "expected": sum(s.expected for s in d.stats.values()),
         "lost": sum(s.lost for s in d.stats.values()),
