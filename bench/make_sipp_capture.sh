@@ -3,6 +3,7 @@
 # espeak-ng speech as PCMU, captured with tcpdump. Needs root (tcpdump, SIPp raw sockets).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+root=$(pwd)  # SIPp runs in the temporary directory: its logs land there
 PY=.venv/bin/python
 tmp=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$tmp"' EXIT
@@ -22,10 +23,10 @@ PY
 
 tcpdump -i lo -U -s 0 -w "$tmp/cap.pcap" 'udp and (port 5070 or port 5071 or portrange 16000-16100 or portrange 17000-17100)' 2>/dev/null &
 sleep 1
-sipp -sf pcaps/sipp/uas.xml -i 127.0.0.1 -p 5070 -mi 127.0.0.1 -mp 16000 -m 2 -nostdin >/dev/null 2>&1 &
+(cd "$tmp" && exec sipp -sf "$root/pcaps/sipp/uas.xml" -i 127.0.0.1 -p 5070 -mi 127.0.0.1 -mp 16000 -m 2 -nostdin >/dev/null 2>&1) &
 uas=$!
 sleep 0.5
-sipp -sf pcaps/sipp/uac.xml -i 127.0.0.1 -p 5071 -mi 127.0.0.1 -mp 17000 -s bob 127.0.0.1:5070 -m 2 -l 1 -r 1 -nostdin >/dev/null 2>&1 || true
+(cd "$tmp" && sipp -sf "$root/pcaps/sipp/uac.xml" -i 127.0.0.1 -p 5071 -mi 127.0.0.1 -mp 17000 -s bob 127.0.0.1:5070 -m 2 -l 1 -r 1 -nostdin >/dev/null 2>&1) || true
 wait "$uas" || true
 sleep 1
 kill -INT %1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -219,8 +220,9 @@ def cmd_capture(args: argparse.Namespace) -> int:
     try:
         cap.run(source)
     finally:
+        # the kernel's counters belong to the open handle: read them before closing it
+        recv, kdrop, ifdrop = source.stats()
         source.close()
-    recv, kdrop, ifdrop = source.stats()
     log("capture", "stopped", jobs_sent=cap.jobs_sent, packets=cap.packets,
         kernel_drops=kdrop, interface_drops=ifdrop, redis_ops_lost=cap.link.dropped)
     return 0
@@ -237,6 +239,8 @@ def capture_metrics(cap: Any, source: Any) -> list[tuple[str, str, dict[str, str
         ("calltap_drops_total", "counter", {"reason": "kernel"}, kdrop),
         ("calltap_drops_total", "counter", {"reason": "interface"}, ifdrop),
         ("calltap_active_calls", "gauge", {}, len(cap.tracker.calls)),
+        ("calltap_packets_total", "counter", {"kind": "hep"}, cap.hep_packets),
+        ("calltap_packets_total", "counter", {"kind": "reassembled"}, cap.reassembled),
         ("calltap_jobs_sent_total", "counter", {}, cap.jobs_sent),
         ("calltap_redis_pending_ops", "gauge", {}, len(cap.link.pending)),
         ("calltap_redis_up", "gauge", {}, 1 if cap.link.up else 0),
@@ -244,7 +248,12 @@ def capture_metrics(cap: Any, source: Any) -> list[tuple[str, str, dict[str, str
         ("calltap_calls_not_recorded_total", "counter", {"reason": "policy"},
          cap.calls_skipped),
     ]
-    for reason, n in sorted({**cap.drops, **cap.tracker.drops}.items()):
+    drops: Counter[str] = Counter(cap.drops)
+    for more in (cap.tracker.drops, cap.tcp.drops, cap.fragments.drops):
+        drops.update(more)  # summed: one reason may be counted in several stages
+    if cap.media.refused:
+        drops["media_table_full"] += cap.media.refused
+    for reason, n in sorted(drops.items()):
         out.append(("calltap_drops_total", "counter", {"reason": reason}, n))
     try:  # the writers' backlog: jobs not yet read, and read but not yet written
         from correlate.keys import WRITERS_GROUP
@@ -277,6 +286,7 @@ def cmd_writer(args: argparse.Namespace) -> int:
             ("calltap_recordings_written_total", "counter", {}, w.written),
             ("calltap_jobs_parked_total", "counter", {}, w.parked),
             ("calltap_jobs_failed_total", "counter", {}, w.failed),
+            ("calltap_jobs_duplicate_total", "counter", {}, w.duplicates),
             ("calltap_disk_alarm", "gauge", {}, 1 if w.disk_alarm else 0)])
     w.run()
     return 0

@@ -469,6 +469,8 @@ class Importer:
         self.fragments.expire(1 << 62)  # end of input: nothing more will arrive
         self.drops.update(self.fragments.drops)
         self.drops.update(self.tcp.drops)
+        if self.media.refused:
+            self.drops["media_table_full"] += self.media.refused
         try:
             self._events(self.tracker.finish())
             while self._pending:

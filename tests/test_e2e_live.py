@@ -5,6 +5,7 @@ Needs root (live capture), sipp, tcpdump and redis-server; skips with the reason
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -22,6 +23,8 @@ import pytest
 from tests.helpers import ROOT, load_index, load_summary, read_wav
 
 PY = [sys.executable, "-m", "calltap.cli"]
+SCENARIOS = ROOT / "pcaps" / "sipp"
+_PORT_RANGES = itertools.count()
 BPF = "udp and (port {sip} or port {sip2} or portrange {m}-{m2})"
 
 
@@ -36,7 +39,8 @@ def _need() -> None:
 class Sipp:
     """A SIPp UAS and UAC on loopback streaming the project's speech captures."""
 
-    def __init__(self, base: int) -> None:
+    def __init__(self, base: int, workdir: Path) -> None:
+        self.workdir = workdir  # SIPp writes its logs into its working directory
         self.uas_port, self.uac_port = base, base + 1
         self.uas_media, self.uac_media = base + 100, base + 200
         self.bpf = BPF.format(sip=base, sip2=base + 1, m=base + 100, m2=base + 300)
@@ -47,16 +51,16 @@ class Sipp:
         """``calls`` calls, one every ``rate_ms``, at most ``limit`` at once (SIPp's UAS
         gives every call the same media address; see the README on shared addresses)."""
         uas = subprocess.Popen(
-            ["sipp", "-sf", "pcaps/sipp/uas.xml", "-i", "127.0.0.1", "-p", str(self.uas_port),
+            ["sipp", "-sf", str(SCENARIOS / "uas.xml"), "-i", "127.0.0.1", "-p", str(self.uas_port),
              "-mi", "127.0.0.1", "-mp", str(self.uas_media), "-m", str(calls), "-nostdin"],
-            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            cwd=self.workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(0.5)
         uac = subprocess.Popen(
-            ["sipp", "-sf", "pcaps/sipp/uac.xml", "-i", "127.0.0.1", "-p", str(self.uac_port),
+            ["sipp", "-sf", str(SCENARIOS / "uac.xml"), "-i", "127.0.0.1", "-p", str(self.uac_port),
              "-mi", "127.0.0.1", "-mp", str(self.uac_media), "-s", "bob",
              f"127.0.0.1:{self.uas_port}", "-m", str(calls), "-l", str(limit), "-r", "1",
              "-rp", str(rate_ms), "-nostdin"],
-            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            cwd=self.workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.procs += [uas, uac]
         return uac
 
@@ -75,10 +79,10 @@ class Sipp:
 
 
 @pytest.fixture
-def sipp_base(request: pytest.FixtureRequest) -> Iterator[Sipp]:
+def sipp_base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sipp]:
     _need()
-    # a port range per test, so a straggler of one test never lands in the next
-    s = Sipp(5100 + 400 * (abs(hash(request.node.name)) % 20))
+    # a port range of its own per test, so a straggler of one test never lands in the next
+    s = Sipp(5100 + 400 * (next(_PORT_RANGES) % 20), tmp_path_factory.mktemp("sipp"))
     yield s
     s.stop()
 
