@@ -98,6 +98,8 @@ class Direction:
         self.segments: list[Segment] = []
         self.stats: dict[int, StreamStats] = {}
         """Per stream, keyed by SSRC << 16 | flow: one SSRC relayed on two legs is two streams."""
+        self.first_index: dict[int, int] = {}
+        """Per stream, the index of its first packet among the call's media."""
         self.ssrc_overflow = 0
         self.malformed: Counter[str] = Counter()
         self.rtcp = 0

@@ -21,24 +21,19 @@ from capture.spool import read_spool
 from correlate.call import SIDE_NAMES, Call
 from correlate.policy import identities
 from writer.audio_out import AudioOut
-from writer.codecs import CONTROL, EMPTY, EVENTS, DecodeError, resolve
+from writer.codecs import EMPTY
+from writer.columns import spool_columns
 from writer.direction import Direction, losing_branches
-from writer.dtmf import TelephoneEvents
-from writer.errors import RtpError
 from writer.flows import assign_channels
 from writer.metadata import build_metadata
 from writer.options import WriteOptions
 from writer.output import append_index, call_stem, tmp_name, write_atomic
 from writer.pause import PauseMask
-from writer.resample import Resampler
-from writer.rtcp import SR, parse_rtcp
-from writer.rtp import parse_rtp
-from writer.stats import StreamStats, packet_clock
+from writer.render import place_audio, plan, stream_stats
 from writer.summary import call_json, direction_json, dtmf_digits, integrity
 from writer.timefmt import rfc3339
 from writer.timeline import (
     MAX_GAP_SECONDS,
-    Segment,
     StereoWindow,
     collapse_gaps,
 )
@@ -74,48 +69,9 @@ def write_call(call: Call, spool: str | None, out_dir: str,
     channels = assign_channels(call.flows, losing_branches(call))
     keys = options.srtp_keys
     dirs = (Direction(call, 0, channels, keys), Direction(call, 1, channels, keys))
-    rtcp_flow = [f[4] == 1 for f in call.flows]
-    unassigned = 0
-    origin = -1
-    rate = 0
-    # Pass 1: segment clock mappings.
-    if spool is not None:
-        for ts, flow, payload in read_spool(spool):
-            if origin < 0:
-                origin = ts
-            ch = channels[flow]
-            if ch < 0:
-                unassigned += 1
-                continue
-            d = dirs[ch]
-            if rtcp_flow[flow]:
-                d.rtcp += 1
-                continue
-            try:
-                pt, _m, seq, rts, ssrc, _a, _b = parse_rtp(payload)
-            except RtpError:
-                continue
-            if pt not in d.allowed:
-                continue
-            dec, clock = d.decoder(pt)
-            if dec is None:
-                if pt in d.unknown:
-                    d.unknown_packets += 1
-                continue
-            if d.sniff and d.sniffed < SNIFF_PACKETS:
-                d.histogram += np.bincount(np.frombuffer(payload[_a:_b], np.uint8), minlength=256)
-                d.sniffed += 1
-            rate = max(rate, dec.rate)
-            cap = _cap(ts, origin, clock)
-            # a stream moved to a new address (re-INVITE) is a new mapping: (SSRC, flow)
-            idx, ext = d.seg1.place(ssrc << 16 | flow, clock, seq, rts, cap)
-            if idx < 0:
-                continue
-            transit = cap - ext
-            if idx == len(d.segments):
-                d.segments.append(Segment(ssrc, clock, transit, ext, ts, dec.name))
-            else:
-                d.segments[idx].add(ext, transit, ts)
+    media = spool_columns(spool)
+    pl = plan(call, media, dirs, channels, _sniff)
+    unassigned, origin, rate = pl.unassigned, pl.origin, pl.rate
     for d in dirs:
         if d.sniff and d.histogram.sum() >= SNIFF_MIN_BYTES:
             p = d.histogram[d.histogram > 0] / d.histogram.sum()
@@ -149,10 +105,11 @@ def write_call(call: Call, spool: str | None, out_dir: str,
             if call.pauses:
                 sink = PauseMask(call.pauses, audio_start_ns, rate, out.write)
             window = StereoWindow(rate, sink)
-        if spool is not None:
+        if len(media):
             noise = np.random.default_rng(call.serial) if options.comfort_noise == "noise" else None
-            _pass2(spool, dirs, channels, rtcp_flow, window, origin, rate, base, noise,
-                   options, [(a, b or 1 << 62) for a, b in call.pauses])
+            dup, over = stream_stats(media, pl, dirs, options)
+            place_audio(media, pl, dup, over, dirs, window, base, noise,
+                        [(a, b or 1 << 62) for a, b in call.pauses])
         if window is not None and out is not None:
             if silent_only:
                 for d in dirs:
@@ -294,126 +251,10 @@ def write_call(call: Call, spool: str | None, out_dir: str,
     return entry, {k: v for k, v in drops.items() if v}
 
 
-def _pass2(
-    spool: str,
-    dirs: tuple[Direction, Direction],
-    channels: list[int],
-    rtcp_flow: list[bool],
-    window: StereoWindow | None,
-    origin: int,
-    rate: int,
-    base: int,
-    noise: np.random.Generator | None,
-    options: WriteOptions,
-    pauses: list[tuple[int, int]],
-) -> None:
-    """Statistics, decoding and placement of every RTP packet of the call; with ``noise``,
-    comfort noise (RFC 3389) fills the silence it stands for at the level it gives."""
-    for ts, flow, payload in read_spool(spool):
-        ch = channels[flow]
-        if ch < 0:
-            continue
-        d = dirs[ch]
-        if rtcp_flow[flow]:
-            if not d.secure:  # SRTCP report blocks are encrypted
-                _rtcp(ts, payload, d, dirs[1 - ch])
-            continue
-        try:
-            pt, marker, seq, rts, ssrc, a, b = parse_rtp(payload)
-        except RtpError as exc:
-            d.malformed[str(exc)] += 1
-            continue
-        key = ssrc << 16 | flow
-        st = d.stats.get(key)
-        if st is None:
-            if len(d.stats) >= MAX_SSRCS:
-                d.ssrc_overflow += 1
-                continue
-            st = d.stats[key] = StreamStats(ssrc, resolve(pt, d.rtpmap)[1] or 8000,
-                                            options.jitter_buffer())
-        if pt not in d.allowed:
-            # a payload type SDP did not offer: counted in the stream, never played
-            d.unexpected_pt += 1
-            st.add(seq, rts, ts, pt, bool(marker), packet_clock(pt, d.rtpmap), len(payload))
-            continue
-        if not d.first_ns:
-            d.first_ns = ts
-        d.last_ns = ts
-        if ts < d.answer_ns:
-            d.early_packets += 1
-        dec, clock = d.decoder(pt)
-        name = ""
-        if dec is None:
-            name, clock, _ = resolve(pt, d.rtpmap)
-            if name in CONTROL:
-                d.control += 1
-        # the same packets as pass 1 go through the segmenter, so segment numbers agree
-        idx = ext = 0
-        if dec is not None:
-            idx, ext = d.seg2.place(ssrc << 16 | flow, clock, seq, rts,
-                                    (ts - origin) * clock // NS)
-        # RFC 4733 section 2.2.1: an event's packets keep its start timestamp, so no
-        # jitter is measured on them
-        if not st.add(seq, rts, ts, pt, bool(marker), 0 if name in EVENTS else clock,
-                      len(payload)):
-            continue  # duplicate
-        if pauses and any(a <= ts < b for a, b in pauses):
-            d.paused_packets += 1  # only its header was kept: counted, never played
-            continue
-        if dec is not None and idx < 0:
-            d.late_packets += 1
-            continue
-        if d.encrypted(ssrc):
-            plain = d.decrypt(ssrc, payload)
-            if plain is None:
-                continue
-            try:
-                a, b = parse_rtp(plain)[5:7]
-            except RtpError as exc:
-                d.malformed[str(exc)] += 1
-                continue
-            payload = plain
-        if dec is None:
-            if not name and d.sniff and pt >= 96 and b - a == 4:
-                # No SDP to say so, but a 4-byte dynamic payload is an RFC 4733 event.
-                name = "TELEPHONE-EVENT"
-                d.unknown.pop(pt, None)
-                d.control += 1
-            if name == "TELEPHONE-EVENT":
-                if d.events is None:
-                    d.events = TelephoneEvents(clock or 8000)
-                d.events.feed(ts, rts, payload[a:b])
-            elif name == "CN" and noise is not None and b > a and d.audio_end >= 0:
-                d.cn_level = payload[a]  # -dBov (RFC 3389 section 3)
-            continue
-        assert window is not None
-        seg = d.segments[idx]
-        pos = (ext + seg.floor(ext)) * rate // clock - seg.shift - base
-        try:
-            samples = dec.decode(payload[a:b])
-        except DecodeError:
-            d.decode_errors += 1
-            continue
-        if dec.rate != rate:
-            rs = d.resamplers.get(dec.rate)
-            if rs is None:
-                rs = d.resamplers[dec.rate] = Resampler(dec.rate, rate)
-            samples = rs.process(samples)
-            pos -= round(rs.delay)
-        if d.cn_level >= 0 and noise is not None:
-            gap = min(pos - d.audio_end, rate * MAX_CN_SECONDS)
-            if gap > 0:
-                rms = 32767.0 * 10 ** (-d.cn_level / 20)
-                fill = np.clip(noise.normal(0.0, rms, gap), -32768, 32767).astype(np.int16)
-                window.put(d.channel, d.audio_end, fill)
-            d.cn_level = -1
-        window.put(d.channel, pos, samples)
-        if 0 <= d.audio_end < pos:  # silence filled between this packet and the last
-            seg.gap_samples += pos - d.audio_end
-        seg.packets += 1
-        d.audio_end = max(d.audio_end, pos + len(samples))
-        d.placed += 1
-        d.codecs_used.add(dec.name)
+def _sniff(d: Direction, payload: bytes) -> None:
+    """One payload's bytes into the direction's histogram (is it encrypted?)."""
+    d.histogram += np.bincount(np.frombuffer(payload, np.uint8), minlength=256)
+    d.sniffed += 1
 
 
 def _evidence(call: Call, spool: str, path: str) -> None:
@@ -432,43 +273,3 @@ def _evidence(call: Call, spool: str, path: str) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-
-
-# Sender reports remembered per direction to match LSR for round-trip times.
-MAX_SR_REMEMBERED = 32
-
-
-def _rtcp(ts: int, payload: bytes, sender: Direction, other: Direction) -> None:
-    """What ``sender``'s RTCP says: its reports on the media it receives (``other``'s
-    stream), and the round-trip time from LSR/DLSR against ``other``'s sender reports
-    (RFC 3550 section 6.4.1), as the mirror saw them."""
-    try:
-        found = parse_rtcp(payload)
-    except RtpError as exc:
-        sender.malformed[f"RTCP: {exc}"] += 1
-        return
-    for ssrc, cname in found.cnames.items():
-        if len(sender.cnames) < MAX_SSRCS or ssrc in sender.cnames:
-            sender.cnames[ssrc] = cname
-    for m in found.voip:
-        if len(other.far_end_xr) < MAX_SSRCS or m.ssrc in other.far_end_xr:
-            other.far_end_xr[m.ssrc] = m.to_json()
-    for r in found.reports:
-        if r.kind == SR:
-            sender.sr_seen[(r.ntp >> 16) & 0xFFFFFFFF] = ts
-            while len(sender.sr_seen) > MAX_SR_REMEMBERED:
-                del sender.sr_seen[next(iter(sender.sr_seen))]
-        for about, fraction, cumulative, _ext, jitter, lsr, dlsr in r.blocks:
-            st = next((x for x in other.stats.values() if x.ssrc == about), None)
-            if st is None:
-                continue
-            sent = other.sr_seen.get(lsr) if lsr else None
-            rtt = (ts - sent) / 1e6 - dlsr * 1000 / 65536 if sent is not None else None
-            other.far_end[about] = {
-                "fraction_lost_pct": round(fraction * 100 / 256, 2),
-                "cumulative_lost": cumulative,
-                "jitter_ms": round(jitter * 1000 / st.clock, 3),
-                "rtt_ms": round(rtt, 3) if rtt is not None and rtt >= 0 else None,
-            }
-
-

@@ -206,11 +206,13 @@ class StreamStats:
         return not dup
 
     def add_batch(self, seq: I64, rtp_ts: I64, ts_ns: I64, pt: I64, marker: I64, clock: I64,
-                  size: I64) -> None:
-        """Take many packets of the stream at once, in capture order."""
+                  size: I64) -> npt.NDArray[np.bool_]:
+        """Take many packets of the stream at once, in capture order; returns which are
+        duplicates (never to be played). Counted in the chunks ``add`` would flush, so both
+        give the same figures to the last bit."""
         self.flush()
         if not len(seq):
-            return
+            return np.zeros(0, np.bool_)
         step = np.empty(len(seq), np.int64)
         if self._last_seq < 0:
             step[0] = seq[0]
@@ -229,10 +231,11 @@ class StreamStats:
             self._recent_set = set(self._recent)
         else:
             dup = np.fromiter((self._is_duplicate(e) for e in ext.tolist()), np.bool_, len(ext))
-        for a in range(0, len(seq), BATCH * 16):
-            sl = slice(a, a + BATCH * 16)
+        for a in range(0, len(seq), BATCH):
+            sl = slice(a, a + BATCH)
             self._count(ext[sl], rtp_ts[sl], ts_ns[sl], pt[sl], marker[sl], clock[sl],
                         size[sl], dup[sl])
+        return dup
 
     def flush(self) -> None:
         """Count the packets collected so far."""

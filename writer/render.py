@@ -1,0 +1,404 @@
+"""Render a call's media: statistics, segments, decoding and placement, over columns.
+
+The work that does not depend on order runs on whole columns: the RTP headers are parsed
+at once, the streams counted with ``StreamStats.add_batch``, G.711 decoded by one table
+lookup per chunk of packets. What must see packets in capture order stays per packet but
+thin: the segmenter runs once (the same segment numbers serve the clock mappings and the
+placement, so the two can never disagree), and the placement loop reads precomputed
+columns. Memory is the column arrays (a few dozen bytes per packet), one chunk of decoded
+samples and the output window, whatever the call's length.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import numpy.typing as npt
+
+from correlate.call import Call
+from writer.codecs import CONTROL, EVENTS, DecodeError, Decoder, resolve
+from writer.columns import RTP_ERRORS, MediaColumns, RtpColumns, parse_rtp_columns
+from writer.direction import Direction
+from writer.dtmf import TelephoneEvents
+from writer.errors import RtpError
+from writer.g711 import ALAW_DECODE, ULAW_DECODE
+from writer.options import WriteOptions
+from writer.resample import Resampler
+from writer.rtcp import SR, parse_rtcp
+from writer.rtp import parse_rtp
+from writer.stats import StreamStats, packet_clock
+from writer.timeline import Segment, StereoWindow
+
+NS = 1_000_000_000
+# Comfort noise fills at most this much of one silence (it must stay inside the window).
+MAX_CN_SECONDS = 4
+# Payloads sampled per direction of an unsignalled call to tell SRTP from plain RTP.
+SNIFF_PACKETS = 64
+# SSRCs tracked per direction; a sender changes SSRC a few times at most, hostile streams more.
+MAX_SSRCS = 64
+# Packets decoded ahead of the placement loop at a time: bounds the decoded samples held
+# (160 samples of 2 bytes each per G.711 packet: about 5 MB).
+DECODE_CHUNK = 16384
+# Codecs decoded by one table lookup over many packets (stateless, one byte per sample).
+TABLES: dict[str, npt.NDArray[np.int16]] = {"PCMU/8000": ULAW_DECODE, "PCMA/8000": ALAW_DECODE}
+# Sender reports remembered per direction to match LSR for round-trip times.
+MAX_SR_REMEMBERED = 32
+
+I64 = npt.NDArray[np.int64]
+Int16Array = npt.NDArray[np.int16]
+
+
+class Plan:
+    """What the first look at a call's media found: per packet, its direction, parsed header
+    and segment placement; the output rate and the capture time media starts at."""
+
+    __slots__ = ("rtp", "ch", "rtcp", "decodable", "seg", "ext", "rate", "origin",
+                 "unassigned")
+
+    def __init__(self, rtp: RtpColumns, ch: I64, rtcp: npt.NDArray[np.bool_],
+                 decodable: npt.NDArray[np.bool_], seg: I64, ext: I64, rate: int, origin: int,
+                 unassigned: int) -> None:
+        self.rtp = rtp
+        self.ch = ch
+        """Channel of each packet's flow, -1 when not assigned."""
+        self.rtcp = rtcp
+        self.decodable = decodable
+        """Offered payload type with a decoder: these are placed."""
+        self.seg = seg
+        """Segment of each decodable packet, -1 for one too late to place."""
+        self.ext = ext
+        """Its extended RTP timestamp within the segment."""
+        self.rate = rate
+        self.origin = origin
+        self.unassigned = unassigned
+
+
+def plan(call: Call, media: MediaColumns, dirs: tuple[Direction, Direction],
+         channels: list[int], sniff: Callable[[Direction, bytes], None]) -> Plan:
+    """Classify every packet, build each direction's segments (clock mappings) and find the
+    output rate. ``sniff`` sees the first payloads of a direction whose calls had no SDP."""
+    n = len(media)
+    rtp = parse_rtp_columns(media)
+    origin = int(media.ts[0]) if n else -1
+    nflows = len(call.flows)
+    flow = np.minimum(media.flow, nflows)  # a flow past the call's list has no channel
+    ch = np.array([*channels, -1], np.int64)[flow]
+    rtcp = np.array([f[4] == 1 for f in call.flows] + [False], np.bool_)[flow] & (ch >= 0)
+    unassigned = int(np.count_nonzero(ch < 0))
+    ok = (ch >= 0) & ~rtcp & (rtp.error == 0)
+    decodable = np.zeros(n, np.bool_)
+    seg = np.full(n, -1, np.int64)
+    ext = np.zeros(n, np.int64)
+    rate = 0
+    allowed = np.zeros(128, np.bool_)
+    for d in dirs:
+        d.rtcp += int(np.count_nonzero(rtcp & (ch == d.channel)))
+        allowed[:] = False
+        allowed[list(d.allowed)] = True
+        idx = np.flatnonzero(ok & (ch == d.channel) & allowed[rtp.pt])
+        if not len(idx):
+            continue
+        pts = rtp.pt[idx]
+        clock_of = np.zeros(128, np.int64)
+        has_dec = np.zeros(128, np.bool_)
+        # decoders made in the order their payload types first appear, as packets would
+        _, first = np.unique(pts, return_index=True)
+        for pt in pts[np.sort(first)].tolist():
+            dec, clock = d.decoder(pt)
+            if dec is not None:
+                has_dec[pt], clock_of[pt] = True, clock
+                rate = max(rate, dec.rate)
+        no_dec = ~has_dec[pts]
+        if no_dec.any():
+            unknown = np.zeros(128, np.bool_)
+            unknown[list(d.unknown)] = True
+            d.unknown_packets += int(np.count_nonzero(unknown[pts[no_dec]]))
+        idx = idx[~no_dec]
+        if not len(idx):
+            continue
+        decodable[idx] = True
+        if d.sniff:
+            for j in idx[:SNIFF_PACKETS].tolist():
+                o = int(media.off[j])
+                sniff(d, media.data[o + int(rtp.start[j]):o + int(rtp.end[j])].tobytes())
+        seg[idx], ext[idx] = _segment(d, media, rtp, idx, clock_of, origin)
+    return Plan(rtp, ch, rtcp, decodable, seg, ext, rate, origin, unassigned)
+
+
+def _segment(d: Direction, media: MediaColumns, r: RtpColumns, idx: I64, clock_of: I64,
+             origin: int) -> tuple[list[int], list[int]]:
+    """One direction's decodable packets through its segmenter, in capture order: each
+    packet's (segment, extended timestamp); the direction's segments are built on the way."""
+    pt = r.pt[idx]
+    clock = clock_of[pt]
+    ts = media.ts[idx]
+    cap = (ts - origin) * clock // NS
+    keys = ((r.ssrc[idx] << 16) | media.flow[idx]).tolist()
+    clocks, seqs, stamps, caps = clock.tolist(), r.seq[idx].tolist(), r.ts[idx].tolist(), \
+        cap.tolist()
+    tss, ssrcs, pts = ts.tolist(), r.ssrc[idx].tolist(), pt.tolist()
+    names = {q: d.decoder(q)[0].name for q in set(pts)}  # type: ignore[union-attr]
+    place = d.seg1.place
+    segments = d.segments
+    out_seg = [0] * len(keys)
+    out_ext = [0] * len(keys)
+    for k in range(len(keys)):
+        c = clocks[k]
+        i, e = place(keys[k], c, seqs[k], stamps[k], caps[k])
+        out_seg[k], out_ext[k] = i, e
+        if i < 0:
+            continue
+        transit = caps[k] - e
+        if i == len(segments):
+            segments.append(Segment(ssrcs[k], c, transit, e, tss[k], names[pts[k]]))
+        else:
+            segments[i].add(e, transit, tss[k])
+    return out_seg, out_ext
+
+
+def stream_stats(media: MediaColumns, p: Plan, dirs: tuple[Direction, Direction],
+                 options: WriteOptions) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
+    """Count every stream (SSRC and flow) of both directions with ``add_batch``: returns
+    which packets are duplicates, and which belong to streams past MAX_SSRCS (counted as
+    such, never played)."""
+    r = p.rtp
+    n = len(media)
+    dup = np.zeros(n, np.bool_)
+    over = np.zeros(n, np.bool_)
+    parsed = (p.ch >= 0) & ~p.rtcp & (r.error == 0)
+    for d in dirs:
+        idx = np.flatnonzero(parsed & (p.ch == d.channel))
+        if not len(idx):
+            continue
+        pt = r.pt[idx]
+        key = (r.ssrc[idx] << 16) | media.flow[idx]
+        # the RTP clock each packet is counted with: a type SDP did not offer by its own
+        # clock; RFC 4733 section 2.2.1: an event's packets keep its start timestamp, so
+        # no jitter is measured on them
+        clock_of = np.zeros(128, np.int64)
+        for q in np.unique(pt).tolist():
+            clock_of[q] = _info(d, q)[1] if q in d.allowed else packet_clock(q, d.rtpmap)
+        uniq, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+        order = np.argsort(first, kind="stable")  # streams in order of first appearance
+        for rank, u in enumerate(order.tolist()):
+            sel = idx[inverse == u]
+            if rank >= MAX_SSRCS:
+                d.ssrc_overflow += len(sel)
+                over[sel] = True
+                continue
+            k = int(uniq[u])
+            st = StreamStats(k >> 16, resolve(int(r.pt[sel[0]]), d.rtpmap)[1] or 8000,
+                             options.jitter_buffer())
+            d.stats[k] = st
+            d.first_index[k] = int(sel[0])
+            spt = r.pt[sel]
+            dup[sel] = st.add_batch(r.seq[sel], r.ts[sel], media.ts[sel], spt, r.marker[sel],
+                                    clock_of[spt], media.length[sel])
+    return dup, over
+
+
+def _info(d: Direction, pt: int) -> tuple[Decoder | None, int, str]:
+    """(decoder, RTP clock, name when there is no decoder) of an offered payload type; the
+    clock is 0 for events (their timestamps stay at the event's start)."""
+    dec, clock = d.decoder(pt)
+    if dec is not None:
+        return dec, clock, ""
+    name, clock, _ = resolve(pt, d.rtpmap)
+    return None, 0 if name in EVENTS else clock, name
+
+
+def place_audio(media: MediaColumns, p: Plan, dup: npt.NDArray[np.bool_],
+                over: npt.NDArray[np.bool_], dirs: tuple[Direction, Direction],
+                window: StereoWindow | None, base: int, noise: np.random.Generator | None,
+                pauses: list[tuple[int, int]]) -> None:
+    """Decode and place every packet in capture order; RTCP read, events and comfort noise
+    noted; counters per direction."""
+    r = p.rtp
+    n = len(media)
+    rate = p.rate
+    ch_l, rtcp_l, err_l = p.ch.tolist(), p.rtcp.tolist(), r.error.tolist()
+    pt_l, ssrc_l, rts_l = r.pt.tolist(), r.ssrc.tolist(), r.ts.tolist()
+    start_l, end_l = r.start.tolist(), r.end.tolist()
+    ts_l, dup_l, over_l = media.ts.tolist(), dup.tolist(), over.tolist()
+    seg_l, ext_l = p.seg.tolist(), p.ext.tolist()
+    info: tuple[dict[int, tuple[Decoder | None, int, str]], ...] = ({}, {})
+    answer = [d.answer_ns for d in dirs]
+    samples_at: dict[int, Int16Array] = {}
+    chunk_end = 0
+    for i in range(n):
+        if i >= chunk_end:
+            chunk_end = min(n, i + DECODE_CHUNK)
+            samples_at = _table_decode(media, p, dup, dirs, i, chunk_end)
+        c = ch_l[i]
+        if c < 0:
+            continue
+        d = dirs[c]
+        if rtcp_l[i]:
+            if not d.secure:  # SRTCP report blocks are encrypted
+                _rtcp(i, ts_l[i], media.payload(i), d, dirs[1 - c])
+            continue
+        e = err_l[i]
+        if e:
+            d.malformed[RTP_ERRORS[e]] += 1
+            continue
+        if over_l[i]:
+            continue  # counted as ssrc_overflow
+        pt = pt_l[i]
+        if pt not in d.allowed:
+            # a payload type SDP did not offer: counted in the stream, never played
+            d.unexpected_pt += 1
+            continue
+        ts = ts_l[i]
+        if not d.first_ns:
+            d.first_ns = ts
+        d.last_ns = ts
+        if ts < answer[c]:
+            d.early_packets += 1
+        got = info[c].get(pt)
+        if got is None:
+            got = info[c][pt] = _info(d, pt)
+        dec, clock, name = got
+        if dec is None and name in CONTROL:
+            d.control += 1
+        if dup_l[i]:
+            continue  # a duplicate: counted in its stream, never played
+        if pauses and any(a <= ts < b for a, b in pauses):
+            d.paused_packets += 1  # only its header was kept: counted, never played
+            continue
+        idx = seg_l[i]
+        if dec is not None and idx < 0:
+            d.late_packets += 1
+            continue
+        ssrc = ssrc_l[i]
+        a, b = start_l[i], end_l[i]
+        samples = samples_at.get(i)
+        payload = b""
+        if samples is None:
+            payload = media.payload(i)
+        if d.encrypted(ssrc):
+            plain = d.decrypt(ssrc, payload)
+            if plain is None:
+                continue
+            try:
+                a, b = parse_rtp(plain)[5:7]
+            except RtpError as exc:
+                d.malformed[str(exc)] += 1
+                continue
+            payload = plain
+        if dec is None:
+            if not name and d.sniff and pt >= 96 and b - a == 4:
+                # No SDP to say so, but a 4-byte dynamic payload is an RFC 4733 event.
+                name = "TELEPHONE-EVENT"
+                d.unknown.pop(pt, None)
+                d.control += 1
+            if name == "TELEPHONE-EVENT":
+                if d.events is None:
+                    d.events = TelephoneEvents(clock or 8000)
+                d.events.feed(ts, rts_l[i], payload[a:b])
+            elif name == "CN" and noise is not None and b > a and d.audio_end >= 0:
+                d.cn_level = payload[a]  # -dBov (RFC 3389 section 3)
+            continue
+        assert window is not None
+        seg = d.segments[idx]
+        ext = ext_l[i]
+        pos = (ext + seg.floor(ext)) * rate // clock - seg.shift - base
+        if samples is None:
+            try:
+                samples = dec.decode(payload[a:b])
+            except DecodeError:
+                d.decode_errors += 1
+                continue
+        if dec.rate != rate:
+            rs = d.resamplers.get(dec.rate)
+            if rs is None:
+                rs = d.resamplers[dec.rate] = Resampler(dec.rate, rate)
+            samples = rs.process(samples)
+            pos -= round(rs.delay)
+        if d.cn_level >= 0 and noise is not None:
+            gap = min(pos - d.audio_end, rate * MAX_CN_SECONDS)
+            if gap > 0:
+                rms = 32767.0 * 10 ** (-d.cn_level / 20)
+                fill = np.clip(noise.normal(0.0, rms, gap), -32768, 32767).astype(np.int16)
+                window.put(d.channel, d.audio_end, fill)
+            d.cn_level = -1
+        window.put(d.channel, pos, samples)
+        if 0 <= d.audio_end < pos:  # silence filled between this packet and the last
+            seg.gap_samples += pos - d.audio_end
+        seg.packets += 1
+        d.audio_end = max(d.audio_end, pos + len(samples))
+        d.placed += 1
+        d.codecs_used.add(dec.name)
+
+
+def _table_decode(media: MediaColumns, p: Plan, dup: npt.NDArray[np.bool_],
+                  dirs: tuple[Direction, Direction], lo: int, hi: int
+                  ) -> dict[int, Int16Array]:
+    """Samples of the G.711 packets in [lo, hi) that will be placed, decoded at once."""
+    r = p.rtp
+    out: dict[int, Int16Array] = {}
+    sel = np.arange(lo, hi)
+    sel = sel[p.decodable[lo:hi] & ~dup[lo:hi]]
+    if not len(sel):
+        return out
+    for d in dirs:
+        if d.secure or d.sdes is not None or d.user_keys:
+            continue  # SRTP: decrypted packet by packet
+        mine = sel[p.ch[sel] == d.channel]
+        if not len(mine):
+            continue
+        pts = r.pt[mine]
+        for q in np.unique(pts).tolist():
+            dec = d.decoders.get(q)
+            table = TABLES.get(dec.name) if dec is not None else None
+            if table is None:
+                continue
+            idx = mine[pts == q]
+            start = media.off[idx] + r.start[idx]
+            lens = r.end[idx] - r.start[idx]
+            total = int(lens.sum())
+            if total == 0:
+                for i in idx.tolist():
+                    out[i] = np.zeros(0, np.int16)
+                continue
+            bounds = np.concatenate(([0], np.cumsum(lens)))
+            gather = np.repeat(start - bounds[:-1], lens) + np.arange(total)
+            samples = table[media.data[gather]]
+            for k, i in enumerate(idx.tolist()):
+                out[i] = samples[bounds[k]:bounds[k + 1]]
+    return out
+
+
+def _rtcp(at: int, ts: int, payload: bytes, sender: Direction, other: Direction) -> None:
+    """What ``sender``'s RTCP (packet ``at``) says: its reports on the media it receives
+    (``other``'s streams that had begun by then), and the round-trip time from LSR/DLSR
+    against ``other``'s sender reports (RFC 3550 section 6.4.1), as the mirror saw them."""
+    try:
+        found = parse_rtcp(payload)
+    except RtpError as exc:
+        sender.malformed[f"RTCP: {exc}"] += 1
+        return
+    for ssrc, cname in found.cnames.items():
+        if len(sender.cnames) < MAX_SSRCS or ssrc in sender.cnames:
+            sender.cnames[ssrc] = cname
+    for m in found.voip:
+        if len(other.far_end_xr) < MAX_SSRCS or m.ssrc in other.far_end_xr:
+            other.far_end_xr[m.ssrc] = m.to_json()
+    for rep in found.reports:
+        if rep.kind == SR:
+            sender.sr_seen[(rep.ntp >> 16) & 0xFFFFFFFF] = ts
+            while len(sender.sr_seen) > MAX_SR_REMEMBERED:
+                del sender.sr_seen[next(iter(sender.sr_seen))]
+        for about, fraction, cumulative, _ext, jitter, lsr, dlsr in rep.blocks:
+            st = next((x for k, x in other.stats.items()
+                       if x.ssrc == about and other.first_index[k] < at), None)
+            if st is None:
+                continue
+            sent = other.sr_seen.get(lsr) if lsr else None
+            rtt = (ts - sent) / 1e6 - dlsr * 1000 / 65536 if sent is not None else None
+            other.far_end[about] = {
+                "fraction_lost_pct": round(fraction * 100 / 256, 2),
+                "cumulative_lost": cumulative,
+                "jitter_ms": round(jitter * 1000 / st.clock, 3),
+                "rtt_ms": round(rtt, 3) if rtt is not None and rtt >= 0 else None,
+            }
