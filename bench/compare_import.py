@@ -29,6 +29,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_PCAPS = ROOT.parent / "shared" / "pcaps"
 
+# The core before the Recorder rewrite: the tag, or its commit where tags were not fetched.
+DEFAULT_REV, DEFAULT_COMMIT = "import-v1", "96211ac"
 # Summary fields (paths with "*" for any list index or key) the old core got wrong, with why;
 # they are left out of the comparison.
 KNOWN_FIXES: dict[str, str] = {}
@@ -50,6 +52,10 @@ def old_tree(rev: str, work: Path) -> Path:
     if dest.exists():
         return dest
     dest.mkdir(parents=True)
+    known = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "-q", "--verify",
+                            f"{rev}^{{commit}}"], capture_output=True, check=False)
+    if known.returncode != 0 and rev == DEFAULT_REV:
+        rev = DEFAULT_COMMIT  # a clone without tags
     tar = subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar", rev,
                           "calltap", "capture", "correlate", "writer"],
                          capture_output=True, check=False)
@@ -191,7 +197,7 @@ def inputs(work: Path, bench: bool, only: list[str]) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--rev", default="import-v1", help="git revision of the old core")
+    ap.add_argument("--rev", default=DEFAULT_REV, help="git revision of the old core")
     ap.add_argument("--bench", action="store_true", help="also the 200 x 60 s capture")
     ap.add_argument("--only", nargs="*", default=[], help="capture file names to compare")
     ap.add_argument("--work", help="directory to keep generated captures and outputs in")

@@ -68,3 +68,28 @@ def test_wav_reader_agrees(tmp_path: Path) -> None:
     (path,) = out.close()
     audio, rate = read_wav(Path(path))
     assert rate == 8000 and np.array_equal(audio, frames())
+
+
+@pytest.mark.parametrize("limit", [None, 1000])
+def test_wav_past_the_riff_limit_becomes_rf64(limit: int | None, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A WAV that outgrows RIFF's 32-bit sizes is finished as RF64 (EBU Tech 3306), read
+    back by libsndfile sample for sample; a shorter one stays plain RIFF/WAVE."""
+    import soundfile
+
+    from writer import audio_out
+
+    if limit is not None:  # a real 4 GiB file is too big for the suite: lower the limit
+        monkeypatch.setattr(audio_out, "RIFF_MAX", limit)
+    x = frames(4000)
+    out = AudioOut(str(tmp_path / "long"), "wav", "stereo", 8000)
+    out.write(x[:1234])
+    out.write(x[1234:])
+    (path,) = out.close()
+    head = Path(path).read_bytes()[:16]
+    assert head[:4] == (b"RIFF" if limit is None else b"RF64") and head[8:16] in (
+        b"WAVEJUNK", b"WAVEds64")
+    got, rate = soundfile.read(path, dtype="int16")
+    assert rate == 8000 and np.array_equal(got, x)
+    if limit is None:
+        assert np.array_equal(read_wav(path)[0], x)

@@ -5,7 +5,7 @@ names; ``close`` renames them, ``abort`` removes them."""
 from __future__ import annotations
 
 import os
-import wave
+import struct
 from typing import Any
 
 import numpy as np
@@ -24,20 +24,73 @@ FORMATS = {
 LAYOUTS = ("stereo", "mono", "split")
 OPUS_RATES = (8000, 12000, 16000, 24000, 48000)
 MP3_BITRATE = {1: 48_000, 2: 96_000}  # speech: plenty at any of these sample rates
+# Formats written through libsndfile (soundfile): (major format, subtype). FLAC measured
+# 2.3x faster than PyAV's encoder; Opus stays on PyAV's libopus, since libsndfile's Ogg
+# Opus measured 2.8x slower on 8 kHz stereo speech; WAV is written here (RF64 when needed).
+SNDFILE = {"flac": ("FLAC", "PCM_16"), "mp3": ("MP3", "MPEG_LAYER_III")}
+# WAVE_FORMAT_PCM's fmt chunk; the ds64 chunk RF64 puts where WAV's JUNK chunk stood.
+WAV_FMT = struct.Struct("<HHIIHH")
+DS64 = struct.Struct("<QQQI")
+DS64_SIZE = DS64.size
+# RIFF's sizes are 32 bits: past this a WAV is finished as RF64.
+RIFF_MAX = 0xFFFFFFFF
 
 
 class _Wav:
+    """16-bit PCM WAV written block by block. The header reserves a JUNK chunk the size of
+    an RF64 ds64 chunk (EBU Tech 3306): a recording that passes RIFF's 4 GiB limit (about
+    37 hours of 8 kHz stereo) is finished as RF64 in place instead of failing; any shorter
+    one stays a plain RIFF/WAVE file every reader knows."""
+
     def __init__(self, path: str, rate: int, channels: int) -> None:
-        self._w = wave.open(path, "wb")  # noqa: SIM115 - closed by close()
-        self._w.setnchannels(channels)
-        self._w.setsampwidth(2)
-        self._w.setframerate(rate)
+        self._f = open(path, "wb")  # noqa: SIM115 - closed by close()
+        self._frame = 2 * channels
+        self._frames = 0
+        fmt = WAV_FMT.pack(1, channels, rate, rate * self._frame, self._frame, 16)
+        self._f.write(b"RIFF\0\0\0\0WAVEJUNK" + DS64_SIZE.to_bytes(4, "little")
+                      + bytes(DS64_SIZE) + b"fmt " + len(fmt).to_bytes(4, "little") + fmt
+                      + b"data\0\0\0\0")
+        self._data_at = self._f.tell()
 
     def write(self, frames: Int16Array) -> None:
-        self._w.writeframes(frames.astype("<i2", copy=False).tobytes())
+        self._f.write(frames.astype("<i2", copy=False).tobytes())
+        self._frames += len(frames)
 
     def close(self) -> None:
-        self._w.close()
+        f = self._f
+        size = self._frames * self._frame
+        if size % 2:
+            f.write(b"\0")  # chunks are word-aligned (RIFF)
+        riff = self._data_at - 8 + size + size % 2
+        if riff <= RIFF_MAX:
+            f.seek(4)
+            f.write(riff.to_bytes(4, "little"))
+            f.seek(self._data_at - 4)
+            f.write(size.to_bytes(4, "little"))
+        else:
+            f.seek(0)
+            f.write(b"RF64\xff\xff\xff\xffWAVEds64" + DS64_SIZE.to_bytes(4, "little")
+                    + DS64.pack(riff, size, self._frames, 0))
+            f.seek(self._data_at - 4)
+            f.write(b"\xff\xff\xff\xff")
+        f.close()
+
+
+class _Sndfile:
+    """FLAC or MP3 through libsndfile (soundfile), written block by block."""
+
+    def __init__(self, path: str, fmt: str, rate: int, channels: int) -> None:
+        import soundfile
+
+        major, subtype = SNDFILE[fmt]
+        self._f = soundfile.SoundFile(path, "w", samplerate=rate, channels=channels,
+                                      format=major, subtype=subtype)
+
+    def write(self, frames: Int16Array) -> None:
+        self._f.write(frames)
+
+    def close(self) -> None:
+        self._f.close()
 
 
 class _Encoded:
@@ -118,12 +171,14 @@ class AudioOut:
         else:
             self.paths = [f"{base}.{ext}"]
         channels = 2 if layout == "stereo" else 1
-        self._files: list[_Wav | _Encoded] = []
+        self._files: list[_Wav | _Sndfile | _Encoded] = []
         try:
             for path in self.paths:
                 tmp = tmp_name(path)
-                self._files.append(_Wav(tmp, rate, channels) if fmt == "wav"
-                                   else _Encoded(tmp, fmt, rate, channels))
+                self._files.append(
+                    _Wav(tmp, rate, channels) if fmt == "wav"
+                    else _Sndfile(tmp, fmt, rate, channels) if fmt in SNDFILE
+                    else _Encoded(tmp, fmt, rate, channels))
         except BaseException:
             self.abort()
             raise

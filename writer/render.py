@@ -37,6 +37,8 @@ MAX_CN_SECONDS = 4
 SNIFF_PACKETS = 64
 # SSRCs tracked per direction; a sender changes SSRC a few times at most, hostile streams more.
 MAX_SSRCS = 64
+# Share of an unsignalled direction's packets a payload type needs to be played.
+MIN_TYPE_SHARE = 0.01
 # Packets decoded ahead of the placement loop at a time: bounds the decoded samples held
 # (160 samples of 2 bytes each per G.711 packet: about 5 MB).
 DECODE_CHUNK = 16384
@@ -94,6 +96,8 @@ def plan(call: Call, media: MediaColumns, dirs: tuple[Direction, Direction],
     allowed = np.zeros(128, np.bool_)
     for d in dirs:
         d.rtcp += int(np.count_nonzero(rtcp & (ch == d.channel)))
+        if d.sniff:  # no SDP says which payload types are this call's
+            d.allowed = _unsignalled_types(rtp, np.flatnonzero(ok & (ch == d.channel)))
         allowed[:] = False
         allowed[list(d.allowed)] = True
         idx = np.flatnonzero(ok & (ch == d.channel) & allowed[rtp.pt])
@@ -124,6 +128,20 @@ def plan(call: Call, media: MediaColumns, dirs: tuple[Direction, Direction],
                 sniff(d, media.data[o + int(rtp.start[j]):o + int(rtp.end[j])].tobytes())
         seg[idx], ext[idx] = _segment(d, media, rtp, idx, clock_of, origin)
     return Plan(rtp, ch, rtcp, decodable, seg, ext, rate, origin, unassigned)
+
+
+def _unsignalled_types(r: RtpColumns, idx: I64) -> set[int]:
+    """The payload types a direction without SDP plays: those carrying at least
+    MIN_TYPE_SHARE of its packets, and RFC 4733 events (4-byte payloads of a dynamic type).
+    A type seen on a stray packet or two is a damaged header, not a codec switch: decoded,
+    it would set the recording's rate and play noise."""
+    pts = r.pt[idx]
+    counts = np.bincount(pts, minlength=128)
+    keep = set(np.flatnonzero(counts >= max(1, MIN_TYPE_SHARE * len(idx))).tolist())
+    size = r.end[idx] - r.start[idx]
+    events = np.bincount(pts[(pts >= 96) & (size == 4)], minlength=128)
+    keep.update(np.flatnonzero((events > 0) & (events == counts)).tolist())
+    return keep - set(range(72, 77))
 
 
 def _segment(d: Direction, media: MediaColumns, r: RtpColumns, idx: I64, clock_of: I64,
