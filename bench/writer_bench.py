@@ -28,6 +28,8 @@ from calltap.generate import GenOptions, codec_call, generate  # noqa: E402
 from calltap.importer import Importer  # noqa: E402
 from correlate.call import Call  # noqa: E402
 from correlate.events import CallFinished  # noqa: E402
+from correlate.policy import IdentitySpec  # noqa: E402
+from correlate.record import finished  # noqa: E402
 from writer.job import write_call  # noqa: E402
 from writer.options import WriteOptions  # noqa: E402
 
@@ -57,7 +59,8 @@ def render_rate(jobs: list[tuple[Call, str | None]], out: Path, fmt: str) -> tup
     out.mkdir(parents=True)
     options = WriteOptions(audio_format=fmt)
     t0 = time.process_time()
-    entries = [write_call(call, spool, str(out), options)[0] for call, spool in jobs]
+    entries = [write_call(finished(call, IdentitySpec()), spool, str(out), options)[0]
+               for call, spool in jobs]
     cpu = time.process_time() - t0
     seconds = 0.0
     for e in entries:

@@ -38,9 +38,11 @@ from correlate.errors import SipError
 from correlate.events import CallFinished, CallStarted, Event, MediaChanged
 from correlate.media import OTHER, RTCP, MediaTable
 from correlate.policy import RFC4733_DIGITS, Policy, feed_digit
+from correlate.record import finished
 from correlate.sip import looks_like_sip, parse_sip
 from writer.job import WriteResult, write_call
 from writer.options import WriteOptions
+from writer.output import sync_filesystem
 from writer.rtp import header_only
 from writer.srtp import parse_key_spec
 
@@ -66,15 +68,14 @@ MAX_PENDING_WRITES = 4
 PROGRESS_EVERY = 8192
 
 
-def options_from(cfg: Config, policy: Policy | None = None) -> WriteOptions:
-    """The writer's options from the configuration (and the policy's identity headers)."""
-    if policy is None:
-        policy = load_policy(cfg.policy) if cfg.policy else Policy()
+def options_from(cfg: Config) -> WriteOptions:
+    """The writer's options from the configuration (the policy's choices for a call travel
+    in its CallRecord)."""
     return WriteOptions(
         audio_format=cfg.audio_format, layout=cfg.layout, comfort_noise=cfg.comfort_noise,
         srtp_keys=tuple(parse_key_spec(spec) for spec in cfg.srtp_keys),
         jitter_buffer_mode=cfg.jitter_buffer, jitter_buffer_ms=cfg.jitter_buffer_ms,
-        jitter_buffer_max_ms=cfg.jitter_buffer_max_ms, identity=policy.identity)
+        jitter_buffer_max_ms=cfg.jitter_buffer_max_ms)
 
 
 class Importer:
@@ -121,7 +122,8 @@ class Importer:
         self.media_packets = 0
         self.sip_packets = 0
         self.calls_found = 0
-        self.options = options_from(cfg, self.policy)
+        # one syncfs at the end instead of an fsync per file (finish)
+        self.options = dataclasses.replace(options_from(cfg), durable=False)
         self.written: list[dict[str, Any]] = []
         """Index entries of the first MAX_TABLE_ROWS calls written (for the final table)."""
         self.calls_written = 0
@@ -406,7 +408,6 @@ class Importer:
         self.policy = policy
         self.tracker.keep_headers = policy.headers_needed()
         self.tracker.pause = policy.pause
-        self.options = dataclasses.replace(self.options, identity=policy.identity)
         self.warnings.append(f"policy reloaded from {self.cfg.policy}")
 
     def _write(self, ev: CallFinished) -> None:
@@ -417,20 +418,16 @@ class Importer:
             # scanners). Counted, not written.
             self.drops["unanswered_invite_not_recorded"] += 1
             return
-        options = self.options
-        d = call.decision
-        if d is not None and (d.audio_format or d.layout):
-            options = dataclasses.replace(options, audio_format=d.audio_format or
-                                          options.audio_format, layout=d.layout or options.layout)
+        record = finished(call, self.policy.identity)
         if self._pool is None:
             try:
-                self._done(call, spool, write_call(call, spool, self.out, options), None)
+                self._done(call, spool, write_call(record, spool, self.out, self.options), None)
             except Exception as exc:  # noqa: BLE001 - one bad call must not end the import
                 self._done(call, spool, None, exc)
             return
         while len(self._pending) >= MAX_PENDING_WRITES * (self.cfg.jobs or 1):
             self._collect()
-        fut = self._pool.submit(write_call, call, spool, self.out, options)
+        fut = self._pool.submit(write_call, record, spool, self.out, self.options)
         self._pending.append((fut, call, spool))
         while self._pending and self._pending[0][0].done():
             self._collect()
@@ -481,6 +478,7 @@ class Importer:
             for reason, count in self.tracker.drops.items():
                 self.drops[reason] += count
             shutil.rmtree(self._spool_dir, ignore_errors=True)
+            sync_filesystem(self.out)
 
 
 class ProgressBar:

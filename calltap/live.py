@@ -24,7 +24,13 @@ from correlate.call import Call
 from correlate.events import CallFinished, CallStarted, Event, MediaChanged
 from correlate.keys import CALL_TTL_S, JOBS_MAXLEN, Keys
 from correlate.policy import Decision, set_paused
-from correlate.record import RecordError, call_from_json, call_to_json
+from correlate.record import (
+    RecordError,
+    call_from_json,
+    call_to_json,
+    finished,
+    record_to_json,
+)
 
 NS = 1_000_000_000
 # Redis operations waiting while Redis is unreachable: each is a call record or a job of a
@@ -220,7 +226,8 @@ class LiveCapture(Importer):
         if not call.responded and spool is None and not call.flows:
             self.drops["unanswered_invite_not_recorded"] += 1
         else:
-            self.link.do("xadd", self.keys.jobs, {"call": call_to_json(call),
+            record = finished(call, self.policy.identity)
+            self.link.do("xadd", self.keys.jobs, {"record": record_to_json(record),
                                                   "spool": spool or ""},
                          maxlen=JOBS_MAXLEN, approximate=True)
             self.jobs_sent += 1

@@ -19,7 +19,7 @@ from typing import Any
 
 from calltap.log import disk_low, log
 from correlate.keys import DONE_TTL_S, EVENTS_MAXLEN, INDEX_MAX, WRITERS_GROUP, Keys
-from correlate.record import RecordError, call_from_json
+from correlate.record import RecordError, record_from_json
 from writer.job import write_call
 from writer.options import WriteOptions
 
@@ -88,7 +88,8 @@ class Worker:
             self._park(job_id, fields, "failed too many times")
             return
         try:
-            call = call_from_json(fields[b"call"])
+            record = record_from_json(fields.get(b"record") or fields[b"call"])
+            call = record.call
             done = self.keys.done(Keys.tag(f"{call.key}\x00{call.start_ns}"))
             if self.r.exists(done):
                 # the same job again: a capture resent it after a Redis outage
@@ -100,7 +101,7 @@ class Worker:
                 # call as if it had no media
                 self._park(job_id, fields, f"spool file missing: {spool}")
                 return
-            entry, _drops = write_call(call, spool, self.out, self.options)
+            entry, _drops = write_call(record, spool, self.out, self.options)
         except (RecordError, KeyError) as exc:
             self._park(job_id, fields, f"unreadable job: {exc}")
             return

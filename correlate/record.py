@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import base64
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from correlate.call import Call, MediaOffer
 from correlate.errors import CorrelateError
-from correlate.policy import Decision
+from correlate.policy import Decision, IdentitySpec, identities
 
 # Nesting accepted when reading a record back: a call is at most a few levels deep.
 MAX_DEPTH = 16
@@ -92,3 +93,80 @@ def call_from_json(text: str | bytes) -> Call:
                 v = tuple(list(x) for x in v)
             setattr(call, name, v)
     return call
+
+
+RECORD_VERSION = 1
+"""Schema version of a CallRecord as stored (job payloads in Redis)."""
+
+Party = tuple[str, str]
+"""(URI, display name)."""
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    """A finished call with everything a writer needs to write it exactly as import would,
+    decided where the call was captured: the policy's output choices and the parties'
+    identities resolved by its rules. A writer needs no policy of its own, so live and
+    import cannot disagree."""
+
+    call: Call
+    """The dialog as it ended (not changed after the record is made)."""
+    audio_format: str = ""
+    """The policy rule's audio format; "" for the writer's configured one."""
+    layout: str = ""
+    """The policy rule's layout; "" for the writer's configured one."""
+    parties: tuple[tuple[Party, ...], tuple[Party, ...]] = ((), ())
+    """Caller's and callee's identities, preferred first (the policy's [identity])."""
+    headers: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    """The extra headers the policy keeps, with their values."""
+    version: int = RECORD_VERSION
+
+
+def finished(call: Call, identity: IdentitySpec) -> CallRecord:
+    """The record of a call that ended, under the policy's identity rules (its decision is
+    already on the call)."""
+    d = call.decision
+    return CallRecord(
+        call,
+        audio_format=d.audio_format if d is not None else "",
+        layout=d.layout if d is not None else "",
+        parties=(tuple(identities(call, identity, 0)), tuple(identities(call, identity, 1))),
+        headers=tuple((h, tuple(call.headers[h])) for h in identity.extra_headers
+                      if h in call.headers),
+    )
+
+
+def record_to_json(rec: CallRecord) -> str:
+    return json.dumps({
+        "v": rec.version,
+        "call": json.loads(call_to_json(rec.call)),
+        "audio_format": rec.audio_format,
+        "layout": rec.layout,
+        "parties": [[list(p) for p in side] for side in rec.parties],
+        "headers": [[h, list(v)] for h, v in rec.headers],
+    }, separators=(",", ":"))
+
+
+def record_from_json(text: str | bytes) -> CallRecord:
+    """A stored record; a bare call (jobs written before records had versions) gets the
+    default identities (From and To) and the writer's format and layout."""
+    try:
+        data = json.loads(text)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RecordError(f"call record is not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise RecordError("call record is not an object")
+    if "v" not in data:
+        return finished(call_from_json(text), IdentitySpec())
+    if data["v"] != RECORD_VERSION:
+        raise RecordError(f"call record version {data['v']!r} is not {RECORD_VERSION}")
+    try:
+        call = call_from_json(json.dumps(data["call"]))
+        parties = tuple(tuple((str(u), str(n)) for u, n in side) for side in data["parties"])
+        headers = tuple((str(h), tuple(str(x) for x in v)) for h, v in data["headers"])
+        if len(parties) != 2:
+            raise ValueError("parties must be two lists")
+        return CallRecord(call, str(data["audio_format"]), str(data["layout"]),
+                          (parties[0], parties[1]), headers)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise RecordError(f"call record is malformed: {exc}") from None

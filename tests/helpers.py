@@ -130,3 +130,11 @@ def udp4(src: str, sport: int, dst: str, dport: int, payload: bytes) -> bytes:
 
 def bytes_io(data: bytes) -> io.BytesIO:
     return io.BytesIO(data)
+
+
+def record_of(call: Any) -> Any:
+    """A finished call's record with the default identities (From, To)."""
+    from correlate.policy import IdentitySpec
+    from correlate.record import finished
+
+    return finished(call, IdentitySpec())

@@ -25,3 +25,38 @@ def test_round_trip_of_real_calls() -> None:
 def test_bad_records_raise_record_error(bad: bytes) -> None:
     with pytest.raises(RecordError):
         call_from_json(bad)
+
+
+def test_call_record_carries_the_policys_choices() -> None:
+    """The record of a call resolves its parties and extra headers under the policy's
+    identity rules and keeps the rule's format and layout; stored and read back whole."""
+    from dataclasses import replace
+
+    from correlate.policy import Decision, IdentitySpec
+    from correlate.record import finished, record_from_json, record_to_json
+
+    call = calls_in(str(ROOT / "pcaps" / "sample-calls.pcap"), Config())[0]
+    call.headers = {"p-asserted-identity": ['"Agent 7" <sip:+4420700@pbx>'],
+                    "x-queue": ["sales"]}
+    call.decision = replace(Decision("rule-a"), audio_format="flac", layout="split")
+    spec = IdentitySpec(caller=("p-asserted-identity", "from"), extra_headers=("x-queue",))
+    rec = finished(call, spec)
+    assert rec.audio_format == "flac" and rec.layout == "split"
+    assert rec.parties[0][0] == ("sip:+4420700@pbx", "Agent 7")
+    assert rec.parties[0][1][0] == call.caller_uri
+    assert rec.headers == (("x-queue", ("sales",)),)
+    back = record_from_json(record_to_json(rec))
+    assert record_to_json(back) == record_to_json(rec)
+    assert back.parties == rec.parties and back.headers == rec.headers
+
+
+def test_a_bare_call_job_reads_as_a_record_with_default_identities() -> None:
+    from correlate.record import record_from_json
+
+    call = calls_in(str(ROOT / "pcaps" / "sample-calls.pcap"), Config())[0]
+    rec = record_from_json(call_to_json(call))
+    assert rec.parties[0][0][0] == call.caller_uri and rec.audio_format == ""
+    with pytest.raises(RecordError):
+        record_from_json(b'{"v": 99, "call": {}}')
+    with pytest.raises(RecordError):
+        record_from_json(b'{"v": 1, "call": {"key": "k"}}')

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from writer.output import tmp_name
+from writer.output import sync_path, tmp_name
 from writer.resample import Resampler
 from writer.timeline import Int16Array
 
@@ -193,10 +193,14 @@ class AudioOut:
             self._files[0].write(np.ascontiguousarray(frames[:, :1]))
             self._files[1].write(np.ascontiguousarray(frames[:, 1:]))
 
-    def close(self) -> list[str]:
-        """Finish and rename every file; returns their final paths."""
+    def close(self, durable: bool = True) -> list[str]:
+        """Finish and rename every file (on disk first with ``durable``); returns their
+        final paths."""
         for f in self._files:
             f.close()
+        for path in self.paths:
+            if durable:
+                sync_path(tmp_name(path))
         for path in self.paths:
             os.replace(tmp_name(path), path)
         return self.paths

@@ -11,6 +11,7 @@ import json
 import os
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -19,7 +20,7 @@ import numpy.typing as npt
 from capture.pcapwrite import PcapWriter, udp6_frame, udp_frame
 from capture.spool import read_spool
 from correlate.call import SIDE_NAMES, Call
-from correlate.policy import identities
+from correlate.record import CallRecord
 from writer.audio_out import AudioOut
 from writer.codecs import EMPTY
 from writer.columns import spool_columns
@@ -27,7 +28,14 @@ from writer.direction import Direction, losing_branches
 from writer.flows import assign_channels
 from writer.metadata import build_metadata
 from writer.options import WriteOptions
-from writer.output import append_index, call_stem, tmp_name, write_atomic
+from writer.output import (
+    append_index,
+    call_stem,
+    sync_file,
+    sync_path,
+    tmp_name,
+    write_atomic,
+)
 from writer.pause import PauseMask
 from writer.render import place_audio, plan, stream_stats
 from writer.summary import call_json, direction_json, dtmf_digits, integrity
@@ -61,11 +69,16 @@ WriteResult = tuple[dict[str, Any], dict[str, int]]
 """(index entry, media packets of the call not used, by reason)."""
 
 
-def write_call(call: Call, spool: str | None, out_dir: str,
+def write_call(record: CallRecord, spool: str | None, out_dir: str,
                options: WriteOptions = DEFAULTS) -> WriteResult:
     """Write the files of ``call`` under ``out_dir`` and append its index line.
 
-    Returns the index entry and the call's media packets not used, by reason."""
+    The record's policy choices (format, layout) override ``options``'. Returns the index
+    entry and the call's media packets not used, by reason."""
+    call = record.call
+    if record.audio_format or record.layout:
+        options = replace(options, audio_format=record.audio_format or options.audio_format,
+                          layout=record.layout or options.layout)
     channels = assign_channels(call.flows, losing_branches(call))
     keys = options.srtp_keys
     dirs = (Direction(call, 0, channels, keys), Direction(call, 1, channels, keys))
@@ -118,7 +131,8 @@ def write_call(call: Call, spool: str | None, out_dir: str,
                 span = min(call.video_span[1] - call.video_span[0], MAX_GAP_SECONDS * NS)
                 window.put(0, span * rate // NS, EMPTY)
             window.close()
-            audio_files = [os.path.relpath(p, out_dir) for p in out.close()]
+            audio_files = [os.path.relpath(p, out_dir)
+                           for p in out.close(options.durable)]
     except BaseException:
         if out is not None:
             out.abort()
@@ -158,15 +172,14 @@ def write_call(call: Call, spool: str | None, out_dir: str,
     # tracker does not keep SIP INFO digits of a paused call
     dtmf = dtmf_digits(call, dirs, zero)
     call_fields = call_json(call)
-    parties = {side: [{"uri": u, "name": n} for u, n in identities(call, options.identity, k)]
+    parties = {side: [{"uri": u, "name": n} for u, n in record.parties[k]]
                for k, side in enumerate(SIDE_NAMES)}
     for side in SIDE_NAMES:
         if parties[side]:  # the policy's preferred identity names the party
             call_fields[side] = parties[side][0]["uri"]
             call_fields[f"{side}_name"] = parties[side][0]["name"]
     call_fields["identities"] = parties
-    call_fields["headers"] = {h: call.headers[h] for h in options.identity.extra_headers
-                              if h in call.headers}
+    call_fields["headers"] = {h: list(v) for h, v in record.headers}
     decision = call.decision
     call_fields["policy"] = decision.to_json() if decision is not None else None
     end_ns = call.end_ns or call.last_ns
@@ -198,13 +211,17 @@ def write_call(call: Call, spool: str | None, out_dir: str,
     indexed_before = os.path.exists(summary_path)
     if decision is not None and decision.keep_pcap and spool is not None:
         summary["evidence_pcap"] = f"{rel}/{stem}.pcap"
-        _evidence(call, spool, os.path.join(target, stem + ".pcap"))
+        _evidence(call, spool, os.path.join(target, stem + ".pcap"), options.durable)
         xml = build_metadata(summary)
-    write_atomic(os.path.join(target, stem + ".xml"), xml)
+    write_atomic(os.path.join(target, stem + ".xml"), xml, options.durable)
     write_atomic(
         summary_path,
-        (json.dumps(summary, indent=2, ensure_ascii=False) + "\n").encode("utf-8"),
+        # one line, by the C encoder (indent would take the pure-Python one, 5x slower)
+        (json.dumps(summary, ensure_ascii=False) + "\n").encode("utf-8"),
+        options.durable,
     )
+    if options.durable:
+        sync_path(target)  # the renames above
     entry = {
         "call_id": call.call_id,
         "audio": audio_rel,
@@ -235,7 +252,7 @@ def write_call(call: Call, spool: str | None, out_dir: str,
         "paused_seconds": round(sum(p["seconds"] for p in call_fields["paused"]), 3),
     }
     if not indexed_before:
-        append_index(out_dir, entry)
+        append_index(out_dir, entry, options.durable)
     drops: Counter[str] = Counter()
     if unassigned:
         drops["media_flow_unassigned"] = unassigned
@@ -257,7 +274,7 @@ def _sniff(d: Direction, payload: bytes) -> None:
     d.sniffed += 1
 
 
-def _evidence(call: Call, spool: str, path: str) -> None:
+def _evidence(call: Call, spool: str, path: str, durable: bool) -> None:
     """The call's media packets as a pcap (the policy's keep_pcap): addresses, ports and
     payloads as captured, link and IP headers rebuilt; a paused span keeps only RTP headers,
     as the spool does."""
@@ -270,6 +287,5 @@ def _evidence(call: Call, spool: str, path: str) -> None:
                 w.write(ts, udp_frame(src, sport, dst, dport, payload, w.count))
             elif len(src) == 16 and len(dst) == 16:
                 w.write(ts, udp6_frame(src, sport, dst, dport, payload))
-        f.flush()
-        os.fsync(f.fileno())
+        sync_file(f, durable)
     os.replace(tmp, path)

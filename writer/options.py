@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from correlate.policy import IdentitySpec
 from writer.jitterbuf import JitterBuffer
 from writer.srtp import SrtpKey
 
@@ -27,8 +26,10 @@ class WriteOptions:
     """Its depth (fixed) or starting depth (adaptive)."""
     jitter_buffer_max_ms: float = 200.0
     """The deepest an adaptive buffer grows."""
-    identity: IdentitySpec = field(default_factory=IdentitySpec)
-    """Which headers name the parties in the index and metadata (the policy's)."""
+    durable: bool = True
+    """fsync every file of a call and its directory before the call counts as written (live
+    writers: a job is acknowledged only then). Import writes without it and syncs the
+    file system once at the end."""
 
     def jitter_buffer(self) -> JitterBuffer:
         """A fresh model for one stream."""
