@@ -28,7 +28,7 @@ from writer.resample import Resampler
 from writer.rtcp import SR, parse_rtcp
 from writer.rtp import parse_rtp
 from writer.stats import StreamStats, packet_clock
-from writer.timeline import Segment, StereoWindow
+from writer.timeline import MAX_BUCKETS, Segment, StereoWindow
 
 NS = 1_000_000_000
 # Comfort noise fills at most this much of one silence (it must stay inside the window).
@@ -155,24 +155,66 @@ def _segment(d: Direction, media: MediaColumns, r: RtpColumns, idx: I64, clock_o
     keys = ((r.ssrc[idx] << 16) | media.flow[idx]).tolist()
     clocks, seqs, stamps, caps = clock.tolist(), r.seq[idx].tolist(), r.ts[idx].tolist(), \
         cap.tolist()
-    tss, ssrcs, pts = ts.tolist(), r.ssrc[idx].tolist(), pt.tolist()
-    names = {q: d.decoder(q)[0].name for q in set(pts)}  # type: ignore[union-attr]
+    names = {q: d.decoder(q)[0].name for q in set(pt.tolist())}  # type: ignore[union-attr]
     place = d.seg1.place
-    segments = d.segments
     out_seg = [0] * len(keys)
     out_ext = [0] * len(keys)
     for k in range(len(keys)):
-        c = clocks[k]
-        i, e = place(keys[k], c, seqs[k], stamps[k], caps[k])
-        out_seg[k], out_ext[k] = i, e
-        if i < 0:
-            continue
-        transit = caps[k] - e
-        if i == len(segments):
-            segments.append(Segment(ssrcs[k], c, transit, e, tss[k], names[pts[k]]))
-        else:
-            segments[i].add(e, transit, tss[k])
+        out_seg[k], out_ext[k] = place(keys[k], clocks[k], seqs[k], stamps[k], caps[k])
+    seg = np.array(out_seg, np.int64)
+    ext = np.array(out_ext, np.int64)
+    _build_segments(d, seg, ext, cap - ext, ts, ssrc_of=r.ssrc[idx], clock=clock,
+                    name_of=names, pt=pt)
     return out_seg, out_ext
+
+
+def _build_segments(d: Direction, seg: I64, ext: I64, transit: I64, ts: I64, ssrc_of: I64,
+                    clock: I64, name_of: dict[int, str], pt: I64) -> None:
+    """The direction's segments from its packets' placements (capture order): what
+    ``Segment`` and ``Segment.add`` one packet at a time give, on columns. A segment whose
+    transit buckets outgrow MAX_BUCKETS (they widen as it goes) is built packet by packet."""
+    placed = np.flatnonzero(seg >= 0)
+    if not len(placed):
+        return
+    segments = d.segments
+    s_idx = seg[placed]
+    order = np.argsort(s_idx, kind="stable")  # by segment, capture order within
+    bounds = np.flatnonzero(np.r_[True, s_idx[order][1:] != s_idx[order][:-1]])
+    ends = np.r_[bounds[1:], len(order)]
+    for a, b in zip(bounds.tolist(), ends.tolist(), strict=True):
+        rows = placed[order[a:b]]
+        j = int(rows[0])
+        number = int(seg[j])
+        e, t = ext[rows], transit[rows]
+        if number != len(segments):  # continues a segment begun earlier (never, in one pass)
+            for i in rows.tolist():
+                segments[number].add(int(ext[i]), int(transit[i]), int(ts[i]))
+            continue
+        sg = Segment(int(ssrc_of[j]), int(clock[j]), int(t[0]), int(e[0]), int(ts[j]),
+                     name_of[int(pt[j])])
+        segments.append(sg)
+        if len(rows) == 1:
+            continue
+        width = sg.width
+        bucket = (e - sg.e0) // width
+        uniq, inverse = np.unique(bucket, return_inverse=True)
+        if len(uniq) > MAX_BUCKETS:
+            for i in rows[1:].tolist():
+                sg.add(int(ext[i]), int(transit[i]), int(ts[i]))
+            continue
+        sg.min_transit = int(t.min())
+        sg.min_ext = int(e.min())
+        sg.max_ext = int(e.max())
+        sg.last_ns = int(ts[rows[-1]])
+        # per bucket, the first packet with its smallest transit (add replaces only on a
+        # strictly smaller one)
+        pick = np.lexsort((np.arange(len(rows)), t, inverse))
+        winner = pick[np.r_[True, inverse[pick][1:] != inverse[pick][:-1]]]  # per bucket
+        appear = np.full(len(uniq), len(rows), np.int64)
+        np.minimum.at(appear, inverse, np.arange(len(rows)))
+        # in the order buckets first appeared, as the dict one packet at a time holds them
+        sg.buckets = {int(uniq[u]): (int(t[winner[u]]), int(e[winner[u]]))
+                      for u in np.argsort(appear, kind="stable").tolist()}
 
 
 def stream_stats(media: MediaColumns, p: Plan, dirs: tuple[Direction, Direction],
@@ -231,7 +273,32 @@ def place_audio(media: MediaColumns, p: Plan, dup: npt.NDArray[np.bool_],
                 window: StereoWindow | None, base: int, noise: np.random.Generator | None,
                 pauses: list[tuple[int, int]]) -> None:
     """Decode and place every packet in capture order; RTCP read, events and comfort noise
-    noted; counters per direction."""
+    noted; counters per direction. Calls whose audio is all table-decoded (G.711) at the
+    output rate, in clear and without comfort noise to synthesise, are placed on whole
+    columns; any other takes the packet-by-packet path, with the same result."""
+    if window is not None and noise is None and _columnar(p, dirs):
+        _place_columns(media, p, dup, over, dirs, window, base, pauses)
+    else:
+        _place_each(media, p, dup, over, dirs, window, base, noise, pauses)
+
+
+def _columnar(p: Plan, dirs: tuple[Direction, Direction]) -> bool:
+    """Whether every decodable packet is table-decoded at the output rate, in clear."""
+    for d in dirs:
+        if d.secure or d.sdes is not None or d.user_keys:
+            return False
+        for pt in np.unique(p.rtp.pt[p.decodable & (p.ch == d.channel)]).tolist():
+            dec = d.decoders.get(pt)
+            if dec is None or dec.name not in TABLES or dec.rate != p.rate:
+                return False
+    return True
+
+
+def _place_each(media: MediaColumns, p: Plan, dup: npt.NDArray[np.bool_],
+                over: npt.NDArray[np.bool_], dirs: tuple[Direction, Direction],
+                window: StereoWindow | None, base: int, noise: np.random.Generator | None,
+                pauses: list[tuple[int, int]]) -> None:
+    """``place_audio`` one packet at a time."""
     r = p.rtp
     n = len(media)
     rate = p.rate
@@ -420,3 +487,174 @@ def _rtcp(at: int, ts: int, payload: bytes, sender: Direction, other: Direction)
                 "jitter_ms": round(jitter * 1000 / st.clock, 3),
                 "rtt_ms": round(rtt, 3) if rtt is not None and rtt >= 0 else None,
             }
+
+
+def _in_pauses(ts: I64, pauses: list[tuple[int, int]]) -> npt.NDArray[np.bool_]:
+    inside = np.zeros(len(ts), np.bool_)
+    for a, b in pauses:
+        inside |= (ts >= a) & (ts < b)
+    return inside
+
+
+def _place_columns(media: MediaColumns, p: Plan, dup: npt.NDArray[np.bool_],
+                   over: npt.NDArray[np.bool_], dirs: tuple[Direction, Direction],
+                   window: StereoWindow, base: int, pauses: list[tuple[int, int]]) -> None:
+    """``place_audio`` on columns: the counters by masks, the few packets that need a look
+    of their own (RTCP, events) one by one, and the audio decoded by table and laid out
+    block by block through the window's own rules."""
+    r = p.rtp
+    ts = media.ts
+    live = (p.ch >= 0) & ~p.rtcp
+    parsed = live & (r.error == 0)
+    for d in dirs:
+        mine = p.ch == d.channel
+        for e in np.flatnonzero(np.bincount(r.error[live & mine], minlength=len(RTP_ERRORS))):
+            if e:
+                d.malformed[RTP_ERRORS[e]] += int(np.count_nonzero(live & mine
+                                                                    & (r.error == e)))
+    counted = parsed & ~over
+    allowed_pt = np.zeros((2, 128), np.bool_)
+    control_pt = np.zeros((2, 128), np.bool_)
+    decoder_pt = np.zeros((2, 128), np.bool_)
+    for d in dirs:
+        allowed_pt[d.channel, list(d.allowed)] = True
+        for q in np.unique(r.pt[counted & (p.ch == d.channel)]).tolist():
+            if q in d.allowed:
+                dec, _clock, name = _info(d, q)
+                decoder_pt[d.channel, q] = dec is not None
+                control_pt[d.channel, q] = dec is None and name in CONTROL
+    ch = np.maximum(p.ch, 0)
+    allowed = counted & allowed_pt[ch, r.pt]
+    paused = _in_pauses(ts, pauses) if pauses else np.zeros(len(ts), np.bool_)
+    has_dec = allowed & decoder_pt[ch, r.pt]
+    fresh = allowed & ~dup & ~paused
+    late = fresh & has_dec & (p.seg < 0)
+    place = fresh & has_dec & (p.seg >= 0)
+    special = (p.rtcp & (p.ch >= 0)) | (fresh & ~has_dec)
+    for d in dirs:
+        mine = p.ch == d.channel
+        d.unexpected_pt += int(np.count_nonzero(counted & mine & ~allowed))
+        a = np.flatnonzero(allowed & mine)
+        if len(a):
+            d.first_ns = d.first_ns or int(ts[a[0]])
+            d.last_ns = int(ts[a[-1]])
+            d.early_packets += int(np.count_nonzero(ts[a] < d.answer_ns))
+        d.control += int(np.count_nonzero(allowed & mine & control_pt[ch, r.pt]))
+        d.paused_packets += int(np.count_nonzero(allowed & mine & ~dup & paused))
+        d.late_packets += int(np.count_nonzero(late & mine))
+    for i in np.flatnonzero(special).tolist():
+        d = dirs[int(p.ch[i])]
+        if p.rtcp[i]:
+            if not d.secure:  # SRTCP report blocks are encrypted
+                _rtcp(i, int(ts[i]), media.payload(i), d, dirs[1 - d.channel])
+            continue
+        pt = int(r.pt[i])
+        _dec, clock, name = _info(d, pt)
+        a_, b_ = int(r.start[i]), int(r.end[i])
+        if not name and d.sniff and pt >= 96 and b_ - a_ == 4:
+            # No SDP to say so, but a 4-byte dynamic payload is an RFC 4733 event.
+            name = "TELEPHONE-EVENT"
+            d.unknown.pop(pt, None)
+            d.control += 1
+        if name == "TELEPHONE-EVENT":
+            if d.events is None:
+                d.events = TelephoneEvents(clock or 8000)
+            d.events.feed(int(ts[i]), int(r.ts[i]), media.payload(i)[a_:b_])
+    idx = np.flatnonzero(place)
+    if not len(idx):
+        return
+    _lay_out(media, p, dirs, window, base, idx)
+
+
+def _positions(p: Plan, dirs: tuple[Direction, Direction], idx: I64, base: int) -> I64:
+    """Output frame of each packet: its extended timestamp plus its segment's transit floor
+    there (``Segment.floor``), in output samples."""
+    pos = np.zeros(len(idx), np.int64)
+    chans = p.ch[idx]
+    segs = p.seg[idx]
+    ext = p.ext[idx]
+    for d in dirs:
+        mine = np.flatnonzero(chans == d.channel)
+        if not len(mine):
+            continue
+        sa = np.array([s.a for s in d.segments])
+        sb = np.array([s.b for s in d.segments])
+        se0 = np.array([s.e0 for s in d.segments], np.int64)
+        shift = np.array([s.shift for s in d.segments], np.int64)
+        clock = np.array([s.clock for s in d.segments], np.int64)
+        k = segs[mine]
+        e = ext[mine]
+        floor = np.rint(sa[k] + sb[k] * (e - se0[k]).astype(np.float64)).astype(np.int64)
+        pos[mine] = (e + floor) * p.rate // clock[k] - shift[k] - base
+    return pos
+
+
+def _lay_out(media: MediaColumns, p: Plan, dirs: tuple[Direction, Direction],
+             window: StereoWindow, base: int, idx: I64) -> None:
+    """Place the packets ``idx`` (capture order) as ``StereoWindow.put`` one after another
+    would: the window's base is followed packet by packet (integers only) to find what
+    arrived too late; then each block of output is filled at once, packets that overlap
+    another written in capture order so the later one wins."""
+    r = p.rtp
+    pos = _positions(p, dirs, idx, base)
+    n = r.end[idx] - r.start[idx]
+    chan = p.ch[idx]
+    size = window.size
+    # the window's rules (StereoWindow.put, _advance) on integers: how much of each packet
+    # arrived after its place was written
+    wbase, high = window._base, window._high  # noqa: SLF001 - continued exactly
+    cut_l = [0] * len(idx)
+    late = [0, 0]
+    for k, (q, m, c) in enumerate(zip(pos.tolist(), np.minimum(n, size).tolist(),
+                                      chan.tolist(), strict=True)):
+        if q < wbase:
+            cut = min(m, wbase - q)
+            late[c] += cut
+            cut_l[k] = cut
+            if cut == m:
+                continue
+            q += cut
+            m -= cut
+        end = q + m
+        if end > wbase + size:
+            wbase = max(wbase, max(end - size, wbase + size // 2))
+        if end > high:
+            high = end
+    cut = np.array(cut_l, np.int64)
+    window.late_samples[0] += late[0]
+    window.late_samples[1] += late[1]
+    # per direction: silence filled between packets, packets per segment, where audio ends
+    for d in dirs:
+        mine = np.flatnonzero(chan == d.channel)
+        if not len(mine):
+            continue
+        pm, nm = pos[mine], n[mine]
+        before = np.empty(len(mine), np.int64)
+        before[0] = d.audio_end
+        before[1:] = np.maximum(np.maximum.accumulate(pm + nm)[:-1], d.audio_end)
+        gap = np.where((before >= 0) & (before < pm), pm - before, 0)
+        segs = p.seg[idx[mine]]
+        gaps = np.bincount(segs, weights=gap, minlength=len(d.segments))
+        packets = np.bincount(segs, minlength=len(d.segments))
+        for k in np.flatnonzero(packets).tolist():
+            d.segments[k].packets += int(packets[k])
+            d.segments[k].gap_samples += int(gaps[k])
+        d.audio_end = max(d.audio_end, int((pm + nm).max()))
+        d.placed += len(mine)
+        names = {dec.name for q, dec in d.decoders.items() if dec is not None
+                 and q in set(r.pt[idx[mine]].tolist())}
+        d.codecs_used |= names
+    # the audio, block by block of the timeline
+    held = np.minimum(n, size)  # the window holds no more of one packet
+    start = pos + cut
+    keep = cut < held
+    src = media.off[idx] + r.start[idx] + cut
+    length = held - cut
+    start, src, length, chan2 = start[keep], src[keep], length[keep], chan[keep]
+    pts = r.pt[idx][keep]
+    law = np.zeros(len(pts), np.int64)  # 0: mu-law, 1: A-law
+    for d in dirs:
+        for q, dec in d.decoders.items():
+            if dec is not None and dec.name == "PCMA/8000":
+                law[(chan2 == d.channel) & (pts == q)] = 1
+    window.fill(start, src, length, chan2, law, media.data, high)

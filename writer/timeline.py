@@ -193,6 +193,53 @@ def collapse_gaps(segments: list[Segment], rate: int) -> int:
 
 Int16Array = npt.NDArray[np.int16]
 
+
+def _scatter(block: Int16Array, lo: int, start: npt.NDArray[np.int64],
+             src: npt.NDArray[np.int64], length: npt.NDArray[np.int64],
+             channel: npt.NDArray[np.int64], law: npt.NDArray[np.int64],
+             data: npt.NDArray[np.uint8]) -> None:
+    """Decode G.711 payloads (``law`` 0: mu-law, 1: A-law) that overlap no other and write
+    them into ``block`` (channel-major: ``block[c, f - lo]``), clipped to it. Payloads of
+    one length on one grid (the usual 20 ms packets of one clock mapping) go in as rows of
+    a matrix view; the rest sample by sample."""
+    from writer.g711 import ALAW_DECODE, ULAW_DECODE
+
+    width = block.shape[1]
+    inside = (start >= lo) & (start + length <= lo + width)
+    for size in np.unique(length[inside]).tolist():
+        if not size:
+            continue
+        k = np.arange(size)
+        for c in (0, 1):
+            for which, table in ((0, ULAW_DECODE), (1, ALAW_DECODE)):
+                g = np.flatnonzero(inside & (length == size) & (law == which) & (channel == c))
+                if not len(g):
+                    continue
+                rel = start[g] - lo
+                phase = int(rel[0]) % size
+                on_grid = rel % size == phase
+                decoded = table[data[src[g][:, None] + k]]
+                rows = (width - phase) // size
+                grid = block[c, phase:phase + rows * size].reshape(rows, size)
+                grid[(rel[on_grid] - phase) // size] = decoded[on_grid]
+                off = np.flatnonzero(~on_grid)
+                if len(off):
+                    at = rel[off][:, None] + k
+                    block[c][at.ravel()] = decoded[off].ravel()
+    rest = np.flatnonzero(~inside & (length > 0))
+    if not len(rest):
+        return
+    start, src, length = start[rest], src[rest], length[rest]
+    channel, law = channel[rest], law[rest]
+    k = np.arange(int(length.max()))
+    at = start[:, None] + k  # frame of each sample
+    ok = (k < length[:, None]) & (at >= lo) & (at < lo + width)
+    rows_, cols = np.nonzero(ok)
+    codes = data[src[rows_] + cols]
+    samples = np.where(law[rows_] == 1, ALAW_DECODE[codes], ULAW_DECODE[codes])
+    block[channel[rows_], at[rows_, cols] - lo] = samples
+
+
 # Seconds of stereo audio held before it is written: reordering or jitter deeper than this
 # makes a packet "late" and it is dropped (counted). 8 s covers the 2 s segment tolerance.
 WINDOW_SECONDS = 8
@@ -250,6 +297,57 @@ class StereoWindow:
         self._buf[:keep] = self._buf[emit : emit + keep]
         self._buf[keep:] = 0
         self._base = new_base
+
+    def fill(self, start: npt.NDArray[np.int64], src: npt.NDArray[np.int64],
+             length: npt.NDArray[np.int64], channel: npt.NDArray[np.int64],
+             law: npt.NDArray[np.int64], data: npt.NDArray[np.uint8], high: int) -> None:
+        """Write G.711 payloads (``law`` 0: mu-law, 1: A-law) of ``length`` bytes at
+        ``data[src]`` to frames from ``start`` in ``channel``, in the order given, then
+        everything up to ``high``: what ``put`` one payload after another, then ``close``,
+        would write, given none of them arrives after its place was written (the caller
+        has cut those). Frames are written a window at a time."""
+        end = start + length
+        # a packet overlapping another of its channel is written after the rest, in order,
+        # so the later one wins (numpy leaves the winner of a repeated index open)
+        order = np.lexsort((start, channel))
+        s_sorted, e_sorted, c_sorted = start[order], end[order], channel[order]
+        overlap = np.zeros(len(start), np.bool_)
+        if len(start) > 1:
+            same = c_sorted[1:] == c_sorted[:-1]
+            hit = np.zeros(len(start), np.bool_)
+            run_end = e_sorted.copy()
+            # running max of ends within each channel's run
+            bounds = np.flatnonzero(np.r_[True, ~same])
+            for a, b in zip(bounds.tolist(), np.r_[bounds[1:], len(start)].tolist(),
+                            strict=True):
+                run_end[a:b] = np.maximum.accumulate(e_sorted[a:b])
+            hit[1:] = same & (s_sorted[1:] < run_end[:-1])
+            hit[:-1] |= same & (e_sorted[:-1] > s_sorted[1:])
+            overlap[order] = hit
+        by_start = np.argsort(start, kind="stable")
+        starts_sorted = start[by_start]
+        lo = self._base
+        while lo < high:
+            hi = min(high, lo + self.size)
+            block = np.zeros((2, hi - lo), np.int16)  # channel-major while filled
+            a = int(np.searchsorted(starts_sorted, lo - self.size, "left"))
+            b = int(np.searchsorted(starts_sorted, hi, "left"))
+            sel = np.sort(by_start[a:b])  # capture order
+            sel = sel[end[sel] > lo]
+            if len(sel):
+                bulk = sel[~overlap[sel]]
+                if len(bulk):
+                    _scatter(block, lo, start[bulk], src[bulk], length[bulk],
+                             channel[bulk], law[bulk], data)
+                for k in sel[overlap[sel]].tolist():
+                    _scatter(block, lo, start[k:k + 1], src[k:k + 1], length[k:k + 1],
+                             channel[k:k + 1], law[k:k + 1], data)
+            self._sink(np.ascontiguousarray(block.T))
+            self.written += hi - lo
+            lo = hi
+        self._base = max(self._base, high)
+        self._high = max(self._high, high)
+        self._buf[:] = 0
 
     def close(self) -> None:
         """Write everything up to the last sample placed."""
