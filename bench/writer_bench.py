@@ -25,42 +25,51 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from calltap.config import Config  # noqa: E402
 from calltap.generate import GenOptions, codec_call, generate  # noqa: E402
-from calltap.importer import Importer  # noqa: E402
+from calltap.importer import settings_from  # noqa: E402
+from capture.pcapfile import open_capture  # noqa: E402
+from capture.spool import SpoolSet  # noqa: E402
 from correlate.call import Call  # noqa: E402
-from correlate.events import CallFinished  # noqa: E402
-from correlate.policy import IdentitySpec  # noqa: E402
-from correlate.record import finished  # noqa: E402
+from correlate.events import CallEnded  # noqa: E402
+from correlate.policy import Policy  # noqa: E402
+from correlate.record import CallRecord  # noqa: E402
+from correlate.recorder import Recorder  # noqa: E402
 from writer.job import write_call  # noqa: E402
 from writer.options import WriteOptions  # noqa: E402
 
 
-def finished_calls(pcap: Path, keep: Path) -> list[tuple[Call, str | None]]:
-    """Every call of ``pcap`` with a copy of its spool under ``keep``, nothing written."""
-    imp = Importer(Config(out=str(keep / "unused"), jobs=1))
-    jobs: list[tuple[Call, str | None]] = []
+def finished_calls(pcap: Path, keep: Path) -> list[tuple[CallRecord, str | None]]:
+    """Every call of ``pcap`` as the Recorder ends it, its media spooled under ``keep``."""
+    spool = SpoolSet(str(keep))
 
-    def hold(ev: CallFinished) -> None:
-        spool = imp.spool.close_call(ev.call.serial)
-        copy = None
-        if spool is not None:
-            copy = str(keep / f"{ev.call.serial}.spool")
-            shutil.copyfile(spool, copy)
-        jobs.append((ev.call, copy))
+    class Sink:
+        def add(self, call: Call, ts_ns: int, flow: int, payload: bytes) -> None:
+            spool.add(call.serial, ts_ns, flow, payload)
 
-    imp._write = hold  # type: ignore[method-assign]  # noqa: SLF001 - the bench keeps jobs
-    imp.import_file(str(pcap))
-    imp.finish()
+    rec = Recorder(settings_from(Config()), Policy(), Sink())
+    jobs: list[tuple[CallRecord, str | None]] = []
+
+    def take() -> None:
+        for ev in rec.events():
+            if isinstance(ev, CallEnded):
+                path = spool.close_call(ev.call.serial)
+                if ev.record is not None:
+                    jobs.append((ev.record, path))
+
+    rec.feed(open_capture(str(pcap)))
+    take()
+    rec.finish()
+    take()
     return jobs
 
 
-def render_rate(jobs: list[tuple[Call, str | None]], out: Path, fmt: str) -> tuple[float, float]:
+def render_rate(jobs: list[tuple[CallRecord, str | None]], out: Path, fmt: str
+                ) -> tuple[float, float]:
     """(call-seconds of audio, CPU seconds) writing every job in ``fmt``."""
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     options = WriteOptions(audio_format=fmt)
     t0 = time.process_time()
-    entries = [write_call(finished(call, IdentitySpec()), spool, str(out), options)[0]
-               for call, spool in jobs]
+    entries = [write_call(record, spool, str(out), options)[0] for record, spool in jobs]
     cpu = time.process_time() - t0
     seconds = 0.0
     for e in entries:

@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
-from collections import Counter
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from calltap import __version__
 from calltap.config import ConfigError, load_config
@@ -16,6 +15,9 @@ from calltap.log import log
 from calltap.policyfile import PolicyError, load_policy
 from capture.errors import CaptureError
 from writer.options import WriteOptions
+
+if TYPE_CHECKING:
+    from calltap.live import LiveCapture
 
 
 def _table(entries: list[dict[str, Any]]) -> str:
@@ -43,7 +45,7 @@ def _short(uri: str, width: int = 32) -> str:
     return uri if len(uri) <= width else uri[: width - 1] + "…"
 
 
-def reload_on_sighup(imp: Importer) -> None:
+def reload_on_sighup(imp: Any) -> None:
     """SIGHUP asks the importer to read its policy file again (between packets)."""
 
     def reload(_sig: int, _frame: Any) -> None:
@@ -228,7 +230,7 @@ def cmd_capture(args: argparse.Namespace) -> int:
     return 0
 
 
-def capture_metrics(cap: Any, source: Any) -> list[tuple[str, str, dict[str, str], float]]:
+def capture_metrics(cap: LiveCapture, source: Any) -> list[tuple[str, str, dict[str, str], float]]:
     recv, kdrop, ifdrop = source.stats()
     out: list[tuple[str, str, dict[str, str], float]] = [
         ("calltap_packets_total", "counter", {"kind": "all"}, cap.packets),
@@ -248,12 +250,7 @@ def capture_metrics(cap: Any, source: Any) -> list[tuple[str, str, dict[str, str
         ("calltap_calls_not_recorded_total", "counter", {"reason": "policy"},
          cap.calls_skipped),
     ]
-    drops: Counter[str] = Counter(cap.drops)
-    for more in (cap.tracker.drops, cap.tcp.drops, cap.fragments.drops):
-        drops.update(more)  # summed: one reason may be counted in several stages
-    if cap.media.refused:
-        drops["media_table_full"] += cap.media.refused
-    for reason, n in sorted(drops.items()):
+    for reason, n in sorted(cap.drops.items()):  # every stage's, summed by reason
         out.append(("calltap_drops_total", "counter", {"reason": reason}, n))
     try:  # the writers' backlog: jobs not yet read, and read but not yet written
         from correlate.keys import WRITERS_GROUP

@@ -1,4 +1,6 @@
-"""Offline import: the capture, correlate and writer stages in one process."""
+"""Offline import: a shell around the Recorder (correlate.recorder) that reads capture
+files, spools each call's media and writes finished calls with a pool of writer processes.
+"""
 
 from __future__ import annotations
 
@@ -11,60 +13,33 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
+from itertools import islice
 from typing import Any
 
 from calltap.config import Config
 from calltap.policyfile import PolicyError, load_policy
-from capture.decode import (
-    DROP_REASONS,
-    IP_FRAGMENT,
-    TCP_PROTO,
-    Decoded,
-    decode,
-    decode_fragment,
-    decode_transport,
-    outer_vlan,
-)
-from capture.dedup import Deduplicator
 from capture.errors import CaptureError
-from capture.fragments import Reassembler
-from capture.hep import HEP_PORT, HepError, is_hep, parse_hep
 from capture.pcapfile import close_capture, open_capture
 from capture.spool import SpoolSet
-from capture.tcp import TcpSip
-from correlate.call import MAX_FLOWS, Call
-from correlate.dialog import DialogTracker
-from correlate.errors import SipError
-from correlate.events import CallFinished, CallStarted, Event, MediaChanged
-from correlate.media import OTHER, RTCP, MediaTable
-from correlate.policy import RFC4733_DIGITS, Policy, feed_digit
-from correlate.record import finished
-from correlate.sip import looks_like_sip, parse_sip
+from correlate.call import Call
+from correlate.events import CallEnded
+from correlate.policy import Policy
+from correlate.record import CallRecord
+from correlate.recorder import Recorder, Settings
 from writer.job import WriteResult, write_call
 from writer.options import WriteOptions
 from writer.output import sync_filesystem
-from writer.rtp import header_only
 from writer.srtp import parse_key_spec
 
 NS = 1_000_000_000
-# Capture-time interval between timer runs (inactivity and linger checks).
-TIMER_NS = NS
 # Calls listed in the end-of-import table; the index holds them all, the table is a glance.
 MAX_TABLE_ROWS = 1000
 # Error lines kept for the end of an import; the rest are counted.
 MAX_MESSAGES = 100
-# RTP-looking flows without signalling under watch; each holds up to PROMOTE_AFTER packets.
-MAX_RTP_CANDIDATES = 4096
-# Packets of one SSRC with advancing sequence numbers before a flow is taken for RTP.
-PROMOTE_AFTER = 5
-# Largest RTP packet of a dynamic payload type still taken for audio (Opus tops out near
-# 1275 bytes at 510 kbit/s, but voice calls stay far below; video fills the MTU).
-MAX_AUDIO_PAYLOAD = 600
-NON_AUDIO = -2
-TOO_MANY = -1
 # Finished calls queued per writer process; each holds a call record, its media is on disk.
 MAX_PENDING_WRITES = 4
-# Packets between progress checks; a wall-clock read per packet would cost more than it shows.
+# Packets fed to the Recorder at a time: the progress bar and a SIGHUP reload are looked at
+# between batches; a wall-clock read per packet would cost more than it shows.
 PROGRESS_EVERY = 8192
 
 
@@ -78,50 +53,42 @@ def options_from(cfg: Config) -> WriteOptions:
         jitter_buffer_max_ms=cfg.jitter_buffer_max_ms)
 
 
+def settings_from(cfg: Config) -> Settings:
+    """The Recorder's timeouts from the configuration."""
+    return Settings(inactivity_ns=int(cfg.inactivity_timeout * NS),
+                    linger_ns=int(cfg.linger * NS),
+                    unsignalled_ns=int(cfg.unsignalled_timeout * NS),
+                    dedup_window_ns=int(cfg.dedup_window * NS))
+
+
+class _Spool:
+    """The Recorder's media sink for import: each call's packets in its spool file."""
+
+    def __init__(self, spool: SpoolSet) -> None:
+        self.spool = spool
+
+    def add(self, call: Call, ts_ns: int, flow: int, payload: bytes) -> None:
+        self.spool.add(call.serial, ts_ns, flow, payload)
+
+
 class Importer:
-    """Feeds capture files through decoding, the dialog tracker, the spool and the writer."""
+    """Feeds capture files to a Recorder; spools media; writes finished calls."""
 
     def __init__(self, cfg: Config, progress: Callable[[Importer], None] | None = None) -> None:
         self.cfg = cfg
         self.out = cfg.out
         os.makedirs(self.out, exist_ok=True)
-        self.policy = load_policy(cfg.policy) if cfg.policy else Policy()
-        self.media = MediaTable()
-        self.tracker = DialogTracker(
-            self.media,
-            inactivity_ns=int(cfg.inactivity_timeout * NS),
-            linger_ns=int(cfg.linger * NS),
-            unsignalled_ns=int(cfg.unsignalled_timeout * NS),
-            keep_headers=self.policy.headers_needed(),
-            pause=self.policy.pause,
-        )
-        self.reload_requested = False
-        """Set from a SIGHUP handler: the policy file is read again between packets."""
-        self.calls_skipped = 0
-        """Calls the policy said not to record."""
-        self._source = ""
-        self._vlan = -1
-        self._event_pts: dict[int, frozenset[int]] = {}
         # A directory of its own, so two imports into one output directory cannot collide.
         self._spool_dir = tempfile.mkdtemp(prefix=".spool-", dir=self.out)
         self.spool = SpoolSet(self._spool_dir)
+        policy = load_policy(cfg.policy) if cfg.policy else Policy()
+        self.recorder = Recorder(settings_from(cfg), policy, _Spool(self.spool))
+        self.reload_requested = False
+        """Set from a SIGHUP handler: the policy file is read again between packets."""
         self._pool = ProcessPoolExecutor(max_workers=cfg.jobs) if cfg.jobs > 1 else None
         self._pending: deque[tuple[Future[WriteResult], Call, str | None]] = deque()
         self.drops: Counter[str] = Counter()
-        """Packets not used, by reason."""
-        self.fragments = Reassembler()
-        self.dedup = Deduplicator(int(cfg.dedup_window * NS)) if cfg.dedup_window > 0 else None
-        self.hep_packets = 0
-        self.tcp = TcpSip()
-        self._candidates: dict[tuple[bytes, int, bytes, int], list[Any]] = {}
-        self.reassembled = 0
-        """IP datagrams rebuilt from fragments."""
-        self.packets = 0
-        self.paused_packets = 0
-        """Media packets spooled without their payload while their call was paused."""
-        self.media_packets = 0
-        self.sip_packets = 0
-        self.calls_found = 0
+        """Packets not used, by reason (every stage's, once ``finish`` has run)."""
         # one syncfs at the end instead of an fsync per file (finish)
         self.options = dataclasses.replace(options_from(cfg), durable=False)
         self.written: list[dict[str, Any]] = []
@@ -137,14 +104,22 @@ class Importer:
         self.current_bytes = 0
         self.current_size = 0
         self._progress = progress
-        self._next_timer = -1
-        self._clock = 0
+
+    # what the Recorder counted, for the progress bar and the final line
+    policy = property(lambda self: self.recorder.policy)
+    packets = property(lambda self: self.recorder.packets)
+    sip_packets = property(lambda self: self.recorder.sip_packets)
+    media_packets = property(lambda self: self.recorder.media_packets)
+    paused_packets = property(lambda self: self.recorder.paused_packets)
+    reassembled = property(lambda self: self.recorder.reassembled)
+    calls_found = property(lambda self: self.recorder.calls_found)
+    calls_skipped = property(lambda self: self.recorder.calls_skipped)
 
     def import_file(self, path: str) -> None:
         """Import one file; raises CaptureError (one line, naming the file) if unreadable."""
         reader = open_capture(path)
         self.current_file = path
-        self._source = os.path.basename(path)
+        self.recorder.source = os.path.basename(path)
         try:
             self.current_size = os.path.getsize(path)
         except OSError:
@@ -159,6 +134,7 @@ class Importer:
         finally:
             self.bytes_done += reader.bytes_read
             close_capture(reader)
+            self._events()
         if reader.truncated:
             self.warnings.append(
                 f"{path}: capture ends mid-packet at byte {reader.bytes_read}; "
@@ -166,233 +142,30 @@ class Importer:
             )
 
     def _run(self, reader: Any) -> None:
-        media_get = self.media.get
-        spool_add = self.spool.add
-        calls = self.tracker.calls
-        drops = self.drops
-        dedup = self.dedup.seen if self.dedup is not None else None
-        shared = self.media.shared
-        watch_dtmf = bool(self.policy.pause.dtmf_pause or self.policy.pause.dtmf_resume)
-        n = 0
-        for ts, link, frame in reader:
-            n += 1
-            if ts >= self._next_timer:
-                if self._next_timer >= 0:
-                    # Timers run on the clock as it stood before this packet: a capture whose
-                    # clock leaps (broken timestamps) cannot time a call out under the very
-                    # packet that continues it.
-                    now = self._clock
-                    self._events(self.tracker.handle_timer(now))
-                    self.fragments.expire(now)
-                    self.tcp.expire(now)
-                self._next_timer = ts + TIMER_NS
-            self._clock = ts
-            if n % PROGRESS_EVERY == 0:
-                if self.reload_requested:
-                    self.reload_policy()
-                self.packets += PROGRESS_EVERY
-                self.current_bytes = reader.bytes_read
-                if self._progress is not None:
-                    self._progress(self)
-            r: Decoded | int | None = decode(link, frame)
-            if type(r) is int:
-                if r == IP_FRAGMENT:
-                    r = self._fragment(ts, link, frame)
-                if isinstance(r, int):
-                    drops[DROP_REASONS[r]] += 1
-                    continue
-                if r is None:
-                    continue
-            assert r is not None and not isinstance(r, int)
-            proto, src, dst, sport, dport, payload = r
-            if proto == TCP_PROTO:
-                for message in self.tcp.feed(ts, src, sport, dst, dport, payload):
-                    self._vlan = outer_vlan(link, frame)
-                    self._sip(message, ts, src, sport, dst, dport)
-                continue
-            if dedup is not None and dedup(ts, hash(r)):
-                drops["duplicate_packet"] += 1
-                continue
-            if (dport == HEP_PORT or payload.startswith(b"HEP3")) and is_hep(payload, dport):
-                try:
-                    hts, _proto, src, dst, sport, dport, payload, _kind = parse_hep(payload)
-                except HepError:
-                    drops["malformed_hep"] += 1
-                    continue
-                self.hep_packets += 1
-                if hts is not None:
-                    ts = hts  # the agent's capture time
-            dkey = (dst, dport)
-            d_owner = media_get(dkey)
-            s_owner = None if d_owner is not None else media_get((src, sport))
-            if d_owner is not None and shared and dkey in shared:
-                # several live calls announced this address: the sender's says which
-                s_owner = media_get((src, sport))
-                if s_owner is not None and s_owner[0] != d_owner[0]:
-                    d_owner = self.media.owner_for(dkey, s_owner[0]) or d_owner
-            owner = d_owner or s_owner
-            if owner is not None:
-                call = calls.get(owner[0])
-                if call is not None:
-                    decision = call.decision
-                    if decision is not None and not decision.record:
-                        drops["media_of_call_not_recorded"] += 1
-                        continue
-                    pair = ((src, sport), dkey)
-                    flow = call.flow_ids.get(pair)
-                    if flow is None:
-                        flow = self._new_flow(call, pair)
-                    if flow >= 0:
-                        if watch_dtmf:
-                            self._dtmf(call, ts, payload)
-                        if call.pauses and call.pauses[-1][1] == 0:
-                            # paused: the audio never reaches the disk, only the RTP header
-                            payload = header_only(payload)
-                            self.paused_packets += 1
-                        spool_add(call.serial, ts, flow, payload)
-                        if ts > call.last_ns:
-                            call.last_ns = ts
-                        self.media_packets += 1
-                        continue
-                    if flow == NON_AUDIO:
-                        drops["non_audio_media"] += 1
-                        first = call.video_span[0] or ts
-                        call.video_span = (first, max(ts, call.video_span[1]))
-                    continue
-            if not looks_like_sip(payload):
-                if not self._rtp_candidate(ts, src, sport, dst, dport, payload):
-                    drops["udp_not_sip_or_known_media"] += 1
-                continue
-            self._vlan = outer_vlan(link, frame)
-            self._sip(payload, ts, src, sport, dst, dport)
-        self.packets += n % PROGRESS_EVERY
-        self.current_bytes = reader.bytes_read
-        if n:  # the last packet's time counts too
-            self._events(self.tracker.handle_timer(self._clock))
+        rec = self.recorder
+        packets = iter(reader)
+        before = rec.packets
+        while True:
+            batch = list(islice(packets, PROGRESS_EVERY))
+            if not batch:
+                break
+            rec.feed(batch)
+            self._events()
+            if self.reload_requested:
+                self.reload_policy()
+            self.current_bytes = reader.bytes_read
+            if self._progress is not None:
+                self._progress(self)
+        if rec.packets > before:  # the last packet's time counts too
+            rec.check_calls(rec.clock)
+            self._events()
 
-    def _sip(self, data: bytes, ts: int, src: bytes, sport: int, dst: bytes, dport: int) -> None:
-        try:
-            msg = parse_sip(data)
-        except SipError:
-            self.drops["malformed_sip"] += 1
-            return
-        self.sip_packets += 1
-        self._events(self.tracker.handle_sip(msg, ts, (src, sport), (dst, dport)))
-
-    def _fragment(self, ts: int, link: int, frame: bytes) -> Decoded | int | None:
-        """Feed a fragment to reassembly: the decoded datagram once whole, else None."""
-        f = decode_fragment(link, frame)
-        if type(f) is int:
-            return f
-        key, offset, more, proto, src, dst, data = f  # type: ignore[misc]
-        whole = self.fragments.feed(ts, key, offset, more, data)
-        if whole is None:
-            return None
-        self.reassembled += 1
-        return decode_transport(proto, src, dst, whole)
-
-    def _rtp_candidate(self, ts: int, src: bytes, sport: int, dst: bytes, dport: int,
-                       payload: bytes) -> bool:
-        """Track UDP that looks like RTP but belongs to no signalled call; after a few
-        packets of one SSRC with advancing sequence numbers it becomes an unsignalled call."""
-        if (len(payload) < 13 or payload[0] >> 6 != 2 or 72 <= payload[1] & 0x7F <= 76
-                or min(sport, dport) < 1024):
-            return False
-        key = (src, sport, dst, dport)
-        ssrc = payload[8:12]
-        seq = (payload[2] << 8) | payload[3]
-        cand = self._candidates.get(key)
-        if cand is None or cand[0] != ssrc or not 0 < ((seq - cand[1]) & 0xFFFF) <= 20:
-            if cand is None and len(self._candidates) >= MAX_RTP_CANDIDATES:
-                del self._candidates[next(iter(self._candidates))]  # the oldest goes
-            cand = self._candidates[key] = [ssrc, seq, []]
-        cand[1] = seq
-        cand[2].append((ts, payload))
-        if len(cand[2]) < PROMOTE_AFTER:
-            return True
-        del self._candidates[key]
-        pt = payload[1] & 0x7F
-        # Audio only: static video types (RFC 3551: 25-34) and big dynamic payloads (video)
-        # are left alone.
-        if 24 < pt < 96 or (pt >= 96 and max(len(p) for _t, p in cand[2]) > MAX_AUDIO_PAYLOAD):
-            return False
-        call = self.tracker.add_unsignalled(ts, (src, sport), (dst, dport))
-        if call is None:
-            return False
-        self.calls_found += 1
-        pair = ((src, sport), (dst, dport))
-        flow = self._new_flow(call, pair)
-        for t, p in cand[2]:
-            self.spool.add(call.serial, t, flow, p)
-            self.media_packets += 1
-        call.last_ns = ts
-        return True
-
-    def _new_flow(self, call: Call, pair: Any) -> int:
-        """Index of a new media flow of ``call``; NON_AUDIO for a flow from or to a
-        non-audio endpoint (video, T.38), TOO_MANY when the call has too many flows. What
-        each end is comes from the call's own announcements, shared addresses included."""
-        key = call.key
-        d_owner = self.media.owner_for(pair[1], key)
-        s_owner = self.media.owner_for(pair[0], key)
-        if (d_owner is not None and d_owner[2] == OTHER) or (
-            s_owner is not None and s_owner[2] == OTHER
-        ):
-            if len(call.flow_ids) < 4 * MAX_FLOWS:  # remembered, within a bound
-                call.flow_ids[pair] = NON_AUDIO
-            return NON_AUDIO
-        if len(call.flows) >= MAX_FLOWS:
-            self.drops["media_flow_limit"] += 1
-            return TOO_MANY
-        d_side = d_owner[1] if d_owner is not None else -1
-        s_side = s_owner[1] if s_owner is not None else -1
-        ref = d_owner if d_side >= 0 else s_owner
-        rtcp = 1 if ref is not None and ref[2] == RTCP else 0
-        call.flows.append((pair[0], pair[1], d_side, s_side, rtcp))
-        call.flow_ids[pair] = len(call.flows) - 1
-        return len(call.flows) - 1
-
-    def _events(self, events: list[Event]) -> None:
-        for ev in events:
-            if isinstance(ev, CallFinished):
-                self._event_pts.pop(ev.call.serial, None)
-                if ev.call.decision is not None and not ev.call.decision.record:
-                    self._skip(ev)
-                    continue
-                self._write(ev)
-            elif isinstance(ev, CallStarted):
-                self.calls_found += 1
-                call = ev.call
-                call.source, call.vlan = self._source, self._vlan
-                if call.decision is None:
-                    call.decision = self.policy.decide(self.policy.facts(call, call.source,
-                                                                         call.vlan))
-            elif isinstance(ev, MediaChanged):
-                self._event_pts.pop(ev.call.serial, None)
-
-    def _skip(self, ev: CallFinished) -> None:
-        """A finished call the policy said not to record: counted, nothing written."""
-        self.calls_skipped += 1
-        self.spool.close_call(ev.call.serial)
-
-    def _dtmf(self, call: Call, ts: int, payload: bytes) -> None:
-        """RFC 4733 events of a call, for the policy's pause and resume sequences: each
-        event counts once, however many packets repeat it (section 2.5.1.4)."""
-        pts = self._event_pts.get(call.serial)
-        if pts is None:
-            pts = self._event_pts[call.serial] = frozenset(
-                pt for side in call.offers for o in side for pt, m in o.rtpmap.items()
-                if m[0].lower() == "telephone-event")
-        if len(payload) < 16 or payload[1] & 0x7F not in pts:
-            return
-        start = len(header_only(payload))
-        if start + 4 > len(payload) or payload[start] >= len(RFC4733_DIGITS):
-            return
-        rtp_ts = int.from_bytes(payload[4:8], "big")
-        if rtp_ts == call.event_ts:
-            return
-        call.event_ts = rtp_ts
-        feed_digit(call, self.policy.pause, ts, RFC4733_DIGITS[payload[start]])
+    def _events(self) -> None:
+        for ev in self.recorder.events():
+            if isinstance(ev, CallEnded):
+                spool = self.spool.close_call(ev.call.serial)
+                if ev.record is not None:
+                    self._write(ev.record, spool)
 
     def reload_policy(self) -> None:
         """Read the policy file again (SIGHUP): calls in progress keep their decision, new
@@ -405,20 +178,11 @@ class Importer:
         except PolicyError as exc:
             self.warnings.append(f"policy not reloaded, the previous one stays: {exc}")
             return
-        self.policy = policy
-        self.tracker.keep_headers = policy.headers_needed()
-        self.tracker.pause = policy.pause
+        self.recorder.set_policy(policy)
         self.warnings.append(f"policy reloaded from {self.cfg.policy}")
 
-    def _write(self, ev: CallFinished) -> None:
-        call = ev.call
-        spool = self.spool.close_call(call.serial)
-        if not call.responded and spool is None and not call.flows:
-            # An INVITE nobody answered and no media: nothing to record (INVITE floods,
-            # scanners). Counted, not written.
-            self.drops["unanswered_invite_not_recorded"] += 1
-            return
-        record = finished(call, self.policy.identity)
+    def _write(self, record: CallRecord, spool: str | None) -> None:
+        call = record.call
         if self._pool is None:
             try:
                 self._done(call, spool, write_call(record, spool, self.out, self.options), None)
@@ -460,23 +224,15 @@ class Importer:
 
     def finish(self) -> None:
         """End of all input: write every call still open and wait for the writers."""
-        for reason, count in self.tracker.drops.items():
-            self.drops[reason] += count
-        self.tracker.drops.clear()
-        self.fragments.expire(1 << 62)  # end of input: nothing more will arrive
-        self.drops.update(self.fragments.drops)
-        self.drops.update(self.tcp.drops)
-        if self.media.refused:
-            self.drops["media_table_full"] += self.media.refused
         try:
-            self._events(self.tracker.finish())
+            self.recorder.finish()
+            self._events()
             while self._pending:
                 self._collect()
         finally:
             if self._pool is not None:
                 self._pool.shutdown()
-            for reason, count in self.tracker.drops.items():
-                self.drops[reason] += count
+            self.drops.update(self.recorder.all_drops())
             shutil.rmtree(self._spool_dir, ignore_errors=True)
             sync_filesystem(self.out)
 

@@ -10,27 +10,23 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
+import threading
 import time
-from collections import deque
-from dataclasses import replace
+from collections import Counter, deque
 from typing import Any
 
 from calltap.config import Config
-from calltap.importer import Importer
+from calltap.importer import settings_from
 from calltap.log import disk_low, log
+from calltap.policyfile import PolicyError, load_policy
 from capture.live import LiveSource
+from capture.spool import SpoolSet
 from correlate.call import Call
-from correlate.events import CallFinished, CallStarted, Event, MediaChanged
+from correlate.events import CallEnded, CallStarted, FlowAdded, MediaChanged
 from correlate.keys import CALL_TTL_S, JOBS_MAXLEN, Keys
-from correlate.policy import Decision, set_paused
-from correlate.record import (
-    RecordError,
-    call_from_json,
-    call_to_json,
-    finished,
-    record_to_json,
-)
+from correlate.policy import Policy, set_paused
+from correlate.record import RecordError, call_from_json, call_to_json, record_to_json
+from correlate.recorder import Recorder
 
 NS = 1_000_000_000
 # Redis operations waiting while Redis is unreachable: each is a call record or a job of a
@@ -41,6 +37,10 @@ MAX_PENDING_OPS = 20_000
 BACKOFF_FIRST_S, BACKOFF_MAX_S = 0.2, 5.0
 # Jobs not handed to Redis when the process stopped, in the spool directory.
 UNSENT_JOBS = "unsent-jobs.jsonl"
+# Commands sent in one pipeline: a round trip per batch, not per command.
+PIPELINE = 256
+# Control commands read and not yet applied: pauses come a few a second at most.
+MAX_COMMANDS = 1000
 # Spool buffers are written, and changed calls stored, this often: a crash of the capture
 # process loses at most this much before the outage itself.
 FLUSH_S = 0.25
@@ -50,10 +50,13 @@ MIN_FREE_BYTES = 256 * 1024 * 1024
 
 
 class RedisLink:
-    """Redis commands that survive an outage: sent at once when possible, otherwise queued
-    (bounded) and replayed in order after a reconnection."""
+    """Redis commands that never hold up the capture loop: ``do`` only queues (bounded); a
+    sender thread sends in order, pipelined, and reconnects with backoff while Redis is
+    away. The same thread reads the control stream, so a hung Redis costs the packet loop
+    nothing. Without ``background`` (tests), ``flush`` sends on the caller's thread."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, background: bool = False, control: str = "",
+                 control_id: str = "0-0") -> None:
         import redis
 
         self._redis = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
@@ -63,32 +66,71 @@ class RedisLink:
         self.up = True
         self._retry_at = 0.0
         self._backoff = BACKOFF_FIRST_S
+        self._lock = threading.Lock()
+        self._flushing = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = False
+        self.control = control
+        """The control stream to read ("" for none), from ``control_id`` on."""
+        self.control_id = control_id
+        self.commands: deque[tuple[str, dict[bytes, bytes]]] = deque(maxlen=MAX_COMMANDS)
+        """Control entries read and not yet taken by the capture loop."""
+        self._thread: threading.Thread | None = None
+        if background:
+            self._thread = threading.Thread(target=self._run, name="redis-outbox",
+                                            daemon=True)
+            self._thread.start()
 
     @property
     def client(self) -> Any:
         return self._redis
 
     def do(self, op: str, *args: Any, **kw: Any) -> None:
-        """Run a command now, or queue it for when Redis is back."""
-        if len(self.pending) >= MAX_PENDING_OPS:
-            for k, item in enumerate(self.pending):
-                if item[0] != "xadd":  # a state update: the next one refreshes it
-                    del self.pending[k]
-                    break
-            else:
-                self.pending.popleft()
-            self.dropped += 1
-        self.pending.append((op, args, kw))
-        self.flush()
+        """Queue a command (sent by the sender thread, or by ``flush``)."""
+        with self._lock:
+            if len(self.pending) >= MAX_PENDING_OPS:
+                for k, item in enumerate(self.pending):
+                    if item[0] != "xadd":  # a state update: the next one refreshes it
+                        del self.pending[k]
+                        break
+                else:
+                    self.pending.popleft()
+                self.dropped += 1
+            self.pending.append((op, args, kw))
+        self._wake.set()
 
     def flush(self) -> None:
-        if not self.pending or time.monotonic() < self._retry_at:
+        """Send what is queued, in order, unless backing off after an error. One flusher
+        at a time; a batch in flight leaves the queue and goes back to its front if the
+        send fails, so trimming the queue never touches it."""
+        if time.monotonic() < self._retry_at:
             return
+        with self._flushing:
+            self._flush()
+
+    def _flush(self) -> None:
         try:
-            while self.pending:
-                op, args, kw = self.pending[0]
-                getattr(self._redis, op)(*args, **kw)
-                self.pending.popleft()
+            while True:
+                with self._lock:
+                    batch = [self.pending.popleft()
+                             for _ in range(min(PIPELINE, len(self.pending)))]
+                if not batch:
+                    break
+                try:
+                    pipe = self._redis.pipeline(transaction=False)
+                    for op, args, kw in batch:
+                        getattr(pipe, op)(*args, **kw)
+                    pipe.execute()
+                except BaseException:
+                    with self._lock:
+                        self.pending.extendleft(reversed(batch))
+                    raise
+            if self.control:
+                got: Any = self._redis.xread({self.control: self.control_id}, count=100)
+                for _stream, entries in got or []:
+                    for entry_id, fields in entries:
+                        self.control_id = entry_id.decode()
+                        self.commands.append((self.control_id, fields))
             if not self.up:
                 log("capture", "redis reachable again", dropped_ops=self.dropped)
             self.up, self._backoff = True, BACKOFF_FIRST_S
@@ -99,35 +141,77 @@ class RedisLink:
             self._retry_at = time.monotonic() + self._backoff
             self._backoff = min(BACKOFF_MAX_S, self._backoff * 2)
 
+    def _run(self) -> None:
+        while not self._stop:
+            self._wake.wait(FLUSH_S)
+            self._wake.clear()
+            self.flush()
 
-class LiveCapture(Importer):
-    """The importer's capture and correlation, with Redis for state and jobs."""
+    def close(self, deadline_s: float) -> None:
+        """Stop the sender thread, after it has sent what it can within ``deadline_s``."""
+        end = time.monotonic() + deadline_s
+        while self.pending and time.monotonic() < end:
+            if self._thread is None:
+                self.flush()
+            else:
+                self._wake.set()
+            time.sleep(0.05)
+        self._stop = True
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(deadline_s + 2.5)
+
+
+class _Spool:
+    """The Recorder's media sink live: each call's packets in its spool file."""
+
+    def __init__(self, spool: SpoolSet) -> None:
+        self.spool = spool
+
+    def add(self, call: Call, ts_ns: int, flow: int, payload: bytes) -> None:
+        self.spool.add(call.serial, ts_ns, flow, payload)
+
+
+class LiveCapture:
+    """A Recorder on a live source, with Redis for call state and jobs."""
 
     def __init__(self, cfg: Config, redis_url: str, spool_dir: str, source_name: str,
-                 prefix: str = "calltap") -> None:
+                 prefix: str = "calltap", background: bool = True) -> None:
         os.makedirs(spool_dir, exist_ok=True)
-        super().__init__(replace(cfg, out=spool_dir, jobs=1, progress=False))
-        from capture.spool import SpoolSet
-
+        self.cfg = cfg
         self.spool = SpoolSet(spool_dir)
+        self.recorder = Recorder(settings_from(cfg),
+                                 load_policy(cfg.policy) if cfg.policy else Policy(),
+                                 _Spool(self.spool), source_name)
         self.keys = Keys(prefix)
-        self.link = RedisLink(redis_url)
-        self._source = source_name
+        setup = RedisLink(redis_url)  # start-up reads, before any packet: synchronous
         self.stopping = False
+        self.reload_requested = False
+        self.warnings: list[str] = []
         self.jobs_sent = 0
         self.bytes_total = 0
         self.disk_alarm = False
-        self.not_spooled_disk = 0
         self._saved: dict[str, tuple[int, ...]] = {}
         """Per live call, what it looked like when last stored (to store only changes)."""
         # serials name spool files: never reuse one a writer may still be reading
-        self.tracker.start_serials_at(time.time_ns() // 1_000_000)
-        self.restored = self._restore()
+        self.recorder.tracker.start_serials_at(time.time_ns() // 1_000_000)
+        self.restored = self._restore(setup)
+        control_id = self._last_control(setup)
+        """Commands sent while no capture ran are not replayed (a pause is a decision about
+        audio flowing now)."""
+        self.link = RedisLink(redis_url, background, self.keys.control, control_id)
         self._resend_unsent()
-        self.control_id = self._last_control()
-        """Last control command read; commands sent while no capture ran are not replayed
-        (a pause is a decision about audio flowing now)."""
         self.controls_applied = 0
+
+    # what the Recorder counted (metrics)
+    packets = property(lambda self: self.recorder.packets)
+    sip_packets = property(lambda self: self.recorder.sip_packets)
+    media_packets = property(lambda self: self.recorder.media_packets)
+    hep_packets = property(lambda self: self.recorder.hep_packets)
+    reassembled = property(lambda self: self.recorder.reassembled)
+    calls_skipped = property(lambda self: self.recorder.calls_skipped)
+    not_spooled_disk = property(lambda self: self.recorder.calls_refused)
+    tracker = property(lambda self: self.recorder.tracker)
 
     def _unsent_path(self) -> str:
         return os.path.join(self.spool.directory, UNSENT_JOBS)
@@ -145,6 +229,7 @@ class LiveCapture(Importer):
                     continue
                 self.link.do("xadd", self.keys.jobs, fields, maxlen=JOBS_MAXLEN,
                              approximate=True)
+        self.link.flush()
         os.unlink(path)
 
     def _keep_unsent(self) -> None:
@@ -159,13 +244,16 @@ class LiveCapture(Importer):
         log("capture", "redis unreachable at exit: jobs kept for the next start", "warning",
             jobs=len(jobs), file=self._unsent_path())
 
-    def _restore(self) -> int:
+    def _restore(self, link: RedisLink) -> int:
         """Take up the calls a previous capture process had in progress."""
-        r = self.link.client
+        r = link.client
         try:
             tags = r.smembers(self.keys.live)
-            records = [r.get(self.keys.call(t.decode())) for t in tags]
-        except self.link._errors:  # noqa: SLF001 - Redis down at start: nothing to restore
+            pipe = r.pipeline(transaction=False)
+            for t in tags:
+                pipe.get(self.keys.call(t.decode()))
+            records = pipe.execute()
+        except link._errors:  # noqa: SLF001 - Redis down at start: nothing to restore
             return 0
         n = 0
         for raw in records:
@@ -175,8 +263,7 @@ class LiveCapture(Importer):
                 call = call_from_json(raw)
             except RecordError:
                 continue
-            self.tracker.restore(call)
-            self.calls_found += 1
+            self.recorder.restore(call)
             n += 1
         return n
 
@@ -188,7 +275,7 @@ class LiveCapture(Importer):
 
     def save_changed(self) -> None:
         """Store the calls whose dialog, media or pauses changed since they were stored."""
-        for call in list(self.tracker.calls.values()):
+        for call in list(self.recorder.tracker.calls.values()):
             if self._saved.get(call.key) != self._signature(call):
                 self._save(call)
 
@@ -198,36 +285,22 @@ class LiveCapture(Importer):
         self.link.do("set", self.keys.call(tag), call_to_json(call), ex=CALL_TTL_S)
         self.link.do("sadd", self.keys.live, tag)
 
-    def _events(self, events: list[Event]) -> None:
-        if self.disk_alarm:
-            for ev in events:
-                if isinstance(ev, CallStarted):
-                    # the spool's disk is nearly full: calls already recording go on, new
-                    # ones get no spool
-                    ev.call.decision = Decision("disk-full", record=False)
-                    self.not_spooled_disk += 1
-        super()._events(events)
-        for ev in events:
-            if isinstance(ev, CallStarted | MediaChanged) and ev.call.key in self.tracker.calls:
+    def _events(self) -> None:
+        calls = self.recorder.tracker.calls
+        for ev in self.recorder.events():
+            if isinstance(ev, CallEnded):
+                self._ended(ev)
+            elif isinstance(ev, CallStarted | MediaChanged | FlowAdded) \
+                    and ev.call.key in calls:
+                # flows index the spool: a restarted process needs them
                 self._save(ev.call)
 
-    def _new_flow(self, call: Call, pair: Any) -> int:
-        flow = super()._new_flow(call, pair)
-        self._save(call)  # flows index the spool: a restarted process needs them
-        return flow
-
-    def _write(self, ev: CallFinished) -> None:
+    def _ended(self, ev: CallEnded) -> None:
         call = ev.call
-        if self.stopping and call.end_reason == "end-of-input":
-            # still in progress when the appliance stopped (RFC 3261's dialog never ended)
-            call.status, call.end_reason = "interrupted", "interrupted"
         spool = self.spool.close_call(call.serial)
         tag = Keys.tag(call.key)
-        if not call.responded and spool is None and not call.flows:
-            self.drops["unanswered_invite_not_recorded"] += 1
-        else:
-            record = finished(call, self.policy.identity)
-            self.link.do("xadd", self.keys.jobs, {"record": record_to_json(record),
+        if ev.record is not None:
+            self.link.do("xadd", self.keys.jobs, {"record": record_to_json(ev.record),
                                                   "spool": spool or ""},
                          maxlen=JOBS_MAXLEN, approximate=True)
             self.jobs_sent += 1
@@ -235,53 +308,67 @@ class LiveCapture(Importer):
         self.link.do("srem", self.keys.live, tag)
         self._saved.pop(call.key, None)
 
-    def _last_control(self) -> str:
+    def _last_control(self, link: RedisLink) -> str:
         try:
-            last = self.link.client.xrevrange(self.keys.control, count=1)
-        except self.link._errors:  # noqa: SLF001
+            last = link.client.xrevrange(self.keys.control, count=1)
+        except link._errors:  # noqa: SLF001
             return "0-0"
         return str(last[0][0].decode()) if last else "0-0"
 
     def read_control(self) -> None:
         """Pause and resume commands by Call-ID (``calltap pause``, agent desktops writing
-        to the control stream), applied at the capture clock's now."""
-        try:
-            got = self.link.client.xread({self.keys.control: self.control_id}, count=100)
-        except self.link._errors:  # noqa: SLF001 - Redis down: commands wait in the stream
-            return
-        for _stream, entries in got or []:
-            for entry_id, fields in entries:
-                self.control_id = entry_id.decode()
-                action = fields.get(b"action", b"").decode()
-                call_id = fields.get(b"call_id", b"").decode("utf-8", "replace")
-                calls = [c for c in self.tracker.calls.values() if c.call_id == call_id]
-                if action not in ("pause", "resume") or not calls:
-                    log("capture", "control command ignored", "warning", action=action,
-                        call_id=call_id, reason="no such call in progress" if calls == []
-                        else "unknown action")
-                    continue
-                now = max(time.time_ns(), max(c.last_ns for c in calls))
-                for c in calls:
-                    set_paused(c, now, action == "pause")
-                self.controls_applied += 1
-                log("capture", f"recording {action}d by command", call_id=call_id)
+        to the control stream), applied at the capture clock's now. The sender thread has
+        read them; nothing here waits on Redis."""
+        while self.link.commands:
+            _entry_id, fields = self.link.commands.popleft()
+            action = fields.get(b"action", b"").decode()
+            call_id = fields.get(b"call_id", b"").decode("utf-8", "replace")
+            calls = [c for c in self.recorder.tracker.calls.values() if c.call_id == call_id]
+            if action not in ("pause", "resume") or not calls:
+                log("capture", "control command ignored", "warning", action=action,
+                    call_id=call_id, reason="no such call in progress" if calls == []
+                    else "unknown action")
+                continue
+            now = max(time.time_ns(), max(c.last_ns for c in calls))
+            for c in calls:
+                set_paused(c, now, action == "pause")
+            self.controls_applied += 1
+            log("capture", f"recording {action}d by command", call_id=call_id)
 
     def check_disk(self) -> None:
         self.disk_alarm = disk_low("capture", self.spool.directory, MIN_FREE_BYTES,
                                    self.disk_alarm, "no new calls are spooled")
+        # the spool's disk is nearly full: calls already recording go on, new ones are not
+        self.recorder.refusing = self.disk_alarm
+
+    def reload_policy(self) -> None:
+        """Read the policy file again (SIGHUP); a file that does not load leaves the old one
+        in force."""
+        self.reload_requested = False
+        if not self.cfg.policy:
+            return
+        try:
+            self.recorder.set_policy(load_policy(self.cfg.policy))
+        except PolicyError as exc:
+            self.warnings.append(f"policy not reloaded, the previous one stays: {exc}")
+            return
+        self.warnings.append(f"policy reloaded from {self.cfg.policy}")
 
     def run(self, source: LiveSource) -> None:
         """Capture until ``stopping`` is set, then end every call as interrupted."""
+        rec = self.recorder
         last_check = last_flush = 0.0
         while not self.stopping:
             batch = source.read()
             if batch:
-                b = _Batch(batch)
-                self.bytes_total += b.bytes_read
-                self._run(b)
+                self.bytes_total += sum(len(p[2]) for p in batch)
+                rec.feed(batch)
             else:
                 # no packet for a while: time still passes for the call timers
-                self._events(self.tracker.handle_timer(time.time_ns()))
+                now_ns = time.time_ns()
+                if now_ns >= rec.next_deadline():
+                    rec.handle_timer(now_ns)
+            self._events()
             now = time.monotonic()
             if now - last_flush > FLUSH_S:
                 last_flush = now
@@ -290,7 +377,6 @@ class LiveCapture(Importer):
                 self.save_changed()
             if now - last_check > 1.0:
                 last_check = now
-                self.link.flush()
                 self.check_disk()
                 if self.reload_requested:
                     self.reload_policy()
@@ -301,22 +387,12 @@ class LiveCapture(Importer):
 
     def finish_live(self) -> None:
         self.stopping = True
-        self._events(self.tracker.finish())
-        deadline = time.monotonic() + 3.0
-        while self.link.pending and time.monotonic() < deadline:
-            self.link.flush()
-            time.sleep(0.05)
+        self.recorder.stopping = True
+        self.recorder.finish()
+        self._events()
+        self.link.close(3.0)
         self._keep_unsent()
-        shutil.rmtree(self._spool_dir, ignore_errors=True)  # the importer's, unused here
 
-
-class _Batch:
-    """A list of packets in the shape the importer's loop reads."""
-
-    def __init__(self, packets: list[tuple[int, int, bytes]]) -> None:
-        self.packets = packets
-        self.bytes_read = sum(len(p[2]) for p in packets)
-        self.truncated = False
-
-    def __iter__(self) -> Any:
-        return iter(self.packets)
+    @property
+    def drops(self) -> Counter[str]:
+        return self.recorder.all_drops()

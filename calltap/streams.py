@@ -12,8 +12,6 @@ by the writer's StreamStats in one batch.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
@@ -22,11 +20,14 @@ import numpy as np
 import numpy.typing as npt
 
 from calltap.config import Config
-from calltap.importer import Importer
+from calltap.importer import settings_from
+from calltap.policyfile import load_policy
 from capture.index import PacketIndex, index_capture
 from capture.vector import UdpBatch, decode_udp, rtp_fields, rtp_like
 from correlate.call import SIDE_NAMES, Call, Endpoint
-from correlate.events import CallFinished
+from correlate.events import CallEnded
+from correlate.policy import Policy
+from correlate.recorder import Recorder
 from writer.direction import losing_branches
 from writer.errors import RtpError
 from writer.flows import assign_channels
@@ -50,17 +51,13 @@ SAMPLE_NS = NS
 
 
 class _Sampler:
-    """Stands in for the importer's reader (feeding it only the chosen packets) and for
-    its spool (noting which call and flow each media packet it was fed went to)."""
+    """Feeds the Recorder only the chosen packets, and is its media sink: it notes which
+    call and flow each media packet it was fed went to."""
 
     def __init__(self, index: PacketIndex, feed: I64, batch_flows: set[int]) -> None:
         self.index = index
         self.feed = feed
         self.batch_flows = batch_flows
-        self.bytes_read = 0
-        self.truncated = False
-        self.open: dict[int, Call] = {}
-        """Calls with media so far, by serial."""
         self.calls: list[Call] = []
         """Finished calls worth reporting, in the order they ended."""
         self.owner: dict[tuple[int, int], tuple[int, int]] = {}
@@ -74,16 +71,20 @@ class _Sampler:
         for i in self.feed.tolist():
             yield int(ts[i]), int(link[i]), index.frame(i)
 
-    def add(self, serial: int, ts_ns: int, flow: int, payload: bytes) -> None:
-        f = self.open[serial].flows[flow]
+    def add(self, call: Call, ts_ns: int, flow: int, payload: bytes) -> None:
+        f = call.flows[flow]
         code = _flow_code(f[0], f[1])
         if code in self.batch_flows:
-            self.owner[(code, ts_ns)] = (serial, flow)
+            self.owner[(code, ts_ns)] = (call.serial, flow)
         else:
-            self.slow.setdefault((serial, flow), []).append((ts_ns, payload))
+            self.slow.setdefault((call.serial, flow), []).append((ts_ns, payload))
 
-    def close_call(self, serial: int) -> str | None:
-        return None
+    def take(self, events: list[Any]) -> None:
+        """Calls that ended: every one with an answer or media, whatever the policy says
+        about recording it (it decides recording, not what is analysed)."""
+        for ev in events:
+            if isinstance(ev, CallEnded) and (ev.call.responded or ev.call.flows):
+                self.calls.append(ev.call)
 
 
 def _flow_code(src: Endpoint, dst: Endpoint) -> int:
@@ -92,30 +93,6 @@ def _flow_code(src: Endpoint, dst: Endpoint) -> int:
         return -1
     return (int.from_bytes(src[0], "big") << 64 | src[1] << 48
             | int.from_bytes(dst[0], "big") << 16 | dst[1])
-
-
-class _StatsImporter(Importer):
-    """The importer's correlation with the spool and the writer replaced by a _Sampler."""
-
-    def __init__(self, cfg: Config, sampler: _Sampler) -> None:
-        super().__init__(cfg)
-        self.sampler = sampler
-        self.spool = sampler  # type: ignore[assignment]
-
-    def _new_flow(self, call: Call, pair: Any) -> int:
-        self.sampler.open[call.serial] = call
-        return super()._new_flow(call, pair)
-
-    def _write(self, ev: CallFinished) -> None:
-        call = ev.call
-        self.sampler.open.pop(call.serial, None)
-        if not call.responded and not call.flows:
-            self.drops["unanswered_invite_not_recorded"] += 1
-            return
-        self.sampler.calls.append(call)
-
-    def _skip(self, ev: CallFinished) -> None:
-        self._write(ev)  # the policy decides recording, not what is analysed
 
 
 def analyse(path: str, cfg: Config, options: WriteOptions
@@ -148,7 +125,7 @@ class _Flows:
         self.uniq, self.fed_sorted = uniq, fed_sorted
 
 
-def _correlate(index: PacketIndex, cfg: Config) -> tuple[_Sampler, _StatsImporter, _Flows]:
+def _correlate(index: PacketIndex, cfg: Config) -> tuple[_Sampler, Recorder, _Flows]:
     """Import's correlation over the signalling and a sample of each RTP flow."""
     n = len(index)
     udp = decode_udp(index)
@@ -175,24 +152,24 @@ def _correlate(index: PacketIndex, cfg: Config) -> tuple[_Sampler, _StatsImporte
     feed = np.sort(np.concatenate((np.nonzero(others)[0], by_flow[fed_sorted])))
     batch_flows = set(uniq)
     sampler = _Sampler(index, feed, batch_flows)
-    work = tempfile.mkdtemp(prefix="calltap-stats-")
-    try:
-        imp = _StatsImporter(replace(cfg, out=work, jobs=1, dedup_window=0.0, progress=False),
-                             sampler)
-        imp._source = os.path.basename(index.name)  # noqa: SLF001
-        imp._run(sampler)  # noqa: SLF001 - the same correlation as import, on the sample
-        imp.finish()
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    return sampler, imp, _Flows(udp, by_flow, flow_sorted, uniq, fed_sorted)
+    policy = load_policy(cfg.policy) if cfg.policy else Policy()
+    rec = Recorder(settings_from(replace(cfg, dedup_window=0.0)), policy, sampler,
+                   os.path.basename(index.name))
+    rec.feed(sampler)  # the same correlation as import, on the sample
+    sampler.take(rec.events())
+    if rec.packets:
+        rec.check_calls(rec.clock)
+    rec.finish()
+    sampler.take(rec.events())
+    return sampler, rec, _Flows(udp, by_flow, flow_sorted, uniq, fed_sorted)
 
 
 def _analyse(index: PacketIndex, cfg: Config, options: WriteOptions
              ) -> tuple[list[dict[str, Any]], dict[str, int], str]:
-    sampler, imp, flows = _correlate(index, replace(cfg, policy=""))
+    sampler, rec, flows = _correlate(index, replace(cfg, policy=""))
     udp, by_flow, flow_sorted, uniq, fed_sorted = flows.udp, flows.by_flow, \
         flows.flow_sorted, flows.uniq, flows.fed_sorted
-    drops = {k: v for k, v in imp.drops.items()
+    drops = {k: v for k, v in rec.all_drops().items()
              if k not in ("udp_not_sip_or_known_media", "unanswered_invite_not_recorded")}
     # every packet of a batch flow belongs where the latest sample of that flow went
     sample_pos = np.nonzero(fed_sorted)[0]

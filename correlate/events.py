@@ -1,8 +1,13 @@
-"""Events the dialog tracker returns to its shell."""
+"""Events the dialog tracker and the Recorder return to their shells."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from correlate.call import Call
+
+if TYPE_CHECKING:
+    from correlate.record import CallRecord
 
 
 class CallStarted:
@@ -37,4 +42,27 @@ class CallFinished:
         """The finished call, with status, end time and end reason set."""
 
 
-Event = CallStarted | MediaChanged | CallFinished
+class FlowAdded:
+    """A call's media came on a new flow (its spool records index the call's flow list)."""
+
+    __slots__ = ("call",)
+
+    def __init__(self, call: Call) -> None:
+        self.call = call
+
+
+class CallEnded:
+    """The Recorder's word on a finished call: its record to write, or why nothing is."""
+
+    __slots__ = ("call", "record", "skipped")
+
+    def __init__(self, call: Call, record: CallRecord | None, skipped: str) -> None:
+        self.call = call
+        self.record = record
+        """What a writer needs; None when the call is not recorded."""
+        self.skipped = skipped
+        """"" when recorded, else "policy" (its rule says so) or "unanswered" (an INVITE
+        nobody answered, with no media)."""
+
+
+Event = CallStarted | MediaChanged | CallFinished | FlowAdded | CallEnded

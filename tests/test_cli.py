@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from calltap.cli import main
+from calltap.config import Config
 from calltap.generate import GenOptions, generate
 from calltap.importer import Importer, ProgressBar
 from tests.helpers import load_index, pcap_bytes, sip_invite, udp4
@@ -117,10 +118,11 @@ def test_progress_bar_on_a_terminal(good: Path, tmp_path: Path) -> None:
     stream = Tty()
     bar = ProgressBar(stream)
     bar._last = -1e9
-    imp = Importer.__new__(Importer)
+    imp = Importer(Config(out=str(tmp_path / "o")))
     imp.current_file, imp.current_bytes, imp.current_size = str(good), 50, 100
-    imp.calls_found, imp.calls_written = 3, 1
+    imp.recorder.calls_found, imp.calls_written = 3, 1
     bar(imp)
+    imp.finish()
     shown = stream.getvalue()
     assert "two.pcap" in shown and "calls found 3" in shown and "written 1" in shown
 

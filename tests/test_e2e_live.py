@@ -410,14 +410,17 @@ def test_a_writer_killed_mid_job_is_replaced(redis_server: Redis, tmp_path: Path
     assert cap.jobs_sent == 1
     r = redis_server.client()
     out = tmp_path / "out"
+    # MP3: the slowest format to write, so the kill lands mid-job
+    slow = dict(os.environ, CALLTAP_AUDIO_FORMAT="mp3")
     a = subprocess.Popen([*PY, "writer", "--redis", redis_server.url, "--out", str(out),
-                          "--claim-idle-ms", "500"], cwd=ROOT, stdout=subprocess.DEVNULL)
+                          "--claim-idle-ms", "500"], cwd=ROOT, stdout=subprocess.DEVNULL,
+                         env=slow)
     deadline = time.monotonic() + 20
     while not r.xpending("calltap:jobs", "writers")["pending"] if r.exists("calltap:jobs") \
             and r.xinfo_groups("calltap:jobs") else True:
         assert time.monotonic() < deadline and a.poll() is None
         time.sleep(0.005)
-    a.kill()  # mid-job: the 4-minute call takes far longer to write than this
+    a.kill()  # mid-job: the 4-minute call takes seconds to write as MP3
     a.wait()
     visible = [p.name for p in out.rglob("*") if p.is_file() and not p.name.startswith(".")]
     assert visible == []  # nothing under a final name, no index line

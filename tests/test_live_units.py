@@ -36,11 +36,14 @@ def redis_url(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
 def test_outage_queue_is_bounded_and_replayed_in_order(
         redis_url: tuple[str, subprocess.Popen[bytes]]) -> None:
     url, proc = redis_url
-    link = RedisLink(url)
+    link = RedisLink(url)  # no sender thread: flush sends, here
     link.do("set", "a", "1")
+    assert link.pending  # queued: do never touches the network
+    link.flush()
     assert link.up and not link.pending
     proc.send_signal(signal.SIGSTOP)
     link.do("xadd", "jobs", {"n": "0"})
+    link.flush()
     assert not link.up and len(link.pending) == 1
     for n in range(MAX_PENDING_OPS + 5):
         link.do("set", f"k{n}", str(n))  # within the backoff: queued, not sent
@@ -74,18 +77,22 @@ def test_an_unreadable_job_is_parked_not_retried(
 def test_disk_alarm_stops_new_spools(redis_url: tuple[str, subprocess.Popen[bytes]],
                                      tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from calltap.config import Config
-    from correlate.call import Call
-    from correlate.events import CallStarted
+    from calltap.generate import GenOptions, generate
+    from capture.pcapfile import open_capture
 
     url, _proc = redis_url
-    cap = live.LiveCapture(Config(), url, str(tmp_path / "spool"), "test")
+    cap = live.LiveCapture(Config(), url, str(tmp_path / "spool"), "test", background=False)
     monkeypatch.setattr(live, "MIN_FREE_BYTES", 1 << 62)  # no disk is that large
     cap.check_disk()
     assert cap.disk_alarm
-    call = Call("k", "cid", 0)
-    cap._events([CallStarted(call)])  # noqa: SLF001
-    assert call.decision.rule == "disk-full" and not call.decision.record
-    assert cap.not_spooled_disk == 1
+    pcap = tmp_path / "one.pcap"
+    generate(str(pcap), GenOptions(calls=1, duration=1.0, seed=2))
+    cap.recorder.feed(open_capture(str(pcap)))
+    cap._events()  # noqa: SLF001 - what the capture loop does after each batch
+    (call,) = cap.recorder.tracker.calls.values()
+    assert call.decision is not None and call.decision.rule == "disk-full"
+    assert not call.decision.record and cap.not_spooled_disk == 1
+    assert not list((tmp_path / "spool").glob("*.spool"))
 
 
 def test_a_job_delivered_twice_is_written_once(

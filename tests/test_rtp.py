@@ -50,7 +50,8 @@ def test_every_prefix_raises_or_parses() -> None:
 
 
 def test_header_only_keeps_the_header_and_drops_padding_flag() -> None:
-    from writer.rtp import header_only, parse_rtp
+    from capture.rtphead import header_only
+    from writer.rtp import parse_rtp
 
     pkt = bytes([0x80 | 0x20 | 0x10 | 1, 0]) + bytes(10) + b"CSRC" + b"\xbe\xde\x00\x01" + \
         b"EXT!" + b"audio" + b"\x03"

@@ -31,6 +31,7 @@ from writer.options import WriteOptions
 from writer.output import (
     append_index,
     call_stem,
+    remove_stale_parts,
     sync_file,
     sync_path,
     tmp_name,
@@ -107,6 +108,7 @@ def write_call(record: CallRecord, spool: str | None, out_dir: str,
     rel, stem = call_stem(call.call_id, call.start_ns)
     target = os.path.join(out_dir, rel)
     os.makedirs(target, exist_ok=True)
+    remove_stale_parts(target, stem)
     audio_files: list[str] = []
     window: StereoWindow | None = None
     out: AudioOut | None = None

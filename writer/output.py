@@ -25,6 +25,36 @@ def tmp_name(path: str) -> str:
     return os.path.join(head, f".{tail}.{os.getpid()}.part")
 
 
+def remove_stale_parts(directory: str, stem: str) -> int:
+    """Remove temporary files of ``stem`` left by writer processes that no longer run on
+    this host (a writer killed mid-job; its job was claimed by another): how many went. A
+    live writer's files are left alone."""
+    gone = 0
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return 0
+    for name in names:
+        if not (name.startswith(f".{stem}") and name.endswith(".part")):
+            continue
+        pid = name[:-5].rsplit(".", 1)[-1]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+            continue  # still running
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue  # someone else's process: running
+        try:
+            os.unlink(os.path.join(directory, name))
+            gone += 1
+        except OSError:
+            pass
+    return gone
+
+
 def sync_file(f: BinaryIO, durable: bool) -> None:
     """With ``durable``, what was written to ``f`` is on disk before it returns."""
     if durable:

@@ -1,0 +1,410 @@
+"""The recorder core, sans-IO: packets and capture times in, calls and their media out.
+
+Everything that decides lives here: decoding, IP reassembly, SIP over TCP, duplicate
+suppression, HEP, the dialog tracker, media routing, unsignalled RTP promotion, the policy
+decision, pause triggers and the disk-full refusal. It reads no clock, file, socket or
+Redis: a shell (``calltap import``, the live capture process, ``calltap stats``) feeds it
+packets, gives it a MediaSink for each routed media packet, runs its timers and acts on the
+events it queues. Shells compose a Recorder; they never subclass it (the h11/aioquic style:
+``feed``, ``next_deadline``, ``handle_timer``, ``events``).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from capture.decode import (
+    DROP_REASONS,
+    IP_FRAGMENT,
+    TCP_PROTO,
+    Decoded,
+    decode,
+    decode_fragment,
+    decode_transport,
+    outer_vlan,
+)
+from capture.dedup import Deduplicator
+from capture.fragments import Reassembler
+from capture.hep import HEP_PORT, HepError, is_hep, parse_hep
+from capture.rtphead import header_only
+from capture.tcp import TcpSip
+from correlate.call import MAX_FLOWS, Call
+from correlate.dialog import DialogTracker
+from correlate.errors import SipError
+from correlate.events import CallEnded, CallFinished, CallStarted, Event, FlowAdded, MediaChanged
+from correlate.media import OTHER, RTCP, MediaTable
+from correlate.policy import RFC4733_DIGITS, Decision, Policy, feed_digit
+from correlate.record import finished
+from correlate.sip import looks_like_sip, parse_sip
+
+NS = 1_000_000_000
+# Capture-time interval between timer runs (inactivity and linger checks).
+TIMER_NS = NS
+# RTP-looking flows without signalling under watch; each holds up to PROMOTE_AFTER packets
+# of at most MAX_CANDIDATE_BYTES (a flood of big UDP cannot hold more than 4096 * 5 * 1.5 KB).
+MAX_RTP_CANDIDATES = 4096
+MAX_CANDIDATE_BYTES = 1500
+# Packets of one SSRC with advancing sequence numbers before a flow is taken for RTP.
+PROMOTE_AFTER = 5
+# Largest RTP packet of a dynamic payload type still taken for audio (Opus tops out near
+# 1275 bytes at 510 kbit/s, but voice calls stay far below; video fills the MTU).
+MAX_AUDIO_PAYLOAD = 600
+NON_AUDIO = -2
+TOO_MANY = -1
+
+Packet = tuple[int, int, bytes]
+"""(capture time ns, link type, frame)."""
+
+
+class MediaSink(Protocol):
+    """Where the Recorder puts each media packet it routes to a call (a spool, a sampler)."""
+
+    def add(self, call: Call, ts_ns: int, flow: int, payload: bytes) -> None: ...
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The Recorder's timeouts (capture time)."""
+
+    inactivity_ns: int = 300 * NS
+    linger_ns: int = 2 * NS
+    unsignalled_ns: int = 30 * NS
+    dedup_window_ns: int = 100_000_000
+
+
+class Recorder:
+    """Calls from packets; see the module docstring."""
+
+    def __init__(self, settings: Settings, policy: Policy, sink: MediaSink,
+                 source: str = "") -> None:
+        self.settings = settings
+        self.policy = policy
+        self.sink = sink
+        self.source = source
+        """Where packets come from (a file name, an interface): a policy fact."""
+        self.media = MediaTable()
+        self.tracker = DialogTracker(
+            self.media, inactivity_ns=settings.inactivity_ns, linger_ns=settings.linger_ns,
+            unsignalled_ns=settings.unsignalled_ns, keep_headers=policy.headers_needed(),
+            pause=policy.pause)
+        self.fragments = Reassembler()
+        self.dedup = (Deduplicator(settings.dedup_window_ns)
+                      if settings.dedup_window_ns > 0 else None)
+        self.tcp = TcpSip()
+        self.refusing = False
+        """New calls are not recorded (the shell's disk is nearly full)."""
+        self.stopping = False
+        """Calls still open at the end are interrupted, not ended by the input's end."""
+        self.drops: Counter[str] = Counter()
+        """Packets (and calls) not used, by reason; the stages' own counts: ``all_drops``."""
+        self.packets = 0
+        self.sip_packets = 0
+        self.media_packets = 0
+        self.paused_packets = 0
+        """Media packets kept without their payload while their call was paused."""
+        self.reassembled = 0
+        """IP datagrams rebuilt from fragments."""
+        self.hep_packets = 0
+        self.calls_found = 0
+        self.calls_skipped = 0
+        """Calls the policy said not to record."""
+        self.calls_refused = 0
+        """Calls not recorded because the shell refused new calls."""
+        self.clock = 0
+        """Capture time of the latest packet."""
+        self._events: list[Event] = []
+        self._next_timer = -1
+        self._vlan = -1
+        self._event_pts: dict[int, frozenset[int]] = {}
+        self._candidates: dict[tuple[bytes, int, bytes, int], list[Any]] = {}
+
+    # -- the shell's side -------------------------------------------------------------
+
+    def events(self) -> list[Event]:
+        """The events queued since the last call, oldest first."""
+        out, self._events = self._events, []
+        return out
+
+    def next_deadline(self) -> int:
+        """Capture time at which ``handle_timer`` has work, -1 before the first packet."""
+        return self._next_timer
+
+    def handle_timer(self, now: int) -> None:
+        """Time has reached ``now`` (capture time, or the wall clock when live and idle):
+        calls that timed out or lingered long enough end; stale fragments and TCP streams
+        go."""
+        self._timers(now)
+        self._next_timer = max(self._next_timer, now + TIMER_NS)
+
+    def check_calls(self, now: int) -> None:
+        """Run only the calls' timers at ``now`` (the end of one capture file: its last
+        packet's time counts too)."""
+        self._finished(self.tracker.handle_timer(now))
+
+    def finish(self) -> None:
+        """End of all input: every open call ends."""
+        self.fragments.expire(1 << 62)  # nothing more will arrive
+        self._finished(self.tracker.finish())
+
+    def set_policy(self, policy: Policy) -> None:
+        """A new policy for calls that start from now on (calls in progress keep their
+        decision)."""
+        self.policy = policy
+        self.tracker.keep_headers = policy.headers_needed()
+        self.tracker.pause = policy.pause
+
+    def restore(self, call: Call) -> None:
+        """Take up a call a previous process had in progress."""
+        self.tracker.restore(call)
+        self.calls_found += 1
+
+    def all_drops(self) -> Counter[str]:
+        """Every stage's drop counts, summed by reason."""
+        out = Counter(self.drops)
+        for more in (self.tracker.drops, self.tcp.drops, self.fragments.drops):
+            out.update(more)
+        if self.media.refused:
+            out["media_table_full"] += self.media.refused
+        return out
+
+    # -- packets --------------------------------------------------------------------------
+
+    def feed(self, packets: Iterable[Packet]) -> None:
+        """Take packets in capture order. Timers run between them whenever capture time
+        passes a tick, on the clock as it stood before the packet: a capture whose clock
+        leaps (broken timestamps) cannot time a call out under the very packet that
+        continues it."""
+        media_get = self.media.get
+        sink_add = self.sink.add
+        calls = self.tracker.calls
+        drops = self.drops
+        dedup = self.dedup.seen if self.dedup is not None else None
+        shared = self.media.shared
+        watch_dtmf = bool(self.policy.pause.dtmf_pause or self.policy.pause.dtmf_resume)
+        n = 0
+        for ts, link, frame in packets:
+            n += 1
+            if ts >= self._next_timer:
+                if self._next_timer >= 0:
+                    self._timers(self.clock)
+                self._next_timer = ts + TIMER_NS
+            self.clock = ts
+            r: Decoded | int | None = decode(link, frame)
+            if type(r) is int:
+                if r == IP_FRAGMENT:
+                    r = self._fragment(ts, link, frame)
+                if isinstance(r, int):
+                    drops[DROP_REASONS[r]] += 1
+                    continue
+                if r is None:
+                    continue
+            assert r is not None and not isinstance(r, int)
+            proto, src, dst, sport, dport, payload = r
+            if proto == TCP_PROTO:
+                for message in self.tcp.feed(ts, src, sport, dst, dport, payload):
+                    self._vlan = outer_vlan(link, frame)
+                    self._sip(message, ts, src, sport, dst, dport)
+                continue
+            if dedup is not None and dedup(ts, hash(r)):
+                drops["duplicate_packet"] += 1
+                continue
+            if (dport == HEP_PORT or payload.startswith(b"HEP3")) and is_hep(payload, dport):
+                try:
+                    hts, _proto, src, dst, sport, dport, payload, _kind = parse_hep(payload)
+                except HepError:
+                    drops["malformed_hep"] += 1
+                    continue
+                self.hep_packets += 1
+                if hts is not None:
+                    ts = hts  # the agent's capture time
+            dkey = (dst, dport)
+            d_owner = media_get(dkey)
+            s_owner = None if d_owner is not None else media_get((src, sport))
+            if d_owner is not None and shared and dkey in shared:
+                # several live calls announced this address: the sender's says which
+                s_owner = media_get((src, sport))
+                if s_owner is not None and s_owner[0] != d_owner[0]:
+                    d_owner = self.media.owner_for(dkey, s_owner[0]) or d_owner
+            owner = d_owner or s_owner
+            if owner is not None:
+                call = calls.get(owner[0])
+                if call is not None:
+                    decision = call.decision
+                    if decision is not None and not decision.record:
+                        drops["media_of_call_not_recorded"] += 1
+                        continue
+                    pair = ((src, sport), dkey)
+                    flow = call.flow_ids.get(pair)
+                    if flow is None:
+                        flow = self._new_flow(call, pair)
+                    if flow >= 0:
+                        if watch_dtmf:
+                            self._dtmf(call, ts, payload)
+                        if call.pauses and call.pauses[-1][1] == 0:
+                            # paused: the audio never reaches the disk, only the RTP header
+                            payload = header_only(payload)
+                            self.paused_packets += 1
+                        sink_add(call, ts, flow, payload)
+                        if ts > call.last_ns:
+                            call.last_ns = ts
+                        self.media_packets += 1
+                        continue
+                    if flow == NON_AUDIO:
+                        drops["non_audio_media"] += 1
+                        first = call.video_span[0] or ts
+                        call.video_span = (first, max(ts, call.video_span[1]))
+                    continue
+            if not looks_like_sip(payload):
+                if not self._rtp_candidate(ts, src, sport, dst, dport, payload):
+                    drops["udp_not_sip_or_known_media"] += 1
+                continue
+            self._vlan = outer_vlan(link, frame)
+            self._sip(payload, ts, src, sport, dst, dport)
+        self.packets += n
+
+    def _timers(self, now: int) -> None:
+        self._finished(self.tracker.handle_timer(now))
+        self.fragments.expire(now)
+        self.tcp.expire(now)
+
+    def _sip(self, data: bytes, ts: int, src: bytes, sport: int, dst: bytes, dport: int) -> None:
+        try:
+            msg = parse_sip(data)
+        except SipError:
+            self.drops["malformed_sip"] += 1
+            return
+        self.sip_packets += 1
+        self._finished(self.tracker.handle_sip(msg, ts, (src, sport), (dst, dport)))
+
+    def _fragment(self, ts: int, link: int, frame: bytes) -> Decoded | int | None:
+        """Feed a fragment to reassembly: the decoded datagram once whole, else None."""
+        f = decode_fragment(link, frame)
+        if type(f) is int:
+            return f
+        key, offset, more, proto, src, dst, data = f  # type: ignore[misc]
+        whole = self.fragments.feed(ts, key, offset, more, data)
+        if whole is None:
+            return None
+        self.reassembled += 1
+        return decode_transport(proto, src, dst, whole)
+
+    def _rtp_candidate(self, ts: int, src: bytes, sport: int, dst: bytes, dport: int,
+                       payload: bytes) -> bool:
+        """Track UDP that looks like RTP but belongs to no signalled call; after a few
+        packets of one SSRC with advancing sequence numbers it becomes an unsignalled call."""
+        if (len(payload) < 13 or payload[0] >> 6 != 2 or 72 <= payload[1] & 0x7F <= 76
+                or min(sport, dport) < 1024 or len(payload) > MAX_CANDIDATE_BYTES):
+            return False
+        key = (src, sport, dst, dport)
+        ssrc = payload[8:12]
+        seq = (payload[2] << 8) | payload[3]
+        cand = self._candidates.get(key)
+        if cand is None or cand[0] != ssrc or not 0 < ((seq - cand[1]) & 0xFFFF) <= 20:
+            if cand is None and len(self._candidates) >= MAX_RTP_CANDIDATES:
+                del self._candidates[next(iter(self._candidates))]  # the oldest goes
+            cand = self._candidates[key] = [ssrc, seq, []]
+        cand[1] = seq
+        cand[2].append((ts, payload))
+        if len(cand[2]) < PROMOTE_AFTER:
+            return True
+        del self._candidates[key]
+        pt = payload[1] & 0x7F
+        # Audio only: static video types (RFC 3551: 25-34) and big dynamic payloads (video)
+        # are left alone.
+        if 24 < pt < 96 or (pt >= 96 and max(len(p) for _t, p in cand[2]) > MAX_AUDIO_PAYLOAD):
+            return False
+        call = self.tracker.add_unsignalled(ts, (src, sport), (dst, dport))
+        if call is None:
+            return False
+        self.calls_found += 1
+        pair = ((src, sport), (dst, dport))
+        flow = self._new_flow(call, pair)
+        for t, p in cand[2]:
+            self.sink.add(call, t, flow, p)
+            self.media_packets += 1
+        call.last_ns = ts
+        return True
+
+    def _new_flow(self, call: Call, pair: Any) -> int:
+        """Index of a new media flow of ``call``; NON_AUDIO for a flow from or to a
+        non-audio endpoint (video, T.38), TOO_MANY when the call has too many flows. What
+        each end is comes from the call's own announcements, shared addresses included."""
+        key = call.key
+        d_owner = self.media.owner_for(pair[1], key)
+        s_owner = self.media.owner_for(pair[0], key)
+        if (d_owner is not None and d_owner[2] == OTHER) or (
+            s_owner is not None and s_owner[2] == OTHER
+        ):
+            if len(call.flow_ids) < 4 * MAX_FLOWS:  # remembered, within a bound
+                call.flow_ids[pair] = NON_AUDIO
+            return NON_AUDIO
+        if len(call.flows) >= MAX_FLOWS:
+            self.drops["media_flow_limit"] += 1
+            return TOO_MANY
+        d_side = d_owner[1] if d_owner is not None else -1
+        s_side = s_owner[1] if s_owner is not None else -1
+        ref = d_owner if d_side >= 0 else s_owner
+        rtcp = 1 if ref is not None and ref[2] == RTCP else 0
+        call.flows.append((pair[0], pair[1], d_side, s_side, rtcp))
+        call.flow_ids[pair] = len(call.flows) - 1
+        self._events.append(FlowAdded(call))
+        return len(call.flows) - 1
+
+    def _finished(self, events: list[Event]) -> None:
+        """The tracker's events, completed with the policy's decision (at a call's start)
+        and the call's record (at its end), queued for the shell."""
+        for ev in events:
+            if isinstance(ev, CallFinished):
+                call = ev.call
+                self._event_pts.pop(call.serial, None)
+                if self.stopping and call.end_reason == "end-of-input":
+                    # still in progress when the recorder stopped (RFC 3261's dialog never
+                    # ended)
+                    call.status, call.end_reason = "interrupted", "interrupted"
+                if call.decision is not None and not call.decision.record:
+                    self.calls_skipped += 1
+                    self._events.append(CallEnded(call, None, "policy"))
+                elif not call.responded and not call.flows:
+                    # An INVITE nobody answered and no media: nothing to record (INVITE
+                    # floods, scanners). Counted, not written.
+                    self.drops["unanswered_invite_not_recorded"] += 1
+                    self._events.append(CallEnded(call, None, "unanswered"))
+                else:
+                    self._events.append(CallEnded(call, finished(call, self.policy.identity),
+                                                  ""))
+                continue
+            if isinstance(ev, CallStarted):
+                self.calls_found += 1
+                call = ev.call
+                call.source, call.vlan = self.source, self._vlan
+                if self.refusing:
+                    call.decision = Decision("disk-full", record=False)
+                    self.calls_refused += 1
+                elif call.decision is None:
+                    call.decision = self.policy.decide(self.policy.facts(call, call.source,
+                                                                         call.vlan))
+            elif isinstance(ev, MediaChanged):
+                self._event_pts.pop(ev.call.serial, None)
+            self._events.append(ev)
+
+    def _dtmf(self, call: Call, ts: int, payload: bytes) -> None:
+        """RFC 4733 events of a call, for the policy's pause and resume sequences: each
+        event counts once, however many packets repeat it (section 2.5.1.4)."""
+        pts = self._event_pts.get(call.serial)
+        if pts is None:
+            pts = self._event_pts[call.serial] = frozenset(
+                pt for side in call.offers for o in side for pt, m in o.rtpmap.items()
+                if m[0].lower() == "telephone-event")
+        if len(payload) < 16 or payload[1] & 0x7F not in pts:
+            return
+        start = len(header_only(payload))
+        if start + 4 > len(payload) or payload[start] >= len(RFC4733_DIGITS):
+            return
+        rtp_ts = int.from_bytes(payload[4:8], "big")
+        if rtp_ts == call.event_ts:
+            return
+        call.event_ts = rtp_ts
+        feed_digit(call, self.policy.pause, ts, RFC4733_DIGITS[payload[start]])
