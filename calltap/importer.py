@@ -16,22 +16,28 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from itertools import islice
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 from calltap.config import Config
 from calltap.policyfile import PolicyError, load_policy
 from capture.errors import CaptureError
-from capture.pcapfile import close_capture, open_capture
+from capture.index import PacketIndex, index_capture
+from capture.pcapfile import PCAP_NS, PCAP_US, close_capture, open_capture
 from capture.spool import SpoolSet
 from correlate.call import Call
 from correlate.events import CallEnded
 from correlate.policy import Policy
 from correlate.record import CallRecord
 from correlate.recorder import Recorder, Settings
+from writer.columns import MediaColumns, spool_columns
 from writer.job import WriteResult, write_call
 from writer.options import WriteOptions
 from writer.output import sync_filesystem
 from writer.srtp import parse_key_spec
 
 NS = 1_000_000_000
+I64 = npt.NDArray[np.int64]
 # Calls listed in the end-of-import table; the index holds them all, the table is a glance.
 MAX_TABLE_ROWS = 1000
 # Error lines kept for the end of an import; the rest are counted.
@@ -71,8 +77,95 @@ class _Spool:
         self.spool.add(call.serial, ts_ns, flow, payload)
 
 
+def _mappable(path: str) -> bool:
+    """A little-endian classic pcap (what index_capture memory-maps)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+            return len(head) == 4 and int.from_bytes(head, "little") in (PCAP_US, PCAP_NS) \
+                and f.seek(0, 2) > 24
+    except OSError:
+        return False
+
+
+def _joined(spool: str | None, more: MediaColumns) -> MediaColumns:
+    """A call's spooled media (from earlier files) followed by ``more``."""
+    if spool is None:
+        return more
+    first = spool_columns(spool)
+    data = np.concatenate((np.asarray(first.data), more.data))
+    return MediaColumns(np.concatenate((first.ts, more.ts)),
+                        np.concatenate((first.flow, more.flow)),
+                        np.concatenate((first.off, more.off + len(first.data))),
+                        np.concatenate((first.length, more.length)), data)
+
+
+class _Columns:
+    """Import's media sink for an indexed capture: per call, where its packets lie in the
+    memory-mapped capture (no spool copy), and as bytes the few payloads that are not there
+    as they are (tunnelled, reassembled, paused, HEP). A call's media becomes one compact
+    MediaColumns when it is written."""
+
+    def __init__(self, index: PacketIndex) -> None:
+        self.index = index
+        self.position = 0
+        self._seq = 0
+        self._bulk: dict[int, list[tuple[int, I64, I64, I64, I64]]] = {}
+        self._extra: dict[int, list[tuple[int, int, int, int, bytes]]] = {}
+
+    def add(self, call: Call, ts_ns: int, flow: int, payload: bytes) -> None:
+        self._seq += 1
+        self._extra.setdefault(call.serial, []).append(
+            (self.position, self._seq, ts_ns, flow, payload))
+
+    def add_many(self, call: Call, flow: int, packets: I64, ts: I64, offset: I64,
+                 length: I64) -> None:
+        self._bulk.setdefault(call.serial, []).append((flow, packets, ts, offset, length))
+
+    def open_calls(self) -> list[int]:
+        return sorted(set(self._bulk) | set(self._extra))
+
+    def take(self, serial: int) -> MediaColumns | None:
+        """The call's media in the order it was captured (its held packets where the
+        Recorder added them), compact; None without any."""
+        bulk = self._bulk.pop(serial, [])
+        extra = self._extra.pop(serial, [])
+        if not bulk and not extra:
+            return None
+        z = np.zeros(0, np.int64)
+        pos = np.concatenate([b[1] for b in bulk] + [z])
+        ts = np.concatenate([b[2] for b in bulk] + [z])
+        off = np.concatenate([b[3] for b in bulk] + [z])
+        ln = np.concatenate([b[4] for b in bulk] + [z])
+        flow = np.concatenate([np.full(len(b[1]), b[0], np.int64) for b in bulk] + [z])
+        bounds = np.concatenate(([0], np.cumsum(ln)))
+        size = int(bounds[-1]) + sum(len(e[4]) for e in extra)
+        data = np.empty(size, np.uint8)
+        if int(bounds[-1]):
+            gather = np.repeat(off - bounds[:-1], ln) + np.arange(int(bounds[-1]))
+            data[:int(bounds[-1])] = self.index.data[gather]
+        new_off = bounds[:-1]
+        seq = np.zeros(len(pos), np.int64)
+        if extra:
+            at = int(bounds[-1])
+            e_off = []
+            for e in extra:
+                data[at:at + len(e[4])] = np.frombuffer(e[4], np.uint8)
+                e_off.append(at)
+                at += len(e[4])
+            pos = np.concatenate((pos, np.array([e[0] for e in extra], np.int64)))
+            seq = np.concatenate((seq, np.array([e[1] for e in extra], np.int64)))
+            ts = np.concatenate((ts, np.array([e[2] for e in extra], np.int64)))
+            flow = np.concatenate((flow, np.array([e[3] for e in extra], np.int64)))
+            ln = np.concatenate((ln, np.array([len(e[4]) for e in extra], np.int64)))
+            new_off = np.concatenate((new_off, np.array(e_off, np.int64)))
+        order = np.lexsort((seq, pos))
+        return MediaColumns(ts[order], flow[order], new_off[order], ln[order], data)
+
+
 class Importer:
-    """Feeds capture files to a Recorder; spools media; writes finished calls."""
+    """Feeds capture files to a Recorder; spools media (or, for a classic pcap, notes where
+    it lies in the mapped file); writes finished calls."""
 
     def __init__(self, cfg: Config, progress: Callable[[Importer], None] | None = None) -> None:
         self.cfg = cfg
@@ -82,11 +175,14 @@ class Importer:
         self._spool_dir = tempfile.mkdtemp(prefix=".spool-", dir=self.out)
         self.spool = SpoolSet(self._spool_dir)
         policy = load_policy(cfg.policy) if cfg.policy else Policy()
-        self.recorder = Recorder(settings_from(cfg), policy, _Spool(self.spool))
+        self._sink = _Spool(self.spool)
+        self._columns: _Columns | None = None
+        self.recorder = Recorder(settings_from(cfg), policy, self._sink)
         self.reload_requested = False
         """Set from a SIGHUP handler: the policy file is read again between packets."""
         self._pool = ProcessPoolExecutor(max_workers=cfg.jobs) if cfg.jobs > 1 else None
-        self._pending: deque[tuple[Future[WriteResult], Call, str | None]] = deque()
+        self._pending: deque[tuple[Future[WriteResult], Call, str | MediaColumns | None]] = \
+            deque()
         self.drops: Counter[str] = Counter()
         """Packets not used, by reason (every stage's, once ``finish`` has run)."""
         # one syncfs at the end instead of an fsync per file (finish)
@@ -117,7 +213,11 @@ class Importer:
 
     def import_file(self, path: str) -> None:
         """Import one file; raises CaptureError (one line, naming the file) if unreadable."""
+        if _mappable(path):
+            self._import_indexed(path)
+            return
         reader = open_capture(path)
+        self._leave_mapping()
         self.current_file = path
         self.recorder.source = os.path.basename(path)
         try:
@@ -140,6 +240,60 @@ class Importer:
                 f"{path}: capture ends mid-packet at byte {reader.bytes_read}; "
                 "packets before the cut were imported"
             )
+
+    def _import_indexed(self, path: str) -> None:
+        """A classic pcap, memory-mapped: indexed, its RTP bulk routed on columns, each
+        call's media read straight from the mapping when it is written."""
+        self.current_file = path
+        self.recorder.source = os.path.basename(path)
+        self.current_size = os.path.getsize(path)
+        if self.reload_requested:
+            self.reload_policy()
+        self._leave_mapping()
+        index = index_capture(path)
+        sink = _Columns(index)
+        self.recorder.sink = sink
+        self._columns = sink
+
+        def between(done: int) -> None:
+            self._events()
+            if self.reload_requested:
+                self.reload_policy()
+            self.current_bytes = int(index.offset[done - 1]) if done else 0
+            if self._progress is not None:
+                self._progress(self)
+
+        try:
+            self.recorder.feed_indexed(index, sink, between)
+            if len(index):
+                self.recorder.check_calls(self.recorder.clock)
+            self._events()
+        finally:
+            self.bytes_done += self.current_size
+            self.current_bytes = self.current_size
+            # calls still open keep their media in this mapping until they end (finish)
+            # or another file comes (_leave_mapping)
+            self.recorder.sink = self._sink
+        if index.error:
+            self.warnings.append(f"{index.error}; packets before it were imported")
+        if index.truncated:
+            self.warnings.append(f"{path}: capture ends mid-packet; packets before the cut "
+                                 "were imported")
+
+    def _leave_mapping(self) -> None:
+        """Before another file: calls still open move their media so far from the last
+        mapped capture to the spool (they go on in the next file); the mapping closes."""
+        sink = self._columns
+        if sink is None:
+            return
+        for serial in sink.open_calls():
+            cols = sink.take(serial)
+            if cols is not None:
+                for i, (t, f) in enumerate(zip(cols.ts.tolist(), cols.flow.tolist(),
+                                               strict=True)):
+                    self.spool.add(serial, t, f, cols.payload(i))
+        self._columns = None
+        sink.index.close()
 
     def _run(self, reader: Any) -> None:
         rec = self.recorder
@@ -164,8 +318,16 @@ class Importer:
         for ev in self.recorder.events():
             if isinstance(ev, CallEnded):
                 spool = self.spool.close_call(ev.call.serial)
+                media: str | MediaColumns | None = spool
+                if self._columns is not None:
+                    # a call may have begun in an earlier file (its spool) and gone on here
+                    got = self._columns.take(ev.call.serial)
+                    if got is not None:
+                        media = _joined(spool, got)
                 if ev.record is not None:
-                    self._write(ev.record, spool)
+                    self._write(ev.record, media)
+                elif spool is not None:
+                    os.unlink(spool)
 
     def reload_policy(self) -> None:
         """Read the policy file again (SIGHUP): calls in progress keep their decision, new
@@ -181,7 +343,7 @@ class Importer:
         self.recorder.set_policy(policy)
         self.warnings.append(f"policy reloaded from {self.cfg.policy}")
 
-    def _write(self, record: CallRecord, spool: str | None) -> None:
+    def _write(self, record: CallRecord, spool: str | MediaColumns | None) -> None:
         call = record.call
         if self._pool is None:
             try:
@@ -203,7 +365,7 @@ class Importer:
         except Exception as exc:  # noqa: BLE001 - one bad call must not end the import
             self._done(call, spool, None, exc)
 
-    def _done(self, call: Call, spool: str | None,
+    def _done(self, call: Call, spool: str | MediaColumns | None,
               result: WriteResult | None,
               exc: BaseException | None) -> None:
         if result is not None:
@@ -217,7 +379,7 @@ class Importer:
             self.error_count += 1
             if len(self.errors) < MAX_MESSAGES:
                 self.errors.append(f"call {call.call_id[:60]!r}: not written: {exc}")
-        if spool is not None:
+        if isinstance(spool, str):
             os.unlink(spool)
         if self._progress is not None:
             self._progress(self)
@@ -229,6 +391,7 @@ class Importer:
             self._events()
             while self._pending:
                 self._collect()
+            self._leave_mapping()
         finally:
             if self._pool is not None:
                 self._pool.shutdown()

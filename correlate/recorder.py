@@ -12,9 +12,12 @@ events it queues. Shells compose a Recorder; they never subclass it (the h11/aio
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
 
 from capture.decode import (
     DROP_REASONS,
@@ -29,8 +32,10 @@ from capture.decode import (
 from capture.dedup import Deduplicator
 from capture.fragments import Reassembler
 from capture.hep import HEP_PORT, HepError, is_hep, parse_hep
+from capture.index import PacketIndex
 from capture.rtphead import header_only
 from capture.tcp import TcpSip
+from capture.vector import UdpBatch, decode_udp, rtp_like
 from correlate.call import MAX_FLOWS, Call
 from correlate.dialog import DialogTracker
 from correlate.errors import SipError
@@ -55,6 +60,10 @@ MAX_AUDIO_PAYLOAD = 600
 NON_AUDIO = -2
 TOO_MANY = -1
 
+# Packets between two looks by the shell while a whole capture is fed (finished calls go
+# to the writers meanwhile, so reading and writing overlap).
+BETWEEN_PACKETS = 65536
+
 Packet = tuple[int, int, bytes]
 """(capture time ns, link type, frame)."""
 
@@ -63,6 +72,20 @@ class MediaSink(Protocol):
     """Where the Recorder puts each media packet it routes to a call (a spool, a sampler)."""
 
     def add(self, call: Call, ts_ns: int, flow: int, payload: bytes) -> None: ...
+
+
+class ColumnSink(MediaSink, Protocol):
+    """A sink that also takes many packets of one flow at once, as indices into an indexed
+    capture (``feed_indexed``); ``position`` is the index of the packet being fed when
+    ``add`` is called."""
+
+    position: int
+
+    def add_many(self, call: Call, flow: int, packets: npt.NDArray[np.int64],
+                 ts: npt.NDArray[np.int64], offset: npt.NDArray[np.int64],
+                 length: npt.NDArray[np.int64]) -> None:
+        """Packets (capture order) of one flow: their indices, capture times, and where
+        each UDP payload lies in the index's data."""
 
 
 @dataclass(frozen=True)
@@ -172,16 +195,16 @@ class Recorder:
 
     # -- packets --------------------------------------------------------------------------
 
-    def feed(self, packets: Iterable[Packet]) -> None:
+    def feed(self, packets: Iterable[Packet], dedup_here: bool = True) -> None:
         """Take packets in capture order. Timers run between them whenever capture time
         passes a tick, on the clock as it stood before the packet: a capture whose clock
         leaps (broken timestamps) cannot time a call out under the very packet that
-        continues it."""
+        continues it. Without ``dedup_here`` the caller has removed duplicates."""
         media_get = self.media.get
         sink_add = self.sink.add
         calls = self.tracker.calls
         drops = self.drops
-        dedup = self.dedup.seen if self.dedup is not None else None
+        dedup = self.dedup.seen if self.dedup is not None and dedup_here else None
         shared = self.media.shared
         watch_dtmf = bool(self.policy.pause.dtmf_pause or self.policy.pause.dtmf_resume)
         n = 0
@@ -264,6 +287,209 @@ class Recorder:
             self._vlan = outer_vlan(link, frame)
             self._sip(payload, ts, src, sport, dst, dport)
         self.packets += n
+
+    def feed_indexed(self, index: PacketIndex, sink: ColumnSink,
+                     between: Callable[[int], None] | None = None) -> None:
+        """Take a whole indexed capture: the same result as ``feed`` over its packets, with
+        the RTP bulk routed on columns. The IPv4/UDP layout is decoded for every packet at
+        once; a run of RTP-like packets between two packets of any other kind (SIP,
+        tunnels, fragments, IPv6) and within one timer tick meets a media table that cannot
+        change, so each of its flows is routed once and handed to ``sink`` whole. Runs
+        holding media nobody announced (unsignalled RTP may be promoted to a call half-way)
+        go packet by packet, as do all packets while the policy watches DTMF. ``between``
+        is called every BETWEEN_PACKETS or so with the packets done (the shell writes the
+        calls that ended meanwhile)."""
+        n = len(index)
+        if n == 0:
+            return
+        udp = decode_udp(index)
+        fast = rtp_like(index, udp) & (udp.dport != HEP_PORT) & (udp.sport != HEP_PORT)
+        if self.policy.pause.dtmf_pause or self.policy.pause.dtmf_resume:
+            fast[:] = False  # a digit may pause a call between any two packets
+        dup = self._duplicates(index, udp, fast) if self.dedup is not None \
+            else np.zeros(n, np.bool_)
+        ts_all = index.ts_ns
+        change = np.flatnonzero(np.diff(fast.astype(np.int8))) + 1
+        bounds = [0, *change.tolist(), n]
+        done = 0
+        for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+            if between is not None and a - done >= BETWEEN_PACKETS:
+                between(a)
+                done = a
+            if not fast[a]:
+                self.feed(self._packets(index, sink, a, b))
+                continue
+            while a < b:
+                nt = self._next_timer
+                if nt >= 0 and ts_all[a] >= nt:
+                    self._timers(self.clock)
+                    self._next_timer = nt = int(ts_all[a]) + TIMER_NS
+                elif nt < 0:
+                    self._next_timer = nt = int(ts_all[a]) + TIMER_NS
+                ahead = np.flatnonzero(ts_all[a + 1:b] >= nt)
+                k = a + 1 + int(ahead[0]) if len(ahead) else b
+                self._run(index, udp, dup, sink, a, k)
+                a = k
+                if between is not None and a - done >= BETWEEN_PACKETS:
+                    between(a)
+                    done = a
+
+    def _packets(self, index: PacketIndex, sink: ColumnSink, a: int, b: int
+                 ) -> Iterable[Packet]:
+        return self._packets_kept(index, sink, np.arange(a, b))
+
+    def _duplicates(self, index: PacketIndex, udp: UdpBatch, fast: npt.NDArray[np.bool_]
+                    ) -> npt.NDArray[np.bool_]:
+        """The Deduplicator's verdict on the RTP-like packets, on columns: a packet is a
+        duplicate when the same 5-tuple, size and first 16 payload bytes (RTP header,
+        sequence and timestamp included) came within the window of the last copy kept."""
+        assert self.dedup is not None
+        window = self.dedup.window_ns
+        idx = np.flatnonzero(fast)
+        dup = np.zeros(len(index), np.bool_)
+        if len(idx) < 2:
+            return dup
+        data = index.data
+        last = len(data) - 1
+        at = udp.payload[idx]
+        size = udp.size[idx]
+        words = []
+        for w in range(4):  # the first 16 payload bytes as four 32-bit words, zero past the end
+            word = np.zeros(len(idx), np.int64)
+            for k in range(4):
+                b = 4 * w + k
+                byte = data[np.minimum(at + b, last)].astype(np.int64)
+                word |= np.where(b < size, byte, 0) << (8 * (3 - k))
+            words.append(word)
+        cols = (udp.src[idx] << 32 | udp.dst[idx], udp.sport[idx] << 32 | udp.dport[idx] << 16
+                | size, words[0] << 32 | words[1], words[2] << 32 | words[3])
+        order = np.lexsort((idx, *cols))
+        same = np.ones(len(idx) - 1, np.bool_)
+        for c in cols:
+            cs = c[order]
+            same &= cs[1:] == cs[:-1]
+        if not same.any():
+            return dup
+        ts = index.ts_ns
+        # groups of equal packets, in capture order: a copy within the window of the
+        # last one kept is a duplicate
+        starts = np.flatnonzero(np.r_[True, ~same])
+        ends = np.r_[starts[1:], len(idx)]
+        multi = np.flatnonzero(ends - starts > 1)
+        for g in multi.tolist():
+            members = idx[order[starts[g]:ends[g]]].tolist()
+            kept = int(ts[members[0]])
+            for m in members[1:]:
+                t = int(ts[m])
+                if abs(t - kept) <= window:
+                    dup[m] = True
+                else:
+                    kept = t
+        return dup
+
+    def _run(self, index: PacketIndex, udp: UdpBatch, dup: npt.NDArray[np.bool_],
+             sink: ColumnSink, a: int, b: int) -> None:
+        """RTP-like packets [a, b): no timer tick and no other packet among them."""
+        ts_all = index.ts_ns
+        span = np.arange(a, b)
+        d = dup[a:b]
+        if d.any():
+            self.drops["duplicate_packet"] += int(np.count_nonzero(d))
+            span = span[~d]
+        if not len(span):
+            self.clock = int(ts_all[b - 1])
+            self.packets += b - a
+            return
+        src, dst = udp.src[span], udp.dst[span]
+        sport, dport = udp.sport[span], udp.dport[span]
+        key_a, key_b = src << 16 | sport, dst << 16 | dport
+        order = np.lexsort((span, key_b, key_a))
+        ka, kb = key_a[order], key_b[order]
+        new = np.r_[True, (ka[1:] != ka[:-1]) | (kb[1:] != kb[:-1])]
+        starts = np.flatnonzero(new)
+        ends = np.r_[starts[1:], len(order)]
+        # flows in the order their first packet came (new flows of a call get their numbers
+        # in that order, as packet by packet)
+        firsts = order[starts]
+        routes: list[tuple[int, Any]] = []
+        for g in np.argsort(firsts, kind="stable").tolist():
+            j = int(firsts[g])
+            route = self._route(udp, int(span[j]))
+            if route is None:  # media nobody announced: packet by packet
+                self.feed(self._packets_kept(index, sink, span), dedup_here=False)
+                self.packets += (b - a) - len(span)  # the duplicates were packets too
+                self.clock = int(ts_all[b - 1])
+                return
+            routes.append((g, route))
+        for g, (call, flow, src_ep, dkey) in routes:
+            rows = span[order[starts[g]:ends[g]]]
+            decision = call.decision
+            if decision is not None and not decision.record:
+                self.drops["media_of_call_not_recorded"] += len(rows)
+                continue
+            if flow is None:
+                pair = (src_ep, dkey)
+                flow = call.flow_ids.get(pair)
+                if flow is None:
+                    flow = self._new_flow(call, pair)
+                    if flow == TOO_MANY:  # asked again at every packet, counted each time
+                        self.drops["media_flow_limit"] += len(rows) - 1
+            self._deliver(index, udp, sink, call, flow, np.sort(rows))
+        self.clock = int(ts_all[b - 1])
+        self.packets += b - a
+
+    def _packets_kept(self, index: PacketIndex, sink: ColumnSink, rows: npt.NDArray[np.int64]
+                      ) -> Iterable[Packet]:
+        ts, link = index.ts_ns, index.link
+        for i in rows.tolist():
+            sink.position = i
+            yield int(ts[i]), int(link[i]), index.frame(i)
+
+    def _route(self, udp: UdpBatch, i: int) -> Any:
+        """Where packet ``i``'s flow goes, as ``feed`` decides it: (call, flow index or None
+        for a flow the call has not seen, source, destination), or "skip" (a call not
+        recorded, counted) or None (no call owns it)."""
+        src = (int(udp.src[i]).to_bytes(4, "big"), int(udp.sport[i]))
+        dkey = (int(udp.dst[i]).to_bytes(4, "big"), int(udp.dport[i]))
+        media_get = self.media.get
+        d_owner = media_get(dkey)
+        s_owner = None if d_owner is not None else media_get(src)
+        shared = self.media.shared
+        if d_owner is not None and shared and dkey in shared:
+            s_owner = media_get(src)
+            if s_owner is not None and s_owner[0] != d_owner[0]:
+                d_owner = self.media.owner_for(dkey, s_owner[0]) or d_owner
+        owner = d_owner or s_owner
+        if owner is None:
+            return None
+        call = self.tracker.calls.get(owner[0])
+        if call is None:
+            return None
+        return (call, call.flow_ids.get((src, dkey)), src, dkey)
+
+    def _deliver(self, index: PacketIndex, udp: UdpBatch, sink: ColumnSink, call: Call,
+                 flow: int, rows: npt.NDArray[np.int64]) -> None:
+        ts = index.ts_ns[rows]
+        if flow >= 0:
+            if call.pauses and call.pauses[-1][1] == 0:
+                # paused: the audio never reaches the disk, only the RTP header
+                for i in rows.tolist():
+                    sink.position = i
+                    o = int(udp.payload[i])
+                    payload = index.data[o:o + int(udp.size[i])].tobytes()
+                    self.sink.add(call, int(index.ts_ns[i]), flow, header_only(payload))
+                self.paused_packets += len(rows)
+            else:
+                sink.add_many(call, flow, rows, ts, udp.payload[rows], udp.size[rows])
+            top = int(ts.max())
+            if top > call.last_ns:
+                call.last_ns = top
+            self.media_packets += len(rows)
+            return
+        if flow == NON_AUDIO:
+            self.drops["non_audio_media"] += len(rows)
+            first = call.video_span[0] or int(ts[0])
+            call.video_span = (first, max(int(ts.max()), call.video_span[1]))
 
     def _timers(self, now: int) -> None:
         self._finished(self.tracker.handle_timer(now))

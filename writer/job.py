@@ -18,12 +18,11 @@ import numpy as np
 import numpy.typing as npt
 
 from capture.pcapwrite import PcapWriter, udp6_frame, udp_frame
-from capture.spool import read_spool
 from correlate.call import SIDE_NAMES, Call
 from correlate.record import CallRecord
 from writer.audio_out import AudioOut
 from writer.codecs import EMPTY
-from writer.columns import spool_columns
+from writer.columns import MediaColumns, spool_columns
 from writer.direction import Direction, losing_branches
 from writer.flows import assign_channels
 from writer.metadata import build_metadata
@@ -70,7 +69,7 @@ WriteResult = tuple[dict[str, Any], dict[str, int]]
 """(index entry, media packets of the call not used, by reason)."""
 
 
-def write_call(record: CallRecord, spool: str | None, out_dir: str,
+def write_call(record: CallRecord, spool: str | MediaColumns | None, out_dir: str,
                options: WriteOptions = DEFAULTS) -> WriteResult:
     """Write the files of ``call`` under ``out_dir`` and append its index line.
 
@@ -83,7 +82,7 @@ def write_call(record: CallRecord, spool: str | None, out_dir: str,
     channels = assign_channels(call.flows, losing_branches(call))
     keys = options.srtp_keys
     dirs = (Direction(call, 0, channels, keys), Direction(call, 1, channels, keys))
-    media = spool_columns(spool)
+    media = spool if isinstance(spool, MediaColumns) else spool_columns(spool)
     pl = plan(call, media, dirs, channels, _sniff)
     unassigned, origin, rate = pl.unassigned, pl.origin, pl.rate
     for d in dirs:
@@ -211,9 +210,9 @@ def write_call(record: CallRecord, spool: str | None, out_dir: str,
     summary_path = os.path.join(target, stem + ".json")
     # Same stem = same Call-ID and start time: a re-import of a call already indexed.
     indexed_before = os.path.exists(summary_path)
-    if decision is not None and decision.keep_pcap and spool is not None:
+    if decision is not None and decision.keep_pcap and len(media):
         summary["evidence_pcap"] = f"{rel}/{stem}.pcap"
-        _evidence(call, spool, os.path.join(target, stem + ".pcap"), options.durable)
+        _evidence(call, media, os.path.join(target, stem + ".pcap"), options.durable)
         xml = build_metadata(summary)
     write_atomic(os.path.join(target, stem + ".xml"), xml, options.durable)
     write_atomic(
@@ -276,14 +275,16 @@ def _sniff(d: Direction, payload: bytes) -> None:
     d.sniffed += 1
 
 
-def _evidence(call: Call, spool: str, path: str, durable: bool) -> None:
+def _evidence(call: Call, media: MediaColumns, path: str, durable: bool) -> None:
     """The call's media packets as a pcap (the policy's keep_pcap): addresses, ports and
     payloads as captured, link and IP headers rebuilt; a paused span keeps only RTP headers,
     as the spool does."""
     tmp = tmp_name(path)
     with open(tmp, "wb") as f:
         w = PcapWriter(f, nanosecond=True)
-        for ts, flow, payload in read_spool(spool):
+        for i, (ts, flow) in enumerate(zip(media.ts.tolist(), media.flow.tolist(),
+                                           strict=True)):
+            payload = media.payload(i)
             (src, sport), (dst, dport) = call.flows[flow][0], call.flows[flow][1]
             if len(src) == 4 and len(dst) == 4:
                 w.write(ts, udp_frame(src, sport, dst, dport, payload, w.count))
