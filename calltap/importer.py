@@ -25,6 +25,7 @@ from capture.errors import CaptureError
 from capture.index import PacketIndex, index_capture
 from capture.pcapfile import PCAP_NS, PCAP_US, close_capture, open_capture
 from capture.spool import SpoolSet
+from capture.vector import UdpBatch
 from correlate.call import Call
 from correlate.events import CallEnded
 from correlate.policy import Policy
@@ -101,16 +102,21 @@ def _joined(spool: str | None, more: MediaColumns) -> MediaColumns:
 
 
 class _Columns:
-    """Import's media sink for an indexed capture: per call, where its packets lie in the
-    memory-mapped capture (no spool copy), and as bytes the few payloads that are not there
-    as they are (tunnelled, reassembled, paused, HEP). A call's media becomes one compact
-    MediaColumns when it is written."""
+    """Import's media sink for an indexed capture: which (call, flow) slot each packet of
+    the mapped capture went to (no spool copy), and as bytes the few payloads that are not
+    there as they are (tunnelled, reassembled, paused, HEP). A call's media becomes one
+    compact MediaColumns when it is written."""
 
     def __init__(self, index: PacketIndex) -> None:
         self.index = index
+        self.udp: UdpBatch | None = None
+        """Set by the Recorder when it decodes the capture."""
         self.position = 0
         self._seq = 0
-        self._bulk: dict[int, list[tuple[int, I64, I64, I64, I64]]] = {}
+        self._slot_of = np.full(len(index), -1, np.int32)
+        self._slot_flow: list[int] = []
+        self._slots: dict[int, list[int]] = {}
+        self._first: dict[int, int] = {}
         self._extra: dict[int, list[tuple[int, int, int, int, bytes]]] = {}
 
     def add(self, call: Call, ts_ns: int, flow: int, payload: bytes) -> None:
@@ -118,26 +124,42 @@ class _Columns:
         self._extra.setdefault(call.serial, []).append(
             (self.position, self._seq, ts_ns, flow, payload))
 
-    def add_many(self, call: Call, flow: int, packets: I64, ts: I64, offset: I64,
-                 length: I64) -> None:
-        self._bulk.setdefault(call.serial, []).append((flow, packets, ts, offset, length))
+    def slot(self, call: Call, flow: int) -> int:
+        slot = len(self._slot_flow)
+        self._slot_flow.append(flow)
+        self._slots.setdefault(call.serial, []).append(slot)
+        self._first.setdefault(call.serial, self.position)
+        return slot
+
+    def assign(self, packets: I64, slots: I64) -> None:
+        self._slot_of[packets] = slots
+
+    def slots_of(self, call: Call) -> list[int]:
+        return self._slots.get(call.serial, [])
 
     def open_calls(self) -> list[int]:
-        return sorted(set(self._bulk) | set(self._extra))
+        return sorted(set(self._slots) | set(self._extra))
 
     def take(self, serial: int) -> MediaColumns | None:
         """The call's media in the order it was captured (its held packets where the
         Recorder added them), compact; None without any."""
-        bulk = self._bulk.pop(serial, [])
+        slots = self._slots.pop(serial, [])
+        lo = self._first.pop(serial, 0)
         extra = self._extra.pop(serial, [])
-        if not bulk and not extra:
-            return None
         z = np.zeros(0, np.int64)
-        pos = np.concatenate([b[1] for b in bulk] + [z])
-        ts = np.concatenate([b[2] for b in bulk] + [z])
-        off = np.concatenate([b[3] for b in bulk] + [z])
-        ln = np.concatenate([b[4] for b in bulk] + [z])
-        flow = np.concatenate([np.full(len(b[1]), b[0], np.int64) for b in bulk] + [z])
+        pos = z
+        if slots:
+            part = self._slot_of[lo:]
+            mine = part == slots[0] if len(slots) == 1 else np.isin(part, slots)
+            pos = np.flatnonzero(mine).astype(np.int64) + lo
+        if not len(pos) and not extra:
+            return None
+        udp = self.udp
+        assert udp is not None or not len(pos)
+        ts = self.index.ts_ns[pos]
+        flow = np.array(self._slot_flow, np.int64)[self._slot_of[pos]] if len(pos) else z
+        off = udp.payload[pos] if udp is not None else z
+        ln = udp.size[pos] if udp is not None else z
         bounds = np.concatenate(([0], np.cumsum(ln)))
         size = int(bounds[-1]) + sum(len(e[4]) for e in extra)
         data = np.empty(size, np.uint8)

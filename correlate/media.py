@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from correlate.call import Endpoint
 
 # Calls remembered per shared endpoint besides the newest; a media server shares one
@@ -19,6 +21,10 @@ Owner = tuple[str, int, int]
 """(call key, side that receives there, RTP, RTCP or OTHER)."""
 
 
+# Changed endpoints remembered for a router between two looks; past it, all are stale.
+MAX_CHANGED = 4096
+
+
 class MediaTable:
     """Maps an announced (address, port) to the call and side that receive there."""
 
@@ -31,6 +37,9 @@ class MediaTable:
         self.shared: dict[Endpoint, list[Owner]] = {}
         """Earlier, still live owners of an endpoint a newer call also announced (media
         servers and SIPp's UAS give every call one address)."""
+        self.changed: set[Endpoint | None] = set()
+        """Endpoints whose owners changed since a router last looked (it empties the set;
+        past MAX_CHANGED it holds only None: everything changed)."""
 
     def __len__(self) -> int:
         return len(self._map)
@@ -45,6 +54,7 @@ class MediaTable:
         next port) and non-audio ones. New audio replaces the side's old endpoints; an
         SDP without audio (a T.38 offer that may yet be refused) only adds."""
         mine = self._by_call.setdefault(key, [])
+        self._changed(mine)
         if audio:
             keep: list[Endpoint] = []
             for ep in mine:
@@ -56,6 +66,7 @@ class MediaTable:
             mine[:] = keep
         entries = [(ep, k) for a, p in audio for ep, k in (((a, p), RTP), ((a, p + 1), RTCP))]
         entries += [(ep, OTHER) for ep in other]
+        self._changed(ep for ep, _k in entries)
         for ep, kind in entries:
             prior = self._map.get(ep)
             if kind == OTHER and prior is not None and prior[0] == key and prior[2] != OTHER:
@@ -84,8 +95,16 @@ class MediaTable:
                 return o
         return None
 
+    def _changed(self, eps: Iterable[Endpoint]) -> None:
+        if None in self.changed:
+            return
+        self.changed.update(eps)
+        if len(self.changed) > MAX_CHANGED:
+            self.changed = {None}
+
     def drop_call(self, key: str) -> None:
         """Forget every endpoint of call ``key``; an earlier call sharing one takes it back."""
+        self._changed(self._by_call.get(key, ()))
         for ep in self._by_call.pop(key, ()):
             older = self.shared.get(ep)
             if older is not None:

@@ -75,17 +75,25 @@ class MediaSink(Protocol):
 
 
 class ColumnSink(MediaSink, Protocol):
-    """A sink that also takes many packets of one flow at once, as indices into an indexed
-    capture (``feed_indexed``); ``position`` is the index of the packet being fed when
-    ``add`` is called."""
+    """A sink that also takes packets of an indexed capture by index (``feed_indexed``):
+    each (call, flow) gets a slot, and runs of packets are assigned to slots at once.
+    ``position`` is the index of the packet being fed when ``add`` or ``slot`` is called."""
 
     position: int
+    udp: UdpBatch | None
+    """The capture's IPv4/UDP columns, set by ``feed_indexed``."""
 
-    def add_many(self, call: Call, flow: int, packets: npt.NDArray[np.int64],
-                 ts: npt.NDArray[np.int64], offset: npt.NDArray[np.int64],
-                 length: npt.NDArray[np.int64]) -> None:
-        """Packets (capture order) of one flow: their indices, capture times, and where
-        each UDP payload lies in the index's data."""
+    def slot(self, call: Call, flow: int) -> int:
+        """A new slot for ``call``'s ``flow``."""
+        ...
+
+    def assign(self, packets: npt.NDArray[np.int64], slots: npt.NDArray[np.int64]) -> None:
+        """These packets (indices into the capture) belong to these slots."""
+        ...
+
+    def slots_of(self, call: Call) -> list[int]:
+        """The slots given to ``call``."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -139,6 +147,7 @@ class Recorder:
         self.clock = 0
         """Capture time of the latest packet."""
         self._events: list[Event] = []
+        self._router: _Router | None = None
         self._next_timer = -1
         self._vlan = -1
         self._event_pts: dict[int, frozenset[int]] = {}
@@ -303,12 +312,14 @@ class Recorder:
         if n == 0:
             return
         udp = decode_udp(index)
+        sink.udp = udp
         fast = rtp_like(index, udp) & (udp.dport != HEP_PORT) & (udp.sport != HEP_PORT)
         if self.policy.pause.dtmf_pause or self.policy.pause.dtmf_resume:
             fast[:] = False  # a digit may pause a call between any two packets
         dup = self._duplicates(index, udp, fast) if self.dedup is not None \
             else np.zeros(n, np.bool_)
         ts_all = index.ts_ns
+        self._router = _Router(index, udp, sink)
         change = np.flatnonzero(np.diff(fast.astype(np.int8))) + 1
         bounds = [0, *change.tolist(), n]
         done = 0
@@ -333,6 +344,8 @@ class Recorder:
                 if between is not None and a - done >= BETWEEN_PACKETS:
                     between(a)
                     done = a
+        self._router.sync_all()
+        self._router = None
 
     def _packets(self, index: PacketIndex, sink: ColumnSink, a: int, b: int
                  ) -> Iterable[Packet]:
@@ -390,53 +403,112 @@ class Recorder:
     def _run(self, index: PacketIndex, udp: UdpBatch, dup: npt.NDArray[np.bool_],
              sink: ColumnSink, a: int, b: int) -> None:
         """RTP-like packets [a, b): no timer tick and no other packet among them."""
+        router = self._router
+        assert router is not None
         ts_all = index.ts_ns
         span = np.arange(a, b)
         d = dup[a:b]
         if d.any():
             self.drops["duplicate_packet"] += int(np.count_nonzero(d))
             span = span[~d]
+        self.packets += b - a
+        self.clock = int(ts_all[b - 1])
         if not len(span):
-            self.clock = int(ts_all[b - 1])
-            self.packets += b - a
             return
-        src, dst = udp.src[span], udp.dst[span]
-        sport, dport = udp.sport[span], udp.dport[span]
-        key_a, key_b = src << 16 | sport, dst << 16 | dport
-        order = np.lexsort((span, key_b, key_a))
-        ka, kb = key_a[order], key_b[order]
-        new = np.r_[True, (ka[1:] != ka[:-1]) | (kb[1:] != kb[:-1])]
-        starts = np.flatnonzero(new)
-        ends = np.r_[starts[1:], len(order)]
-        # flows in the order their first packet came (new flows of a call get their numbers
-        # in that order, as packet by packet)
-        firsts = order[starts]
-        routes: list[tuple[int, Any]] = []
-        for g in np.argsort(firsts, kind="stable").tolist():
-            j = int(firsts[g])
-            route = self._route(udp, int(span[j]))
-            if route is None:  # media nobody announced: packet by packet
+        router.forget(self.media)
+        sink.position = a
+        slots = router.lookup(span)
+        missing = slots < 0
+        if missing.any():
+            if not self._route_new(router, udp, span[missing]):
+                # media nobody announced: packet by packet
+                self.packets -= b - a
                 self.feed(self._packets_kept(index, sink, span), dedup_here=False)
                 self.packets += (b - a) - len(span)  # the duplicates were packets too
                 self.clock = int(ts_all[b - 1])
                 return
-            routes.append((g, route))
-        for g, (call, flow, src_ep, dkey) in routes:
-            rows = span[order[starts[g]:ends[g]]]
+            slots = router.lookup(span)
+            # flows routed but not given a slot (non-audio, too many, not recorded)
+            for i in np.flatnonzero(slots < 0).tolist():
+                self._unslotted(index, udp, int(span[i]))
+            keep = slots >= 0
+            span, slots = span[keep], slots[keep]
+            if not len(span):
+                return
+        paused = router.paused(slots)
+        if paused.any():
+            for i in span[paused].tolist():
+                slot = int(router.slot_of(i, slots, span))
+                call, flow = router.slot_call[slot], router.slot_flow[slot]
+                sink.position = i
+                o = int(udp.payload[i])
+                payload = index.data[o:o + int(udp.size[i])].tobytes()
+                self.sink.add(call, int(ts_all[i]), flow, header_only(payload))
+                if int(ts_all[i]) > call.last_ns:
+                    call.last_ns = int(ts_all[i])
+            self.paused_packets += int(np.count_nonzero(paused))
+            self.media_packets += int(np.count_nonzero(paused))
+            span, slots = span[~paused], slots[~paused]
+        if len(span):
+            sink.assign(span, slots)
+            router.touch(slots, ts_all[span])
+            self.media_packets += len(span)
+
+    def _route_new(self, router: _Router, udp: UdpBatch, rows: npt.NDArray[np.int64]
+                   ) -> bool:
+        """Route the flows of ``rows`` that have no slot, in the order of their first
+        packet (a call numbers its new flows in that order); False when one belongs to no
+        call (the caller goes packet by packet; nothing was changed)."""
+        ka = udp.src[rows] << 16 | udp.sport[rows]
+        kb = udp.dst[rows] << 16 | udp.dport[rows]
+        pairs: dict[tuple[int, int], int] = {}
+        for x, y, i in zip(ka.tolist(), kb.tolist(), rows.tolist(), strict=True):
+            pairs.setdefault((x, y), i)
+        routes = []
+        for i in pairs.values():
+            route = self._route(udp, i)
+            if route is None:
+                return False
+            routes.append((i, route))
+        for i, (call, flow, src_ep, dkey) in routes:
             decision = call.decision
             if decision is not None and not decision.record:
-                self.drops["media_of_call_not_recorded"] += len(rows)
                 continue
             if flow is None:
                 pair = (src_ep, dkey)
                 flow = call.flow_ids.get(pair)
                 if flow is None:
                     flow = self._new_flow(call, pair)
-                    if flow == TOO_MANY:  # asked again at every packet, counted each time
-                        self.drops["media_flow_limit"] += len(rows) - 1
-            self._deliver(index, udp, sink, call, flow, np.sort(rows))
-        self.clock = int(ts_all[b - 1])
-        self.packets += b - a
+                    if flow < 0:
+                        # _new_flow counted this packet's drop; _unslotted counts the rest
+                        router.first_seen[i] = True
+                        continue
+            if flow >= 0:
+                router.add(i, call, flow)
+        return True
+
+    def _unslotted(self, index: PacketIndex, udp: UdpBatch, i: int) -> None:
+        """A packet of a flow without a slot, as ``feed`` takes it: a call not recorded, a
+        non-audio flow, or a call past its flow limit."""
+        router = self._router
+        assert router is not None
+        route = self._route(udp, i)
+        if route is None:
+            return
+        call, flow, src_ep, dkey = route
+        decision = call.decision
+        if decision is not None and not decision.record:
+            self.drops["media_of_call_not_recorded"] += 1
+            return
+        if router.first_seen.pop(i, False):
+            flow = call.flow_ids.get((src_ep, dkey), TOO_MANY)  # _new_flow's verdict
+        elif flow is None:
+            flow = self._new_flow(call, (src_ep, dkey))
+        if flow == NON_AUDIO:
+            self.drops["non_audio_media"] += 1
+            ts = int(index.ts_ns[i])
+            first = call.video_span[0] or ts
+            call.video_span = (first, max(ts, call.video_span[1]))
 
     def _packets_kept(self, index: PacketIndex, sink: ColumnSink, rows: npt.NDArray[np.int64]
                       ) -> Iterable[Packet]:
@@ -447,8 +519,7 @@ class Recorder:
 
     def _route(self, udp: UdpBatch, i: int) -> Any:
         """Where packet ``i``'s flow goes, as ``feed`` decides it: (call, flow index or None
-        for a flow the call has not seen, source, destination), or "skip" (a call not
-        recorded, counted) or None (no call owns it)."""
+        for a flow the call has not seen, source, destination), or None (no call owns it)."""
         src = (int(udp.src[i]).to_bytes(4, "big"), int(udp.sport[i]))
         dkey = (int(udp.dst[i]).to_bytes(4, "big"), int(udp.dport[i]))
         media_get = self.media.get
@@ -467,31 +538,9 @@ class Recorder:
             return None
         return (call, call.flow_ids.get((src, dkey)), src, dkey)
 
-    def _deliver(self, index: PacketIndex, udp: UdpBatch, sink: ColumnSink, call: Call,
-                 flow: int, rows: npt.NDArray[np.int64]) -> None:
-        ts = index.ts_ns[rows]
-        if flow >= 0:
-            if call.pauses and call.pauses[-1][1] == 0:
-                # paused: the audio never reaches the disk, only the RTP header
-                for i in rows.tolist():
-                    sink.position = i
-                    o = int(udp.payload[i])
-                    payload = index.data[o:o + int(udp.size[i])].tobytes()
-                    self.sink.add(call, int(index.ts_ns[i]), flow, header_only(payload))
-                self.paused_packets += len(rows)
-            else:
-                sink.add_many(call, flow, rows, ts, udp.payload[rows], udp.size[rows])
-            top = int(ts.max())
-            if top > call.last_ns:
-                call.last_ns = top
-            self.media_packets += len(rows)
-            return
-        if flow == NON_AUDIO:
-            self.drops["non_audio_media"] += len(rows)
-            first = call.video_span[0] or int(ts[0])
-            call.video_span = (first, max(int(ts.max()), call.video_span[1]))
-
     def _timers(self, now: int) -> None:
+        if self._router is not None:
+            self._router.sync_all()  # inactivity is judged on every call's latest media
         self._finished(self.tracker.handle_timer(now))
         self.fragments.expire(now)
         self.tcp.expire(now)
@@ -585,6 +634,8 @@ class Recorder:
         for ev in events:
             if isinstance(ev, CallFinished):
                 call = ev.call
+                if self._router is not None:
+                    self._router.sync_call(call)
                 self._event_pts.pop(call.serial, None)
                 if self.stopping and call.end_reason == "end-of-input":
                     # still in progress when the recorder stopped (RFC 3261's dialog never
@@ -634,3 +685,123 @@ class Recorder:
             return
         call.event_ts = rtp_ts
         feed_digit(call, self.policy.pause, ts, RFC4733_DIGITS[payload[start]])
+
+
+class _Router:
+    """Flow routing of one indexed capture on columns: each (call, flow) a slot, the flows
+    seen so far looked up for a whole run at once, a flow's route forgotten when the media
+    table changes an endpoint of it; per slot the latest packet time, handed to its call
+    when a timer or the call's end needs it."""
+
+    def __init__(self, index: PacketIndex, udp: UdpBatch, sink: ColumnSink) -> None:
+        self.index = index
+        self.sink = sink
+        self.ka = udp.src << 16 | udp.sport
+        self.kb = udp.dst << 16 | udp.dport
+        self.routes: dict[tuple[int, int], int] = {}
+        """(source, destination) -> slot."""
+        self.by_endpoint: dict[tuple[bytes, int], set[tuple[int, int]]] = {}
+        self.slot_call: list[Call] = []
+        self.slot_flow: list[int] = []
+        self.slot_last = np.zeros(0, np.int64)
+        self.slot_synced = np.zeros(0, np.int64)
+        self.first_seen: dict[int, bool] = {}
+        """Packets whose flow _new_flow refused just now (counted there already)."""
+        self._sorted: tuple[npt.NDArray[np.uint64], npt.NDArray[np.int64],
+                            npt.NDArray[np.int64], npt.NDArray[np.int64]] | None = None
+
+    def forget(self, media: MediaTable) -> None:
+        """Drop the routes of flows touching an endpoint whose owners changed."""
+        changed = media.changed
+        if not changed:
+            return
+        if None in changed:
+            self.routes.clear()
+            self.by_endpoint.clear()
+        else:
+            for ep in changed:
+                if ep is None:
+                    continue
+                for pair in self.by_endpoint.pop(ep, ()):
+                    self.routes.pop(pair, None)
+        media.changed = set()
+        self._sorted = None
+
+    def add(self, i: int, call: Call, flow: int) -> None:
+        """Packet ``i``'s flow goes to ``call``'s ``flow``."""
+        slot = self.sink.slot(call, flow)
+        assert slot == len(self.slot_call)
+        self.slot_call.append(call)
+        self.slot_flow.append(flow)
+        if slot >= len(self.slot_last):
+            grow = max(64, 2 * len(self.slot_last))
+            self.slot_last = np.concatenate((self.slot_last, np.zeros(grow, np.int64)))
+            self.slot_synced = np.concatenate((self.slot_synced, np.zeros(grow, np.int64)))
+        pair = (int(self.ka[i]), int(self.kb[i]))
+        self.routes[pair] = slot
+        for ep in (_endpoint(pair[0]), _endpoint(pair[1])):
+            self.by_endpoint.setdefault(ep, set()).add(pair)
+        self._sorted = None
+
+    def lookup(self, rows: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+        """Slot of each packet's flow, -1 where the flow has none."""
+        if self._sorted is None:
+            pairs = list(self.routes)
+            ka = np.array([p[0] for p in pairs], np.int64)
+            kb = np.array([p[1] for p in pairs], np.int64)
+            code = _code(ka, kb)
+            order = np.argsort(code, kind="stable")
+            slots = np.array([self.routes[p] for p in pairs], np.int64)
+            self._sorted = (code[order], ka[order], kb[order], slots[order])
+        code_s, ka_s, kb_s, slot_s = self._sorted
+        out = np.full(len(rows), -1, np.int64)
+        if not len(code_s):
+            return out
+        code = _code(self.ka[rows], self.kb[rows])
+        at = np.minimum(np.searchsorted(code_s, code), len(code_s) - 1)
+        hit = (code_s[at] == code) & (ka_s[at] == self.ka[rows]) & (kb_s[at] == self.kb[rows])
+        out[hit] = slot_s[at[hit]]
+        return out
+
+    def paused(self, slots: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
+        """Packets whose call is paused now (only RTP headers are kept of those)."""
+        out = np.zeros(len(slots), np.bool_)
+        for slot in np.unique(slots).tolist():
+            call = self.slot_call[slot]
+            if call.pauses and call.pauses[-1][1] == 0:
+                out |= slots == slot
+        return out
+
+    def slot_of(self, i: int, slots: npt.NDArray[np.int64], rows: npt.NDArray[np.int64]
+                ) -> int:
+        return int(slots[int(np.searchsorted(rows, i))])
+
+    def touch(self, slots: npt.NDArray[np.int64], ts: npt.NDArray[np.int64]) -> None:
+        np.maximum.at(self.slot_last, slots, ts)
+
+    def sync_all(self) -> None:
+        """Every call's last_ns from its slots' latest packets."""
+        n = len(self.slot_call)
+        moved = np.flatnonzero(self.slot_last[:n] > self.slot_synced[:n])
+        for slot in moved.tolist():
+            call = self.slot_call[slot]
+            t = int(self.slot_last[slot])
+            if t > call.last_ns:
+                call.last_ns = t
+        self.slot_synced[:n] = self.slot_last[:n]
+
+    def sync_call(self, call: Call) -> None:
+        for slot in self.sink.slots_of(call):
+            t = int(self.slot_last[slot])
+            if t > call.last_ns:
+                call.last_ns = t
+
+
+def _code(ka: npt.NDArray[np.int64], kb: npt.NDArray[np.int64]) -> npt.NDArray[np.uint64]:
+    """A 64-bit sort key of flows (source and destination, address and port each); equal
+    keys are checked on both halves, so a collision costs a lookup, never a wrong route."""
+    return (ka.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)) ^ kb.astype(np.uint64)
+
+
+def _endpoint(code: int) -> tuple[bytes, int]:
+    return ((code >> 16).to_bytes(4, "big"), code & 0xFFFF)
