@@ -31,7 +31,7 @@ from correlate.events import CallEnded
 from correlate.policy import Policy
 from correlate.record import CallRecord
 from correlate.recorder import Recorder, Settings
-from writer.columns import MediaColumns, spool_columns
+from writer.columns import EXTRA, CaptureMedia, MediaColumns, spool_columns
 from writer.job import WriteResult, write_call
 from writer.options import WriteOptions
 from writer.output import sync_filesystem
@@ -89,11 +89,12 @@ def _mappable(path: str) -> bool:
         return False
 
 
-def _joined(spool: str | None, more: MediaColumns) -> MediaColumns:
-    """A call's spooled media (from earlier files) followed by ``more``."""
+def _joined(spool: str | None, after: CaptureMedia) -> CaptureMedia | MediaColumns:
+    """A call's spooled media (from earlier files) followed by ``after``."""
     if spool is None:
-        return more
+        return after
     first = spool_columns(spool)
+    more = after.columns()
     data = np.concatenate((np.asarray(first.data), more.data))
     return MediaColumns(np.concatenate((first.ts, more.ts)),
                         np.concatenate((first.flow, more.flow)),
@@ -140,9 +141,9 @@ class _Columns:
     def open_calls(self) -> list[int]:
         return sorted(set(self._slots) | set(self._extra))
 
-    def take(self, serial: int) -> MediaColumns | None:
+    def take(self, serial: int) -> CaptureMedia | None:
         """The call's media in the order it was captured (its held packets where the
-        Recorder added them), compact; None without any."""
+        Recorder added them), as places in the file; None without any."""
         slots = self._slots.pop(serial, [])
         lo = self._first.pop(serial, 0)
         extra = self._extra.pop(serial, [])
@@ -155,34 +156,25 @@ class _Columns:
         if not len(pos) and not extra:
             return None
         udp = self.udp
-        assert udp is not None or not len(pos)
         ts = self.index.ts_ns[pos]
         flow = np.array(self._slot_flow, np.int64)[self._slot_of[pos]] if len(pos) else z
         off = udp.payload[pos] if udp is not None else z
         ln = udp.size[pos] if udp is not None else z
-        bounds = np.concatenate(([0], np.cumsum(ln)))
-        size = int(bounds[-1]) + sum(len(e[4]) for e in extra)
-        data = np.empty(size, np.uint8)
-        if int(bounds[-1]):
-            gather = np.repeat(off - bounds[:-1], ln) + np.arange(int(bounds[-1]))
-            data[:int(bounds[-1])] = self.index.data[gather]
-        new_off = bounds[:-1]
         seq = np.zeros(len(pos), np.int64)
+        blob = b""
         if extra:
-            at = int(bounds[-1])
-            e_off = []
-            for e in extra:
-                data[at:at + len(e[4])] = np.frombuffer(e[4], np.uint8)
-                e_off.append(at)
-                at += len(e[4])
+            blob = b"".join(e[4] for e in extra)
+            e_len = np.array([len(e[4]) for e in extra], np.int64)
+            e_off = EXTRA + np.concatenate(([0], np.cumsum(e_len)[:-1]))
             pos = np.concatenate((pos, np.array([e[0] for e in extra], np.int64)))
             seq = np.concatenate((seq, np.array([e[1] for e in extra], np.int64)))
             ts = np.concatenate((ts, np.array([e[2] for e in extra], np.int64)))
             flow = np.concatenate((flow, np.array([e[3] for e in extra], np.int64)))
-            ln = np.concatenate((ln, np.array([len(e[4]) for e in extra], np.int64)))
-            new_off = np.concatenate((new_off, np.array(e_off, np.int64)))
+            ln = np.concatenate((ln, e_len))
+            off = np.concatenate((off, e_off))
         order = np.lexsort((seq, pos))
-        return MediaColumns(ts[order], flow[order], new_off[order], ln[order], data)
+        return CaptureMedia(self.index.name, ts[order], flow[order], off[order], ln[order],
+                            blob)
 
 
 class Importer:
@@ -203,8 +195,7 @@ class Importer:
         self.reload_requested = False
         """Set from a SIGHUP handler: the policy file is read again between packets."""
         self._pool = ProcessPoolExecutor(max_workers=cfg.jobs) if cfg.jobs > 1 else None
-        self._pending: deque[tuple[Future[WriteResult], Call, str | MediaColumns | None]] = \
-            deque()
+        self._pending: deque[tuple[Future[WriteResult], Call, Any]] = deque()
         self.drops: Counter[str] = Counter()
         """Packets not used, by reason (every stage's, once ``finish`` has run)."""
         # one syncfs at the end instead of an fsync per file (finish)
@@ -309,8 +300,9 @@ class Importer:
         if sink is None:
             return
         for serial in sink.open_calls():
-            cols = sink.take(serial)
-            if cols is not None:
+            got = sink.take(serial)
+            if got is not None:
+                cols = got.columns()
                 for i, (t, f) in enumerate(zip(cols.ts.tolist(), cols.flow.tolist(),
                                                strict=True)):
                     self.spool.add(serial, t, f, cols.payload(i))
@@ -340,7 +332,7 @@ class Importer:
         for ev in self.recorder.events():
             if isinstance(ev, CallEnded):
                 spool = self.spool.close_call(ev.call.serial)
-                media: str | MediaColumns | None = spool
+                media: str | MediaColumns | CaptureMedia | None = spool
                 if self._columns is not None:
                     # a call may have begun in an earlier file (its spool) and gone on here
                     got = self._columns.take(ev.call.serial)
@@ -365,7 +357,8 @@ class Importer:
         self.recorder.set_policy(policy)
         self.warnings.append(f"policy reloaded from {self.cfg.policy}")
 
-    def _write(self, record: CallRecord, spool: str | MediaColumns | None) -> None:
+    def _write(self, record: CallRecord, spool: str | MediaColumns | CaptureMedia | None
+               ) -> None:
         call = record.call
         if self._pool is None:
             try:
@@ -387,7 +380,7 @@ class Importer:
         except Exception as exc:  # noqa: BLE001 - one bad call must not end the import
             self._done(call, spool, None, exc)
 
-    def _done(self, call: Call, spool: str | MediaColumns | None,
+    def _done(self, call: Call, spool: Any,
               result: WriteResult | None,
               exc: BaseException | None) -> None:
         if result is not None:

@@ -52,6 +52,40 @@ class MediaColumns:
         return self.data[o:o + int(self.length[i])].tobytes()
 
 
+@dataclass(frozen=True)
+class CaptureMedia:
+    """A call's media as places in a capture file (cheap to hand to another process, which
+    maps the file itself), plus payloads that are not in the file as they are."""
+
+    path: str
+    ts: I64
+    flow: I64
+    off: I64
+    """Where each payload lies in the file, or, at and past ``EXTRA``, in ``extra``."""
+    length: I64
+    extra: bytes
+
+    def columns(self) -> MediaColumns:
+        """The media as compact columns: its payloads gathered from the mapped file."""
+        inside = self.off < EXTRA
+        ln = np.where(inside, self.length, 0)
+        bounds = np.concatenate(([0], np.cumsum(ln)))
+        total = int(bounds[-1])
+        data = np.empty(total + len(self.extra), np.uint8)
+        if total:
+            mapped: U8 = np.memmap(self.path, dtype=np.uint8, mode="r")
+            gather = np.repeat(self.off - bounds[:-1], ln) + np.arange(total)
+            data[:total] = mapped[gather]
+            del mapped
+        data[total:] = np.frombuffer(self.extra, np.uint8)
+        off = np.where(inside, bounds[:-1], total + self.off - EXTRA)
+        return MediaColumns(self.ts, self.flow, off, self.length, data)
+
+
+# Offsets at and past this point into CaptureMedia.extra, not the file (no capture file
+# calltap maps is this large).
+EXTRA = 1 << 60
+
 EMPTY_COLUMNS = MediaColumns(np.zeros(0, np.int64), np.zeros(0, np.int64),
                              np.zeros(0, np.int64), np.zeros(0, np.int64),
                              np.zeros(0, np.uint8))

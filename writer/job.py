@@ -22,7 +22,7 @@ from correlate.call import SIDE_NAMES, Call
 from correlate.record import CallRecord
 from writer.audio_out import AudioOut
 from writer.codecs import EMPTY
-from writer.columns import MediaColumns, spool_columns
+from writer.columns import CaptureMedia, MediaColumns, spool_columns
 from writer.direction import Direction, losing_branches
 from writer.flows import assign_channels
 from writer.metadata import build_metadata
@@ -69,8 +69,8 @@ WriteResult = tuple[dict[str, Any], dict[str, int]]
 """(index entry, media packets of the call not used, by reason)."""
 
 
-def write_call(record: CallRecord, spool: str | MediaColumns | None, out_dir: str,
-               options: WriteOptions = DEFAULTS) -> WriteResult:
+def write_call(record: CallRecord, spool: str | MediaColumns | CaptureMedia | None,
+               out_dir: str, options: WriteOptions = DEFAULTS) -> WriteResult:
     """Write the files of ``call`` under ``out_dir`` and append its index line.
 
     The record's policy choices (format, layout) override ``options``'. Returns the index
@@ -82,7 +82,8 @@ def write_call(record: CallRecord, spool: str | MediaColumns | None, out_dir: st
     channels = assign_channels(call.flows, losing_branches(call))
     keys = options.srtp_keys
     dirs = (Direction(call, 0, channels, keys), Direction(call, 1, channels, keys))
-    media = spool if isinstance(spool, MediaColumns) else spool_columns(spool)
+    media = (spool if isinstance(spool, MediaColumns) else spool.columns()
+             if isinstance(spool, CaptureMedia) else spool_columns(spool))
     pl = plan(call, media, dirs, channels, _sniff)
     unassigned, origin, rate = pl.unassigned, pl.origin, pl.rate
     for d in dirs:
