@@ -13,12 +13,51 @@ from pathlib import Path
 # Runs the calltap command line in a fresh interpreter and prints the peak RSS of it and of
 # its largest child (children are counted once they have exited).
 WRAPPER = """
-import resource, sys
+import os, resource, sys, threading, time
 from calltap.cli import main
+
+peak = {"anon": 0, "file": 0, "kids_anon": 0}
+
+
+def status(pid):
+    got = {}
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                k, _, v = line.partition(":")
+                if k in ("RssAnon", "RssFile"):
+                    got[k] = int(v.split()[0])
+    except OSError:
+        pass
+    return got
+
+
+def children():
+    out = []
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            out += open(f"/proc/self/task/{tid}/children").read().split()
+        except OSError:
+            pass
+    return out
+
+
+def sample():
+    while True:
+        me = status("self")
+        peak["anon"] = max(peak["anon"], me.get("RssAnon", 0))
+        peak["file"] = max(peak["file"], me.get("RssFile", 0))
+        for pid in children():
+            peak["kids_anon"] = max(peak["kids_anon"], status(pid).get("RssAnon", 0))
+        time.sleep(0.05)
+
+
+threading.Thread(target=sample, daemon=True).start()
 code = main(sys.argv[1:])
 me = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
 print(f"RSS {me} {kids}", file=sys.stderr)
+print(f"PEAKS {peak['anon']} {peak['file']} {peak['kids_anon']}", file=sys.stderr)
 sys.exit(code)
 """
 

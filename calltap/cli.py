@@ -245,6 +245,7 @@ def capture_metrics(cap: LiveCapture, source: Any) -> list[tuple[str, str, dict[
         ("calltap_packets_total", "counter", {"kind": "reassembled"}, cap.reassembled),
         ("calltap_jobs_sent_total", "counter", {}, cap.jobs_sent),
         ("calltap_redis_pending_ops", "gauge", {}, len(cap.link.pending)),
+        ("calltap_redis_ops_dropped_total", "counter", {}, cap.link.dropped),
         ("calltap_redis_up", "gauge", {}, 1 if cap.link.up else 0),
         ("calltap_disk_alarm", "gauge", {}, 1 if cap.disk_alarm else 0),
         ("calltap_calls_not_recorded_total", "counter", {"reason": "policy"},
@@ -363,7 +364,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     opts = GenOptions(
         calls=args.calls,
         duration=args.duration,
-        concurrent=not args.sequential,
+        concurrent=not args.sequential, stagger=args.stagger,
         loss=args.loss,
         reorder=args.reorder,
         duplicate=args.duplicate,
@@ -501,6 +502,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--calls", type=int, default=4)
     gen.add_argument("--duration", type=float, default=10.0, help="seconds of media per call")
     gen.add_argument("--sequential", action="store_true", help="calls one after another")
+    gen.add_argument("--stagger", type=float, default=0.25, metavar="SECONDS",
+                     help="between two call starts when concurrent (default 0.25; 0.001 puts "
+                          "1,000 calls of 30 s all in progress at once)")
     gen.add_argument("--loss", type=float, default=0.0, help="fraction of RTP lost")
     gen.add_argument("--reorder", type=float, default=0.0, help="fraction of RTP reordered")
     gen.add_argument("--duplicate", type=float, default=0.0, help="fraction of RTP duplicated")

@@ -314,8 +314,8 @@ def _receiver_report(reporter: int, about: int, lost: int, highest: int, expecte
 
 def plan(opts: GenOptions) -> list[GenCall]:
     """The calls a generation run will contain (deterministic from the options)."""
-    if opts.calls < 0 or opts.duration <= 0:
-        raise ValueError("calls must be >= 0 and duration > 0")
+    if opts.calls < 0 or opts.duration <= 0 or opts.stagger < 0:
+        raise ValueError("calls must be >= 0, duration > 0 and stagger >= 0")
     rng = random.Random(opts.seed)
     calls: list[GenCall] = []
     start = T0_NS

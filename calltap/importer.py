@@ -195,6 +195,11 @@ class Importer:
         self.reload_requested = False
         """Set from a SIGHUP handler: the policy file is read again between packets."""
         self._pool = ProcessPoolExecutor(max_workers=cfg.jobs) if cfg.jobs > 1 else None
+        if self._pool is not None:
+            # start the writer processes now, while this one is small: forked later they
+            # would begin as copies of a process holding a capture's index
+            for f in [self._pool.submit(os.getpid) for _ in range(cfg.jobs)]:
+                f.result()
         self._pending: deque[tuple[Future[WriteResult], Call, Any]] = deque()
         self.drops: Counter[str] = Counter()
         """Packets not used, by reason (every stage's, once ``finish`` has run)."""

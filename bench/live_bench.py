@@ -1,0 +1,167 @@
+"""Live capture benchmark: how many concurrent G.711 calls one capture process records with
+no drop, and its CPU per packet.
+
+A capture of ``--calls`` concurrent calls (all in progress at once, ``--duration`` seconds
+each) is replayed with tcpreplay into a veth pair whose far end lives in a network namespace
+this script creates; ``calltap capture`` reads the near end (pinned to one core, tcpreplay
+to the other), with its own redis-server. Each step replays the capture at a higher
+``--multiplier``: the packet rate, and so the equivalent number of concurrent calls, grows
+with it. After each step the capture's metrics give kernel and application drops and its
+CPU time; then writers write the step's calls and the index is counted. The highest step
+with zero drops is the result. Needs root.
+
+    .venv/bin/python bench/live_bench.py [--calls 500] [--duration 30] [--steps 1,2,3,4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = [sys.executable, "-m", "calltap.cli"]
+HZ = os.sysconf("SC_CLK_TCK")
+
+
+def metrics(port: int) -> dict[str, float]:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
+    out: dict[str, float] = {}
+    for line in text.decode().splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            out[name] = float(value)
+    return out
+
+
+def cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / HZ
+
+
+def drops(m: dict[str, float]) -> dict[str, float]:
+    """Packets lost by the kernel or the interface, and packets or calls the capture had to
+    give up for want of room (tables, queues): what "no drop" means here."""
+    lost = {k: v for k, v in m.items() if k.startswith("calltap_drops_total") and (
+        'reason="kernel"' in k or 'reason="interface"' in k or "table_full" in k
+        or "limit" in k or "evicted" in k)}
+    lost["redis_ops_dropped"] = m.get("calltap_redis_ops_dropped_total", 0.0)
+    return lost
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--calls", type=int, default=500)
+    ap.add_argument("--duration", type=float, default=30.0)
+    ap.add_argument("--steps", default="1,2,3,4", help="tcpreplay multipliers, in order")
+    ap.add_argument("--keep", help="directory to keep the generated capture in")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("live_bench: needs root (network namespace, veth, capture)")
+    for tool in ("tcpreplay", "ip", "redis-server", "taskset"):
+        if shutil.which(tool) is None:
+            sys.exit(f"live_bench: {tool} is not installed")
+    work = Path(args.keep or tempfile.mkdtemp(prefix="calltap-live-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    pcap = work / f"live-{args.calls}x{int(args.duration)}.pcap"
+    stagger = min(0.25, args.duration / 10 / max(1, args.calls))
+    if not pcap.exists():
+        t0 = time.perf_counter()
+        subprocess.run([*PY, "generate", str(pcap), "--calls", str(args.calls), "--duration",
+                        str(args.duration), "--stagger", f"{stagger:.6f}", "--codecs", "PCMU",
+                        "--seed", "8"], check=True, cwd=work)
+        print(f"generated {pcap.stat().st_size / 1e6:.0f} MB in {time.perf_counter() - t0:.0f} s")
+    packets = int(subprocess.run(["capinfos", "-c", "-M", str(pcap)], capture_output=True,
+                                 text=True, check=True).stdout.split()[-1]) \
+        if shutil.which("capinfos") else 0
+    span = args.duration + stagger * args.calls
+    pid = os.getpid()
+    ns, near, far = f"ctb{pid}", f"ctb{pid % 10000}a", f"ctb{pid % 10000}b"
+    sock = work / "redis.sock"
+    redis = subprocess.Popen(["redis-server", "--port", "0", "--unixsocket", str(sock),
+                              "--save", "", "--dir", str(work)], stdout=subprocess.DEVNULL)
+    url = f"unix://{sock}"
+    port = 19_500 + pid % 400
+    cap = None
+    rows = []
+    try:
+        for cmd in (["ip", "netns", "add", ns],
+                    ["ip", "link", "add", near, "type", "veth", "peer", "name", far],
+                    ["ip", "link", "set", far, "netns", ns], ["ip", "link", "set", near, "up"],
+                    ["ip", "netns", "exec", ns, "ip", "link", "set", far, "up"]):
+            subprocess.run(cmd, check=True, capture_output=True)
+        while not sock.exists():
+            time.sleep(0.02)
+        cap = subprocess.Popen(["taskset", "-c", "1", *PY, "capture", "--interface", near,
+                                "--redis", url, "--spool", str(work / "spool"),
+                                "--buffer-mb", "256", "--metrics-port", str(port)], cwd=work,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               env=dict(os.environ, CALLTAP_INACTIVITY_TIMEOUT="5"))
+        time.sleep(3.0)
+        before = metrics(port)
+        for step in [float(x) for x in args.steps.split(",")]:
+            cpu0 = cpu_s(cap.pid)
+            m0 = metrics(port)
+            t0 = time.perf_counter()
+            subprocess.run(["ip", "netns", "exec", ns, "taskset", "-c", "0", "tcpreplay",
+                            "-i", far, "--multiplier", str(step), str(pcap)],
+                           check=True, capture_output=True)
+            wall = time.perf_counter() - t0
+            time.sleep(7.0)  # the calls' inactivity timeout and linger: all handed over
+            m1 = metrics(port)
+            cpu = cpu_s(cap.pid) - cpu0
+            got = m1.get('calltap_packets_total{kind="all"}', 0) - m0.get(
+                'calltap_packets_total{kind="all"}', 0)
+            lost = {k: v - m0.get(k, 0.0) for k, v in drops(m1).items()}
+            lost = {k: v for k, v in lost.items() if v}
+            out = work / f"out-{step}"
+            writer = subprocess.Popen([*PY, "writer", "--redis", url, "--out", str(out)],
+                                      cwd=work, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL)
+            deadline = time.monotonic() + 600
+            index = out / "index.jsonl"
+            while time.monotonic() < deadline:
+                n = len(index.read_text().splitlines()) if index.exists() else 0
+                if n >= args.calls:
+                    break
+                time.sleep(0.5)
+            writer.terminate()
+            writer.wait(30)
+            written = len(index.read_text().splitlines()) if index.exists() else 0
+            pps = got / (span / step)
+            rows.append({"multiplier": step, "packets": int(got), "expected": packets,
+                         "packets_per_s": round(pps), "concurrent_calls": round(pps / 100),
+                         "cpu_us_per_packet": round(cpu / max(got, 1) * 1e6, 2),
+                         "replay_s": round(wall, 1), "drops": lost, "calls_written": written})
+            print(json.dumps(rows[-1]))
+        del before
+    finally:
+        if cap is not None:
+            cap.terminate()
+            cap.wait(30)
+        redis.terminate()
+        redis.wait(10)
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
+        subprocess.run(["ip", "link", "del", near], capture_output=True, check=False)
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    clean = [r for r in rows if not r["drops"] and r["packets"] >= 0.999 * (r["expected"]
+                                                                           or r["packets"])]
+    best = max(clean, key=lambda r: r["packets_per_s"], default=None)
+    if best is None:
+        print("no step ran without drops")
+    else:
+        print(f"highest rate with no drop: {best['packets_per_s']:,} packets/s = "
+              f"{best['concurrent_calls']:,} concurrent G.711 calls, "
+              f"{best['cpu_us_per_packet']} us of capture CPU per packet")
+
+
+if __name__ == "__main__":
+    main()
