@@ -22,7 +22,7 @@ import numpy.typing as npt
 from calltap.config import Config
 from calltap.policyfile import PolicyError, load_policy
 from capture.errors import CaptureError
-from capture.index import PacketIndex, index_capture
+from capture.index import PacketIndex, index_windows
 from capture.pcapfile import PCAP_NS, PCAP_US, close_capture, open_capture
 from capture.spool import SpoolSet
 from capture.vector import UdpBatch
@@ -43,6 +43,9 @@ I64 = npt.NDArray[np.int64]
 MAX_TABLE_ROWS = 1000
 # Error lines kept for the end of an import; the rest are counted.
 MAX_MESSAGES = 100
+# Packets of a mapped capture indexed at a time: about 100 bytes of columns each (35 MB),
+# so a long capture costs no more memory than a short one.
+INDEX_WINDOW = 350_000
 # Finished calls queued per writer process; each holds a call record, its media is on disk.
 MAX_PENDING_WRITES = 4
 # Packets fed to the Recorder at a time: the progress bar and a SIGHUP reload are looked at
@@ -103,21 +106,23 @@ def _joined(spool: str | None, after: CaptureMedia) -> CaptureMedia | MediaColum
 
 
 class _Columns:
-    """Import's media sink for an indexed capture: which (call, flow) slot each packet of
-    the mapped capture went to (no spool copy), and as bytes the few payloads that are not
-    there as they are (tunnelled, reassembled, paused, HEP). A call's media becomes one
-    compact MediaColumns when it is written."""
+    """Import's media sink for a mapped capture: which (call, flow) slot each packet went
+    to (no spool copy), kept per call as places in the file once a window of the index is
+    done; and as bytes the few payloads that are not in the file as they are (tunnelled,
+    reassembled, paused, HEP). Handed to a writer as CaptureMedia."""
 
-    def __init__(self, index: PacketIndex) -> None:
-        self.index = index
-        self.udp: UdpBatch | None = None
-        """Set by the Recorder when it decodes the capture."""
+    def __init__(self, path: str) -> None:
+        self.path = path
         self.position = 0
+        self.udp: UdpBatch | None = None
+        self._index: PacketIndex | None = None
+        self._slot_of = np.zeros(0, np.int32)
         self._seq = 0
-        self._slot_of = np.full(len(index), -1, np.int32)
         self._slot_flow: list[int] = []
+        self._slot_serial: list[int] = []
         self._slots: dict[int, list[int]] = {}
         self._first: dict[int, int] = {}
+        self._chunks: dict[int, list[tuple[I64, I64, I64, I64, I64]]] = {}
         self._extra: dict[int, list[tuple[int, int, int, int, bytes]]] = {}
 
     def add(self, call: Call, ts_ns: int, flow: int, payload: bytes) -> None:
@@ -125,9 +130,15 @@ class _Columns:
         self._extra.setdefault(call.serial, []).append(
             (self.position, self._seq, ts_ns, flow, payload))
 
+    def window(self, index: PacketIndex, udp: UdpBatch) -> None:
+        self._close_window()
+        self._index, self.udp = index, udp
+        self._slot_of = np.full(len(index), -1, np.int32)
+
     def slot(self, call: Call, flow: int) -> int:
         slot = len(self._slot_flow)
         self._slot_flow.append(flow)
+        self._slot_serial.append(call.serial)
         self._slots.setdefault(call.serial, []).append(slot)
         self._first.setdefault(call.serial, self.position)
         return slot
@@ -139,27 +150,51 @@ class _Columns:
         return self._slots.get(call.serial, [])
 
     def open_calls(self) -> list[int]:
-        return sorted(set(self._slots) | set(self._extra))
+        return sorted(set(self._slots) | set(self._extra) | set(self._chunks))
+
+    def _rows(self, rows: I64) -> tuple[I64, I64, I64, I64, I64]:
+        """(file position, capture time, payload offset, length, flow) of window rows."""
+        index, udp = self._index, self.udp
+        assert index is not None and udp is not None
+        flows = np.array(self._slot_flow, np.int64)[self._slot_of[rows]]
+        return (rows + index.first, index.ts_ns[rows], udp.payload[rows], udp.size[rows],
+                flows)
+
+    def _close_window(self) -> None:
+        """The window is done: its packets become places in the file, per call."""
+        if self._index is None:
+            return
+        rows = np.flatnonzero(self._slot_of >= 0).astype(np.int64)
+        if len(rows):
+            slots = self._slot_of[rows]
+            order = np.argsort(slots, kind="stable")
+            rows, slots = rows[order], slots[order]
+            cut = np.flatnonzero(np.r_[True, slots[1:] != slots[:-1]])
+            for a, b in zip(cut.tolist(), np.r_[cut[1:], len(rows)].tolist(), strict=True):
+                serial = self._slot_serial[int(slots[a])]
+                self._chunks.setdefault(serial, []).append(self._rows(rows[a:b]))
+        self._index = None
+        self._slot_of = np.zeros(0, np.int32)
 
     def take(self, serial: int) -> CaptureMedia | None:
         """The call's media in the order it was captured (its held packets where the
         Recorder added them), as places in the file; None without any."""
         slots = self._slots.pop(serial, [])
-        lo = self._first.pop(serial, 0)
+        first = self._first.pop(serial, 0)
+        parts = self._chunks.pop(serial, [])
         extra = self._extra.pop(serial, [])
-        z = np.zeros(0, np.int64)
-        pos = z
-        if slots:
+        if slots and self._index is not None:
+            lo = max(0, first - self._index.first)
             part = self._slot_of[lo:]
             mine = part == slots[0] if len(slots) == 1 else np.isin(part, slots)
-            pos = np.flatnonzero(mine).astype(np.int64) + lo
-        if not len(pos) and not extra:
+            rows = np.flatnonzero(mine).astype(np.int64) + lo
+            if len(rows):
+                parts.append(self._rows(rows))
+        if not parts and not extra:
             return None
-        udp = self.udp
-        ts = self.index.ts_ns[pos]
-        flow = np.array(self._slot_flow, np.int64)[self._slot_of[pos]] if len(pos) else z
-        off = udp.payload[pos] if udp is not None else z
-        ln = udp.size[pos] if udp is not None else z
+        z = np.zeros(0, np.int64)
+        pos, ts, off, ln, flow = (np.concatenate([p[k] for p in parts] + [z])
+                                  for k in range(5))
         seq = np.zeros(len(pos), np.int64)
         blob = b""
         if extra:
@@ -173,8 +208,7 @@ class _Columns:
             ln = np.concatenate((ln, e_len))
             off = np.concatenate((off, e_off))
         order = np.lexsort((seq, pos))
-        return CaptureMedia(self.index.name, ts[order], flow[order], off[order], ln[order],
-                            blob)
+        return CaptureMedia(self.path, ts[order], flow[order], off[order], ln[order], blob)
 
 
 class Importer:
@@ -260,41 +294,46 @@ class Importer:
             )
 
     def _import_indexed(self, path: str) -> None:
-        """A classic pcap, memory-mapped: indexed, its RTP bulk routed on columns, each
-        call's media read straight from the mapping when it is written."""
+        """A classic pcap, memory-mapped and indexed a window at a time: its RTP bulk routed
+        on columns, each call's media read straight from the file when it is written."""
         self.current_file = path
         self.recorder.source = os.path.basename(path)
         self.current_size = os.path.getsize(path)
         if self.reload_requested:
             self.reload_policy()
         self._leave_mapping()
-        index = index_capture(path)
-        sink = _Columns(index)
+        sink = _Columns(path)
         self.recorder.sink = sink
         self._columns = sink
-
-        def between(done: int) -> None:
-            self._events()
-            if self.reload_requested:
-                self.reload_policy()
-            self.current_bytes = int(index.offset[done - 1]) if done else 0
-            if self._progress is not None:
-                self._progress(self)
-
+        windows = index_windows(path, INDEX_WINDOW)
+        last: PacketIndex | None = None
         try:
-            self.recorder.feed_indexed(index, sink, between)
-            if len(index):
+            for index in windows:
+                last = index
+
+                def between(done: int, index: PacketIndex = index) -> None:
+                    self._events()
+                    if self.reload_requested:
+                        self.reload_policy()
+                    self.current_bytes = int(index.offset[done - 1]) if done else 0
+                    if self._progress is not None:
+                        self._progress(self)
+
+                self.recorder.feed_indexed(index, sink, between)
+                self._events()
+            self.recorder.end_indexed()
+            if last is not None and last.first + len(last):
                 self.recorder.check_calls(self.recorder.clock)
             self._events()
         finally:
             self.bytes_done += self.current_size
             self.current_bytes = self.current_size
-            # calls still open keep their media in this mapping until they end (finish)
-            # or another file comes (_leave_mapping)
+            # calls still open keep their media in this file until they end (finish) or
+            # another file comes (_leave_mapping)
             self.recorder.sink = self._sink
-        if index.error:
-            self.warnings.append(f"{index.error}; packets before it were imported")
-        if index.truncated:
+        if last is not None and last.error:
+            self.warnings.append(f"{last.error}; packets before it were imported")
+        elif last is not None and last.truncated:
             self.warnings.append(f"{path}: capture ends mid-packet; packets before the cut "
                                  "were imported")
 
@@ -312,7 +351,6 @@ class Importer:
                                                strict=True)):
                     self.spool.add(serial, t, f, cols.payload(i))
         self._columns = None
-        sink.index.close()
 
     def _run(self, reader: Any) -> None:
         rec = self.recorder

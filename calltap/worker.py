@@ -15,6 +15,7 @@ import json
 import os
 import socket
 import time
+from dataclasses import replace
 from typing import Any
 
 from calltap.log import disk_low, log
@@ -84,7 +85,8 @@ class Worker:
 
     def handle(self, job_id: str, fields: dict[bytes, bytes]) -> None:
         spool = fields.get(b"spool", b"").decode() or None
-        if self.attempts(job_id) > MAX_ATTEMPTS:
+        attempts = self.attempts(job_id)
+        if attempts > MAX_ATTEMPTS:
             self._park(job_id, fields, "failed too many times")
             return
         try:
@@ -101,7 +103,8 @@ class Worker:
                 # call as if it had no media
                 self._park(job_id, fields, f"spool file missing: {spool}")
                 return
-            entry, _drops = write_call(record, spool, self.out, self.options)
+            options = replace(self.options, retry=True) if attempts > 1 else self.options
+            entry, _drops = write_call(record, spool, self.out, options)
         except (RecordError, KeyError) as exc:
             self._park(job_id, fields, f"unreadable job: {exc}")
             return

@@ -12,6 +12,7 @@ from __future__ import annotations
 import mmap
 import struct
 from array import array
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -25,7 +26,7 @@ class PacketIndex:
     """Packets of one capture file, in file order."""
 
     __slots__ = ("name", "data", "offset", "length", "ts_ns", "link", "truncated", "error",
-                 "_keep")
+                 "first", "_keep")
 
     def __init__(self, name: str, data: npt.NDArray[np.uint8], offset: npt.NDArray[np.int64],
                  length: npt.NDArray[np.int64], ts_ns: npt.NDArray[np.int64],
@@ -44,6 +45,8 @@ class PacketIndex:
         """The file ends mid-record; every record before the cut is indexed."""
         self.error = ""
         """Why indexing stopped early at a corrupt record (every record before it is kept)."""
+        self.first = 0
+        """Position of the first packet in the whole file (windows of a long capture)."""
         self._keep = keep  # the mapping or buffer behind ``data``
 
     def __len__(self) -> int:
@@ -70,6 +73,63 @@ def index_capture(path: str) -> PacketIndex:
     except OSError as exc:
         raise CaptureFormatError(f"{path}: cannot read: {exc.strerror or exc}") from None
     return _index_stream(path)
+
+
+def index_windows(path: str, window: int) -> Iterator[PacketIndex]:
+    """A little-endian classic pcap, memory-mapped once, indexed ``window`` packets at a
+    time: each PacketIndex covers the next packets (``first`` says where they start in the
+    file's order) over the same mapping, so the index held at any time is bounded however
+    long the capture. Raises CaptureFormatError (one line, naming the file)."""
+    try:
+        with open(path, "rb") as f:
+            mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    except (OSError, ValueError) as exc:
+        raise CaptureFormatError(f"{path}: cannot read: {exc}") from None
+    magic, major, _minor, _tz, _sig, _snap, network = struct.unpack_from("<IHHiIII", mm, 0)
+    if major != 2:
+        mm.close()
+        raise CaptureFormatError(f"{path}: unsupported pcap version {major}")
+    data = np.frombuffer(mm, dtype=np.uint8)
+    u32 = struct.Struct("<I").unpack_from
+    size = len(mm)
+    frac_ns = 1 if magic == PCAP_NS else 1000
+    off = 24
+    first = 0
+    # the mapping closes when the last array over it goes
+    while True:
+        offsets = array("q")
+        mark = offsets.append
+        truncated = error = False
+        while off + 16 <= size and len(offsets) < window:
+            incl = u32(mm, off + 8)[0]
+            if incl > MAX_RECORD:
+                error = True
+                break
+            if off + 16 + incl > size:
+                truncated = True
+                break
+            mark(off)
+            off += 16 + incl
+        done = truncated or error or off + 16 > size
+        rec = np.frombuffer(offsets, dtype=np.int64) if offsets else np.zeros(0, np.int64)
+
+        def le32(at: int, rec: npt.NDArray[np.int64] = rec) -> npt.NDArray[np.int64]:
+            word = data[rec + at].astype(np.int64)
+            for k in (1, 2, 3):
+                word |= data[rec + at + k].astype(np.int64) << (8 * k)
+            return word
+
+        index = PacketIndex(path, data, rec + 16, le32(8), le32(0) * 1_000_000_000
+                            + le32(4) * frac_ns, np.full(len(rec), network & 0xFFFF,
+                                                         dtype=np.int64),
+                            done and (truncated or off != size), None)
+        index.first = first
+        if error:
+            index.error = f"{path}: record at byte {off} claims more than {MAX_RECORD} bytes"
+        first += len(rec)
+        yield index
+        if done:
+            return
 
 
 def _index_pcap(path: str, mm: mmap.mmap) -> PacketIndex:

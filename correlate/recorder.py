@@ -83,6 +83,10 @@ class ColumnSink(MediaSink, Protocol):
     udp: UdpBatch | None
     """The capture's IPv4/UDP columns, set by ``feed_indexed``."""
 
+    def window(self, index: PacketIndex, udp: UdpBatch) -> None:
+        """The packets of ``assign`` from now on are of this window of the capture."""
+        ...
+
     def slot(self, call: Call, flow: int) -> int:
         """A new slot for ``call``'s ``flow``."""
         ...
@@ -148,6 +152,7 @@ class Recorder:
         """Capture time of the latest packet."""
         self._events: list[Event] = []
         self._router: _Router | None = None
+        self._dedup_tail: dict[tuple[int, ...], int] = {}
         self._next_timer = -1
         self._vlan = -1
         self._event_pts: dict[int, frozenset[int]] = {}
@@ -307,19 +312,22 @@ class Recorder:
         holding media nobody announced (unsignalled RTP may be promoted to a call half-way)
         go packet by packet, as do all packets while the policy watches DTMF. ``between``
         is called every BETWEEN_PACKETS or so with the packets done (the shell writes the
-        calls that ended meanwhile)."""
+        calls that ended meanwhile). A long capture comes as windows of its index: routes
+        and duplicates carry over from one to the next until ``end_indexed``."""
         n = len(index)
+        udp = decode_udp(index)
+        if self._router is None:
+            self._router = _Router(sink)
+        self._router.window(index, udp)
+        sink.window(index, udp)
         if n == 0:
             return
-        udp = decode_udp(index)
-        sink.udp = udp
         fast = rtp_like(index, udp) & (udp.dport != HEP_PORT) & (udp.sport != HEP_PORT)
         if self.policy.pause.dtmf_pause or self.policy.pause.dtmf_resume:
             fast[:] = False  # a digit may pause a call between any two packets
         dup = self._duplicates(index, udp, fast) if self.dedup is not None \
             else np.zeros(n, np.bool_)
         ts_all = index.ts_ns
-        self._router = _Router(index, udp, sink)
         change = np.flatnonzero(np.diff(fast.astype(np.int8))) + 1
         bounds = [0, *change.tolist(), n]
         done = 0
@@ -344,8 +352,14 @@ class Recorder:
                 if between is not None and a - done >= BETWEEN_PACKETS:
                     between(a)
                     done = a
+
+    def end_indexed(self) -> None:
+        """The indexed capture is over: every call has its latest media time."""
+        if self._router is None:
+            return
         self._router.sync_all()
         self._router = None
+        self._dedup_tail = {}
 
     def _packets(self, index: PacketIndex, sink: ColumnSink, a: int, b: int
                  ) -> Iterable[Packet]:
@@ -360,7 +374,7 @@ class Recorder:
         window = self.dedup.window_ns
         idx = np.flatnonzero(fast)
         dup = np.zeros(len(index), np.bool_)
-        if len(idx) < 2:
+        if not len(idx):
             return dup
         data = index.data
         last = len(data) - 1
@@ -381,23 +395,39 @@ class Recorder:
         for c in cols:
             cs = c[order]
             same &= cs[1:] == cs[:-1]
-        if not same.any():
-            return dup
         ts = index.ts_ns
         # groups of equal packets, in capture order: a copy within the window of the
-        # last one kept is a duplicate
+        # last one kept is a duplicate; a group may go on from the index's last window
         starts = np.flatnonzero(np.r_[True, ~same])
         ends = np.r_[starts[1:], len(idx)]
-        multi = np.flatnonzero(ends - starts > 1)
-        for g in multi.tolist():
+        group = np.empty(len(idx), np.int64)
+        group[order] = np.repeat(np.arange(len(starts)), ends - starts)
+        anchor: dict[int, int] = {}
+        tail = self._dedup_tail
+        if tail:
+            t0 = int(ts[idx[0]])
+            early = np.flatnonzero(ts[idx] <= t0 + window)
+            for j in early.tolist():
+                key = tuple(int(c[j]) for c in cols)
+                if key in tail:
+                    anchor.setdefault(int(group[j]), tail[key])
+        todo = set(np.flatnonzero(ends - starts > 1).tolist()) | set(anchor)
+        for g in sorted(todo):
             members = idx[order[starts[g]:ends[g]]].tolist()
-            kept = int(ts[members[0]])
-            for m in members[1:]:
+            kept = anchor.get(g)
+            for m in members:
                 t = int(ts[m])
-                if abs(t - kept) <= window:
+                if kept is not None and abs(t - kept) <= window:
                     dup[m] = True
                 else:
                     kept = t
+        # what the next window of the index must know: the last copy kept of each packet
+        # seen within the window of this one's end
+        t_end = int(ts[idx[-1]])
+        recent = np.flatnonzero((ts[idx] >= t_end - window) & ~dup[idx])
+        self._dedup_tail = {k: t for k, t in tail.items() if t >= t_end - window}
+        for j in recent.tolist():
+            self._dedup_tail[tuple(int(c[j]) for c in cols)] = int(ts[idx[j]])
         return dup
 
     def _run(self, index: PacketIndex, udp: UdpBatch, dup: npt.NDArray[np.bool_],
@@ -416,7 +446,7 @@ class Recorder:
         if not len(span):
             return
         router.forget(self.media)
-        sink.position = a
+        sink.position = index.first + a
         slots = router.lookup(span)
         missing = slots < 0
         if missing.any():
@@ -440,7 +470,7 @@ class Recorder:
             for i in span[paused].tolist():
                 slot = int(router.slot_of(i, slots, span))
                 call, flow = router.slot_call[slot], router.slot_flow[slot]
-                sink.position = i
+                sink.position = index.first + i
                 o = int(udp.payload[i])
                 payload = index.data[o:o + int(udp.size[i])].tobytes()
                 self.sink.add(call, int(ts_all[i]), flow, header_only(payload))
@@ -513,8 +543,9 @@ class Recorder:
     def _packets_kept(self, index: PacketIndex, sink: ColumnSink, rows: npt.NDArray[np.int64]
                       ) -> Iterable[Packet]:
         ts, link = index.ts_ns, index.link
+        first = index.first
         for i in rows.tolist():
-            sink.position = i
+            sink.position = first + i
             yield int(ts[i]), int(link[i]), index.frame(i)
 
     def _route(self, udp: UdpBatch, i: int) -> Any:
@@ -693,11 +724,10 @@ class _Router:
     table changes an endpoint of it; per slot the latest packet time, handed to its call
     when a timer or the call's end needs it."""
 
-    def __init__(self, index: PacketIndex, udp: UdpBatch, sink: ColumnSink) -> None:
-        self.index = index
+    def __init__(self, sink: ColumnSink) -> None:
         self.sink = sink
-        self.ka = udp.src << 16 | udp.sport
-        self.kb = udp.dst << 16 | udp.dport
+        self.ka = np.zeros(0, np.int64)
+        self.kb = np.zeros(0, np.int64)
         self.routes: dict[tuple[int, int], int] = {}
         """(source, destination) -> slot."""
         self.by_endpoint: dict[tuple[bytes, int], set[tuple[int, int]]] = {}
@@ -709,6 +739,12 @@ class _Router:
         """Packets whose flow _new_flow refused just now (counted there already)."""
         self._sorted: tuple[npt.NDArray[np.uint64], npt.NDArray[np.int64],
                             npt.NDArray[np.int64], npt.NDArray[np.int64]] | None = None
+
+    def window(self, index: PacketIndex, udp: UdpBatch) -> None:
+        """The next window of the capture's index: its packets' flows."""
+        self.ka = udp.src << 16 | udp.sport
+        self.kb = udp.dst << 16 | udp.dport
+        self.first_seen.clear()
 
     def forget(self, media: MediaTable) -> None:
         """Drop the routes of flows touching an endpoint whose owners changed."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from calltap.generate import GenOptions, generate
 from tests.helpers import load_index, load_summary, pcap_bytes, run_import, sip_invite, udp4
 
@@ -157,3 +159,30 @@ def test_ipv6_fragmented_invite_records_like_unfragmented_ipv6(tmp_path: Path) -
     for e in a:
         audio = e["audio"]
         assert (tmp_path / "a" / audio).read_bytes() == (tmp_path / "b" / audio).read_bytes()
+
+
+def test_a_capture_indexed_in_small_windows_records_the_same(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A mapped capture is indexed a window at a time: routes, duplicates (two mirror
+    copies of a packet either side of a window's edge) and calls carry over, so the
+    recordings equal those of one window."""
+    import sys
+
+    from calltap import importer
+    from calltap.mirror import VARIANTS
+    from capture.pcapfile import open_capture
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    from compare_import import compare
+
+    clean = tmp_path / "clean.pcap"
+    generate(str(clean), GenOptions(calls=3, duration=4.0, seed=12, loss=0.01, rtcp=True))
+    frames = [(t, f) for t, _l, f in open_capture(str(clean))]
+    pcap = tmp_path / "twice.pcap"
+    pcap.write_bytes(pcap_bytes(VARIANTS["duplicated-mirror"](frames)))
+    whole = run_import([pcap], tmp_path / "whole", jobs=1)
+    monkeypatch.setattr(importer, "INDEX_WINDOW", 97)
+    windows = run_import([pcap], tmp_path / "windows", jobs=1)
+    assert windows.drops == whole.drops and whole.drops["duplicate_packet"] > 1000
+    assert len(load_index(tmp_path / "whole")) == 3
+    assert compare(tmp_path / "whole", tmp_path / "windows") == []

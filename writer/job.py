@@ -108,7 +108,8 @@ def write_call(record: CallRecord, spool: str | MediaColumns | CaptureMedia | No
     rel, stem = call_stem(call.call_id, call.start_ns)
     target = os.path.join(out_dir, rel)
     os.makedirs(target, exist_ok=True)
-    remove_stale_parts(target, stem)
+    if options.retry:
+        remove_stale_parts(target, stem)
     audio_files: list[str] = []
     window: StereoWindow | None = None
     out: AudioOut | None = None

@@ -164,5 +164,8 @@ def build_metadata(info: dict[str, Any]) -> bytes:
         _el(pst, f"{n}recv", stream_ids[1 - side])
     _el(root, f"{c}recorder", version=info["recorder_version"], capture="passive")
     ET.indent(root)
-    doc: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=True)
+    # serialised to text, then encoded once: ElementTree's byte output resets a codec for
+    # every one of its thousands of small writes
+    text = ET.tostring(root, encoding="unicode")
+    doc = ("<?xml version='1.0' encoding='utf-8'?>\n" + text).encode("utf-8")
     return doc + b"\n"

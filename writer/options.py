@@ -26,6 +26,9 @@ class WriteOptions:
     """Its depth (fixed) or starting depth (adaptive)."""
     jitter_buffer_max_ms: float = 200.0
     """The deepest an adaptive buffer grows."""
+    retry: bool = False
+    """The call may have been begun by a writer that died: its temporary files are
+    removed first (a live writer's claimed job)."""
     durable: bool = True
     """fsync every file of a call and its directory before the call counts as written (live
     writers: a job is acknowledged only then). Import writes without it and syncs the

@@ -1,0 +1,121 @@
+"""Capture memory per active call: the live capture process's state (calls, media table,
+spool buffers, Redis queue) with 100, 1,000 and 5,000 calls in progress, and whether it
+stays flat as the calls go on.
+
+Each run is a fresh process: it generates N concurrent calls, feeds the packets of the
+first seconds to ``LiveCapture`` (the capture process's own code, with a real redis-server
+and spool) as a live source would, then measures the anonymous memory (RssAnon) once every
+call is in progress, at two points in the calls' life. The per-call figure is the growth
+over an empty capture process, divided by N.
+
+    .venv/bin/python bench/memory_bench.py [--calls 100,1000,5000] [--duration 24]
+                                           [--marks 8,20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+CHILD = r"""
+import gc, json, os, sys, time
+sys.path.insert(0, sys.argv[1])
+from calltap.config import Config
+from calltap.live import FLUSH_S, LiveCapture
+from capture.pcapfile import open_capture
+
+calls, duration, url, work = int(sys.argv[2]), float(sys.argv[3]), sys.argv[4], sys.argv[5]
+marks = [float(x) for x in sys.argv[6].split(",")]
+
+
+def anon() -> int:
+    gc.collect()
+    for line in open("/proc/self/status"):
+        if line.startswith("RssAnon:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+cap = LiveCapture(Config(), url, os.path.join(work, "spool"), "bench")
+base = anon()
+out = {"base": base, "at": {}}
+if calls:
+    pcap = os.path.join(work, "calls.pcap")
+    start = None
+    flushed = 0
+    batch = []
+    pending = list(marks)
+    for ts, link, frame in open_capture(pcap):
+        start = start or ts
+        batch.append((ts, link, frame))
+        if len(batch) == 2048:
+            cap.recorder.feed(batch)
+            cap._events()
+            batch = []
+            t = (ts - start) / 1e9
+            if ts - flushed >= FLUSH_S * 1e9:  # what the capture loop does this often
+                flushed = ts
+                cap.spool.flush_all()
+                cap.save_changed()
+                cap.link.flush()
+            if pending and t >= pending[0]:
+                cap.spool.flush_all()
+                cap.save_changed()
+                live = len(cap.recorder.tracker.calls)
+                out["at"][pending.pop(0)] = {"anon": anon(), "calls": live}
+            if not pending:
+                break
+print(json.dumps(out))
+"""
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--calls", default="100,1000,5000")
+    ap.add_argument("--duration", type=float, default=24.0)
+    ap.add_argument("--marks", default="8,20", help="seconds into the capture to measure at")
+    args = ap.parse_args()
+    if shutil.which("redis-server") is None:
+        sys.exit("memory_bench: redis-server is not installed")
+    results = []
+    for n in [0, *(int(x) for x in args.calls.split(","))]:
+        work = Path(tempfile.mkdtemp(prefix="calltap-mem-bench-"))
+        sock = work / "redis.sock"
+        redis = subprocess.Popen(["redis-server", "--port", "0", "--unixsocket", str(sock),
+                                  "--save", "", "--dir", str(work)], stdout=subprocess.DEVNULL)
+        try:
+            while not sock.exists():
+                time.sleep(0.02)
+            if n:  # generated apart: the generator's memory is not the capture's
+                subprocess.run([sys.executable, "-m", "calltap.cli", "generate",
+                                str(work / "calls.pcap"), "--calls", str(n), "--duration",
+                                str(args.duration), "--stagger", f"{min(0.25, 2.0 / n):.6f}",
+                                "--codecs", "PCMU", "--seed", "3"], check=True,
+                               capture_output=True, cwd=work)
+            r = subprocess.run([sys.executable, "-c", CHILD, str(ROOT), str(n),
+                                str(args.duration), f"unix://{sock}", str(work), args.marks],
+                               capture_output=True, text=True, check=True)
+            results.append((n, json.loads(r.stdout.strip().splitlines()[-1])))
+        finally:
+            redis.terminate()
+            redis.wait(10)
+            shutil.rmtree(work, ignore_errors=True)
+    empty = results[0][1]["base"]
+    print(f"empty capture process: {empty / 2**20:.1f} MiB anonymous")
+    for n, got in results[1:]:
+        for mark, m in sorted(got["at"].items(), key=lambda x: float(x[0])):
+            per = (m["anon"] - empty) / max(1, m["calls"])
+            print(f"{n:5} calls, {m['calls']:5} in progress at {float(mark):4.0f} s: "
+                  f"{m['anon'] / 2**20:7.1f} MiB anonymous, {per / 1000:6.1f} KB per call")
+
+
+if __name__ == "__main__":
+    main()
