@@ -110,6 +110,16 @@ def main() -> None:
             shutil.rmtree(work, ignore_errors=True)
     empty = results[0][1]["base"]
     print(f"empty capture process: {empty / 2**20:.1f} MiB anonymous")
+    # the fixed base includes what the first calls load once (modules, buffers): the
+    # figure to hold to is the slope from one size to the next, at each point in time
+    sized = [(n, got["at"]) for n, got in results[1:]]
+    for (n1, a1), (n2, a2) in zip(sized, sized[1:], strict=False):
+        for mark in a1:
+            if mark in a2:
+                slope = (a2[mark]["anon"] - a1[mark]["anon"]) / max(
+                    1, a2[mark]["calls"] - a1[mark]["calls"])
+                print(f"per call from {n1} to {n2} calls at {float(mark):4.0f} s: "
+                      f"{slope / 1000:6.1f} KB")
     for n, got in results[1:]:
         for mark, m in sorted(got["at"].items(), key=lambda x: float(x[0])):
             per = (m["anon"] - empty) / max(1, m["calls"])

@@ -285,6 +285,9 @@ class Importer:
             self.warnings.append(f"{exc}; packets before it were imported")
         finally:
             self.bytes_done += reader.bytes_read
+            skipped = getattr(reader, "skipped_blocks", 0)
+            if skipped:  # pcapng blocks of kinds that carry no packets calltap reads
+                self.drops["pcapng_block_skipped"] += skipped
             close_capture(reader)
             self._events()
         if reader.truncated:

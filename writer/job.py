@@ -265,6 +265,7 @@ def write_call(record: CallRecord, spool: str | MediaColumns | CaptureMedia | No
         drops["rtp_unexpected_payload_type"] += d.unexpected_pt
         drops["rtp_too_late"] += d.late_packets
         drops["rtp_ssrc_limit"] += d.ssrc_overflow
+        drops["rtp_segment_limit"] += d.seg1.capped
         drops["rtp_decode_error"] += d.decode_errors
         drops["srtp_auth_failed"] += d.srtp_auth_failed
         drops["srtp_no_key"] += d.srtp_no_key

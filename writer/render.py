@@ -1,12 +1,14 @@
 """Render a call's media: statistics, segments, decoding and placement, over columns.
 
-The work that does not depend on order runs on whole columns: the RTP headers are parsed
-at once, the streams counted with ``StreamStats.add_batch``, G.711 decoded by one table
-lookup per chunk of packets. What must see packets in capture order stays per packet but
-thin: the segmenter runs once (the same segment numbers serve the clock mappings and the
-placement, so the two can never disagree), and the placement loop reads precomputed
-columns. Memory is the column arrays (a few dozen bytes per packet), one chunk of decoded
-samples and the output window, whatever the call's length.
+The RTP headers of every packet are parsed at once, each stream is counted with
+``StreamStats.add_batch``, and the segmenter (clock mappings) runs once, so the mappings
+and the placement can never disagree. A call whose audio is all G.711 in the clear is then
+placed on whole columns: counters by masks, the window's late-packet rule followed on
+integers, each block of output filled with decoded payloads as matrix rows. Any other call
+(other codecs, SRTP, comfort noise to synthesise) is placed packet by packet from the same
+precomputed columns, with the same result. Memory is the column arrays (a few dozen bytes
+per packet), one block of decoded samples and the output window, whatever the call's
+length.
 """
 
 from __future__ import annotations
