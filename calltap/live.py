@@ -369,10 +369,11 @@ class LiveCapture:
                 if now_ns >= rec.next_deadline():
                     rec.handle_timer(now_ns)
             self._events()
+            if self.link.commands:  # read by the sender thread; applied at once
+                self.read_control()
             now = time.monotonic()
             if now - last_flush > FLUSH_S:
                 last_flush = now
-                self.read_control()
                 self.spool.flush_all()
                 self.save_changed()
             if now - last_check > 1.0:
