@@ -190,6 +190,7 @@ class _Columns:
             rows = np.flatnonzero(mine).astype(np.int64) + lo
             if len(rows):
                 parts.append(self._rows(rows))
+                self._slot_of[rows] = -1  # taken: not again when the window closes
         if not parts and not extra:
             return None
         z = np.zeros(0, np.int64)
