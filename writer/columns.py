@@ -66,7 +66,11 @@ class CaptureMedia:
     extra: bytes
 
     def columns(self) -> MediaColumns:
-        """The media as compact columns: its payloads gathered from the mapped file."""
+        """The media as columns: straight over the mapped file when every payload is in it
+        (no copy), else compact, the payloads gathered from the file."""
+        if not self.extra:
+            mapped_all: U8 = np.memmap(self.path, dtype=np.uint8, mode="r")
+            return MediaColumns(self.ts, self.flow, self.off, self.length, mapped_all)
         inside = self.off < EXTRA
         ln = np.where(inside, self.length, 0)
         bounds = np.concatenate(([0], np.cumsum(ln)))
