@@ -30,7 +30,7 @@ from writer.resample import Resampler
 from writer.rtcp import SR, parse_rtcp
 from writer.rtp import parse_rtp
 from writer.stats import StreamStats, packet_clock
-from writer.timeline import MAX_BUCKETS, Segment, StereoWindow
+from writer.timeline import JUMP_SECONDS, MAX_BUCKETS, Segment, StereoWindow
 
 NS = 1_000_000_000
 # Comfort noise fills at most this much of one silence (it must stay inside the window).
@@ -155,19 +155,48 @@ def _segment(d: Direction, media: MediaColumns, r: RtpColumns, idx: I64, clock_o
     ts = media.ts[idx]
     cap = (ts - origin) * clock // NS
     keys = ((r.ssrc[idx] << 16) | media.flow[idx]).tolist()
-    clocks, seqs, stamps, caps = clock.tolist(), r.seq[idx].tolist(), r.ts[idx].tolist(), \
-        cap.tolist()
+    clocks = clock.tolist()
     names = {q: d.decoder(q)[0].name for q in set(pt.tolist())}  # type: ignore[union-attr]
-    place = d.seg1.place
-    out_seg = [0] * len(keys)
-    out_ext = [0] * len(keys)
-    for k in range(len(keys)):
-        out_seg[k], out_ext[k] = place(keys[k], clocks[k], seqs[k], stamps[k], caps[k])
-    seg = np.array(out_seg, np.int64)
-    ext = np.array(out_ext, np.int64)
+    whole = _one_mapping(d, keys, clocks, r.seq[idx], r.ts[idx], cap)
+    if whole is not None:
+        seg, ext = whole
+    else:
+        seqs, stamps, caps = r.seq[idx].tolist(), r.ts[idx].tolist(), cap.tolist()
+        place = d.seg1.place
+        out_seg = [0] * len(keys)
+        out_ext = [0] * len(keys)
+        for k in range(len(keys)):
+            out_seg[k], out_ext[k] = place(keys[k], clocks[k], seqs[k], stamps[k], caps[k])
+        seg = np.array(out_seg, np.int64)
+        ext = np.array(out_ext, np.int64)
     _build_segments(d, seg, ext, cap - ext, ts, ssrc_of=r.ssrc[idx], clock=clock,
                     name_of=names, pt=pt)
-    return out_seg, out_ext
+    return seg.tolist(), ext.tolist()
+
+
+def _one_mapping(d: Direction, keys: list[int], clocks: list[int], seq: I64, rts: I64,
+                 cap: I64) -> tuple[I64, I64] | None:
+    """The segmenter's answer on columns for the usual direction: one stream (SSRC and
+    flow) at one clock, every packet newer than the one before, and no jump of the
+    timestamp against capture time: one segment, timestamps extended by their wrapped
+    differences. None for anything else (the segmenter then sees each packet)."""
+    n = len(keys)
+    if n < 2 or d.seg1.ssrc != -1 or keys.count(keys[0]) != n or clocks.count(clocks[0]) != n:
+        return None
+    clock = clocks[0]
+    step = ((np.diff(rts) + 0x80000000) & 0xFFFFFFFF) - 0x80000000
+    newer = ((np.diff(seq) + 0x8000) & 0xFFFF) - 0x8000
+    if not (newer > 0).all():
+        return None
+    ext = np.concatenate(([int(rts[0])], int(rts[0]) + np.cumsum(step)))
+    transit = cap - ext
+    if (np.abs(np.diff(transit)) > JUMP_SECONDS * clock).any():
+        return None
+    sg = d.seg1  # left as the segmenter would be after the last packet
+    sg.ssrc, sg.clock, sg.index = keys[0], clock, 0
+    sg._last, sg._ext, sg._seq = int(rts[-1]), int(ext[-1]), int(seq[-1])  # noqa: SLF001
+    sg.ref = int(transit[-1])
+    return np.zeros(n, np.int64), ext
 
 
 def _build_segments(d: Direction, seg: I64, ext: I64, transit: I64, ts: I64, ssrc_of: I64,
