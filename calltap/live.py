@@ -67,6 +67,8 @@ class RedisLink:
         self._retry_at = 0.0
         self._backoff = BACKOFF_FIRST_S
         self._lock = threading.Lock()
+        self._inflight: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
+        """The batch being sent: back to the front of ``pending`` if the send fails."""
         self._flushing = threading.Lock()
         self._wake = threading.Event()
         self._stop = False
@@ -114,6 +116,7 @@ class RedisLink:
                 with self._lock:
                     batch = [self.pending.popleft()
                              for _ in range(min(PIPELINE, len(self.pending)))]
+                    self._inflight = batch
                 if not batch:
                     break
                 try:
@@ -124,7 +127,10 @@ class RedisLink:
                 except BaseException:
                     with self._lock:
                         self.pending.extendleft(reversed(batch))
+                        self._inflight = []
                     raise
+                with self._lock:
+                    self._inflight = []
             if self.control:
                 got: Any = self._redis.xread({self.control: self.control_id}, count=100)
                 for _stream, entries in got or []:
@@ -141,6 +147,11 @@ class RedisLink:
             self._retry_at = time.monotonic() + self._backoff
             self._backoff = min(BACKOFF_MAX_S, self._backoff * 2)
 
+    def unsent(self) -> list[tuple[str, tuple[Any, ...], dict[str, Any]]]:
+        """Every command not yet known to be sent, the batch in flight first."""
+        with self._lock:
+            return [*self._inflight, *self.pending]
+
     def _run(self) -> None:
         while not self._stop:
             self._wake.wait(FLUSH_S)
@@ -150,7 +161,7 @@ class RedisLink:
     def close(self, deadline_s: float) -> None:
         """Stop the sender thread, after it has sent what it can within ``deadline_s``."""
         end = time.monotonic() + deadline_s
-        while self.pending and time.monotonic() < end:
+        while self.unsent() and time.monotonic() < end:
             if self._thread is None:
                 self.flush()
             else:
@@ -235,7 +246,7 @@ class LiveCapture:
     def _keep_unsent(self) -> None:
         """At exit with Redis unreachable: the jobs go to a file the next start sends, so a
         finished call is never lost (its spool file is on the same disk)."""
-        jobs = [args[1] for op, args, _kw in self.link.pending if op == "xadd"]
+        jobs = [args[1] for op, args, _kw in self.link.unsent() if op == "xadd"]
         if not jobs:
             return
         with open(self._unsent_path(), "a", encoding="utf-8") as f:
