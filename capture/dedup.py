@@ -5,6 +5,12 @@ from __future__ import annotations
 
 from collections import deque
 
+import numpy as np
+import numpy.typing as npt
+
+from capture.index import PacketIndex
+from capture.vector import UdpBatch
+
 # Copies from two mirror sessions arrive within microseconds to milliseconds; SIP's own
 # retransmissions come 500 ms apart (RFC 3261 T1) and must be kept.
 WINDOW_NS = 100_000_000
@@ -37,3 +43,69 @@ class Deduplicator:
         seen[key] = ts_ns
         order.append((ts_ns, key))
         return False
+
+
+def duplicates(index: PacketIndex, udp: UdpBatch, fast: npt.NDArray[np.bool_], window: int,
+               tail: dict[tuple[int, ...], int]
+               ) -> tuple[npt.NDArray[np.bool_], dict[tuple[int, ...], int]]:
+    """The Deduplicator's verdict on the ``fast`` packets of an indexed capture (RTP-like),
+    on columns: a packet is a duplicate when the same 5-tuple, size and first 16 payload
+    bytes (RTP header, sequence and timestamp included) came within ``window`` ns of the
+    last copy kept. ``tail`` is what the previous window of the index left (the last copy
+    kept of each packet near its end); returns the verdicts and the tail for the next."""
+    idx = np.flatnonzero(fast)
+    dup = np.zeros(len(index), np.bool_)
+    if not len(idx):
+        return dup, tail
+    data = index.data
+    last = len(data) - 1
+    at = udp.payload[idx]
+    size = udp.size[idx]
+    words = []
+    for w in range(4):  # the first 16 payload bytes as four 32-bit words, zero past the end
+        word = np.zeros(len(idx), np.int64)
+        for k in range(4):
+            b = 4 * w + k
+            byte = data[np.minimum(at + b, last)].astype(np.int64)
+            word |= np.where(b < size, byte, 0) << (8 * (3 - k))
+        words.append(word)
+    cols = (udp.src[idx] << 32 | udp.dst[idx], udp.sport[idx] << 32 | udp.dport[idx] << 16
+            | size, words[0] << 32 | words[1], words[2] << 32 | words[3])
+    order = np.lexsort((idx, *cols))
+    same = np.ones(len(idx) - 1, np.bool_)
+    for c in cols:
+        cs = c[order]
+        same &= cs[1:] == cs[:-1]
+    ts = index.ts_ns
+    # groups of equal packets, in capture order: a copy within the window of the
+    # last one kept is a duplicate; a group may go on from the index's last window
+    starts = np.flatnonzero(np.r_[True, ~same])
+    ends = np.r_[starts[1:], len(idx)]
+    group = np.empty(len(idx), np.int64)
+    group[order] = np.repeat(np.arange(len(starts)), ends - starts)
+    anchor: dict[int, int] = {}
+    if tail:
+        t0 = int(ts[idx[0]])
+        early = np.flatnonzero(ts[idx] <= t0 + window)
+        for j in early.tolist():
+            key = tuple(int(c[j]) for c in cols)
+            if key in tail:
+                anchor.setdefault(int(group[j]), tail[key])
+    todo = set(np.flatnonzero(ends - starts > 1).tolist()) | set(anchor)
+    for g in sorted(todo):
+        members = idx[order[starts[g]:ends[g]]].tolist()
+        kept = anchor.get(g)
+        for m in members:
+            t = int(ts[m])
+            if kept is not None and abs(t - kept) <= window:
+                dup[m] = True
+            else:
+                kept = t
+    # what the next window of the index must know: the last copy kept of each packet
+    # seen within the window of this one's end
+    t_end = int(ts[idx[-1]])
+    recent = np.flatnonzero((ts[idx] >= t_end - window) & ~dup[idx])
+    after = {k: t for k, t in tail.items() if t >= t_end - window}
+    for j in recent.tolist():
+        after[tuple(int(c[j]) for c in cols)] = int(ts[idx[j]])
+    return dup, after

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -29,7 +29,7 @@ from capture.decode import (
     decode_transport,
     outer_vlan,
 )
-from capture.dedup import Deduplicator
+from capture.dedup import Deduplicator, duplicates
 from capture.fragments import Reassembler
 from capture.hep import HEP_PORT, HepError, is_hep, parse_hep
 from capture.index import PacketIndex
@@ -43,6 +43,7 @@ from correlate.events import CallEnded, CallFinished, CallStarted, Event, FlowAd
 from correlate.media import OTHER, RTCP, MediaTable
 from correlate.policy import RFC4733_DIGITS, Decision, Policy, feed_digit
 from correlate.record import finished
+from correlate.router import ColumnSink, MediaSink, Router
 from correlate.sip import looks_like_sip, parse_sip
 
 NS = 1_000_000_000
@@ -66,38 +67,6 @@ BETWEEN_PACKETS = 65536
 
 Packet = tuple[int, int, bytes]
 """(capture time ns, link type, frame)."""
-
-
-class MediaSink(Protocol):
-    """Where the Recorder puts each media packet it routes to a call (a spool, a sampler)."""
-
-    def add(self, call: Call, ts_ns: int, flow: int, payload: bytes) -> None: ...
-
-
-class ColumnSink(MediaSink, Protocol):
-    """A sink that also takes packets of an indexed capture by index (``feed_indexed``):
-    each (call, flow) gets a slot, and runs of packets are assigned to slots at once.
-    ``position`` is the index of the packet being fed when ``add`` or ``slot`` is called."""
-
-    position: int
-    udp: UdpBatch | None
-    """The capture's IPv4/UDP columns, set by ``feed_indexed``."""
-
-    def window(self, index: PacketIndex, udp: UdpBatch) -> None:
-        """The packets of ``assign`` from now on are of this window of the capture."""
-        ...
-
-    def slot(self, call: Call, flow: int) -> int:
-        """A new slot for ``call``'s ``flow``."""
-        ...
-
-    def assign(self, packets: npt.NDArray[np.int64], slots: npt.NDArray[np.int64]) -> None:
-        """These packets (indices into the capture) belong to these slots."""
-        ...
-
-    def slots_of(self, call: Call) -> list[int]:
-        """The slots given to ``call``."""
-        ...
 
 
 @dataclass(frozen=True)
@@ -151,7 +120,7 @@ class Recorder:
         self.clock = 0
         """Capture time of the latest packet."""
         self._events: list[Event] = []
-        self._router: _Router | None = None
+        self._router: Router | None = None
         self._dedup_tail: dict[tuple[int, ...], int] = {}
         self._next_timer = -1
         self._vlan = -1
@@ -317,7 +286,7 @@ class Recorder:
         n = len(index)
         udp = decode_udp(index)
         if self._router is None:
-            self._router = _Router(sink)
+            self._router = Router(sink)
         self._router.window(index, udp)
         sink.window(index, udp)
         if n == 0:
@@ -325,8 +294,11 @@ class Recorder:
         fast = rtp_like(index, udp) & (udp.dport != HEP_PORT) & (udp.sport != HEP_PORT)
         if self.policy.pause.dtmf_pause or self.policy.pause.dtmf_resume:
             fast[:] = False  # a digit may pause a call between any two packets
-        dup = self._duplicates(index, udp, fast) if self.dedup is not None \
-            else np.zeros(n, np.bool_)
+        if self.dedup is not None:
+            dup, self._dedup_tail = duplicates(index, udp, fast, self.dedup.window_ns,
+                                               self._dedup_tail)
+        else:
+            dup = np.zeros(n, np.bool_)
         ts_all = index.ts_ns
         change = np.flatnonzero(np.diff(fast.astype(np.int8))) + 1
         bounds = [0, *change.tolist(), n]
@@ -364,71 +336,6 @@ class Recorder:
     def _packets(self, index: PacketIndex, sink: ColumnSink, a: int, b: int
                  ) -> Iterable[Packet]:
         return self._packets_kept(index, sink, np.arange(a, b))
-
-    def _duplicates(self, index: PacketIndex, udp: UdpBatch, fast: npt.NDArray[np.bool_]
-                    ) -> npt.NDArray[np.bool_]:
-        """The Deduplicator's verdict on the RTP-like packets, on columns: a packet is a
-        duplicate when the same 5-tuple, size and first 16 payload bytes (RTP header,
-        sequence and timestamp included) came within the window of the last copy kept."""
-        assert self.dedup is not None
-        window = self.dedup.window_ns
-        idx = np.flatnonzero(fast)
-        dup = np.zeros(len(index), np.bool_)
-        if not len(idx):
-            return dup
-        data = index.data
-        last = len(data) - 1
-        at = udp.payload[idx]
-        size = udp.size[idx]
-        words = []
-        for w in range(4):  # the first 16 payload bytes as four 32-bit words, zero past the end
-            word = np.zeros(len(idx), np.int64)
-            for k in range(4):
-                b = 4 * w + k
-                byte = data[np.minimum(at + b, last)].astype(np.int64)
-                word |= np.where(b < size, byte, 0) << (8 * (3 - k))
-            words.append(word)
-        cols = (udp.src[idx] << 32 | udp.dst[idx], udp.sport[idx] << 32 | udp.dport[idx] << 16
-                | size, words[0] << 32 | words[1], words[2] << 32 | words[3])
-        order = np.lexsort((idx, *cols))
-        same = np.ones(len(idx) - 1, np.bool_)
-        for c in cols:
-            cs = c[order]
-            same &= cs[1:] == cs[:-1]
-        ts = index.ts_ns
-        # groups of equal packets, in capture order: a copy within the window of the
-        # last one kept is a duplicate; a group may go on from the index's last window
-        starts = np.flatnonzero(np.r_[True, ~same])
-        ends = np.r_[starts[1:], len(idx)]
-        group = np.empty(len(idx), np.int64)
-        group[order] = np.repeat(np.arange(len(starts)), ends - starts)
-        anchor: dict[int, int] = {}
-        tail = self._dedup_tail
-        if tail:
-            t0 = int(ts[idx[0]])
-            early = np.flatnonzero(ts[idx] <= t0 + window)
-            for j in early.tolist():
-                key = tuple(int(c[j]) for c in cols)
-                if key in tail:
-                    anchor.setdefault(int(group[j]), tail[key])
-        todo = set(np.flatnonzero(ends - starts > 1).tolist()) | set(anchor)
-        for g in sorted(todo):
-            members = idx[order[starts[g]:ends[g]]].tolist()
-            kept = anchor.get(g)
-            for m in members:
-                t = int(ts[m])
-                if kept is not None and abs(t - kept) <= window:
-                    dup[m] = True
-                else:
-                    kept = t
-        # what the next window of the index must know: the last copy kept of each packet
-        # seen within the window of this one's end
-        t_end = int(ts[idx[-1]])
-        recent = np.flatnonzero((ts[idx] >= t_end - window) & ~dup[idx])
-        self._dedup_tail = {k: t for k, t in tail.items() if t >= t_end - window}
-        for j in recent.tolist():
-            self._dedup_tail[tuple(int(c[j]) for c in cols)] = int(ts[idx[j]])
-        return dup
 
     def _run(self, index: PacketIndex, udp: UdpBatch, dup: npt.NDArray[np.bool_],
              sink: ColumnSink, a: int, b: int) -> None:
@@ -484,7 +391,7 @@ class Recorder:
             router.touch(slots, ts_all[span])
             self.media_packets += len(span)
 
-    def _route_new(self, router: _Router, udp: UdpBatch, rows: npt.NDArray[np.int64]
+    def _route_new(self, router: Router, udp: UdpBatch, rows: npt.NDArray[np.int64]
                    ) -> bool:
         """Route the flows of ``rows`` that have no slot, in the order of their first
         packet (a call numbers its new flows in that order); False when one belongs to no
@@ -716,128 +623,3 @@ class Recorder:
             return
         call.event_ts = rtp_ts
         feed_digit(call, self.policy.pause, ts, RFC4733_DIGITS[payload[start]])
-
-
-class _Router:
-    """Flow routing of one indexed capture on columns: each (call, flow) a slot, the flows
-    seen so far looked up for a whole run at once, a flow's route forgotten when the media
-    table changes an endpoint of it; per slot the latest packet time, handed to its call
-    when a timer or the call's end needs it."""
-
-    def __init__(self, sink: ColumnSink) -> None:
-        self.sink = sink
-        self.ka = np.zeros(0, np.int64)
-        self.kb = np.zeros(0, np.int64)
-        self.routes: dict[tuple[int, int], int] = {}
-        """(source, destination) -> slot."""
-        self.by_endpoint: dict[tuple[bytes, int], set[tuple[int, int]]] = {}
-        self.slot_call: list[Call] = []
-        self.slot_flow: list[int] = []
-        self.slot_last = np.zeros(0, np.int64)
-        self.slot_synced = np.zeros(0, np.int64)
-        self.first_seen: dict[int, bool] = {}
-        """Packets whose flow _new_flow refused just now (counted there already)."""
-        self._sorted: tuple[npt.NDArray[np.uint64], npt.NDArray[np.int64],
-                            npt.NDArray[np.int64], npt.NDArray[np.int64]] | None = None
-
-    def window(self, index: PacketIndex, udp: UdpBatch) -> None:
-        """The next window of the capture's index: its packets' flows."""
-        self.ka = udp.src << 16 | udp.sport
-        self.kb = udp.dst << 16 | udp.dport
-        self.first_seen.clear()
-
-    def forget(self, media: MediaTable) -> None:
-        """Drop the routes of flows touching an endpoint whose owners changed."""
-        changed = media.changed
-        if not changed:
-            return
-        if None in changed:
-            self.routes.clear()
-            self.by_endpoint.clear()
-        else:
-            for ep in changed:
-                if ep is None:
-                    continue
-                for pair in self.by_endpoint.pop(ep, ()):
-                    self.routes.pop(pair, None)
-        media.changed = set()
-        self._sorted = None
-
-    def add(self, i: int, call: Call, flow: int) -> None:
-        """Packet ``i``'s flow goes to ``call``'s ``flow``."""
-        slot = self.sink.slot(call, flow)
-        assert slot == len(self.slot_call)
-        self.slot_call.append(call)
-        self.slot_flow.append(flow)
-        if slot >= len(self.slot_last):
-            grow = max(64, 2 * len(self.slot_last))
-            self.slot_last = np.concatenate((self.slot_last, np.zeros(grow, np.int64)))
-            self.slot_synced = np.concatenate((self.slot_synced, np.zeros(grow, np.int64)))
-        pair = (int(self.ka[i]), int(self.kb[i]))
-        self.routes[pair] = slot
-        for ep in (_endpoint(pair[0]), _endpoint(pair[1])):
-            self.by_endpoint.setdefault(ep, set()).add(pair)
-        self._sorted = None
-
-    def lookup(self, rows: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
-        """Slot of each packet's flow, -1 where the flow has none."""
-        if self._sorted is None:
-            pairs = list(self.routes)
-            ka = np.array([p[0] for p in pairs], np.int64)
-            kb = np.array([p[1] for p in pairs], np.int64)
-            code = _code(ka, kb)
-            order = np.argsort(code, kind="stable")
-            slots = np.array([self.routes[p] for p in pairs], np.int64)
-            self._sorted = (code[order], ka[order], kb[order], slots[order])
-        code_s, ka_s, kb_s, slot_s = self._sorted
-        out = np.full(len(rows), -1, np.int64)
-        if not len(code_s):
-            return out
-        code = _code(self.ka[rows], self.kb[rows])
-        at = np.minimum(np.searchsorted(code_s, code), len(code_s) - 1)
-        hit = (code_s[at] == code) & (ka_s[at] == self.ka[rows]) & (kb_s[at] == self.kb[rows])
-        out[hit] = slot_s[at[hit]]
-        return out
-
-    def paused(self, slots: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
-        """Packets whose call is paused now (only RTP headers are kept of those)."""
-        out = np.zeros(len(slots), np.bool_)
-        for slot in np.unique(slots).tolist():
-            call = self.slot_call[slot]
-            if call.pauses and call.pauses[-1][1] == 0:
-                out |= slots == slot
-        return out
-
-    def slot_of(self, i: int, slots: npt.NDArray[np.int64], rows: npt.NDArray[np.int64]
-                ) -> int:
-        return int(slots[int(np.searchsorted(rows, i))])
-
-    def touch(self, slots: npt.NDArray[np.int64], ts: npt.NDArray[np.int64]) -> None:
-        np.maximum.at(self.slot_last, slots, ts)
-
-    def sync_all(self) -> None:
-        """Every call's last_ns from its slots' latest packets."""
-        n = len(self.slot_call)
-        moved = np.flatnonzero(self.slot_last[:n] > self.slot_synced[:n])
-        for slot in moved.tolist():
-            call = self.slot_call[slot]
-            t = int(self.slot_last[slot])
-            if t > call.last_ns:
-                call.last_ns = t
-        self.slot_synced[:n] = self.slot_last[:n]
-
-    def sync_call(self, call: Call) -> None:
-        for slot in self.sink.slots_of(call):
-            t = int(self.slot_last[slot])
-            if t > call.last_ns:
-                call.last_ns = t
-
-
-def _code(ka: npt.NDArray[np.int64], kb: npt.NDArray[np.int64]) -> npt.NDArray[np.uint64]:
-    """A 64-bit sort key of flows (source and destination, address and port each); equal
-    keys are checked on both halves, so a collision costs a lookup, never a wrong route."""
-    return (ka.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)) ^ kb.astype(np.uint64)
-
-
-def _endpoint(code: int) -> tuple[bytes, int]:
-    return ((code >> 16).to_bytes(4, "big"), code & 0xFFFF)
