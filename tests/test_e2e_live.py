@@ -198,14 +198,14 @@ def same(v: Any) -> Any:
 
 
 def close(a: Any, b: Any, path: str = "") -> bool:
-    """Equal, but for timing figures (jitter, delta, skew in ms) a few microseconds of
-    stamping apart move in their last digits."""
+    """Equal, but for timing figures (jitter, delta, skew in ms), which move by the tens of
+    microseconds two capture sockets stamp one packet apart under load."""
     if isinstance(a, dict) and isinstance(b, dict):
         return a.keys() == b.keys() and all(close(a[k], b[k], f"{path}.{k}") for k in a)
     if isinstance(a, list) and isinstance(b, list):
         return len(a) == len(b) and all(close(x, y, path) for x, y in zip(a, b, strict=True))
     if isinstance(a, float) and isinstance(b, float) and "_ms" in path:
-        return abs(a - b) <= 0.02
+        return abs(a - b) <= 0.1
     return bool(a == b)
 
 
