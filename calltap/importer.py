@@ -31,6 +31,7 @@ from correlate.events import CallEnded
 from correlate.policy import Policy
 from correlate.record import CallRecord
 from correlate.recorder import Recorder, Settings
+from correlate.router import SpoolSink
 from writer.columns import EXTRA, CaptureMedia, MediaColumns, spool_columns
 from writer.job import WriteResult, write_call
 from writer.options import WriteOptions
@@ -69,16 +70,6 @@ def settings_from(cfg: Config) -> Settings:
                     linger_ns=int(cfg.linger * NS),
                     unsignalled_ns=int(cfg.unsignalled_timeout * NS),
                     dedup_window_ns=int(cfg.dedup_window * NS))
-
-
-class _Spool:
-    """The Recorder's media sink for import: each call's packets in its spool file."""
-
-    def __init__(self, spool: SpoolSet) -> None:
-        self.spool = spool
-
-    def add(self, call: Call, ts_ns: int, flow: int, payload: bytes) -> None:
-        self.spool.add(call.serial, ts_ns, flow, payload)
 
 
 def _mappable(path: str) -> bool:
@@ -224,7 +215,7 @@ class Importer:
         self._spool_dir = tempfile.mkdtemp(prefix=".spool-", dir=self.out)
         self.spool = SpoolSet(self._spool_dir)
         policy = load_policy(cfg.policy) if cfg.policy else Policy()
-        self._sink = _Spool(self.spool)
+        self._sink = SpoolSink(self.spool)
         self._columns: _Columns | None = None
         self.recorder = Recorder(settings_from(cfg), policy, self._sink)
         self.reload_requested = False

@@ -27,6 +27,7 @@ from correlate.keys import CALL_TTL_S, JOBS_MAXLEN, Keys
 from correlate.policy import Policy, set_paused
 from correlate.record import RecordError, call_from_json, call_to_json, record_to_json
 from correlate.recorder import Recorder
+from correlate.router import SpoolSink
 
 NS = 1_000_000_000
 # Redis operations waiting while Redis is unreachable: each is a call record or a job of a
@@ -173,16 +174,6 @@ class RedisLink:
             self._thread.join(deadline_s + 2.5)
 
 
-class _Spool:
-    """The Recorder's media sink live: each call's packets in its spool file."""
-
-    def __init__(self, spool: SpoolSet) -> None:
-        self.spool = spool
-
-    def add(self, call: Call, ts_ns: int, flow: int, payload: bytes) -> None:
-        self.spool.add(call.serial, ts_ns, flow, payload)
-
-
 class LiveCapture:
     """A Recorder on a live source, with Redis for call state and jobs."""
 
@@ -193,7 +184,7 @@ class LiveCapture:
         self.spool = SpoolSet(spool_dir)
         self.recorder = Recorder(settings_from(cfg),
                                  load_policy(cfg.policy) if cfg.policy else Policy(),
-                                 _Spool(self.spool), source_name)
+                                 SpoolSink(self.spool), source_name)
         self.keys = Keys(prefix)
         setup = RedisLink(redis_url)  # start-up reads, before any packet: synchronous
         self.stopping = False

@@ -12,6 +12,7 @@ import numpy as np
 import numpy.typing as npt
 
 from capture.index import PacketIndex
+from capture.spool import SpoolSet
 from capture.vector import UdpBatch
 from correlate.call import Call
 from correlate.media import MediaTable
@@ -21,6 +22,16 @@ class MediaSink(Protocol):
     """Where the Recorder puts each media packet it routes to a call (a spool, a sampler)."""
 
     def add(self, call: Call, ts_ns: int, flow: int, payload: bytes) -> None: ...
+
+
+class SpoolSink:
+    """The MediaSink of a shell that spools: each call's packets in its spool file."""
+
+    def __init__(self, spool: SpoolSet) -> None:
+        self.spool = spool
+
+    def add(self, call: Call, ts_ns: int, flow: int, payload: bytes) -> None:
+        self.spool.add(call.serial, ts_ns, flow, payload)
 
 
 class ColumnSink(MediaSink, Protocol):

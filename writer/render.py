@@ -325,6 +325,23 @@ def _columnar(p: Plan, dirs: tuple[Direction, Direction]) -> bool:
     return True
 
 
+def _no_decoder(d: Direction, pt: int, name: str, clock: int, ts: int, rtp_ts: int,
+                body: bytes) -> str:
+    """A payload without a decoder: an RFC 4733 event goes to the direction's events.
+    Returns the payload's name (a 4-byte dynamic payload of a call without SDP is taken for
+    an event)."""
+    if not name and d.sniff and pt >= 96 and len(body) == 4:
+        # No SDP to say so, but a 4-byte dynamic payload is an RFC 4733 event.
+        name = "TELEPHONE-EVENT"
+        d.unknown.pop(pt, None)
+        d.control += 1
+    if name == "TELEPHONE-EVENT":
+        if d.events is None:
+            d.events = TelephoneEvents(clock or 8000)
+        d.events.feed(ts, rtp_ts, body)
+    return name
+
+
 def _place_each(media: MediaColumns, p: Plan, dup: npt.NDArray[np.bool_],
                 over: npt.NDArray[np.bool_], dirs: tuple[Direction, Direction],
                 window: StereoWindow | None, base: int, noise: np.random.Generator | None,
@@ -403,16 +420,8 @@ def _place_each(media: MediaColumns, p: Plan, dup: npt.NDArray[np.bool_],
                 continue
             payload = plain
         if dec is None:
-            if not name and d.sniff and pt >= 96 and b - a == 4:
-                # No SDP to say so, but a 4-byte dynamic payload is an RFC 4733 event.
-                name = "TELEPHONE-EVENT"
-                d.unknown.pop(pt, None)
-                d.control += 1
-            if name == "TELEPHONE-EVENT":
-                if d.events is None:
-                    d.events = TelephoneEvents(clock or 8000)
-                d.events.feed(ts, rts_l[i], payload[a:b])
-            elif name == "CN" and noise is not None and b > a and d.audio_end >= 0:
+            name = _no_decoder(d, pt, name, clock, ts, rts_l[i], payload[a:b])
+            if name == "CN" and noise is not None and b > a and d.audio_end >= 0:
                 d.cn_level = payload[a]  # -dBov (RFC 3389 section 3)
             continue
         assert window is not None
@@ -581,16 +590,8 @@ def _place_columns(media: MediaColumns, p: Plan, dup: npt.NDArray[np.bool_],
             continue
         pt = int(r.pt[i])
         _dec, clock, name = _info(d, pt)
-        a_, b_ = int(r.start[i]), int(r.end[i])
-        if not name and d.sniff and pt >= 96 and b_ - a_ == 4:
-            # No SDP to say so, but a 4-byte dynamic payload is an RFC 4733 event.
-            name = "TELEPHONE-EVENT"
-            d.unknown.pop(pt, None)
-            d.control += 1
-        if name == "TELEPHONE-EVENT":
-            if d.events is None:
-                d.events = TelephoneEvents(clock or 8000)
-            d.events.feed(int(ts[i]), int(r.ts[i]), media.payload(i)[a_:b_])
+        body = media.payload(i)[int(r.start[i]):int(r.end[i])]
+        _no_decoder(d, pt, name, clock, int(ts[i]), int(r.ts[i]), body)
     idx = np.flatnonzero(place)
     if not len(idx):
         return
