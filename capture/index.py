@@ -12,7 +12,7 @@ from __future__ import annotations
 import mmap
 import struct
 from array import array
-from collections.abc import Iterator
+from collections.abc import Generator
 from typing import Any
 
 import numpy as np
@@ -67,15 +67,22 @@ def index_capture(path: str) -> PacketIndex:
     try:
         with open(path, "rb") as f:
             head = f.read(4)
-            if len(head) == 4 and struct.unpack("<I", head)[0] in (PCAP_US, PCAP_NS) \
-                    and f.seek(0, 2) > 24:
-                return _index_pcap(path, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ))
+            mappable = len(head) == 4 and struct.unpack("<I", head)[0] in (PCAP_US, PCAP_NS) \
+                and f.seek(0, 2) > 24
     except OSError as exc:
         raise CaptureFormatError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    return _index_stream(path)
+    if not mappable:
+        return _index_stream(path)
+    windows = index_windows(path, 1 << 62)  # the whole file in one window
+    index = next(windows)
+    windows.close()  # its frame lets go of the mapping, which the index now owns
+    if index.error:
+        index.close()
+        raise CaptureFormatError(index.error)
+    return index
 
 
-def index_windows(path: str, window: int) -> Iterator[PacketIndex]:
+def index_windows(path: str, window: int) -> Generator[PacketIndex, None, None]:
     """A little-endian classic pcap, memory-mapped once, indexed ``window`` packets at a
     time: each PacketIndex covers the next packets (``first`` says where they start in the
     file's order) over the same mapping, so the index held at any time is bounded however
@@ -101,6 +108,7 @@ def index_windows(path: str, window: int) -> Iterator[PacketIndex]:
         offsets = array("q")
         mark = offsets.append
         truncated = error = False
+        bad = 0
         # libpcap's record lengths give the offsets at C speed; each is checked against the
         # record header it points at, and the walk below takes over where one disagrees
         fast = lengths.offsets(data, off, window)
@@ -111,6 +119,7 @@ def index_windows(path: str, window: int) -> Iterator[PacketIndex]:
             incl = u32(mm, off + 8)[0]
             if incl > MAX_RECORD:
                 error = True
+                bad = incl
                 break
             if off + 16 + incl > size:
                 truncated = True
@@ -129,10 +138,10 @@ def index_windows(path: str, window: int) -> Iterator[PacketIndex]:
         index = PacketIndex(path, data, rec + 16, le32(8), le32(0) * 1_000_000_000
                             + le32(4) * frac_ns, np.full(len(rec), network & 0xFFFF,
                                                          dtype=np.int64),
-                            done and (truncated or off != size), None)
+                            done and (truncated or off != size), mm)
         index.first = first
         if error:
-            index.error = f"{path}: record at byte {off} claims more than {MAX_RECORD} bytes"
+            index.error = f"{path}: record at byte {off} claims {bad} bytes"
         first += len(rec)
         yield index
         if done:
@@ -191,44 +200,6 @@ class _CapturedLengths:
             got += len(offs)
             at = int(offs[-1] + 16 + caplen[-1])
         return np.concatenate(parts) if parts else np.zeros(0, np.int64)
-
-
-def _index_pcap(path: str, mm: mmap.mmap) -> PacketIndex:
-    """Little-endian classic pcap: walk the record headers of the mapping."""
-    magic, major, _minor, _tz, _sig, _snap, network = struct.unpack_from("<IHHiIII", mm, 0)
-    if major != 2:
-        mm.close()
-        raise CaptureFormatError(f"{path}: unsupported pcap version {major}")
-    u32 = struct.Struct("<I").unpack_from
-    size = len(mm)
-    offsets = array("q")
-    mark = offsets.append
-    off = 24
-    truncated = False
-    while off + 16 <= size:
-        incl = u32(mm, off + 8)[0]
-        if incl > MAX_RECORD:
-            mm.close()
-            raise CaptureFormatError(f"{path}: record at byte {off} claims {incl} bytes")
-        if off + 16 + incl > size:
-            truncated = True
-            break
-        mark(off)
-        off += 16 + incl
-    truncated = truncated or off != size
-    data = np.frombuffer(mm, dtype=np.uint8)
-    rec = np.frombuffer(offsets, dtype=np.int64) if offsets else np.zeros(0, np.int64)
-
-    def le32(at: int) -> npt.NDArray[np.int64]:
-        word = data[rec + at].astype(np.int64)
-        for k in (1, 2, 3):
-            word |= data[rec + at + k].astype(np.int64) << (8 * k)
-        return word
-
-    frac_ns = 1 if magic == PCAP_NS else 1000
-    ts_ns = le32(0) * 1_000_000_000 + le32(4) * frac_ns
-    link = np.full(len(rec), network & 0xFFFF, dtype=np.int64)
-    return PacketIndex(path, data, rec + 16, le32(8), ts_ns, link, truncated, mm)
 
 
 def _index_stream(path: str) -> PacketIndex:
