@@ -20,6 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from calltap.config import Config
+from calltap.heap import keep_freed_blocks
 from calltap.policyfile import PolicyError, load_policy
 from capture.errors import CaptureError
 from capture.index import PacketIndex, index_windows
@@ -220,6 +221,7 @@ class Importer:
         self.recorder = Recorder(settings_from(cfg), policy, self._sink)
         self.reload_requested = False
         """Set from a SIGHUP handler: the policy file is read again between packets."""
+        keep_freed_blocks()
         self._pool = ProcessPoolExecutor(max_workers=cfg.jobs) if cfg.jobs > 1 else None
         if self._pool is not None:
             # start the writer processes now, while this one is small: forked later they

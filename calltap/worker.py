@@ -18,6 +18,7 @@ import time
 from dataclasses import replace
 from typing import Any
 
+from calltap.heap import keep_freed_blocks
 from calltap.log import disk_low, log
 from correlate.keys import DONE_TTL_S, EVENTS_MAXLEN, INDEX_MAX, WRITERS_GROUP, Keys
 from correlate.record import RecordError, record_from_json
@@ -142,6 +143,7 @@ class Worker:
         return self.disk_alarm
 
     def run(self) -> None:
+        keep_freed_blocks()
         ready = False
         while not self.stopping:
             try:

@@ -17,6 +17,7 @@ from writer.columns import (
     RTP_ERRORS,
     CaptureMedia,
     MediaColumns,
+    mapped_capture,
     parse_rtp_columns,
     spool_columns,
 )
@@ -92,3 +93,20 @@ def test_capture_media_in_place_and_with_payloads_beside(tmp_path: Path) -> None
                          b"abc")
     cols = mixed.columns()
     assert [cols.payload(i) for i in range(3)] == [b"hello", b"abc", b"world"]
+
+
+def test_capture_mapping_is_kept_and_follows_a_replaced_file(tmp_path: Path) -> None:
+    f = tmp_path / "cap.bin"
+    f.write_bytes(bytes(range(256)) * 64)
+    a = mapped_capture(str(f), 0, 100)
+    b = mapped_capture(str(f), 8000, 16384)
+    assert a.base is b.base  # one mapping for every call of the file
+    assert bytes(b[8000:8004]) == bytes([64, 65, 66, 67])
+    assert len(mapped_capture(str(f), 20000, 10)) == 16384  # ranges past the end are fine
+    f.unlink()
+    f.write_bytes(b"new contents")
+    c = mapped_capture(str(f), 0, 12)
+    assert bytes(c) == b"new contents"
+    plain = CaptureMedia(str(f), np.array([1], np.int64), np.zeros(1, np.int64),
+                         np.array([4], np.int64), np.array([8], np.int64), b"")
+    assert plain.columns().payload(0) == b"contents"

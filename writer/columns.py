@@ -5,6 +5,10 @@ once (RFC 3550 section 5.1), with the same checks and messages as ``writer.rtp.p
 
 from __future__ import annotations
 
+import contextlib
+import mmap
+import os
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -69,21 +73,80 @@ class CaptureMedia:
         """The media as columns: straight over the mapped file when every payload is in it
         (no copy), else compact, the payloads gathered from the file."""
         if not self.extra:
-            mapped_all: U8 = np.memmap(self.path, dtype=np.uint8, mode="r")
-            return MediaColumns(self.ts, self.flow, self.off, self.length, mapped_all)
+            return MediaColumns(self.ts, self.flow, self.off, self.length,
+                                self._mapped(self.off, self.length))
         inside = self.off < EXTRA
         ln = np.where(inside, self.length, 0)
         bounds = np.concatenate(([0], np.cumsum(ln)))
         total = int(bounds[-1])
         data = np.empty(total + len(self.extra), np.uint8)
         if total:
-            mapped: U8 = np.memmap(self.path, dtype=np.uint8, mode="r")
             gather = np.repeat(self.off - bounds[:-1], ln) + np.arange(total)
-            data[:total] = mapped[gather]
-            del mapped
+            data[:total] = self._mapped(self.off[inside], self.length[inside])[gather]
         data[total:] = np.frombuffer(self.extra, np.uint8)
         off = np.where(inside, bounds[:-1], total + self.off - EXTRA)
         return MediaColumns(self.ts, self.flow, off, self.length, data)
+
+    def _mapped(self, off: I64, length: I64) -> U8:
+        if not len(off):
+            return mapped_capture(self.path, 0, 0)
+        return mapped_capture(self.path, int(off.min()), int((off + length).max()))
+
+
+# A writer process renders one import's calls at a time; a second entry covers the switch to
+# the next import without mapping the finished one again.
+MAPPED_CAPTURES = 2
+
+
+class _Mapping:
+    """One mapped capture and the byte range already made resident in it."""
+
+    __slots__ = ("mm", "data", "lo", "hi")
+
+    def __init__(self, mm: mmap.mmap) -> None:
+        self.mm = mm
+        self.data: U8 = np.frombuffer(mm, np.uint8)
+        self.lo = self.hi = 0
+
+
+_mapped: OrderedDict[tuple[str, int, int, int], _Mapping] = OrderedDict()
+# Linux 5.14 madvise(2) advice: map the cached pages of a range in one call; older kernels
+# refuse it and the pages fault in one by one as before.
+_MADV_POPULATE_READ = 22
+
+
+def mapped_capture(path: str, lo: int, hi: int) -> U8:
+    """The capture file ``path`` mapped read-only, with bytes ``lo`` to ``hi`` (what one
+    call reads) made resident. The mapping is kept across the calls of one import: the
+    calls of a capture interleave, so each touches pages across much of the file, and a
+    fresh mapping per call faulted every page in again. A file replaced or grown since it
+    was mapped is mapped again."""
+    st = os.stat(path)
+    key = (path, st.st_ino, st.st_size, st.st_mtime_ns)
+    m = _mapped.get(key)
+    if m is None:
+        with open(path, "rb") as f:
+            m = _Mapping(mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ))
+        _mapped[key] = m
+        while len(_mapped) > MAPPED_CAPTURES:
+            _mapped.popitem(last=False)
+    _mapped.move_to_end(key)
+    lo -= lo % mmap.PAGESIZE
+    hi = min(hi, len(m.mm))
+    if hi <= m.lo or lo >= m.hi:
+        _populate(m.mm, lo, hi)
+        m.lo, m.hi = lo, hi
+    else:
+        _populate(m.mm, lo, m.lo)
+        _populate(m.mm, m.hi, hi)
+        m.lo, m.hi = min(lo, m.lo), max(hi, m.hi)
+    return m.data
+
+
+def _populate(mm: mmap.mmap, lo: int, hi: int) -> None:
+    if hi > lo:
+        with contextlib.suppress(OSError):
+            mm.madvise(_MADV_POPULATE_READ, lo, hi - lo)
 
 
 # Offsets at and past this point into CaptureMedia.extra, not the file (no capture file
