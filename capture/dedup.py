@@ -45,6 +45,36 @@ class Deduplicator:
         return False
 
 
+def _leading_words(data: npt.NDArray[np.uint8], at: npt.NDArray[np.int64],
+                   size: npt.NDArray[np.int64]
+                   ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """The first 16 bytes of each payload as two big-endian 64-bit words (as int64), bytes
+    past the payload's end zero: one 8-byte gather per word over an overlapping view of
+    the capture, rather than one per byte."""
+    words = len(data) - 7
+    if words <= 0:  # no packet here holds 16 bytes: the byte at a time path
+        out = [np.zeros(len(at), np.int64), np.zeros(len(at), np.int64)]
+        for b in range(16):
+            byte = data[np.minimum(at + b, len(data) - 1)].astype(np.int64)
+            out[b // 8] |= np.where(b < size, byte, 0) << (8 * (7 - b % 8))
+        return out[0], out[1]
+    view = np.ndarray(shape=(words,), dtype=">u8", buffer=data, strides=(1,))
+    got = []
+    for w in (0, 8):
+        pos = at + w
+        word = view[np.minimum(pos, words - 1)].astype(np.uint64)
+        short = pos > words - 1  # the last bytes of the capture: shift into place
+        if short.any():
+            back = (pos[short] - (words - 1)).astype(np.uint64)
+            word[short] = word[short] << (back * np.uint64(8))
+        keep = np.clip(size - w, 0, 8).astype(np.uint64)  # bytes of this word in the payload
+        drop = (np.uint64(8) - keep) * np.uint64(8)
+        mask = np.where(keep == 0, np.uint64(0),
+                        (~np.uint64(0) >> drop) << drop)
+        got.append((word & mask).view(np.int64))
+    return got[0], got[1]
+
+
 def duplicates(index: PacketIndex, udp: UdpBatch, fast: npt.NDArray[np.bool_], window: int,
                tail: dict[tuple[int, ...], int]
                ) -> tuple[npt.NDArray[np.bool_], dict[tuple[int, ...], int]]:
@@ -57,20 +87,9 @@ def duplicates(index: PacketIndex, udp: UdpBatch, fast: npt.NDArray[np.bool_], w
     dup = np.zeros(len(index), np.bool_)
     if not len(idx):
         return dup, tail
-    data = index.data
-    last = len(data) - 1
-    at = udp.payload[idx]
-    size = udp.size[idx]
-    words = []
-    for w in range(4):  # the first 16 payload bytes as four 32-bit words, zero past the end
-        word = np.zeros(len(idx), np.int64)
-        for k in range(4):
-            b = 4 * w + k
-            byte = data[np.minimum(at + b, last)].astype(np.int64)
-            word |= np.where(b < size, byte, 0) << (8 * (3 - k))
-        words.append(word)
+    first, second = _leading_words(index.data, udp.payload[idx], udp.size[idx])
     cols = (udp.src[idx] << 32 | udp.dst[idx], udp.sport[idx] << 32 | udp.dport[idx] << 16
-            | size, words[0] << 32 | words[1], words[2] << 32 | words[3])
+            | udp.size[idx], first, second)
     order = np.lexsort((idx, *cols))
     same = np.ones(len(idx) - 1, np.bool_)
     for c in cols:

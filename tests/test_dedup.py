@@ -2,7 +2,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from capture.dedup import Deduplicator
+import numpy as np
+
+from capture.dedup import Deduplicator, _leading_words
 
 MS = 1_000_000
 
@@ -66,3 +68,17 @@ def test_columnar_duplicates_match_the_deduplicator(tmp_path: Path) -> None:
             dup, tail = duplicates(window, udp, fast, 100_000_000, tail)
             got += dup[fast].tolist()
         assert got == want and sum(want) > 50
+
+
+def test_leading_words_are_the_first_16_payload_bytes_zero_padded() -> None:
+    rng = np.random.default_rng(3)
+    for total in (1, 7, 8, 9, 15, 16, 17, 40):
+        data = rng.integers(0, 256, total, dtype=np.uint8)
+        at = np.array([a for a in range(total) for _ in range(total - a + 1)], np.int64)
+        size = np.array([n for a in range(total) for n in range(total - a + 1)], np.int64)
+        first, second = _leading_words(data, at, size)
+        for a, n, f, s in zip(at.tolist(), size.tolist(), first.tolist(), second.tolist(),
+                              strict=True):
+            want = bytes(data[a:a + min(n, 16)]).ljust(16, b"\0")
+            assert f.to_bytes(8, "big", signed=True) == want[:8], (total, a, n)
+            assert s.to_bytes(8, "big", signed=True) == want[8:], (total, a, n)

@@ -79,3 +79,27 @@ def test_odd_packets_are_left_to_the_per_packet_decoder(tmp_path: Path) -> None:
 @pytest.mark.parametrize("name", ALL_SHARED)
 def test_shared_captures(name: str) -> None:
     check(need_shared() / name)
+
+
+def test_header_copy_edges(tmp_path: Path) -> None:
+    """Packets whose headers reach past the copied leading bytes (IP options) and the
+    last packets of a capture (fewer bytes after them than the copy takes) decode as the
+    per-packet decoder decodes them, or are left to it."""
+    rtp = bytes([0x80, 0]) + (5).to_bytes(2, "big") + bytes(8)
+    good = udp4("192.0.2.1", 4000, "192.0.2.2", 5000, rtp + b"y" * 20)
+    opts = bytearray(good)
+    opts[14] = 0x46  # IHL 6: one word of options
+    opts[14 + 20:14 + 20] = b"\x01\x01\x01\x00"
+    opts[16:18] = (int.from_bytes(opts[16:18], "big") + 4).to_bytes(2, "big")
+    long_opts = bytearray(good)
+    long_opts[14] = 0x4F  # IHL 15: the UDP header lies past the copy
+    long_opts[14 + 20:14 + 20] = b"\x01" * 40
+    long_opts[16:18] = (int.from_bytes(long_opts[16:18], "big") + 40).to_bytes(2, "big")
+    tiny = udp4("192.0.2.3", 4002, "192.0.2.4", 5002, rtp)  # 54 bytes, last in the file
+    p = tmp_path / "edges.pcap"
+    p.write_bytes(pcap_bytes([(k * 1000, f) for k, f in enumerate(
+        [good, bytes(opts), bytes(long_opts), tiny])]))
+    ix = index_capture(str(p))
+    assert decode_udp(ix).taken.tolist() == [True, True, False, True]
+    ix.close()
+    assert check(p) == (3, 3)

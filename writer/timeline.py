@@ -199,12 +199,12 @@ def _scatter(block: Int16Array, lo: int, start: npt.NDArray[np.int64],
              channel: npt.NDArray[np.int64], law: npt.NDArray[np.int64],
              data: npt.NDArray[np.uint8]) -> None:
     """Decode G.711 payloads (``law`` 0: mu-law, 1: A-law) that overlap no other and write
-    them into ``block`` (channel-major: ``block[c, f - lo]``), clipped to it. Payloads of
-    one length on one grid (the usual 20 ms packets of one clock mapping) go in as rows of
-    a matrix view; the rest sample by sample."""
+    them into ``block`` (frames by channels: ``block[f - lo, c]``), clipped to it. Payloads
+    of one length on one grid (the usual 20 ms packets of one clock mapping) go in as rows
+    of a matrix view of the channel's column; the rest sample by sample."""
     from writer.g711 import ALAW_DECODE, ULAW_DECODE
 
-    width = block.shape[1]
+    width = block.shape[0]
     inside = (start >= lo) & (start + length <= lo + width)
     for size in np.unique(length[inside]).tolist():
         if not size:
@@ -220,12 +220,13 @@ def _scatter(block: Int16Array, lo: int, start: npt.NDArray[np.int64],
                 on_grid = rel % size == phase
                 decoded = table[data[src[g][:, None] + k]]
                 rows = (width - phase) // size
-                grid = block[c, phase:phase + rows * size].reshape(rows, size)
+                # a view: splitting the column's one strided axis needs no copy
+                grid = block[phase:phase + rows * size, c].reshape(rows, size)
                 grid[(rel[on_grid] - phase) // size] = decoded[on_grid]
                 off = np.flatnonzero(~on_grid)
                 if len(off):
                     at = rel[off][:, None] + k
-                    block[c][at.ravel()] = decoded[off].ravel()
+                    block[at.ravel(), c] = decoded[off].ravel()
     rest = np.flatnonzero(~inside & (length > 0))
     if not len(rest):
         return
@@ -237,7 +238,7 @@ def _scatter(block: Int16Array, lo: int, start: npt.NDArray[np.int64],
     rows_, cols = np.nonzero(ok)
     codes = data[src[rows_] + cols]
     samples = np.where(law[rows_] == 1, ALAW_DECODE[codes], ULAW_DECODE[codes])
-    block[channel[rows_], at[rows_, cols] - lo] = samples
+    block[at[rows_, cols] - lo, channel[rows_]] = samples
 
 
 # Seconds of stereo audio held before it is written: reordering or jitter deeper than this
@@ -329,7 +330,7 @@ class StereoWindow:
         lo = self._base
         while lo < high:
             hi = min(high, lo + self.size)
-            block = np.zeros((2, hi - lo), np.int16)  # channel-major while filled
+            block = np.zeros((hi - lo, 2), np.int16)
             a = int(np.searchsorted(starts_sorted, lo - self.size, "left"))
             b = int(np.searchsorted(starts_sorted, hi, "left"))
             sel = np.sort(by_start[a:b])  # capture order
@@ -342,7 +343,7 @@ class StereoWindow:
                 for k in sel[overlap[sel]].tolist():
                     _scatter(block, lo, start[k:k + 1], src[k:k + 1], length[k:k + 1],
                              channel[k:k + 1], law[k:k + 1], data)
-            self._sink(np.ascontiguousarray(block.T))
+            self._sink(block)
             self.written += hi - lo
             lo = hi
         self._base = max(self._base, high)
