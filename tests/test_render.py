@@ -41,3 +41,34 @@ def test_columns_and_packet_by_packet_agree(variant: str, tmp_path: Path,
     run_import([pcap], tmp_path / "each", jobs=1, dedup_window=0.0)
     assert len(load_index(tmp_path / "each")) == 3
     assert compare(tmp_path / "each", tmp_path / "columns") == []
+
+
+def test_late_cuts_follow_the_window_packet_by_packet() -> None:
+    """The searched base moves give what StereoWindow.put finds one packet at a time:
+    the same late samples per packet, and the same furthest sample, on random orders
+    with packets arriving far behind and far ahead."""
+    import numpy as np
+
+    from writer.timeline import StereoWindow
+
+    rng = np.random.default_rng(7)
+    for trial in range(300):
+        size = int(rng.integers(4, 60))
+        count = int(rng.integers(0, 80))
+        pos = np.cumsum(rng.integers(-3 * size, 2 * size, count)).astype(np.int64)
+        pos += int(rng.integers(0, 3 * size))
+        n = rng.integers(0, size + 5, count).astype(np.int64)
+        chan = rng.integers(0, 2, count)
+        w = StereoWindow(1, lambda _b: None)
+        w.size = size
+        w._buf = np.zeros((size, 2), np.int16)  # noqa: SLF001
+        start = int(rng.integers(0, size))
+        w._base = w._high = start  # noqa: SLF001
+        want = []
+        for q, k, c in zip(pos.tolist(), n.tolist(), chan.tolist(), strict=True):
+            before = w.late_samples[c]
+            w.put(c, q, np.ones(k, np.int16))
+            want.append(w.late_samples[c] - before)
+        cut, high = render.late_cuts(pos, np.minimum(n, size), start, start, size)
+        assert cut.tolist() == want, trial
+        assert high == max(w._high, start), trial  # noqa: SLF001

@@ -79,3 +79,16 @@ def test_collapse_gaps_of_a_jumping_capture_clock() -> None:
     c = Segment(2, 8000, 8000 * 86400 + 8000 * 30, 0, 0, "PCMU/8000")  # 30 s after b: kept
     assert collapse_gaps([c, b, a], 8000) == 1
     assert a.shift == 0 and b.start() - b.shift == 8000 * 11 and c.shift == b.shift
+
+
+def test_a_packet_over_half_the_window_is_placed_whole() -> None:
+    """A flush moves the window at least half its size, but never past the start of the
+    packet that caused it (a jumbo payload of more than half the window once crashed)."""
+    w, out = collect(rate=8)  # a window of 8 * WINDOW_SECONDS frames
+    w.put(0, 10, np.ones(w.size // 2 + 5, np.int16))
+    w.put(1, 20, np.full(w.size - 4, 2, np.int16))
+    w.close()
+    audio = np.concatenate(out)
+    assert w.late_samples == [0, 0]
+    assert (audio[10:10 + w.size // 2 + 5, 0] == 1).all()
+    assert (audio[20:20 + w.size - 4, 1] == 2).all()

@@ -621,6 +621,31 @@ def _positions(p: Plan, dirs: tuple[Direction, Direction], idx: I64, base: int) 
     return pos
 
 
+def late_cuts(pos: I64, m: I64, wbase: int, high: int, size: int) -> tuple[I64, int]:
+    """``StereoWindow.put``'s rules over packets of ``m`` samples at frames ``pos``, in
+    order, from a window at base ``wbase`` whose furthest sample is ``high``: how many
+    leading samples of each arrive after their place was written, and the new ``high``.
+    The base moves only where a packet ends past base + size, and every end before that
+    point lies within it, so the next move is where the running maximum of the ends first
+    passes base + size: a search per move instead of a step per packet. (A packet's end
+    does not move when its late head is cut.)"""
+    ends = pos + m
+    reach = np.maximum.accumulate(ends) if len(ends) else ends
+    base_at = np.empty(len(pos), np.int64)
+    k = 0
+    while k < len(pos):
+        j = int(np.searchsorted(reach, wbase + size, "right"))
+        base_at[k:j + 1] = wbase  # packet j is cut against the base before its move
+        if j >= len(pos):
+            break
+        at = max(int(pos[j]), wbase)  # where its head lands after any late cut
+        wbase = max(wbase, int(ends[j]) - size, min(wbase + size // 2, at))
+        k = j + 1
+    if len(pos):
+        high = max(high, int(reach[-1]))
+    return np.clip(base_at - pos, 0, m), high
+
+
 def _lay_out(media: MediaColumns, p: Plan, dirs: tuple[Direction, Direction],
              window: StereoWindow, base: int, idx: I64) -> None:
     """Place the packets ``idx`` (capture order) as ``StereoWindow.put`` one after another
@@ -635,26 +660,9 @@ def _lay_out(media: MediaColumns, p: Plan, dirs: tuple[Direction, Direction],
     # the window's rules (StereoWindow.put, _advance) on integers: how much of each packet
     # arrived after its place was written
     wbase, high = window._base, window._high  # noqa: SLF001 - continued exactly
-    cut_l = [0] * len(idx)
-    late = [0, 0]
-    for k, (q, m, c) in enumerate(zip(pos.tolist(), np.minimum(n, size).tolist(),
-                                      chan.tolist(), strict=True)):
-        if q < wbase:
-            cut = min(m, wbase - q)
-            late[c] += cut
-            cut_l[k] = cut
-            if cut == m:
-                continue
-            q += cut
-            m -= cut
-        end = q + m
-        if end > wbase + size:
-            wbase = max(wbase, max(end - size, wbase + size // 2))
-        if end > high:
-            high = end
-    cut = np.array(cut_l, np.int64)
-    window.late_samples[0] += late[0]
-    window.late_samples[1] += late[1]
+    cut, high = late_cuts(pos, np.minimum(n, size), wbase, high, size)
+    window.late_samples[0] += int(cut[chan == 0].sum())
+    window.late_samples[1] += int(cut[chan == 1].sum())
     # per direction: silence filled between packets, packets per segment, where audio ends
     for d in dirs:
         mine = np.flatnonzero(chan == d.channel)

@@ -275,8 +275,9 @@ class StereoWindow:
                 return
         end = pos + n
         if end > self._base + self.size:
-            # Flush at least half a window at a time so the copy cost stays amortised.
-            self._advance(max(end - self.size, self._base + self.size // 2))
+            # Flush at least half a window at a time so the copy cost stays amortised,
+            # but never past this packet's start (a packet over half a window long).
+            self._advance(max(end - self.size, min(self._base + self.size // 2, pos)))
         off = pos - self._base
         self._buf[off : off + n, channel] = samples
         self._high = max(self._high, end)
