@@ -531,7 +531,47 @@ def build_parser() -> argparse.ArgumentParser:
                      help="pause and resume by X-Record header, INFO body or DTMF *7/*8")
     gen.add_argument("--seed", type=int, default=1)
     gen.set_defaults(func=cmd_generate)
+
+    srv = sub.add_parser("serve", help="the dashboard and its API over an output directory")
+    srv.add_argument("--out", required=True, help="output directory of import or run")
+    srv.add_argument("--listen", default="127.0.0.1:8080", metavar="HOST:PORT",
+                     help="where to listen (default 127.0.0.1:8080; loopback only)")
+    srv.set_defaults(func=cmd_serve)
+
+    cat = sub.add_parser("catalog", help="the search catalog of an output directory")
+    cat.add_argument("action", choices=("rebuild",), help="rebuild: from index.jsonl")
+    cat.add_argument("--out", required=True, help="output directory of import or run")
+    cat.set_defaults(func=cmd_catalog)
     return p
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import os
+
+    if not os.path.isdir(args.out):
+        print(f"calltap: {args.out}: no such output directory", file=sys.stderr)
+        return 2
+    from calltap.serve import serve
+
+    return serve(args.out, args.listen)
+
+
+def cmd_catalog(args: argparse.Namespace) -> int:
+    import os
+    import sqlite3
+
+    from calltap.catalog import CATALOG_FILE, rebuild
+
+    if not os.path.isdir(args.out):
+        print(f"calltap: {args.out}: no such output directory", file=sys.stderr)
+        return 2
+    try:
+        n = rebuild(args.out)
+    except sqlite3.Error as exc:
+        print(f"calltap: {os.path.join(args.out, CATALOG_FILE)}: {exc}", file=sys.stderr)
+        return 1
+    print(f"catalog rebuilt: {n} calls from {os.path.join(args.out, 'index.jsonl')}")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

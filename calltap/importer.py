@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
+import sqlite3
 import sys
 import tempfile
 import time
@@ -19,6 +20,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from calltap.catalog import SqliteCatalog, read_summary
 from calltap.config import Config
 from calltap.heap import keep_freed_blocks
 from calltap.policyfile import PolicyError, load_policy
@@ -50,6 +52,9 @@ MAX_MESSAGES = 100
 INDEX_WINDOW = 350_000
 # Finished calls queued per writer process; each holds a call record, its media is on disk.
 MAX_PENDING_WRITES = 4
+# Written calls indexed in the catalog per transaction, and the longest they wait for it.
+CATALOG_BATCH = 500
+CATALOG_DELAY_S = 0.5
 # Packets fed to the Recorder at a time: the progress bar and a SIGHUP reload are looked at
 # between batches; a wall-clock read per packet would cost more than it shows.
 PROGRESS_EVERY = 8192
@@ -231,6 +236,15 @@ class Importer:
         self._pending: deque[tuple[Future[WriteResult], Call, Any]] = deque()
         self.drops: Counter[str] = Counter()
         """Packets not used, by reason (every stage's, once ``finish`` has run)."""
+        self.warnings: list[str] = []
+        self._catalog: SqliteCatalog | None = None
+        try:
+            self._catalog = SqliteCatalog.beside(self.out)
+        except sqlite3.Error as exc:
+            self.warnings.append(f"catalog: {exc}; calls are written but not indexed for "
+                                 "search (`calltap catalog rebuild` later)")
+        self._catalog_batch: list[tuple[dict[str, Any], dict[str, Any] | None]] = []
+        self._catalog_at = time.monotonic()
         # one syncfs at the end instead of an fsync per file (finish)
         self.options = dataclasses.replace(options_from(cfg), durable=False)
         self.written: list[dict[str, Any]] = []
@@ -240,7 +254,6 @@ class Importer:
         self.errors: list[str] = []
         """One line per call that could not be written (the first MAX_MESSAGES)."""
         self.error_count = 0
-        self.warnings: list[str] = []
         self.bytes_done = 0
         self.current_file = ""
         self.current_bytes = 0
@@ -425,6 +438,7 @@ class Importer:
               exc: BaseException | None) -> None:
         if result is not None:
             entry, drops = result
+            self._catalog_add(entry)
             self.drops.update(drops)
             self.calls_written += 1
             self.calls_with_audio += 1 if entry["audio"] else 0
@@ -439,6 +453,24 @@ class Importer:
         if self._progress is not None:
             self._progress(self)
 
+    def _catalog_add(self, entry: dict[str, Any], force: bool = False) -> None:
+        """Index written calls in the catalog, in batches: at most CATALOG_BATCH calls or
+        CATALOG_DELAY_S behind the writers (so a call is searchable within a second)."""
+        if entry:
+            self._catalog_batch.append((entry, read_summary(self.out, entry)))
+        now = time.monotonic()
+        if self._catalog is None or not self._catalog_batch or not (
+                force or len(self._catalog_batch) >= CATALOG_BATCH
+                or now - self._catalog_at >= CATALOG_DELAY_S):
+            return
+        try:
+            self._catalog.add_many(self._catalog_batch)
+        except sqlite3.Error as exc:
+            self.warnings.append(f"catalog: {exc}; rebuild it with `calltap catalog rebuild`")
+            self._catalog = None
+        self._catalog_batch = []
+        self._catalog_at = now
+
     def finish(self) -> None:
         """End of all input: write every call still open and wait for the writers."""
         try:
@@ -447,7 +479,10 @@ class Importer:
             while self._pending:
                 self._collect()
             self._leave_mapping()
+            self._catalog_add({}, force=True)
         finally:
+            if self._catalog is not None:
+                self._catalog.close()
             if self._pool is not None:
                 self._pool.shutdown()
             self.drops.update(self.recorder.all_drops())

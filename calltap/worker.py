@@ -14,10 +14,12 @@ import calendar
 import json
 import os
 import socket
+import sqlite3
 import time
 from dataclasses import replace
 from typing import Any
 
+from calltap.catalog import SqliteCatalog, read_summary
 from calltap.heap import keep_freed_blocks
 from calltap.log import disk_low, log
 from correlate.keys import DONE_TTL_S, EVENTS_MAXLEN, INDEX_MAX, WRITERS_GROUP, Keys
@@ -57,6 +59,7 @@ class Worker:
         self.failed = 0
         self.duplicates = 0
         self.disk_alarm = False
+        self._catalog: SqliteCatalog | None = None
 
     def ensure_group(self) -> None:
         try:
@@ -125,8 +128,19 @@ class Worker:
         pipe.execute()
         self.written += 1
         log("writer", "recording ready", call_id=entry["call_id"], summary=entry["summary"])
+        self._index(entry)
         if spool and os.path.exists(spool):
             os.unlink(spool)
+
+    def _index(self, entry: dict[str, Any]) -> None:
+        """The call into the catalog (searchable at once); a catalog that cannot be
+        written is reported and left to `calltap catalog rebuild`, never fails the job."""
+        try:
+            if self._catalog is None:
+                self._catalog = SqliteCatalog.beside(self.out)
+            self._catalog.add(entry, read_summary(self.out, entry))
+        except sqlite3.Error as exc:
+            log("writer", "catalog not updated", call_id=entry["call_id"], error=str(exc))
 
     def _park(self, job_id: str, fields: dict[bytes, bytes], why: str) -> None:
         pipe = self.r.pipeline()

@@ -21,6 +21,9 @@ side announced at the source or -1, 0 for RTP / 1 for RTCP), as seen at its firs
 MAX_SEEN_MESSAGES = 32
 # Distinct media flows kept per call (index fits the spool's uint16); a normal call has 2-4.
 MAX_FLOWS = 256
+# SIP messages kept per call for its ladder and SIP pcap: far more than a real call sends
+# (a long call with session timers and re-INVITEs sends dozens); a flood is cut there.
+MAX_SIP_LOG = 1000
 
 
 class MediaOffer:
@@ -104,6 +107,7 @@ class Call:
         "ended_ns",
         "illegal_transitions",
         "sip_messages",
+        "sip_log",
         "invite_cseq",
         "flows",
         "flow_ids",
@@ -193,6 +197,10 @@ class Call:
         """SIP messages that did not fit the dialog state machine."""
         self.sip_messages = 0
         """SIP messages seen for the call."""
+        self.sip_log: list[tuple[int, bytes, int, bytes, int, bytes]] = []
+        """The call's SIP messages as seen, retransmissions included (the first
+        MAX_SIP_LOG): (capture time, source address, port, destination address, port,
+        message bytes)."""
         self.invite_cseq = 0
         """CSeq of the latest initial INVITE (an authentication retry raises it)."""
         self.flows: list[Flow] = []

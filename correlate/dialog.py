@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import Counter
 
 from capture.decode import format_ip
-from correlate.call import CALLEE, CALLER, Call, Endpoint, MediaOffer
+from correlate.call import CALLEE, CALLER, MAX_SIP_LOG, Call, Endpoint, MediaOffer
 from correlate.errors import SdpError
 from correlate.events import CallFinished, CallStarted, Event, MediaChanged
 from correlate.media import MediaTable
@@ -106,9 +106,10 @@ class DialogTracker:
         self._orphan_count = 0
 
     def handle_sip(
-        self, msg: SipMessage, ts_ns: int, src: Endpoint, dst: Endpoint
+        self, msg: SipMessage, ts_ns: int, src: Endpoint, dst: Endpoint, raw: bytes = b""
     ) -> list[Event]:
-        """Apply one SIP message seen at capture time ``ts_ns`` from ``src`` to ``dst``."""
+        """Apply one SIP message seen at capture time ``ts_ns`` from ``src`` to ``dst``;
+        ``raw`` is the message as it was on the wire (kept for the call's ladder)."""
         events: list[Event] = []
         call = self._find(msg)
         if call is None:
@@ -148,17 +149,19 @@ class DialogTracker:
             keys.append(key)
             del keys[:-MAX_DIALOGS_PER_CALL_ID]
             events.append(CallStarted(call))
-            events += self._apply_message(call, msg, ts_ns, src, dst)
+            events += self._apply_message(call, msg, ts_ns, src, dst, raw)
             for held in self._orphans.pop(msg.call_id, []):
                 events += self.handle_sip(*held)
             return events
-        return events + self._apply_message(call, msg, ts_ns, src, dst)
+        return events + self._apply_message(call, msg, ts_ns, src, dst, raw)
 
     def _apply_message(self, call: Call, msg: SipMessage, ts_ns: int, src: Endpoint,
-                      dst: Endpoint) -> list[Event]:
+                      dst: Endpoint, raw: bytes = b"") -> list[Event]:
         events: list[Event] = []
         call.last_ns = max(call.last_ns, ts_ns)
         call.sip_messages += 1
+        if raw and len(call.sip_log) < MAX_SIP_LOG:
+            call.sip_log.append((ts_ns, src[0], src[1], dst[0], dst[1], raw))
         if call.seen_before(msg.method, msg.status, msg.cseq):
             call.retransmissions += 1
         inp = self._input(msg, call)

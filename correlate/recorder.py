@@ -490,7 +490,7 @@ class Recorder:
             self.drops["malformed_sip"] += 1
             return
         self.sip_packets += 1
-        self._finished(self.tracker.handle_sip(msg, ts, (src, sport), (dst, dport)))
+        self._finished(self.tracker.handle_sip(msg, ts, (src, sport), (dst, dport), data))
 
     def _fragment(self, ts: int, link: int, frame: bytes) -> Decoded | int | None:
         """Feed a fragment to reassembly: the decoded datagram once whole, else None."""

@@ -163,7 +163,27 @@ def test_live_recordings_equal_the_import_of_a_tcpdump_capture(sipp_base: Sipp,
     run = appliance(tmp_path / "live", sipp_base.bpf)
     sipp_base.start(calls=2)
     sipp_base.wait()
-    time.sleep(3.0)  # the calls' linger, and the writers
+    # each recording is searchable within a second of its index line
+    from calltap.catalog import SqliteCatalog, call_key
+
+    lag: dict[str, float] = {}
+    deadline = time.monotonic() + 15
+    while len(lag) < 2 and time.monotonic() < deadline:
+        for e in load_index(tmp_path / "live"):
+            if e["call_id"] in lag:
+                continue
+            seen = time.monotonic()
+            while time.monotonic() - seen < 2.0:
+                cat = SqliteCatalog.beside(str(tmp_path / "live"), readonly=True)
+                found = cat.get(call_key(e))
+                cat.close()
+                if found is not None:
+                    break
+                time.sleep(0.05)
+            lag[e["call_id"]] = time.monotonic() - seen
+        time.sleep(0.05)
+    assert len(lag) == 2 and max(lag.values()) < 1.0, lag
+    time.sleep(1.0)
     took = stop(run)
     td.send_signal(signal.SIGINT)
     td.wait(10)

@@ -37,6 +37,7 @@ from writer.output import (
     write_atomic,
 )
 from writer.pause import PauseMask
+from writer.peaks import Peaks
 from writer.render import place_audio, plan, stream_stats
 from writer.summary import call_json, direction_json, dtmf_digits, integrity
 from writer.timefmt import rfc3339
@@ -45,6 +46,7 @@ from writer.timeline import (
     StereoWindow,
     collapse_gaps,
 )
+from writer.view import build_view
 
 VERSION = "0.1.0"
 DEFAULTS = WriteOptions()
@@ -111,15 +113,17 @@ def write_call(record: CallRecord, spool: str | MediaColumns | CaptureMedia | No
     if options.retry:
         remove_stale_parts(target, stem)
     audio_files: list[str] = []
+    peaks: Peaks | None = None
     window: StereoWindow | None = None
     out: AudioOut | None = None
     try:
         if rate:
             out = AudioOut(os.path.join(target, stem), options.audio_format, options.layout,
                            rate)
-            sink: Callable[[npt.NDArray[np.int16]], None] = out.write
+            peaks = Peaks(rate, out.write)
+            sink: Callable[[npt.NDArray[np.int16]], None] = peaks
             if call.pauses:
-                sink = PauseMask(call.pauses, audio_start_ns, rate, out.write)
+                sink = PauseMask(call.pauses, audio_start_ns, rate, peaks)
             window = StereoWindow(rate, sink)
         if len(media):
             noise = np.random.default_rng(call.serial) if options.comfort_noise == "noise" else None
@@ -216,6 +220,17 @@ def write_call(record: CallRecord, spool: str | MediaColumns | CaptureMedia | No
         summary["evidence_pcap"] = f"{rel}/{stem}.pcap"
         _evidence(call, media, os.path.join(target, stem + ".pcap"), options.durable)
         xml = build_metadata(summary)
+    sip_rel = None
+    if call.sip_log:
+        sip_rel = f"{rel}/{stem}.sip.pcap"
+        _sip_pcap(call, os.path.join(target, stem + ".sip.pcap"), options.durable)
+    keep = (pl.ch >= 0) & ~pl.rtcp if len(media) else np.zeros(0, np.bool_)
+    view = build_view(summary, call, dirs, peaks.finish() if peaks is not None else None,
+                      (media.ts[keep & (pl.ch == 0)], media.ts[keep & (pl.ch == 1)]))
+    view_rel = f"{rel}/{stem}.view.json"
+    write_atomic(os.path.join(target, stem + ".view.json"),
+                 (json.dumps(view, separators=(",", ":")) + "\n").encode("utf-8"),
+                 options.durable)
     write_atomic(os.path.join(target, stem + ".xml"), xml, options.durable)
     write_atomic(
         summary_path,
@@ -253,6 +268,8 @@ def write_call(record: CallRecord, spool: str | MediaColumns | CaptureMedia | No
         "retention": decision.retention or None if decision is not None else None,
         "policy_rule": decision.rule if decision is not None else None,
         "paused_seconds": round(sum(p["seconds"] for p in call_fields["paused"]), 3),
+        "view": view_rel,
+        "sip_pcap": sip_rel,
     }
     if not indexed_before:
         append_index(out_dir, entry, options.durable)
@@ -276,6 +293,27 @@ def _sniff(d: Direction, payload: bytes) -> None:
     """One payload's bytes into the direction's histogram (is it encrypted?)."""
     d.histogram += np.bincount(np.frombuffer(payload, np.uint8), minlength=256)
     d.sniffed += 1
+
+
+# Largest SIP message written to the SIP pcap: what one IPv4 datagram carries.
+MAX_SIP_DATAGRAM = 65_000
+
+
+def _sip_pcap(call: Call, path: str, durable: bool) -> None:
+    """The call's SIP messages as seen (both hops, retransmissions included) as a pcap
+    Wireshark opens: each message one UDP datagram between the addresses and ports it was
+    seen on (messages that came over TCP, TLS or WebSocket are written as UDP too)."""
+    tmp = tmp_name(path)
+    with open(tmp, "wb") as f:
+        w = PcapWriter(f, nanosecond=True)
+        for ts, src, sport, dst, dport, raw in call.sip_log:
+            raw = raw[:MAX_SIP_DATAGRAM]
+            if len(src) == 4 and len(dst) == 4:
+                w.write(ts, udp_frame(src, sport, dst, dport, raw, w.count))
+            elif len(src) == 16 and len(dst) == 16:
+                w.write(ts, udp6_frame(src, sport, dst, dport, raw))
+        sync_file(f, durable)
+    os.replace(tmp, path)
 
 
 def _evidence(call: Call, media: MediaColumns, path: str, durable: bool) -> None:

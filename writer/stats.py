@@ -42,6 +42,8 @@ _DECAY = (15.0 / 16.0) ** np.arange(1, IIR_BLOCK + 1)
 _DECAY_INV = (16.0 / 15.0) ** np.arange(1, IIR_BLOCK + 1)
 # RFC 3389 comfort noise and the payload type RFC 1890 used for it before.
 CN_TYPES = (13, 19)
+# Seconds of per-second quality kept per stream (the dashboard's charts): a day.
+MAX_SECONDS = 86_400
 
 
 def packet_clock(pt: int, rtpmap: dict[int, tuple[str, int, int]]) -> int:
@@ -104,7 +106,7 @@ class StreamStats:
         "jitter", "jitter_max", "jitter_min", "jitter_mean", "delta", "delta_min",
         "delta_max", "delta_mean", "_nominal", "skew", "skew_max", "_fit", "jb", "_jb_seq",
         "_jb_since", "_sec", "_sec_first", "_sec_last", "_sec_count", "worst_second_loss",
-        "_buf", "_g_delta", "_g_jitter",
+        "_sec_jitter", "seconds", "_buf", "_g_delta", "_g_jitter",
     )
 
     def __init__(self, ssrc: int, clock: int, jitter_buffer: JitterBuffer | None = None
@@ -157,8 +159,12 @@ class StreamStats:
         self._jb_since = 0
         self._sec = -1
         self._sec_first = self._sec_last = self._sec_count = 0
+        self._sec_jitter = 0.0
         self.worst_second_loss = 0.0
         """Highest loss percentage of any whole second with at least 10 packets expected."""
+        self.seconds: list[tuple[int, int, int, float]] = []
+        """Per second of the stream (from ``first_ns``) that had packets, the first
+        MAX_SECONDS: (second, packets expected, packets received, mean jitter ms)."""
         self._buf = tuple(array("q") for _ in range(8))
         """Packets not yet counted: extended sequence, timestamp, capture ns, payload type,
         marker, clock, bytes, duplicate."""
@@ -365,7 +371,7 @@ class StreamStats:
         self.base_seq = min(self.base_seq, int(ext.min()))
         self.packets += len(ext)
         self.last_ns = max(self.last_ns, int(ts_ns.max()))
-        self._seconds((ts_ns - self.first_ns) // 1_000_000_000, ext)
+        self._seconds((ts_ns - self.first_ns) // 1_000_000_000, ext, jitter)
         c = np.flatnonzero(clock > 0)
         if len(c):
             e, s = ext[c], since[c]
@@ -386,27 +392,34 @@ class StreamStats:
             if e[best] > self._jb_seq:
                 self._jb_seq, self._jb_since = int(e[best]), int(s[best])
 
-    def _seconds(self, sec: I64, ext: I64) -> None:
+    def _seconds(self, sec: I64, ext: I64, jitter: F64) -> None:
         """Per-second loss over runs of packets in the same second, kept as a running worst:
         a second expects what follows the previous second's highest sequence number."""
         starts = np.flatnonzero(np.concatenate(([True], sec[1:] != sec[:-1])))
         lows = np.minimum.reduceat(ext, starts)
         highs = np.maximum.reduceat(ext, starts)
         counts = np.diff(np.append(starts, len(ext)))
+        jit = np.add.reduceat(jitter, starts).tolist()
         for k, s in enumerate(sec[starts].tolist()):
             low, high, n = int(lows[k]), int(highs[k]), int(counts[k])
             if s == self._sec:  # the second the last batch ended in goes on
                 self._sec_first = min(self._sec_first, low)
                 self._sec_last = max(self._sec_last, high)
                 self._sec_count += n
+                self._sec_jitter += jit[k]
                 continue
             self._close_second()
             first = self._sec_last + 1 if self._sec >= 0 else int(ext[starts[k]])
             self._sec, self._sec_first, self._sec_last = s, min(first, low), high
             self._sec_count = n
+            self._sec_jitter = jit[k]
 
     def _close_second(self) -> None:
         expected = self._sec_last - self._sec_first + 1
+        if (self._sec >= 0 and len(self.seconds) < MAX_SECONDS
+                and (not self.seconds or self.seconds[-1][0] != self._sec)):
+            self.seconds.append((self._sec, expected, self._sec_count,
+                                 self._sec_jitter / max(self._sec_count, 1)))
         if self._sec >= 0 and expected >= 10:
             loss = max(0.0, (expected - self._sec_count) * 100.0 / expected)
             self.worst_second_loss = max(self.worst_second_loss, loss)

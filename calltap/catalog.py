@@ -1,0 +1,442 @@
+"""The catalog: every written call, indexed for search, in an embedded SQLite database
+beside the recordings (``<out>/catalog.sqlite``). Rebuilt from ``index.jsonl`` at any
+time; kept current by import and by the live writers as they write. ``Store`` is the
+interface the dashboard searches through, so a server database can stand behind it.
+"""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import json
+import os
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from writer.view import parse_time
+
+CATALOG_FILE = "catalog.sqlite"
+# Rows one search returns at most: a page of the calls table; more go by the cursor.
+MAX_PAGE = 500
+# Rows one export streams at most: a spreadsheet's worth.
+MAX_EXPORT = 1_000_000
+SORTS = {"start": "start_ns", "duration": "duration", "mos": "mos_min", "loss": "loss_max"}
+PARTY_MODES = ("substring", "prefix", "suffix", "exact")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS calls (
+    id INTEGER PRIMARY KEY,
+    key TEXT NOT NULL UNIQUE,
+    call_id TEXT NOT NULL,
+    start_ns INTEGER NOT NULL,
+    duration REAL,
+    caller TEXT, callee TEXT,
+    caller_user TEXT COLLATE NOCASE, callee_user TEXT COLLATE NOCASE,
+    caller_rev TEXT COLLATE NOCASE, callee_rev TEXT COLLATE NOCASE,
+    status TEXT, end_reason TEXT, final_code INTEGER, codecs TEXT,
+    mos_caller REAL, mos_callee REAL, mos_min REAL,
+    loss_caller REAL, loss_callee REAL, loss_max REAL,
+    dtmf TEXT, grp TEXT, policy_rule TEXT,
+    entry TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS calls_start ON calls (start_ns, id);
+CREATE INDEX IF NOT EXISTS calls_duration ON calls (duration, id);
+CREATE INDEX IF NOT EXISTS calls_mos ON calls (mos_min, id);
+CREATE INDEX IF NOT EXISTS calls_loss ON calls (loss_max, id);
+CREATE INDEX IF NOT EXISTS calls_caller ON calls (caller_user);
+CREATE INDEX IF NOT EXISTS calls_callee ON calls (callee_user);
+CREATE INDEX IF NOT EXISTS calls_caller_rev ON calls (caller_rev);
+CREATE INDEX IF NOT EXISTS calls_callee_rev ON calls (callee_rev);
+CREATE INDEX IF NOT EXISTS calls_call_id ON calls (call_id);
+CREATE TABLE IF NOT EXISTS addrs (addr BLOB NOT NULL, call INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS addrs_addr ON addrs (addr, call);
+CREATE VIRTUAL TABLE IF NOT EXISTS words USING fts5 (text, tokenize = 'trigram');
+"""
+
+
+class CatalogError(Exception):
+    """A search the catalog cannot run (the message says which parameter and why)."""
+
+
+@dataclass
+class Query:
+    """A search; every field optional. Times are ns since the epoch, UTC."""
+
+    party: str = ""
+    """Number or URI of either party (caller, callee, identities)."""
+    party_mode: str = "substring"
+    text: str = ""
+    """Anywhere in the parties, Call-ID, identities and kept headers (3+ characters)."""
+    start_from: int | None = None
+    start_to: int | None = None
+    cidr: str = ""
+    status: str = ""
+    end_reason: str = ""
+    codec: str = ""
+    mos_min: float | None = None
+    mos_max: float | None = None
+    loss_min: float | None = None
+    duration_min: float | None = None
+    duration_max: float | None = None
+    dtmf: str = ""
+    group: str = ""
+    rule: str = ""
+    sort: str = "start"
+    descending: bool = True
+    limit: int = 50
+    cursor: str = ""
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Page:
+    calls: list[dict[str, Any]]
+    total: int
+    next_cursor: str | None
+
+
+class Store(Protocol):
+    """What the dashboard needs of a catalog."""
+
+    def add(self, entry: dict[str, Any], summary: dict[str, Any] | None) -> None: ...
+    def search(self, q: Query) -> Page: ...
+    def export(self, q: Query) -> Iterator[dict[str, Any]]: ...
+    def get(self, key: str) -> dict[str, Any] | None: ...
+    def count(self) -> int: ...
+
+
+def call_key(entry: dict[str, Any]) -> str:
+    """A call's identifier in the catalog and the API: its files' stem."""
+    return os.path.basename(str(entry["summary"])).removesuffix(".json")
+
+
+def _addr_blob(text: str) -> bytes | None:
+    host = text.rsplit(":", 1)[0].strip("[]") if text.count(":") == 1 or "]" in text \
+        else text
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        try:
+            ip = ipaddress.ip_address(text.rsplit(":", 1)[0].strip("[]"))
+        except ValueError:
+            return None
+    if isinstance(ip, ipaddress.IPv4Address):
+        return ipaddress.IPv6Address(b"\0" * 10 + b"\xff\xff" + ip.packed).packed
+    return ip.packed
+
+
+def _cidr_range(cidr: str) -> tuple[bytes, bytes]:
+    try:
+        net = ipaddress.ip_network(cidr.strip(), strict=False)
+    except ValueError:
+        raise CatalogError(f"cidr: {cidr!r} is not an address or network") from None
+    if isinstance(net, ipaddress.IPv4Network):
+        lo = b"\0" * 10 + b"\xff\xff" + net.network_address.packed
+        hi = b"\0" * 10 + b"\xff\xff" + net.broadcast_address.packed
+        return lo, hi
+    return net.network_address.packed, net.broadcast_address.packed
+
+
+def _addresses(summary: dict[str, Any] | None) -> set[bytes]:
+    found: set[bytes] = set()
+    if not summary:
+        return found
+    call = summary.get("call") or {}
+    texts = [call.get("caller_signalling") or "", call.get("callee_signalling") or ""]
+    for x in summary.get("directions") or []:
+        texts += [x.get("src") or "", x.get("dst") or ""]
+    for side in (call.get("media") or {}).values():
+        texts += [m.get("address") or "" for m in side]
+    for t in texts:
+        b = _addr_blob(t) if t else None
+        if b:
+            found.add(b)
+    return found
+
+
+def _words(entry: dict[str, Any], summary: dict[str, Any] | None) -> str:
+    parts = [entry.get("caller") or "", entry.get("callee") or "", entry.get("call_id") or ""]
+    call = (summary or {}).get("call") or {}
+    parts += [call.get("caller_name") or "", call.get("callee_name") or ""]
+    for ids in (call.get("identities") or {}).values():
+        parts += [f"{i.get('uri', '')} {i.get('name', '')}" for i in ids]
+    for name, values in (call.get("headers") or {}).items():
+        parts += [f"{name}: {v}" for v in values]
+    return "\n".join(p for p in parts if p)
+
+
+def user_part(uri: str) -> str:
+    """The number or user of a SIP or tel URI ('sip:+4930123@host;x=y' gives '+4930123');
+    anything else as it is."""
+    rest = uri
+    for scheme in ("sips:", "sip:", "tel:"):
+        if rest.lower().startswith(scheme):
+            rest = rest[len(scheme):]
+            break
+    return rest.split("@", 1)[0].split(";", 1)[0]
+
+
+def _row(entry: dict[str, Any]) -> tuple[Any, ...]:
+    mos = entry.get("mos") or [None, None]
+    packets = entry.get("packets") or [0, 0]
+    lost = entry.get("lost") or [0, 0]
+    loss = [round(lost[k] * 100.0 / (packets[k] + lost[k]), 3) if packets[k] + lost[k]
+            else None for k in (0, 1)]
+    known_mos = [m for m in mos if m is not None]
+    known_loss = [x for x in loss if x is not None]
+    caller, callee = entry.get("caller") or "", entry.get("callee") or ""
+    cu, ce = user_part(caller), user_part(callee)
+    return (call_key(entry), entry["call_id"], parse_time(entry["start"]) or 0,
+            entry.get("duration"), caller, callee, cu, ce, cu[::-1], ce[::-1],
+            entry.get("status"), entry.get("end_reason"), entry.get("final_code"),
+            ",".join(entry.get("codecs") or []), mos[0], mos[1],
+            min(known_mos) if known_mos else None, loss[0], loss[1],
+            max(known_loss) if known_loss else None, entry.get("dtmf") or "",
+            entry.get("group"), entry.get("policy_rule"),
+            json.dumps(entry, separators=(",", ":")))
+
+
+COLUMNS = ("key, call_id, start_ns, duration, caller, callee, caller_user, callee_user, "
+           "caller_rev, callee_rev, status, "
+           "end_reason, final_code, codecs, mos_caller, mos_callee, mos_min, loss_caller, "
+           "loss_callee, loss_max, dtmf, grp, policy_rule, entry")
+
+
+class SqliteCatalog:
+    """The catalog in one SQLite file (WAL: readers never wait for the writers; several
+    writer processes take turns through the busy timeout)."""
+
+    def __init__(self, path: str, readonly: bool = False) -> None:
+        self.path = path
+        uri = f"file:{path}?mode=ro" if readonly else f"file:{path}"
+        self.db = sqlite3.connect(uri, uri=True, timeout=10.0, check_same_thread=False,
+                                  isolation_level=None)
+        self.db.execute("PRAGMA busy_timeout = 10000")
+        if not readonly:
+            self.db.execute("PRAGMA journal_mode = WAL")
+            self.db.execute("PRAGMA synchronous = NORMAL")
+            self.db.executescript(SCHEMA)
+
+    @classmethod
+    def beside(cls, out_dir: str, readonly: bool = False) -> SqliteCatalog:
+        return cls(os.path.join(out_dir, CATALOG_FILE), readonly)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def count(self) -> int:
+        return int(self.db.execute("SELECT count(*) FROM calls").fetchone()[0])
+
+    def add(self, entry: dict[str, Any], summary: dict[str, Any] | None) -> None:
+        """Index one written call (again: a call already in replaces its old row)."""
+        self.add_many([(entry, summary)])
+
+    def add_many(self, calls: list[tuple[dict[str, Any], dict[str, Any] | None]]) -> None:
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for entry, summary in calls:
+                key = call_key(entry)
+                old = db.execute("SELECT id FROM calls WHERE key = ?", (key,)).fetchone()
+                if old is not None:
+                    db.execute("DELETE FROM calls WHERE id = ?", old)
+                    db.execute("DELETE FROM addrs WHERE call = ?", old)
+                    db.execute("DELETE FROM words WHERE rowid = ?", old)
+                cur = db.execute(f"INSERT INTO calls ({COLUMNS}) VALUES "
+                                 f"({', '.join('?' * 24)})", _row(entry))
+                rid = cur.lastrowid
+                db.executemany("INSERT INTO addrs (addr, call) VALUES (?, ?)",
+                               [(a, rid) for a in _addresses(summary)])
+                db.execute("INSERT INTO words (rowid, text) VALUES (?, ?)",
+                           (rid, _words(entry, summary)))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def clear(self) -> None:
+        self.db.executescript("DELETE FROM calls; DELETE FROM addrs; DELETE FROM words;")
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        row = self.db.execute("SELECT entry FROM calls WHERE key = ?", (key,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def _where(self, q: Query) -> tuple[list[str], list[Any]]:
+        where: list[str] = []
+        args: list[Any] = []
+        if q.party:
+            if q.party_mode not in PARTY_MODES:
+                raise CatalogError(f"party_mode: one of {', '.join(PARTY_MODES)}")
+            p = q.party.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            if q.party_mode == "prefix":
+                where.append("(caller_user LIKE ? ESCAPE '\\' OR callee_user LIKE ? "
+                             "ESCAPE '\\')")
+                args += [p + "%", p + "%"]
+            elif q.party_mode == "suffix":
+                where.append("(caller_rev LIKE ? ESCAPE '\\' OR callee_rev LIKE ? "
+                             "ESCAPE '\\')")
+                rev = q.party[::-1].replace("\\", "\\\\").replace("%", "\\%").replace(
+                    "_", "\\_")
+                args += [rev + "%", rev + "%"]
+            elif q.party_mode == "exact":
+                where.append("(caller_user = ? OR callee_user = ? OR caller = ? COLLATE "
+                             "NOCASE OR callee = ? COLLATE NOCASE)")
+                args += [q.party] * 4
+            elif len(q.party) >= 3:
+                where.append("id IN (SELECT rowid FROM words WHERE text LIKE ? "
+                             "ESCAPE '\\')")
+                args.append(f"%{p}%")
+            else:
+                where.append("(caller LIKE ? ESCAPE '\\' OR callee LIKE ? ESCAPE '\\')")
+                args += [f"%{p}%", f"%{p}%"]
+        if q.text:
+            if len(q.text) < 3:
+                raise CatalogError("q: at least 3 characters")
+            t = q.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            where.append("id IN (SELECT rowid FROM words WHERE text LIKE ? ESCAPE '\\')")
+            args.append(f"%{t}%")
+        if q.start_from is not None:
+            where.append("start_ns >= ?")
+            args.append(q.start_from)
+        if q.start_to is not None:
+            where.append("start_ns < ?")
+            args.append(q.start_to)
+        if q.cidr:
+            lo, hi = _cidr_range(q.cidr)
+            where.append("id IN (SELECT call FROM addrs WHERE addr BETWEEN ? AND ?)")
+            args += [lo, hi]
+        for col, value in (("status", q.status), ("end_reason", q.end_reason),
+                           ("grp", q.group), ("policy_rule", q.rule)):
+            if value:
+                where.append(f"{col} = ?")
+                args.append(value)
+        if q.codec:
+            where.append("(',' || codecs || ',') LIKE ?")
+            args.append(f"%,{q.codec}%")
+        if q.dtmf:
+            where.append("instr(dtmf, ?) > 0")
+            args.append(q.dtmf)
+        for col, op, bound in (("mos_min", ">=", q.mos_min), ("mos_min", "<=", q.mos_max),
+                               ("loss_max", ">=", q.loss_min),
+                               ("duration", ">=", q.duration_min),
+                               ("duration", "<=", q.duration_max)):
+            if bound is not None:
+                where.append(f"{col} {op} ?")
+                args.append(bound)
+        return where, args
+
+    def _order(self, q: Query) -> tuple[str, str]:
+        if q.sort not in SORTS:
+            raise CatalogError(f"sort: one of {', '.join(SORTS)}")
+        col = SORTS[q.sort]
+        d = "DESC" if q.descending else "ASC"
+        return col, d
+
+    def search(self, q: Query) -> Page:
+        if not 1 <= q.limit <= MAX_PAGE:
+            raise CatalogError(f"limit: 1 to {MAX_PAGE}")
+        where, args = self._where(q)
+        col, d = self._order(q)
+        total = int(self.db.execute(
+            "SELECT count(*) FROM calls" + (" WHERE " + " AND ".join(where) if where else ""),
+            args).fetchone()[0])
+        page_where, page_args = list(where), list(args)
+        if q.cursor:
+            value, rid = _decode_cursor(q.cursor)
+            cmp = "<" if q.descending else ">"
+            # NULLs (calls without a MOS) sort as lowest
+            page_where.append(f"(coalesce({col}, -1e300), id) {cmp} (?, ?)")
+            page_args += [value if value is not None else -1e300, rid]
+        sql = (f"SELECT id, coalesce({col}, -1e300), entry FROM calls"
+               + (" WHERE " + " AND ".join(page_where) if page_where else "")
+               + f" ORDER BY coalesce({col}, -1e300) {d}, id {d} LIMIT ?")
+        rows = self.db.execute(sql, [*page_args, q.limit + 1]).fetchall()
+        more = len(rows) > q.limit
+        rows = rows[:q.limit]
+        calls = [{"id": call_key(e), **e} for e in (json.loads(r[2]) for r in rows)]
+        nxt = _encode_cursor(rows[-1][1], rows[-1][0]) if more and rows else None
+        return Page(calls, total, nxt)
+
+    def export(self, q: Query) -> Iterator[dict[str, Any]]:
+        where, args = self._where(q)
+        col, d = self._order(q)
+        sql = ("SELECT entry FROM calls" + (" WHERE " + " AND ".join(where) if where else "")
+               + f" ORDER BY coalesce({col}, -1e300) {d}, id {d} LIMIT {MAX_EXPORT}")
+        for (text,) in self.db.execute(sql, args):
+            e = json.loads(text)
+            yield {"id": call_key(e), **e}
+
+    def stats_rows(self, start_from: int | None, start_to: int | None
+                   ) -> Iterator[tuple[int, float | None, str, float | None, str]]:
+        """(start_ns, duration, status, mos_min, key) of the calls in a period."""
+        where: list[str] = []
+        args: list[int] = []
+        if start_from is not None:
+            where.append("start_ns >= ?")
+            args.append(start_from)
+        if start_to is not None:
+            where.append("start_ns < ?")
+            args.append(start_to)
+        sql = ("SELECT start_ns, duration, status, mos_min, key FROM calls"
+               + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY start_ns")
+        yield from self.db.execute(sql, args)
+
+
+def _encode_cursor(value: Any, rid: int) -> str:
+    raw = json.dumps([value, rid]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(text: str) -> tuple[Any, int]:
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        value, rid = json.loads(raw)
+        if not isinstance(rid, int) or not isinstance(value, int | float | type(None)):
+            raise ValueError
+        return value, rid
+    except (ValueError, TypeError):
+        raise CatalogError("cursor: not one this server gave") from None
+
+
+def read_summary(out_dir: str, entry: dict[str, Any]) -> dict[str, Any] | None:
+    try:
+        with open(os.path.join(out_dir, entry["summary"]), encoding="utf-8") as f:
+            data: dict[str, Any] = json.load(f)
+            return data
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+# Index lines taken into the catalog per transaction when rebuilding.
+REBUILD_BATCH = 2000
+
+
+def rebuild(out_dir: str) -> int:
+    """The catalog from ``index.jsonl`` alone (and each call's summary): returns the
+    calls indexed. A torn last line (a crash mid-append) is skipped."""
+    cat = SqliteCatalog.beside(out_dir)
+    try:
+        cat.clear()
+        n = 0
+        batch: list[tuple[dict[str, Any], dict[str, Any] | None]] = []
+        path = os.path.join(out_dir, "index.jsonl")
+        if os.path.exists(path):
+            with open(path, encoding="utf-8") as f:
+                for line in f:
+                    try:
+                        entry = json.loads(line)
+                    except ValueError:
+                        continue
+                    batch.append((entry, read_summary(out_dir, entry)))
+                    if len(batch) >= REBUILD_BATCH:
+                        cat.add_many(batch)
+                        n += len(batch)
+                        batch = []
+        if batch:
+            cat.add_many(batch)
+            n += len(batch)
+        return n
+    finally:
+        cat.close()

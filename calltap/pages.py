@@ -1,0 +1,109 @@
+"""The dashboard's pages: small server-rendered shells; ``static/app.js`` fills them from
+the JSON API (no build step)."""
+
+from __future__ import annotations
+
+import html
+
+from calltap import __version__
+
+
+def _page(title: str, body: str, script: str) -> str:
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{html.escape(title)} - calltap</title>
+<link rel="stylesheet" href="/static/style.css?v={__version__}">
+</head><body>
+<header><a class="brand" href="/">calltap</a>
+<nav><a href="/">Calls</a><a href="/overview">Overview</a></nav>
+<label class="tz">Times in <select id="tz"><option value="local">this browser's zone</option>
+<option value="UTC">UTC</option></select></label></header>
+<main>{body}</main>
+<script src="/static/app.js?v={__version__}"></script>
+<script>{script}</script>
+</body></html>"""
+
+
+def calls_page() -> str:
+    body = """
+<h1>Calls</h1>
+<form id="filters" class="filters">
+  <label>Number or URI <input name="party" placeholder="4930123"></label>
+  <label>match <select name="party_mode"><option value="substring">contains</option>
+    <option value="prefix">starts with</option><option value="suffix">ends with</option>
+    <option value="exact">is</option></select></label>
+  <label>Anywhere <input name="q" placeholder="Call-ID, name, header"></label>
+  <label>From <input name="from" type="datetime-local" step="1"></label>
+  <label>To <input name="to" type="datetime-local" step="1"></label>
+  <label>Address <input name="cidr" placeholder="192.0.2.0/24"></label>
+  <label>Status <select name="status"><option value="">any</option>
+    <option>completed</option><option>failed</option><option>cancelled</option>
+    <option>busy</option><option>no-answer</option><option>interrupted</option>
+    <option>unsignalled</option></select></label>
+  <label>Codec <input name="codec" size="8" placeholder="PCMA"></label>
+  <label>MOS from <input name="mos_min" type="number" min="1" max="5" step="0.1"></label>
+  <label>to <input name="mos_max" type="number" min="1" max="5" step="0.1"></label>
+  <label>Loss % at least <input name="loss_min" type="number" min="0" max="100" step="0.1"></label>
+  <label>Length s from <input name="duration_min" type="number" min="0"></label>
+  <label>to <input name="duration_max" type="number" min="0"></label>
+  <label>DTMF <input name="dtmf" size="6"></label>
+  <label>Group <input name="group" size="8"></label>
+  <label>Rule <input name="rule" size="8"></label>
+  <label>Sort <select name="sort"><option value="start">start</option>
+    <option value="duration">length</option><option value="mos">MOS</option>
+    <option value="loss">loss</option></select></label>
+  <label><select name="order"><option value="desc">descending</option>
+    <option value="asc">ascending</option></select></label>
+  <button type="submit">Search</button> <a id="csv" href="/api/calls.csv">CSV</a>
+</form>
+<p id="total" class="muted"></p><p id="error" class="error"></p>
+<table id="calls" class="calls"><thead><tr><th>Start</th><th>Caller</th><th>Callee</th>
+<th>Length</th><th>Status</th><th>Codec</th><th>MOS (caller / callee)</th>
+<th>Lost</th><th>DTMF</th></tr></thead><tbody></tbody></table>
+<p><button id="more" hidden>Next page</button></p>"""
+    return _page("Calls", body, "calltap.callsPage();")
+
+
+def call_page(call_id: str) -> str:
+    body = f"""
+<h1 id="title">Call</h1><p id="subtitle" class="muted"></p>
+<section class="player">
+  <button id="play" type="button">Play</button>
+  <span id="clock">0:00.0</span>
+  <label>Speed <select id="speed"><option>0.5</option><option selected>1</option>
+    <option>1.5</option><option>2</option></select></label>
+  <label>Listen to <select id="channel"><option value="both">both</option>
+    <option value="0">caller only</option><option value="1">callee only</option></select></label>
+  <audio id="audio" preload="metadata" src="/api/calls/{html.escape(call_id)}/audio"></audio>
+</section>
+<section id="timeline" class="timeline">
+  <canvas id="wave" height="170"></canvas>
+  <div id="legend" class="legend"></div>
+  <svg id="ladder" class="ladder"></svg>
+  <h2>Quality per second</h2>
+  <svg id="quality" class="quality"></svg>
+  <div id="playhead" class="playhead"></div>
+</section>
+<section class="details">
+  <div><h2>SIP message</h2><pre id="siptext" class="sip">Click a message in the ladder.</pre></div>
+  <div><h2>Call</h2><table id="meta" class="meta"></table>
+  <h2>Downloads</h2><ul id="downloads"></ul></div>
+</section>"""
+    return _page("Call", body, f"calltap.callPage({call_id!r});")
+
+
+def overview_page() -> str:
+    body = """
+<h1>Overview</h1>
+<form id="period" class="filters">
+  <label>From <input name="from" type="datetime-local" step="1"></label>
+  <label>To <input name="to" type="datetime-local" step="1"></label>
+  <button type="submit">Show</button></form>
+<div id="figures" class="figures"></div>
+<h2>Calls per hour</h2><svg id="hours" class="chart"></svg>
+<h2>MOS of the worse direction</h2><svg id="mos" class="chart"></svg>
+<h2>Worst calls</h2>
+<table id="worst" class="calls"><thead><tr><th>Start</th><th>Caller</th><th>Callee</th>
+<th>MOS</th><th>Length</th></tr></thead><tbody></tbody></table>"""
+    return _page("Overview", body, "calltap.overviewPage();")

@@ -1,0 +1,413 @@
+/* calltap dashboard: fills the server's page shells from the JSON API. No build step. */
+"use strict";
+const calltap = (() => {
+  const SVGNS = "http://www.w3.org/2000/svg";
+  const FLAG_COLORS = {gap: "#d4380d", hold: "#8c8c8c", early_media: "#faad14",
+                       pause: "#722ed1", dtmf: "#13c2c2", ssrc_change: "#1d39c4"};
+  const CHANNEL_COLORS = ["#2f6fde", "#1f9d55"];
+
+  function zone() { return localStorage.getItem("calltap.tz") || "local"; }
+  function setupZone(onChange) {
+    const sel = document.getElementById("tz");
+    sel.value = zone();
+    sel.addEventListener("change", () => { localStorage.setItem("calltap.tz", sel.value); onChange(); });
+  }
+  function fmtTime(iso) {
+    if (!iso) return "";
+    const d = new Date(iso);
+    const opts = {year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit",
+                  minute: "2-digit", second: "2-digit", hour12: false};
+    if (zone() === "UTC") opts.timeZone = "UTC";
+    return d.toLocaleString("sv-SE", opts) + (zone() === "UTC" ? " UTC" : "");
+  }
+  function fmtDur(s) {
+    if (s == null) return "";
+    const m = Math.floor(s / 60), r = s - 60 * m;
+    return m + ":" + r.toFixed(1).padStart(4, "0");
+  }
+  function el(tag, attrs, text) {
+    const e = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, v);
+    if (text != null) e.textContent = text;
+    return e;
+  }
+  function svg(tag, attrs, text) {
+    const e = document.createElementNS(SVGNS, tag);
+    for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, v);
+    if (text != null) e.textContent = text;
+    return e;
+  }
+  async function getJSON(url) {
+    const r = await fetch(url);
+    const body = await r.json();
+    if (!r.ok) throw new Error(body.detail || r.statusText);
+    return body;
+  }
+  function short(uri) { return (uri || "").replace(/^sips?:/, "").replace(/^tel:/, ""); }
+  // datetime-local inputs hold the viewer's zone (or UTC); the API wants UTC
+  function toApiTime(v) {
+    if (!v) return "";
+    return zone() === "UTC" ? v + "Z" : new Date(v).toISOString();
+  }
+  function fromApiTime(v) {
+    if (!v) return "";
+    const d = new Date(v);
+    if (zone() === "UTC") return d.toISOString().slice(0, 19);
+    const off = d.getTimezoneOffset() * 60000;
+    return new Date(d - off).toISOString().slice(0, 19);
+  }
+
+  /* ---------------- calls page ---------------- */
+  function callsPage() {
+    const form = document.getElementById("filters");
+    const tbody = document.querySelector("#calls tbody");
+    const more = document.getElementById("more");
+    let cursor = null;
+    function params() {
+      const p = new URLSearchParams();
+      for (const [k, v] of new FormData(form)) {
+        if (v === "") continue;
+        p.set(k, k === "from" || k === "to" ? toApiTime(v) : v);
+      }
+      return p;
+    }
+    function fill() {
+      const p = new URLSearchParams(location.search);
+      for (const inp of form.elements) {
+        if (!inp.name || !p.has(inp.name)) continue;
+        inp.value = inp.name === "from" || inp.name === "to" ? fromApiTime(p.get(inp.name)) : p.get(inp.name);
+      }
+    }
+    async function load(append) {
+      const p = new URLSearchParams(location.search);
+      if (append && cursor) p.set("cursor", cursor);
+      document.getElementById("csv").href = "/api/calls.csv?" + new URLSearchParams(location.search);
+      document.getElementById("error").textContent = "";
+      let page;
+      try { page = await getJSON("/api/calls?" + p); }
+      catch (e) { document.getElementById("error").textContent = e.message; return; }
+      if (!append) tbody.textContent = "";
+      for (const c of page.calls) {
+        const tr = el("tr", {"data-id": c.id});
+        const mos = (c.mos || []).map(m => m == null ? "-" : m.toFixed(2)).join(" / ");
+        const lost = (c.lost || []).join(" / ");
+        const cells = [fmtTime(c.start), short(c.caller), short(c.callee), fmtDur(c.duration),
+                       c.status, (c.codecs || []).join(", "), mos, lost, c.dtmf || ""];
+        cells.forEach((t, i) => {
+          const td = el("td", {}, t);
+          if (i === 6 && (c.mos || []).some(m => m != null && m < 3.6)) td.className = "bad";
+          tr.appendChild(td);
+        });
+        tr.addEventListener("click", () => { location.href = "/calls/" + encodeURIComponent(c.id); });
+        tbody.appendChild(tr);
+      }
+      cursor = page.next;
+      more.hidden = !cursor;
+      document.getElementById("total").textContent =
+        page.total + " call" + (page.total === 1 ? "" : "s") + " match";
+      document.body.dataset.ready = "1";
+    }
+    form.addEventListener("submit", ev => {
+      ev.preventDefault();
+      history.replaceState(null, "", "?" + params());
+      cursor = null;
+      load(false);
+    });
+    more.addEventListener("click", () => load(true));
+    setupZone(() => { fill(); load(false); });
+    fill();
+    load(false);
+  }
+
+  /* ---------------- call page ---------------- */
+  function decode(b64, Type) {
+    const bin = atob(b64);
+    const u8 = new Uint8Array(bin.length);
+    for (let i = 0; i < bin.length; i++) u8[i] = bin.charCodeAt(i);
+    return new Type(u8.buffer);
+  }
+
+  async function callPage(id) {
+    const base = "/api/calls/" + encodeURIComponent(id);
+    const [detail, view] = await Promise.all([getJSON(base), getJSON(base + "/view")]);
+    const e = detail.entry, s = detail.summary || {};
+    const audio = document.getElementById("audio");
+    const timeline = document.getElementById("timeline");
+    const canvas = document.getElementById("wave");
+    const ladder = document.getElementById("ladder");
+    const quality = document.getElementById("quality");
+    const playhead = document.getElementById("playhead");
+    const seconds = view.rate ? view.frames / view.rate : 0;
+    const sipTimes = view.sip.map(m => m.t);
+    const t0 = Math.min(0, ...sipTimes);
+    const t1 = Math.max(seconds, view.end || 0, ...sipTimes, t0 + 1);
+    const PAD = 10;
+    let width = 0;
+    const x = t => PAD + (t - t0) / (t1 - t0) * (width - 2 * PAD);
+    const tOf = px => t0 + (px - PAD) / (width - 2 * PAD) * (t1 - t0);
+
+    document.getElementById("title").textContent = short(e.caller) + " → " + short(e.callee);
+    function subtitle() {
+      document.getElementById("subtitle").textContent =
+        fmtTime(e.start) + " · " + fmtDur(e.duration) + " · " + e.status +
+        (e.end_reason ? " (" + e.end_reason + ")" : "") + " · " + (e.codecs || []).join(", ");
+    }
+
+    function drawWave() {
+      width = timeline.clientWidth;
+      canvas.width = width;
+      const ctx = canvas.getContext("2d");
+      const H = canvas.height, lane = (H - 30) / 2;
+      ctx.clearRect(0, 0, width, H);
+      const n = view.buckets, step = view.bucket_ms / 1000;
+      const flags = view.flags.map(b => decode(b, Uint8Array));
+      for (let c = 0; c < 2; c++) {
+        const lo = decode(view.peaks.min[c], Int8Array), hi = decode(view.peaks.max[c], Int8Array);
+        const mid = lane / 2 + c * (lane + 15);
+        ctx.fillStyle = CHANNEL_COLORS[c];
+        for (let px = Math.floor(x(0)); px < Math.ceil(x(n * step)) && px < width; px++) {
+          const a = Math.max(0, Math.floor(tOf(px) / step)), b = Math.min(n, Math.ceil(tOf(px + 1) / step));
+          let mn = 0, mx = 0;
+          for (let i = a; i < Math.max(b, a + 1) && i < n; i++) { mn = Math.min(mn, lo[i]); mx = Math.max(mx, hi[i]); }
+          const y0 = mid - mx / 128 * lane / 2, y1 = mid - mn / 128 * lane / 2;
+          ctx.fillRect(px, y0, 1, Math.max(1, y1 - y0));
+        }
+        // marks under the channel: one thin row of colour per bucket with a flag
+        const rowY = mid + lane / 2 + 2;
+        for (let i = 0; i < n; i++) {
+          const f = flags[c][i];
+          if (!f) continue;
+          for (const [name, bit] of Object.entries(view.flag_bits)) {
+            if (!(f & bit)) continue;
+            ctx.fillStyle = FLAG_COLORS[name] || "#000";
+            ctx.fillRect(x(i * step), rowY, Math.max(1, x((i + 1) * step) - x(i * step)), 5);
+          }
+        }
+        ctx.fillStyle = "#5b6570";
+        ctx.font = "11px system-ui";
+        ctx.fillText(c === 0 ? "caller" : "callee", 2, mid - lane / 2 + 11);
+      }
+      const legend = document.getElementById("legend");
+      legend.textContent = "";
+      for (const [name, color] of Object.entries(FLAG_COLORS)) {
+        const span = el("span");
+        const i = el("i"); i.style.background = color;
+        span.append(i, name.replace("_", " "));
+        legend.appendChild(span);
+      }
+    }
+
+    function seek(t) {
+      audio.currentTime = Math.max(0, Math.min(t, seconds));
+      movePlayhead();
+    }
+    canvas.addEventListener("click", ev => seek(tOf(ev.offsetX)));
+
+    function drawLadder() {
+      ladder.textContent = "";
+      const lanes = [];
+      const laneOf = a => { let k = lanes.indexOf(a); if (k < 0) { lanes.push(a); k = lanes.length - 1; } return k; };
+      for (const m of view.sip) { laneOf(m.src); laneOf(m.dst); }
+      for (const st of view.streams) { laneOf(st.src); laneOf(st.dst); }
+      const LH = 46, top = 14;
+      const h = top + LH * Math.max(lanes.length, 2) + 10;
+      ladder.setAttribute("height", h);
+      ladder.setAttribute("viewBox", `0 0 ${width} ${h}`);
+      const y = k => top + LH * k + LH / 2;
+      lanes.forEach((a, k) => {
+        ladder.appendChild(svg("line", {x1: PAD, x2: width - PAD, y1: y(k), y2: y(k), stroke: "#c9ced6", "stroke-dasharray": "4 3"}));
+        ladder.appendChild(svg("text", {x: PAD + 2, y: y(k) - 4, "font-size": 11, fill: "#5b6570"}, a));
+      });
+      for (const st of view.streams) {
+        if (st.start == null) continue;
+        const k = laneOf(st.src);
+        const r = svg("rect", {x: x(st.start), y: y(k) + 3, width: Math.max(2, x(st.end) - x(st.start)), height: 8,
+                               fill: CHANNEL_COLORS[st.channel], opacity: 0.35, class: "stream"});
+        r.appendChild(svg("title", {}, `${st.codec} ${st.src} → ${st.dst} (SSRC ${st.ssrc})`));
+        ladder.appendChild(r);
+        ladder.appendChild(svg("text", {x: x(st.start) + 3, y: y(k) + 22, "font-size": 10, fill: CHANNEL_COLORS[st.channel]}, `RTP ${st.codec}`));
+      }
+      view.sip.forEach((m, i) => {
+        const a = laneOf(m.src), b = laneOf(m.dst), xm = x(m.t);
+        const g = svg("g", {class: "msg", "data-index": i, "data-t": m.t});
+        const y1 = y(a), y2 = y(b), dir = y2 > y1 ? 1 : -1;
+        g.appendChild(svg("line", {x1: xm, y1: y1, x2: xm, y2: y2 - dir * 4, stroke: "#333", "stroke-width": 1.5}));
+        g.appendChild(svg("path", {d: `M${xm - 4},${y2 - dir * 8} L${xm},${y2} L${xm + 4},${y2 - dir * 8} Z`, fill: "#333"}));
+        g.appendChild(svg("rect", {x: xm - 6, y: Math.min(y1, y2), width: 12, height: Math.abs(y2 - y1), fill: "transparent"}));
+        g.appendChild(svg("text", {x: xm + 3, y: (y1 + y2) / 2, "font-size": 10, fill: "#1b1f24"}, m.label));
+        g.appendChild(svg("title", {}, `${m.label} at ${m.t.toFixed(3)} s`));
+        g.addEventListener("click", () => {
+          for (const o of ladder.querySelectorAll(".msg.selected")) o.classList.remove("selected");
+          g.classList.add("selected");
+          document.getElementById("siptext").textContent = m.text;
+          seek(m.t);
+        });
+        ladder.appendChild(g);
+      });
+    }
+
+    function drawQuality() {
+      quality.textContent = "";
+      const H = 150, top = 10, bottom = H - 20;
+      quality.setAttribute("height", H);
+      quality.setAttribute("viewBox", `0 0 ${width} ${H}`);
+      const yMos = v => bottom - (v - 1) / 4 * (bottom - top);
+      let maxLoss = 5, maxJit = 20;
+      for (const q of view.quality) {
+        maxLoss = Math.max(maxLoss, ...q.loss_pct); maxJit = Math.max(maxJit, ...q.jitter_ms);
+      }
+      for (const v of [1, 2, 3, 4, 5]) {
+        quality.appendChild(svg("line", {x1: PAD, x2: width - PAD, y1: yMos(v), y2: yMos(v), stroke: "#eef0f3"}));
+        quality.appendChild(svg("text", {x: PAD, y: yMos(v) - 2, "font-size": 9, fill: "#8c8c8c"}, "MOS " + v));
+      }
+      for (const q of view.quality) {
+        const color = CHANNEL_COLORS[q.channel];
+        q.t.forEach((t, i) => {
+          if (!q.loss_pct[i]) return;
+          const hgt = q.loss_pct[i] / maxLoss * (bottom - top) / 2;
+          const r = svg("rect", {x: x(t), y: bottom - hgt, width: Math.max(1, x(t + 1) - x(t) - 1), height: hgt,
+                                 fill: color, opacity: 0.3, class: "loss"});
+          r.appendChild(svg("title", {}, `${q.loss_pct[i]}% lost`));
+          quality.appendChild(r);
+        });
+        const mosPts = q.t.map((t, i) => q.mos[i] == null ? null : `${x(t + 0.5)},${yMos(q.mos[i])}`).filter(Boolean);
+        if (mosPts.length) quality.appendChild(svg("polyline", {points: mosPts.join(" "), fill: "none", stroke: color, "stroke-width": 2, class: "mos"}));
+        const jit = q.t.map((t, i) => `${x(t + 0.5)},${bottom - q.jitter_ms[i] / maxJit * (bottom - top)}`);
+        if (jit.length) quality.appendChild(svg("polyline", {points: jit.join(" "), fill: "none", stroke: color, "stroke-dasharray": "3 2", "stroke-width": 1, class: "jitter"}));
+      }
+      quality.appendChild(svg("text", {x: width - PAD - 330, y: H - 4, "font-size": 10, fill: "#5b6570"},
+        `solid: MOS · dashed: jitter (0-${maxJit.toFixed(0)} ms) · bars: loss (0-${maxLoss.toFixed(0)}%)`));
+    }
+
+    function meta() {
+      const t = document.getElementById("meta");
+      t.textContent = "";
+      const call = s.call || {};
+      const ids = call.identities || {};
+      const rows = [
+        ["Call-ID", e.call_id], ["Start", fmtTime(e.start)], ["Answer", fmtTime(e.answer)],
+        ["End", fmtTime(e.end)], ["Status", `${e.status} (${e.final_code || "-"} ${call.final_reason || ""})`],
+        ["End reason", `${e.end_reason || ""}${e.hangup_by ? ", by " + e.hangup_by : ""}`],
+        ["Caller", (ids.caller || []).map(i => `${i.name ? i.name + " " : ""}<${i.uri}>`).join(", ") || e.caller],
+        ["Callee", (ids.callee || []).map(i => `${i.name ? i.name + " " : ""}<${i.uri}>`).join(", ") || e.callee],
+        ["Group", e.group || "-"], ["Policy rule", e.policy_rule || "-"],
+        ["DTMF", e.dtmf || "-"], ["MOS", (e.mos || []).map(m => m == null ? "-" : m).join(" / ")],
+      ];
+      for (const [name, values] of Object.entries(call.headers || {})) rows.push([name, values.join(", ")]);
+      for (const d of s.directions || []) {
+        const ci = d.capture_integrity || {};
+        rows.push([`Integrity (${d.side})`, ci.verdict || "-"]);
+      }
+      for (const [k, v] of rows) {
+        const tr = el("tr");
+        tr.append(el("td", {}, k), el("td", {}, v == null ? "" : String(v)));
+        t.appendChild(tr);
+      }
+      const ul = document.getElementById("downloads");
+      ul.textContent = "";
+      const links = [["Audio", base + "/files/audio", "download-audio"], ["SIPREC metadata (XML)", base + "/files/metadata", "download-xml"],
+                     ["Summary (JSON)", base + "/files/summary", "download-json"]];
+      if (e.sip_pcap) links.push(["SIP messages (pcap)", base + "/files/sip_pcap", "download-sip"]);
+      links.push(["Everything (zip)", base + "/zip", "download-zip"]);
+      for (const [text, href, cls] of links) {
+        const li = el("li"), a = el("a", {href, class: cls, download: ""}, text);
+        li.appendChild(a); ul.appendChild(li);
+      }
+    }
+
+    function movePlayhead() {
+      playhead.style.left = x(audio.currentTime) + "px";
+      const t = audio.currentTime;
+      document.getElementById("clock").textContent = fmtDur(t) + " / " + fmtDur(seconds);
+    }
+
+    // player: play/pause, speed, one channel or both (Web Audio, made on first use)
+    const play = document.getElementById("play");
+    play.addEventListener("click", () => { if (audio.paused) audio.play(); else audio.pause(); });
+    audio.addEventListener("play", () => { play.textContent = "Pause"; });
+    audio.addEventListener("pause", () => { play.textContent = "Play"; });
+    audio.addEventListener("timeupdate", movePlayhead);
+    document.getElementById("speed").addEventListener("change", ev => { audio.playbackRate = Number(ev.target.value); });
+    let gains = null;
+    document.getElementById("channel").addEventListener("change", ev => {
+      if (!gains) {
+        const ac = new AudioContext();
+        const src = ac.createMediaElementSource(audio);
+        const split = ac.createChannelSplitter(2), merge = ac.createChannelMerger(2);
+        gains = [ac.createGain(), ac.createGain()];
+        src.connect(split);
+        for (let c = 0; c < 2; c++) {
+          split.connect(gains[c], c);
+          gains[c].connect(merge, 0, 0); gains[c].connect(merge, 0, 1);
+        }
+        merge.connect(ac.destination);
+      }
+      const v = ev.target.value;
+      gains[0].gain.value = v === "1" ? 0 : 1;
+      gains[1].gain.value = v === "0" ? 0 : 1;
+    });
+
+    function draw() { drawWave(); drawLadder(); drawQuality(); movePlayhead(); }
+    window.addEventListener("resize", draw);
+    setupZone(() => { subtitle(); meta(); });
+    subtitle(); meta(); draw();
+    document.body.dataset.ready = "1";
+  }
+
+  /* ---------------- overview page ---------------- */
+  function overviewPage() {
+    const form = document.getElementById("period");
+    function bars(el_, items, label, value) {
+      el_.textContent = "";
+      const W = el_.clientWidth || 800, H = 180, pad = 24;
+      el_.setAttribute("viewBox", `0 0 ${W} ${H}`);
+      const max = Math.max(1, ...items.map(value));
+      const bw = (W - 2 * pad) / Math.max(1, items.length);
+      items.forEach((it, i) => {
+        const h = value(it) / max * (H - 2 * pad);
+        const r = svg("rect", {x: pad + i * bw + 1, y: H - pad - h, width: Math.max(1, bw - 2), height: h, fill: "#2f6fde"});
+        r.appendChild(svg("title", {}, `${label(it)}: ${value(it)}`));
+        el_.appendChild(r);
+        if (items.length <= 24 || i % Math.ceil(items.length / 12) === 0)
+          el_.appendChild(svg("text", {x: pad + i * bw + 2, y: H - 6, "font-size": 10, fill: "#5b6570"}, label(it)));
+      });
+      el_.appendChild(svg("text", {x: 2, y: 12, "font-size": 10, fill: "#5b6570"}, String(max)));
+    }
+    async function load() {
+      const p = new URLSearchParams(location.search);
+      const o = await getJSON("/api/overview?" + p);
+      const f = document.getElementById("figures");
+      f.textContent = "";
+      for (const [k, v] of [["Calls", o.calls], ["Answered", o.answered],
+                            ["Answer-seizure ratio", o.asr == null ? "-" : (100 * o.asr).toFixed(1) + "%"],
+                            ["Average call length", o.acd_seconds == null ? "-" : fmtDur(o.acd_seconds)]]) {
+        const d = el("div"); d.append(el("b", {}, String(v)), k); f.appendChild(d);
+      }
+      bars(document.getElementById("hours"), o.per_hour, it => fmtTime(it.hour).slice(5, 16), it => it.calls);
+      bars(document.getElementById("mos"), o.mos_histogram, it => `${it.from.toFixed(1)}-${it.to.toFixed(1)}`, it => it.calls);
+      const tbody = document.querySelector("#worst tbody");
+      tbody.textContent = "";
+      for (const c of o.worst) {
+        const tr = el("tr");
+        tr.append(el("td", {}, fmtTime(c.start)), el("td", {}, short(c.caller)), el("td", {}, short(c.callee)),
+                  el("td", {class: "bad"}, c.mos_min.toFixed(2)), el("td", {}, fmtDur(c.duration)));
+        tr.addEventListener("click", () => { location.href = "/calls/" + encodeURIComponent(c.id); });
+        tbody.appendChild(tr);
+      }
+      document.body.dataset.ready = "1";
+    }
+    form.addEventListener("submit", ev => {
+      ev.preventDefault();
+      const p = new URLSearchParams();
+      for (const [k, v] of new FormData(form)) if (v) p.set(k, toApiTime(v));
+      history.replaceState(null, "", "?" + p);
+      load();
+    });
+    const p = new URLSearchParams(location.search);
+    for (const inp of form.elements) if (inp.name && p.has(inp.name)) inp.value = fromApiTime(p.get(inp.name));
+    setupZone(load);
+    load();
+  }
+
+  return {callsPage, callPage, overviewPage};
+})();
