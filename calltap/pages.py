@@ -13,6 +13,7 @@ def _page(title: str, body: str, script: str) -> str:
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{html.escape(title)} - calltap</title>
+<link rel="icon" href="data:,">
 <link rel="stylesheet" href="/static/style.css?v={__version__}">
 </head><body>
 <header><a class="brand" href="/">calltap</a>

@@ -370,6 +370,10 @@ def create_app(out_dir: str) -> FastAPI:
         dash.entry(call_id)
         return HTMLResponse(call_page(call_id))
 
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> Response:
+        return Response(status_code=204)
+
     @app.get("/overview", response_class=HTMLResponse, include_in_schema=False)
     def page_overview() -> HTMLResponse:
         return HTMLResponse(overview_page())

@@ -205,8 +205,10 @@ const calltap = (() => {
 
     function drawLadder() {
       ladder.textContent = "";
+      // one lane per host: its SIP and its media share it
       const lanes = [];
-      const laneOf = a => { let k = lanes.indexOf(a); if (k < 0) { lanes.push(a); k = lanes.length - 1; } return k; };
+      const host = a => a.replace(/:\d+$/, "").replace(/^\[|\]$/g, "");
+      const laneOf = a => { const h = host(a); let k = lanes.indexOf(h); if (k < 0) { lanes.push(h); k = lanes.length - 1; } return k; };
       for (const m of view.sip) { laneOf(m.src); laneOf(m.dst); }
       for (const st of view.streams) { laneOf(st.src); laneOf(st.dst); }
       const LH = 46, top = 14;
@@ -221,20 +223,32 @@ const calltap = (() => {
       for (const st of view.streams) {
         if (st.start == null) continue;
         const k = laneOf(st.src);
-        const r = svg("rect", {x: x(st.start), y: y(k) + 3, width: Math.max(2, x(st.end) - x(st.start)), height: 8,
+        const label = `RTP ${st.codec} ${st.src} → ${st.dst}`;
+        const r = svg("rect", {x: x(st.start), y: y(k) + 3 + 4 * st.channel, width: Math.max(2, x(st.end) - x(st.start)), height: 8,
                                fill: CHANNEL_COLORS[st.channel], opacity: 0.35, class: "stream"});
         r.appendChild(svg("title", {}, `${st.codec} ${st.src} → ${st.dst} (SSRC ${st.ssrc})`));
         ladder.appendChild(r);
-        ladder.appendChild(svg("text", {x: x(st.start) + 3, y: y(k) + 22, "font-size": 10, fill: CHANNEL_COLORS[st.channel]}, `RTP ${st.codec}`));
+        ladder.appendChild(svg("text", {x: x(st.start) + 3, y: y(k) + 22 + 10 * st.channel, "font-size": 10, fill: CHANNEL_COLORS[st.channel]}, label));
+      }
+      // messages closer than GAP px apart are spread out so each can be clicked; a tick on
+      // the top edge keeps each one's true time
+      const GAP = 14;
+      const xs = view.sip.map(m => x(m.t));
+      for (let i = 1; i < xs.length; i++) xs[i] = Math.max(xs[i], xs[i - 1] + GAP);
+      for (let i = xs.length - 1; i >= 0; i--) {
+        const limit = i === xs.length - 1 ? width - PAD : xs[i + 1] - GAP;
+        xs[i] = Math.max(PAD, Math.min(xs[i], limit));
       }
       view.sip.forEach((m, i) => {
-        const a = laneOf(m.src), b = laneOf(m.dst), xm = x(m.t);
+        const a = laneOf(m.src), b = laneOf(m.dst), xm = xs[i];
+        ladder.appendChild(svg("line", {x1: x(m.t), x2: xm, y1: 0, y2: top - 2, stroke: "#8c8c8c"}));
         const g = svg("g", {class: "msg", "data-index": i, "data-t": m.t});
         const y1 = y(a), y2 = y(b), dir = y2 > y1 ? 1 : -1;
         g.appendChild(svg("line", {x1: xm, y1: y1, x2: xm, y2: y2 - dir * 4, stroke: "#333", "stroke-width": 1.5}));
         g.appendChild(svg("path", {d: `M${xm - 4},${y2 - dir * 8} L${xm},${y2} L${xm + 4},${y2 - dir * 8} Z`, fill: "#333"}));
-        g.appendChild(svg("rect", {x: xm - 6, y: Math.min(y1, y2), width: 12, height: Math.abs(y2 - y1), fill: "transparent"}));
-        g.appendChild(svg("text", {x: xm + 3, y: (y1 + y2) / 2, "font-size": 10, fill: "#1b1f24"}, m.label));
+        g.appendChild(svg("rect", {x: xm - 6, y: Math.min(y1, y2), width: 12, height: Math.abs(y2 - y1), fill: "transparent", class: "hit"}));
+        // labels of messages close in time are stacked so they stay readable
+        g.appendChild(svg("text", {x: xm + 3, y: Math.min(y1, y2) + 12 + (i % 3) * 11, "font-size": 10, fill: "#1b1f24"}, m.label));
         g.appendChild(svg("title", {}, `${m.label} at ${m.t.toFixed(3)} s`));
         g.addEventListener("click", () => {
           for (const o of ladder.querySelectorAll(".msg.selected")) o.classList.remove("selected");
