@@ -18,6 +18,9 @@ from typing import Any, Protocol
 from writer.view import parse_time
 
 CATALOG_FILE = "catalog.sqlite"
+# The schema's version (PRAGMA user_version): a catalog of another version is rebuilt
+# from index.jsonl when opened.
+CATALOG_VERSION = 2
 # Rows one search returns at most: a page of the calls table; more go by the cursor.
 MAX_PAGE = 500
 # Rows one export streams at most: a spreadsheet's worth.
@@ -188,12 +191,14 @@ def _row(entry: dict[str, Any]) -> tuple[Any, ...]:
     known_loss = [x for x in loss if x is not None]
     caller, callee = entry.get("caller") or "", entry.get("callee") or ""
     cu, ce = user_part(caller), user_part(callee)
+    # unknown MOS and loss are -1 (and an unknown length 0), so the sort columns hold no
+    # NULL and ORDER BY walks their indexes
     return (call_key(entry), entry["call_id"], parse_time(entry["start"]) or 0,
-            entry.get("duration"), caller, callee, cu, ce, cu[::-1], ce[::-1],
+            entry.get("duration") or 0.0, caller, callee, cu, ce, cu[::-1], ce[::-1],
             entry.get("status"), entry.get("end_reason"), entry.get("final_code"),
             ",".join(entry.get("codecs") or []), mos[0], mos[1],
-            min(known_mos) if known_mos else None, loss[0], loss[1],
-            max(known_loss) if known_loss else None, entry.get("dtmf") or "",
+            min(known_mos) if known_mos else -1.0, loss[0], loss[1],
+            max(known_loss) if known_loss else -1.0, entry.get("dtmf") or "",
             entry.get("group"), entry.get("policy_rule"),
             json.dumps(entry, separators=(",", ":")))
 
@@ -214,14 +219,53 @@ class SqliteCatalog:
         self.db = sqlite3.connect(uri, uri=True, timeout=10.0, check_same_thread=False,
                                   isolation_level=None)
         self.db.execute("PRAGMA busy_timeout = 10000")
+        self.stale = False
+        """Opened as another schema version: emptied, to be filled again."""
         if not readonly:
             self.db.execute("PRAGMA journal_mode = WAL")
             self.db.execute("PRAGMA synchronous = NORMAL")
+            version = self.db.execute("PRAGMA user_version").fetchone()[0]
+            tables = self.db.execute("SELECT count(*) FROM sqlite_master WHERE name = 'calls'"
+                                     ).fetchone()[0]
+            if tables and version != CATALOG_VERSION:
+                self.db.executescript("DROP TABLE IF EXISTS calls; DROP TABLE IF EXISTS addrs;"
+                                      " DROP TABLE IF EXISTS words;")
+                self.stale = True
             self.db.executescript(SCHEMA)
+            self.db.execute(f"PRAGMA user_version = {CATALOG_VERSION}")
 
     @classmethod
     def beside(cls, out_dir: str, readonly: bool = False) -> SqliteCatalog:
-        return cls(os.path.join(out_dir, CATALOG_FILE), readonly)
+        """The catalog of an output directory (one of an older schema is rebuilt)."""
+        cat = cls(os.path.join(out_dir, CATALOG_FILE), readonly)
+        if cat.stale:
+            cat.refill(out_dir)
+        return cat
+
+    def refill(self, out_dir: str) -> int:
+        """Every call of ``out_dir``'s ``index.jsonl`` (and its summary) into an empty
+        catalog; returns the calls indexed. A torn last line (a crash mid-append) is
+        skipped."""
+        n = 0
+        batch: list[tuple[dict[str, Any], dict[str, Any] | None]] = []
+        path = os.path.join(out_dir, "index.jsonl")
+        if os.path.exists(path):
+            with open(path, encoding="utf-8") as f:
+                for line in f:
+                    try:
+                        entry = json.loads(line)
+                    except ValueError:
+                        continue
+                    batch.append((entry, read_summary(out_dir, entry)))
+                    if len(batch) >= REBUILD_BATCH:
+                        self.add_many(batch)
+                        n += len(batch)
+                        batch = []
+        if batch:
+            self.add_many(batch)
+            n += len(batch)
+        self.stale = False
+        return n
 
     def close(self) -> None:
         self.db.close()
@@ -269,34 +313,27 @@ class SqliteCatalog:
         if q.party:
             if q.party_mode not in PARTY_MODES:
                 raise CatalogError(f"party_mode: one of {', '.join(PARTY_MODES)}")
-            p = q.party.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             if q.party_mode == "prefix":
-                where.append("(caller_user LIKE ? ESCAPE '\\' OR callee_user LIKE ? "
-                             "ESCAPE '\\')")
-                args += [p + "%", p + "%"]
+                where.append(f"({_like('caller_user')} OR {_like('callee_user')})")
+                args += [_escaped(q.party) + "%"] * 2
             elif q.party_mode == "suffix":
-                where.append("(caller_rev LIKE ? ESCAPE '\\' OR callee_rev LIKE ? "
-                             "ESCAPE '\\')")
-                rev = q.party[::-1].replace("\\", "\\\\").replace("%", "\\%").replace(
-                    "_", "\\_")
-                args += [rev + "%", rev + "%"]
+                where.append(f"({_like('caller_rev')} OR {_like('callee_rev')})")
+                args += [_escaped(q.party[::-1]) + "%"] * 2
             elif q.party_mode == "exact":
                 where.append("(caller_user = ? OR callee_user = ? OR caller = ? COLLATE "
                              "NOCASE OR callee = ? COLLATE NOCASE)")
                 args += [q.party] * 4
             elif len(q.party) >= 3:
-                where.append("id IN (SELECT rowid FROM words WHERE text LIKE ? "
-                             "ESCAPE '\\')")
-                args.append(f"%{p}%")
+                where.append(_words_like(q.party))
+                args.append(f"%{_escaped(q.party)}%")
             else:
-                where.append("(caller LIKE ? ESCAPE '\\' OR callee LIKE ? ESCAPE '\\')")
-                args += [f"%{p}%", f"%{p}%"]
+                where.append(f"({_like('caller')} OR {_like('callee')})")
+                args += [f"%{_escaped(q.party)}%"] * 2
         if q.text:
             if len(q.text) < 3:
                 raise CatalogError("q: at least 3 characters")
-            t = q.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            where.append("id IN (SELECT rowid FROM words WHERE text LIKE ? ESCAPE '\\')")
-            args.append(f"%{t}%")
+            where.append(_words_like(q.text))
+            args.append(f"%{_escaped(q.text)}%")
         if q.start_from is not None:
             where.append("start_ns >= ?")
             args.append(q.start_from)
@@ -318,12 +355,18 @@ class SqliteCatalog:
         if q.dtmf:
             where.append("instr(dtmf, ?) > 0")
             args.append(q.dtmf)
-        for col, op, bound in (("mos_min", ">=", q.mos_min), ("mos_min", "<=", q.mos_max),
+        # with a time range, the start index is the one to walk: the unary + keeps the
+        # planner off the others (without range statistics it guesses them as selective)
+        plus = "+" if q.start_from is not None or q.start_to is not None else ""
+        mos_low = q.mos_min
+        if q.mos_max is not None:
+            mos_low = max(mos_low or 0.0, 0.0)  # calls without a MOS (-1) stay out
+        for col, op, bound in (("mos_min", ">=", mos_low), ("mos_min", "<=", q.mos_max),
                                ("loss_max", ">=", q.loss_min),
                                ("duration", ">=", q.duration_min),
                                ("duration", "<=", q.duration_max)):
             if bound is not None:
-                where.append(f"{col} {op} ?")
+                where.append(f"{plus}{col} {op} ?")
                 args.append(bound)
         return where, args
 
@@ -346,12 +389,11 @@ class SqliteCatalog:
         if q.cursor:
             value, rid = _decode_cursor(q.cursor)
             cmp = "<" if q.descending else ">"
-            # NULLs (calls without a MOS) sort as lowest
-            page_where.append(f"(coalesce({col}, -1e300), id) {cmp} (?, ?)")
-            page_args += [value if value is not None else -1e300, rid]
-        sql = (f"SELECT id, coalesce({col}, -1e300), entry FROM calls"
+            page_where.append(f"({col}, id) {cmp} (?, ?)")
+            page_args += [value, rid]
+        sql = (f"SELECT id, {col}, entry FROM calls"
                + (" WHERE " + " AND ".join(page_where) if page_where else "")
-               + f" ORDER BY coalesce({col}, -1e300) {d}, id {d} LIMIT ?")
+               + f" ORDER BY {col} {d}, id {d} LIMIT ?")
         rows = self.db.execute(sql, [*page_args, q.limit + 1]).fetchall()
         more = len(rows) > q.limit
         rows = rows[:q.limit]
@@ -363,7 +405,7 @@ class SqliteCatalog:
         where, args = self._where(q)
         col, d = self._order(q)
         sql = ("SELECT entry FROM calls" + (" WHERE " + " AND ".join(where) if where else "")
-               + f" ORDER BY coalesce({col}, -1e300) {d}, id {d} LIMIT {MAX_EXPORT}")
+               + f" ORDER BY {col} {d}, id {d} LIMIT {MAX_EXPORT}")
         for (text,) in self.db.execute(sql, args):
             e = json.loads(text)
             yield {"id": call_key(e), **e}
@@ -384,6 +426,23 @@ class SqliteCatalog:
         yield from self.db.execute(sql, args)
 
 
+def _escaped(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _like(column: str) -> str:
+    # the LIKE optimisation uses the column's NOCASE index with this ESCAPE clause
+    return f"{column} LIKE ? ESCAPE '\\'"
+
+
+def _words_like(text: str) -> str:
+    """The trigram index answers LIKE only without an ESCAPE clause: used as it is when
+    the text holds no wildcard character (numbers and URIs almost never do)."""
+    if any(c in text for c in "%_\\"):
+        return "id IN (SELECT rowid FROM words WHERE text LIKE ? ESCAPE '\\')"
+    return "id IN (SELECT rowid FROM words WHERE text LIKE ?)"
+
+
 def _encode_cursor(value: Any, rid: int) -> str:
     raw = json.dumps([value, rid]).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
@@ -393,7 +452,7 @@ def _decode_cursor(text: str) -> tuple[Any, int]:
     try:
         raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
         value, rid = json.loads(raw)
-        if not isinstance(rid, int) or not isinstance(value, int | float | type(None)):
+        if not isinstance(rid, int) or not isinstance(value, int | float):
             raise ValueError
         return value, rid
     except (ValueError, TypeError):
@@ -415,28 +474,10 @@ REBUILD_BATCH = 2000
 
 def rebuild(out_dir: str) -> int:
     """The catalog from ``index.jsonl`` alone (and each call's summary): returns the
-    calls indexed. A torn last line (a crash mid-append) is skipped."""
+    calls indexed."""
     cat = SqliteCatalog.beside(out_dir)
     try:
         cat.clear()
-        n = 0
-        batch: list[tuple[dict[str, Any], dict[str, Any] | None]] = []
-        path = os.path.join(out_dir, "index.jsonl")
-        if os.path.exists(path):
-            with open(path, encoding="utf-8") as f:
-                for line in f:
-                    try:
-                        entry = json.loads(line)
-                    except ValueError:
-                        continue
-                    batch.append((entry, read_summary(out_dir, entry)))
-                    if len(batch) >= REBUILD_BATCH:
-                        cat.add_many(batch)
-                        n += len(batch)
-                        batch = []
-        if batch:
-            cat.add_many(batch)
-            n += len(batch)
-        return n
+        return cat.refill(out_dir)
     finally:
         cat.close()
