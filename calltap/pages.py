@@ -102,7 +102,7 @@ def overview_page() -> str:
   <label>To <input name="to" type="datetime-local" step="1"></label>
   <button type="submit">Show</button></form>
 <div id="figures" class="figures"></div>
-<h2>Calls per hour</h2><svg id="hours" class="chart"></svg>
+<h2>Calls per <span id="per-unit">hour</span></h2><svg id="hours" class="chart"></svg>
 <h2>MOS of the worse direction</h2><svg id="mos" class="chart"></svg>
 <h2>Worst calls</h2>
 <table id="worst" class="calls"><thead><tr><th>Start</th><th>Caller</th><th>Callee</th>

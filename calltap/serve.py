@@ -56,6 +56,9 @@ MEDIA_TYPES = {".wav": "audio/wav", ".mp3": "audio/mpeg", ".opus": "audio/ogg",
 TRANSCODE_CACHE = 32
 # Worst calls listed on the overview page.
 WORST_CALLS = 20
+# Bars of the calls-per-period chart at most (a year of days).
+MAX_BINS = 400
+NS = 1_000_000_000
 
 
 def _when(text: str | None, name: str) -> int | None:
@@ -328,24 +331,34 @@ def create_app(out_dir: str) -> FastAPI:
         start_from: Annotated[str | None, Query(alias="from", max_length=40)] = None,
         start_to: Annotated[str | None, Query(alias="to", max_length=40)] = None,
     ) -> dict[str, Any]:
-        """Calls per hour, answer-seizure ratio, average call length (answered calls), the
-        MOS distribution (the worse direction) and the worst calls of the period."""
+        """Calls per hour (per day over more than a week), answer-seizure ratio, average
+        call length (answered calls), the MOS distribution (the worse direction) and the
+        worst calls of the period (by default, all calls)."""
         a, b = _when(start_from, "from"), _when(start_to, "to")
-        hours: dict[int, int] = {}
         answered = total = 0
         length = 0.0
         bins = [0] * 8  # MOS 1-1.5 ... 4.5-5
         worst: list[tuple[float, str]] = []
         with dash._lock:  # noqa: SLF001
             rows = list(dash.catalog.stats_rows(a, b))
+        starts = [r[0] for r in rows]
+        lo = a if a is not None else (min(starts) if starts else 0)
+        hi = b if b is not None else (max(starts) + 1 if starts else 0)
+        # hours over a week or less, else days; the empty ones too, up to MAX_BINS
+        unit = 3600 if hi - lo <= 7 * 86400 * NS else 86400
+        first = lo // (unit * NS)
+        count = max(0, (hi - 1) // (unit * NS) - first + 1)
+        if count > MAX_BINS:  # a span this long: only the days that had calls
+            count = 0
+        per: dict[int, int] = {first + k: 0 for k in range(count)}
         for start_ns, duration, status, mos, key in rows:
             total += 1
-            hour = start_ns // 3_600_000_000_000 * 3600
-            hours[hour] = hours.get(hour, 0) + 1
+            slot = start_ns // (unit * NS)
+            per[slot] = per.get(slot, 0) + 1
             if status == "completed":
                 answered += 1
                 length += duration or 0.0
-            if mos is not None:
+            if mos is not None and mos >= 0:
                 bins[min(7, max(0, int((mos - 1.0) / 0.5)))] += 1
                 worst.append((mos, key))
         worst.sort()
@@ -355,8 +368,9 @@ def create_app(out_dir: str) -> FastAPI:
         return {"calls": total, "answered": answered,
                 "asr": round(answered / total, 4) if total else None,
                 "acd_seconds": round(length / answered, 1) if answered else None,
-                "per_hour": [{"hour": _rfc3339(h * 1_000_000_000), "calls": n}
-                             for h, n in sorted(hours.items())],
+                "per_period": {"unit": "hour" if unit == 3600 else "day",
+                               "bins": [{"start": _rfc3339(k * unit * NS), "calls": n}
+                                        for k, n in sorted(per.items())]},
                 "mos_histogram": [{"from": 1.0 + 0.5 * k, "to": 1.5 + 0.5 * k, "calls": n}
                                   for k, n in enumerate(bins)],
                 "worst": worst_calls}

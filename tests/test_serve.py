@@ -172,7 +172,11 @@ def test_overview(client: TestClient, out: Path) -> None:
     entries = load_index(out)
     assert o["calls"] == len(entries)
     assert o["answered"] == sum(e["status"] == "completed" for e in entries)
-    assert sum(h["calls"] for h in o["per_hour"]) == len(entries)
+    assert sum(h["calls"] for h in o["per_period"]["bins"]) == len(entries)
+    assert o["per_period"]["unit"] == "hour"  # the capture spans less than a week
+    day = client.get("/api/overview", params={"from": "2026-01-01T00:00:00Z",
+                                              "to": "2026-02-01T00:00:00Z"}).json()
+    assert day["per_period"]["unit"] == "day" and len(day["per_period"]["bins"]) == 31
     assert sum(b["calls"] for b in o["mos_histogram"]) == len(entries)
     worst = [w["mos_min"] for w in o["worst"]]
     assert worst == sorted(worst)

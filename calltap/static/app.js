@@ -397,14 +397,16 @@ const calltap = (() => {
                             ["Average call length", o.acd_seconds == null ? "-" : fmtDur(o.acd_seconds)]]) {
         const d = el("div"); d.append(el("b", {}, String(v)), k); f.appendChild(d);
       }
-      bars(document.getElementById("hours"), o.per_hour, it => fmtTime(it.hour).slice(5, 16), it => it.calls);
+      document.getElementById("per-unit").textContent = o.per_period.unit;
+      bars(document.getElementById("hours"), o.per_period.bins,
+           it => o.per_period.unit === "hour" ? fmtTime(it.start).slice(5, 16) : fmtTime(it.start).slice(0, 10), it => it.calls);
       bars(document.getElementById("mos"), o.mos_histogram, it => `${it.from.toFixed(1)}-${it.to.toFixed(1)}`, it => it.calls);
       const tbody = document.querySelector("#worst tbody");
       tbody.textContent = "";
       for (const c of o.worst) {
         const tr = el("tr");
         tr.append(el("td", {}, fmtTime(c.start)), el("td", {}, short(c.caller)), el("td", {}, short(c.callee)),
-                  el("td", {class: "bad"}, c.mos_min.toFixed(2)), el("td", {}, fmtDur(c.duration)));
+                  el("td", {class: c.mos_min < 3.6 ? "bad" : ""}, c.mos_min.toFixed(2)), el("td", {}, fmtDur(c.duration)));
         tr.addEventListener("click", () => { location.href = "/calls/" + encodeURIComponent(c.id); });
         tbody.appendChild(tr);
       }
