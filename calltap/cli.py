@@ -379,6 +379,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
         varied=args.varied,
         pause_at=args.pause_at,
         resume_at=args.resume_at,
+        hold_at=args.hold_at,
+        unhold_at=args.unhold_at,
         pause_by=args.pause_by,
     )
     try:
@@ -527,6 +529,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="the caller pauses the recording this many seconds into the media")
     gen.add_argument("--resume-at", type=float, default=-1.0, metavar="S",
                      help="... and resumes it then")
+    gen.add_argument("--hold-at", type=float, default=-1.0, metavar="S",
+                     help="the caller puts the callee on hold this many seconds into the media")
+    gen.add_argument("--unhold-at", type=float, default=-1.0, metavar="S",
+                     help="... and takes the call off hold then")
     gen.add_argument("--pause-by", choices=("header", "info", "dtmf"), default="header",
                      help="pause and resume by X-Record header, INFO body or DTMF *7/*8")
     gen.add_argument("--seed", type=int, default=1)

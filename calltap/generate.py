@@ -65,6 +65,10 @@ class GenOptions:
     """How: header (SIP INFO with X-Record: pause / resume), info (an INFO body of type
     application/x-record-control) or dtmf (RFC 4733 *7 and *8 from the caller). Between the
     two, both parties send seeded noise instead of their tones: audio that must not be kept."""
+    hold_at: float = -1.0
+    """Seconds into the media when the caller puts the callee on hold (a re-INVITE with
+    a=sendonly, answered a=recvonly): the callee sends nothing until ``unhold_at``."""
+    unhold_at: float = -1.0
 
 
 # Caller and callee patterns of varied calls; index i takes entry i % len.
@@ -119,12 +123,14 @@ def tone(index: int, side: int, start: int, n: int) -> npt.NDArray[np.int16]:
     return np.round(sig * 32767).astype(np.int16)
 
 
-def _sdp(ip: str, port: int, codec: str, sess: int) -> bytes:
+def _sdp(ip: str, port: int, codec: str, sess: int, direction: str = "sendrecv",
+         version: int = 0) -> bytes:
     pt = PT[codec]
     return (
-        f"v=0\r\no=- {sess} {sess} IN IP4 {ip}\r\ns=calltap\r\nc=IN IP4 {ip}\r\nt=0 0\r\n"
-        f"m=audio {port} RTP/AVP {pt} 101\r\na=rtpmap:{pt} {codec}/8000\r\n"
-        "a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na=ptime:20\r\na=sendrecv\r\n"
+        f"v=0\r\no=- {sess} {sess + version} IN IP4 {ip}\r\ns=calltap\r\nc=IN IP4 {ip}\r\n"
+        f"t=0 0\r\nm=audio {port} RTP/AVP {pt} 101\r\na=rtpmap:{pt} {codec}/8000\r\n"
+        f"a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na=ptime:20\r\n"
+        f"a={direction}\r\n"
     ).encode()
 
 
@@ -220,6 +226,25 @@ def _call_packets(
             sig(ts + 3_000_000, False, _sip("SIP/2.0 200 OK", [h for h in hdrs
                                                                if not h.startswith("X-")]))
             cseq += 1
+    # hold: the callee's packets in [h0, h1) are not sent; re-INVITEs from the caller
+    h0 = round(opts.hold_at * 1000 / 20) if opts.hold_at >= 0 else n_pkts
+    h1 = round(opts.unhold_at * 1000 / 20) if opts.unhold_at >= 0 else n_pkts
+    if opts.hold_at >= 0:
+        for n, (at, mine, theirs) in enumerate(((h0, "sendonly", "recvonly"),
+                                                (h1, "sendrecv", "sendrecv"))):
+            if at >= n_pkts:
+                continue
+            ts = gc.media_start_ns[0] + at * PTIME_NS - 2_000_000
+            hdrs = [via.replace(f"c{opts.seed}", f"c{opts.seed}h{n}"), f"From: {frm}",
+                    f"To: {to_t}", *base, f"CSeq: {10 + n} INVITE",
+                    f"Contact: <sip:caller{i}@{a_txt}:{a_sip}>"]
+            sig(ts, True, _sip(f"INVITE {uri} SIP/2.0", hdrs,
+                               _sdp(a_txt, a_port, gc.codec, i, mine, n + 1)))
+            sig(ts + 1_000_000, False, _sip("SIP/2.0 200 OK", [*hdrs[:4], hdrs[5]],
+                                            _sdp(b_txt, b_port, gc.codec, 1000 + i, theirs,
+                                                 n + 1)))
+            sig(ts + 1_500_000, True, _sip(f"ACK {uri} SIP/2.0", [
+                *hdrs[:4], f"CSeq: {10 + n} ACK"]))
     secret = np.random.default_rng(opts.seed * 7919 + i)
     last = 0
     for side in (0, 1):
@@ -241,6 +266,8 @@ def _call_packets(
                 continue
             if side == opts.missing_side or rng.random() < opts.capture_loss:
                 continue
+            if side == 1 and h0 <= k < h1:
+                continue  # on hold: the callee is not to send
             step = PTIME_NS / (1 + opts.drift) if side == 0 else PTIME_NS
             nominal = gc.media_start_ns[side] + round(k * step)
             delay = rng.randrange(jitter + 1) if jitter else 0

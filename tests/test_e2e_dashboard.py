@@ -46,9 +46,13 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]
     # the caller keys *7 at 3 s and *8 at 5 s: RFC 4733 digits that pause the recording
     generate(str(pcap), GenOptions(calls=5, duration=8.0, varied=True, loss=0.04, seed=12,
                                    pause_at=3.0, resume_at=5.0, pause_by="dtmf"))
+    # and a call put on hold from 1.5 s to 2.5 s (re-INVITEs sendonly, then sendrecv)
+    held = d / "hold.pcap"
+    generate(str(held), GenOptions(calls=1, duration=4.0, seed=13, hold_at=1.5,
+                                   unhold_at=2.5))
     policy = d / "policy.toml"
     policy.write_text('[pause]\ndtmf_pause = "*7"\ndtmf_resume = "*8"\n')
-    files: list[Path] = [pcap]
+    files: list[Path] = [pcap, held]
     if SHARED_PCAPS.is_dir():
         files += [SHARED_PCAPS / n for n in REAL]
     run_import(files, d / "out", jobs=1, policy=str(policy))
@@ -182,7 +186,8 @@ def test_call_page_plays_seeks_draws_and_downloads(site: tuple[str, Path], brows
 
 
 MARK_COLOURS = {"dtmf": (0x13, 0xC2, 0xC2), "pause": (0x72, 0x2E, 0xD1),
-                "early_media": (0xFA, 0xAD, 0x14)}
+                "early_media": (0xFA, 0xAD, 0x14), "hold": (0x8C, 0x8C, 0x8C),
+                "gap": (0xD4, 0x38, 0x0D)}
 
 
 def _marked(page: Any, mark: str) -> bool:
@@ -197,7 +202,8 @@ def _marked(page: Any, mark: str) -> bool:
 
 
 @pytest.mark.parametrize("which, marks", [
-    ("gen-", ("dtmf", "pause")),  # the generated calls' *7 ... *8
+    ("gen-12-", ("dtmf", "pause", "gap")),  # *7 ... *8, and 4% loss
+    ("gen-13-", ("hold",)),
     ("25672@192.168.105.110", ("dtmf",)),  # SIP_DTMF2.pcap: RFC 4733 digits
     ("", ("early_media",)),  # nb6-telephone.pcap: 183 with media before the answer
 ])

@@ -78,3 +78,25 @@ def test_varied_calls_carry_identities_headers_and_spread_times(tmp_path: Path) 
         assert (b"P-Asserted-Identity" in msg) == ("pai" in p)
         assert (b"Diversion" in msg) == ("diversion" in p)
         assert (b"X-Queue" in msg) == bool(p["queue"])
+
+
+def test_hold_sends_reinvites_and_silences_the_callee(tmp_path: Path) -> None:
+    pcap = tmp_path / "hold.pcap"
+    generate(str(pcap), GenOptions(calls=1, duration=6.0, seed=3, hold_at=2.0, unhold_at=4.0))
+    invites: list[bytes] = []
+    callee_rtp: list[int] = []
+    first = 0
+    for ts, link, frame in open_capture(str(pcap)):
+        got = decode(link, frame)
+        assert not isinstance(got, int)
+        _proto, _src, _dst, sport, _dport, payload = got
+        if looks_like_sip(payload):
+            if payload.startswith(b"INVITE"):
+                invites.append(payload)
+        elif sport == 26000:
+            first = first or ts
+            callee_rtp.append(ts - first)
+    assert len(invites) == 3
+    assert b"a=sendonly" in invites[1] and b"a=sendrecv" in invites[2]
+    held = [t for t in callee_rtp if 2.1e9 < t < 3.9e9]
+    assert not held and len(callee_rtp) == 300 - 100
