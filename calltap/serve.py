@@ -34,6 +34,7 @@ from calltap import __version__
 from calltap.catalog import (
     CatalogError,
     SqliteCatalog,
+    Store,
     read_summary,
 )
 from calltap.catalog import (
@@ -86,7 +87,7 @@ class Dashboard:
         self.out = os.path.realpath(out_dir)
         if not os.path.isdir(self.out):
             raise FileNotFoundError(f"{out_dir}: no such output directory")
-        self.catalog = SqliteCatalog.beside(self.out)
+        self.catalog: Store = SqliteCatalog.beside(self.out)
         self._lock = threading.Lock()
         self.cache_dir = os.path.join(self.out, ".calltap", "transcoded")
 
