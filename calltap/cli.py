@@ -79,6 +79,7 @@ def cmd_import(args: argparse.Namespace) -> int:
                 "audio_format": args.format,
                 "layout": args.layout,
                 "comfort_noise": args.comfort_noise,
+                "relay_hop": args.relay_hop,
                 "jitter_buffer": args.jitter_buffer,
                 "jitter_buffer_ms": args.jitter_buffer_ms,
                 "policy": args.policy,
@@ -418,6 +419,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "split: one file per party")
     imp.add_argument("--comfort-noise", choices=("silence", "noise"),
                      help="render RFC 3389 comfort noise as silence (default) or noise")
+    imp.add_argument("--relay-hop", choices=("nearest-sender", "nearest-receiver"),
+                     help="a stream seen on two hops (proxy with a media relay): record "
+                          "what the talker sent (default) or what reached the listener")
     imp.add_argument("--policy", metavar="POLICY.toml",
                      help="recording policy: which calls, groups, identities, pauses "
                           "(reloaded on SIGHUP)")
@@ -517,7 +521,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--mirror", default="", metavar="VARIANT",
                      help="deliver the calls as a mirror would: vlan, qinq, gre, erspan-ii, "
                           "erspan-iii, vxlan, ip-in-ip, mpls, hep3, sip-over-tcp, "
-                          "fragmented-invite, duplicated-mirror, nat-media-source, ssrc-change")
+                          "fragmented-invite, duplicated-mirror, nat-media-source, ssrc-change, "
+                          "relay, relay-rewrite, relay-loss (a proxy with a media relay: "
+                          "both hops)")
     gen.add_argument("--capture-loss", type=float, default=0.0,
                      help="fraction of RTP missing from the capture only (not the network)")
     gen.add_argument("--rtcp", action="store_true", help="receivers send RTCP reports")

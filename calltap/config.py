@@ -31,6 +31,9 @@ class Config:
     """stereo (channel 0 caller, 1 callee), mono (mix) or split (a file per party)."""
     comfort_noise: str = "silence"
     """How comfort noise (RFC 3389) is rendered: silence or noise."""
+    relay_hop: str = "nearest-sender"
+    """Which copy of a stream seen on two hops (a proxy with a media relay) is recorded:
+    nearest-sender (what the talker's phone sent) or nearest-receiver."""
     jitter_buffer: str = "fixed"
     """The listener's jitter buffer the MOS assumes: fixed or adaptive."""
     jitter_buffer_ms: float = 60.0
@@ -64,6 +67,10 @@ class Config:
             raise ConfigError(f"layout {self.layout!r}: one of {', '.join(LAYOUTS)}")
         if self.comfort_noise not in ("silence", "noise"):
             raise ConfigError(f"comfort_noise {self.comfort_noise!r}: silence or noise")
+        from writer.hops import RELAY_HOPS
+
+        if self.relay_hop not in RELAY_HOPS:
+            raise ConfigError(f"relay_hop {self.relay_hop!r}: {' or '.join(RELAY_HOPS)}")
         from writer.errors import WriterError
         from writer.jitterbuf import JitterBuffer
 

@@ -65,7 +65,7 @@ def options_from(cfg: Config) -> WriteOptions:
     in its CallRecord)."""
     return WriteOptions(
         audio_format=cfg.audio_format, layout=cfg.layout, comfort_noise=cfg.comfort_noise,
-        srtp_keys=tuple(parse_key_spec(spec) for spec in cfg.srtp_keys),
+        relay_hop=cfg.relay_hop, srtp_keys=tuple(parse_key_spec(spec) for spec in cfg.srtp_keys),
         jitter_buffer_mode=cfg.jitter_buffer, jitter_buffer_ms=cfg.jitter_buffer_ms,
         jitter_buffer_max_ms=cfg.jitter_buffer_max_ms)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 
+from calltap.relay import RELAY_VARIANTS
 from capture.decode import decode
 from capture.hep import build_hep3
 from capture.pcapwrite import ip_checksum, tcp_frame, udp_frame
@@ -188,5 +189,6 @@ VARIANTS: dict[str, Callable[[list[Frame]], list[Frame]]] = {
     "vxlan": vxlan, "ip-in-ip": ipip, "mpls": mpls, "duplicated-mirror": duplicated,
     "hep3": hep3, "nat-media-source": nat, "ssrc-change": ssrc_change,
     "sip-over-tcp": sip_over_tcp, "fragmented-invite": fragmented_invite,
+    **RELAY_VARIANTS,
 }
 """Name to transformation of a capture's frames (Ethernet link type, time order kept)."""

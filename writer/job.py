@@ -25,6 +25,7 @@ from writer.codecs import EMPTY
 from writer.columns import CaptureMedia, MediaColumns, spool_columns
 from writer.direction import Direction, losing_branches
 from writer.flows import assign_channels
+from writer.hops import OTHER_HOP, choose_hops
 from writer.metadata import build_metadata
 from writer.options import WriteOptions
 from writer.output import (
@@ -81,11 +82,12 @@ def write_call(record: CallRecord, spool: str | MediaColumns | CaptureMedia | No
     if record.audio_format or record.layout:
         options = replace(options, audio_format=record.audio_format or options.audio_format,
                           layout=record.layout or options.layout)
-    channels = assign_channels(call.flows, losing_branches(call))
-    keys = options.srtp_keys
-    dirs = (Direction(call, 0, channels, keys), Direction(call, 1, channels, keys))
     media = (spool if isinstance(spool, MediaColumns) else spool.columns()
              if isinstance(spool, CaptureMedia) else spool_columns(spool))
+    assigned = assign_channels(call.flows, losing_branches(call))
+    channels = choose_hops(call, assigned, media, options.relay_hop)
+    keys = options.srtp_keys
+    dirs = (Direction(call, 0, channels, keys), Direction(call, 1, channels, keys))
     pl = plan(call, media, dirs, channels, _sniff)
     unassigned, origin, rate = pl.unassigned, pl.origin, pl.rate
     for d in dirs:
@@ -150,6 +152,10 @@ def write_call(record: CallRecord, spool: str | MediaColumns | CaptureMedia | No
         for st in d.stats.values():
             st.flush()
     directions = [direction_json(call, d, window, rate, channels) for d in dirs]
+    if OTHER_HOP in channels:
+        for x, hop in zip(directions, _other_hops(call, media, assigned, channels, options),
+                          strict=True):
+            x["relay"] = {"recorded_hop": options.relay_hop, "other_hops": hop}
     for d, x in zip(dirs, directions, strict=True):
         x["capture_integrity"] = integrity(call, d, directions[1 - d.channel])
     warnings: list[str] = []
@@ -287,6 +293,36 @@ def write_call(record: CallRecord, spool: str | MediaColumns | CaptureMedia | No
         drops["srtp_auth_failed"] += d.srtp_auth_failed
         drops["srtp_no_key"] += d.srtp_no_key
     return entry, {k: v for k, v in drops.items() if v}
+
+
+# The per-hop figures of a stream's other copies (the recorded copy's are the direction's).
+HOP_FIELDS = ("flows", "packets", "expected", "lost", "duplicates", "out_of_order",
+              "jitter_ms_mean", "jitter_ms_max", "quality", "rtcp_packets", "ssrcs")
+
+
+def _other_hops(call: Call, media: MediaColumns, assigned: list[int], channels: list[int],
+                options: WriteOptions) -> list[list[dict[str, Any]]]:
+    """Per direction, the figures of the copies of its stream on other hops (statistics
+    only, the same code as the recorded copy's): where loss and jitter arose."""
+    found: list[list[dict[str, Any]]] = [[], []]
+    other = [a if c == OTHER_HOP else -1 for a, c in zip(assigned, channels, strict=True)]
+    for j, c in enumerate(channels):  # each other-hop flow on its own
+        if c != OTHER_HOP or call.flows[j][4] == 1:
+            continue
+        one = [other[k] if k == j or (call.flows[k][4] == 1 and channels[k] == OTHER_HOP
+                                      and call.flows[k][0][0] == call.flows[j][0][0])
+               else -1 for k in range(len(other))]
+        hop_dirs = (Direction(call, 0, one, options.srtp_keys),
+                    Direction(call, 1, one, options.srtp_keys))
+        pl = plan(call, media, hop_dirs, one, _sniff)
+        stream_stats(media, pl, hop_dirs, options)
+        d = hop_dirs[assigned[j]]
+        d.codecs_used = {dec.name for dec in d.decoders.values() if dec is not None}
+        for st in d.stats.values():
+            st.flush()
+        x = direction_json(call, d, None, pl.rate, one)
+        found[assigned[j]].append({k: x[k] for k in HOP_FIELDS})
+    return found
 
 
 def _sniff(d: Direction, payload: bytes) -> None:

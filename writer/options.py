@@ -29,6 +29,9 @@ class WriteOptions:
     retry: bool = False
     """The call may have been begun by a writer that died: its temporary files are
     removed first (a live writer's claimed job)."""
+    relay_hop: str = "nearest-sender"
+    """Which copy of a relayed stream is recorded: nearest-sender (what the talker's phone
+    sent, before the relay) or nearest-receiver (what reached the listener)."""
     durable: bool = True
     """fsync every file of a call and its directory before the call counts as written (live
     writers: a job is acknowledged only then). Import writes without it and syncs the

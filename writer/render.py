@@ -89,7 +89,7 @@ def plan(call: Call, media: MediaColumns, dirs: tuple[Direction, Direction],
     flow = np.minimum(media.flow, nflows)  # a flow past the call's list has no channel
     ch = np.array([*channels, -1], np.int64)[flow]
     rtcp = np.array([f[4] == 1 for f in call.flows] + [False], np.bool_)[flow] & (ch >= 0)
-    unassigned = int(np.count_nonzero(ch < 0))
+    unassigned = int(np.count_nonzero(ch == -1))  # OTHER_HOP flows are assigned elsewhere
     ok = (ch >= 0) & ~rtcp & (rtp.error == 0)
     decodable = np.zeros(n, np.bool_)
     seg = np.full(n, -1, np.int64)
