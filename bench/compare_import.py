@@ -38,6 +38,8 @@ KNOWN_FIXES: dict[str, str] = {}
 ADDED_FIELDS: dict[str, str] = {
     "index.view": "the dashboard's view file (peaks, marks, quality per second, ladder)",
     "index.sip_pcap": "the call's SIP messages as a pcap",
+    "index.legs": "the B2BUA legs a recording joins",
+    "index.related": "the other legs of a conversation written apart (join_legs = false)",
 }
 # Captures whose audio differs between two runs of the same core: only their summaries are
 # compared.
@@ -178,9 +180,10 @@ def inputs(work: Path, bench: bool, only: list[str]) -> list[Path]:
     sys.path.insert(0, str(ROOT))
     from calltap.mirror import VARIANTS
 
-    # the relayed variants are left out: the old core mixed the two hops of each stream
-    # (segments of one packet each), which is what the hop choice fixed
-    for variant in ("", *(v for v in VARIANTS if not v.startswith("relay"))):
+    # the relayed and B2BUA variants are left out: the old core mixed the two hops of each
+    # stream (segments of one packet each) and wrote each leg apart, which is what the hop
+    # choice and the leg joining fixed
+    for variant in ("", *(v for v in VARIANTS if not v.startswith(("relay", "b2bua")))):
         p = gen / f"mirror-{variant or 'plain'}.pcap"
         if not p.exists():
             extra = ["--mirror", variant] if variant else []

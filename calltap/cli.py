@@ -80,6 +80,8 @@ def cmd_import(args: argparse.Namespace) -> int:
                 "layout": args.layout,
                 "comfort_noise": args.comfort_noise,
                 "relay_hop": args.relay_hop,
+                "join_header": args.join_header,
+                "join_legs": False if args.no_join_legs else None,
                 "jitter_buffer": args.jitter_buffer,
                 "jitter_buffer_ms": args.jitter_buffer_ms,
                 "policy": args.policy,
@@ -419,6 +421,11 @@ def build_parser() -> argparse.ArgumentParser:
                           "split: one file per party")
     imp.add_argument("--comfort-noise", choices=("silence", "noise"),
                      help="render RFC 3389 comfort noise as silence (default) or noise")
+    imp.add_argument("--join-header", metavar="NAME",
+                     help="a header carrying the other B2BUA leg's Call-ID (X-CID style): "
+                          "legs so linked, or by RFC 7989 Session-ID, make one recording")
+    imp.add_argument("--no-join-legs", action="store_true",
+                     help="write each B2BUA leg as a recording of its own")
     imp.add_argument("--relay-hop", choices=("nearest-sender", "nearest-receiver"),
                      help="a stream seen on two hops (proxy with a media relay): record "
                           "what the talker sent (default) or what reached the listener")

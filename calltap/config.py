@@ -31,6 +31,11 @@ class Config:
     """stereo (channel 0 caller, 1 callee), mono (mix) or split (a file per party)."""
     comfort_noise: str = "silence"
     """How comfort noise (RFC 3389) is rendered: silence or noise."""
+    join_legs: bool = True
+    """A B2BUA's two dialogs of one conversation (RFC 7989 Session-ID, or ``join_header``)
+    are written as one recording; false: each leg on its own."""
+    join_header: str = ""
+    """A header carrying the other leg's Call-ID, as some SBCs send (X-CID style)."""
     relay_hop: str = "nearest-sender"
     """Which copy of a stream seen on two hops (a proxy with a media relay) is recorded:
     nearest-sender (what the talker's phone sent) or nearest-receiver."""

@@ -36,7 +36,7 @@ from correlate.record import CallRecord
 from correlate.recorder import Recorder, Settings
 from correlate.router import SpoolSink
 from writer.columns import EXTRA, CaptureMedia, MediaColumns, spool_columns
-from writer.job import WriteResult, write_call
+from writer.job import Media, WriteResult, write_call
 from writer.options import WriteOptions
 from writer.output import sync_filesystem
 from writer.srtp import parse_key_spec
@@ -75,7 +75,8 @@ def settings_from(cfg: Config) -> Settings:
     return Settings(inactivity_ns=int(cfg.inactivity_timeout * NS),
                     linger_ns=int(cfg.linger * NS),
                     unsignalled_ns=int(cfg.unsignalled_timeout * NS),
-                    dedup_window_ns=int(cfg.dedup_window * NS))
+                    dedup_window_ns=int(cfg.dedup_window * NS),
+                    join_legs=cfg.join_legs, join_header=cfg.join_header)
 
 
 def _mappable(path: str) -> bool:
@@ -381,20 +382,29 @@ class Importer:
             rec.check_calls(rec.clock)
             self._events()
 
+    def _media(self, serial: int) -> tuple[str | None, Media]:
+        """A call's spool file and its media (the spool, or places in the mapped file)."""
+        spool = self.spool.close_call(serial)
+        media: Media = spool
+        if self._columns is not None:
+            # a call may have begun in an earlier file (its spool) and gone on here
+            got = self._columns.take(serial)
+            if got is not None:
+                media = _joined(spool, got)
+        return spool, media
+
     def _events(self) -> None:
         for ev in self.recorder.events():
             if isinstance(ev, CallEnded):
-                spool = self.spool.close_call(ev.call.serial)
-                media: str | MediaColumns | CaptureMedia | None = spool
-                if self._columns is not None:
-                    # a call may have begun in an earlier file (its spool) and gone on here
-                    got = self._columns.take(ev.call.serial)
-                    if got is not None:
-                        media = _joined(spool, got)
-                if ev.record is not None:
+                spool, media = self._media(ev.call.serial)
+                if ev.record is None:
+                    if spool is not None:
+                        os.unlink(spool)
+                elif ev.record.legs:  # one recording of a B2BUA's legs: all their media
+                    self._write(ev.record, [media, *(self._media(leg.serial)[1]
+                                                     for leg in ev.record.legs)])
+                else:
                     self._write(ev.record, media)
-                elif spool is not None:
-                    os.unlink(spool)
 
     def reload_policy(self) -> None:
         """Read the policy file again (SIGHUP): calls in progress keep their decision, new
@@ -410,8 +420,7 @@ class Importer:
         self.recorder.set_policy(policy)
         self.warnings.append(f"policy reloaded from {self.cfg.policy}")
 
-    def _write(self, record: CallRecord, spool: str | MediaColumns | CaptureMedia | None
-               ) -> None:
+    def _write(self, record: CallRecord, spool: Media | list[Media]) -> None:
         call = record.call
         if self._pool is None:
             try:
@@ -448,8 +457,9 @@ class Importer:
             self.error_count += 1
             if len(self.errors) < MAX_MESSAGES:
                 self.errors.append(f"call {call.call_id[:60]!r}: not written: {exc}")
-        if isinstance(spool, str):
-            os.unlink(spool)
+        for part in spool if isinstance(spool, list) else [spool]:
+            if isinstance(part, str):
+                os.unlink(part)
         if self._progress is not None:
             self._progress(self)
 

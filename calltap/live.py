@@ -300,15 +300,19 @@ class LiveCapture:
     def _ended(self, ev: CallEnded) -> None:
         call = ev.call
         spool = self.spool.close_call(call.serial)
-        tag = Keys.tag(call.key)
+        legs = ev.record.legs if ev.record is not None else ()
         if ev.record is not None:
-            self.link.do("xadd", self.keys.jobs, {"record": record_to_json(ev.record),
-                                                  "spool": spool or ""},
-                         maxlen=JOBS_MAXLEN, approximate=True)
+            job = {"record": record_to_json(ev.record), "spool": spool or ""}
+            if legs:  # a B2BUA's legs in one recording: each leg's spool
+                job["leg_spools"] = json.dumps([self.spool.close_call(leg.serial) or ""
+                                                for leg in legs])
+            self.link.do("xadd", self.keys.jobs, job, maxlen=JOBS_MAXLEN, approximate=True)
             self.jobs_sent += 1
-        self.link.do("delete", self.keys.call(tag))
-        self.link.do("srem", self.keys.live, tag)
-        self._saved.pop(call.key, None)
+        for c in (call, *legs):
+            tag = Keys.tag(c.key)
+            self.link.do("delete", self.keys.call(tag))
+            self.link.do("srem", self.keys.live, tag)
+            self._saved.pop(c.key, None)
 
     def _last_control(self, link: RedisLink) -> str:
         try:

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from capture.decode import decode
 from capture.pcapwrite import udp_frame
 from correlate.sip import looks_like_sip
+from writer.g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
 
 Frame = tuple[int, bytes]
 RELAY = bytes([203, 0, 113, 1])
@@ -135,3 +136,107 @@ RELAY_VARIANTS: dict[str, Callable[[list[Frame]], list[Frame]]] = {
     "relay-rewrite": lambda frames: relayed(frames, rewrite=True),
     "relay-loss": lambda frames: relayed(frames, loss=HOP_LOSS),
 }
+
+
+SBC = bytes([203, 0, 113, 2])
+SBC_TEXT = "203.0.113.2"
+JOIN_HEADER = "X-CID"
+"""The header the b2bua-header variant carries the A-leg's Call-ID in (as several SBCs do)."""
+_CALL_ID = re.compile(rb"Call-ID: ([^\r]+)")
+_TAG = re.compile(rb";tag=([A-Za-z0-9]+)")
+
+
+def _b_leg_sip(sip: bytes, i: int, join: str, transcode: bool) -> bytes:
+    """The SBC's own dialog towards the callee: another Call-ID, other tags and branch, its
+    SDP, and how it says which A-leg it belongs to."""
+    cid = _CALL_ID.search(sip)
+    a_cid = cid.group(1) if cid else b""
+    out = _CALL_ID.sub(b"Call-ID: b2b-" + a_cid, sip)
+    out = _TAG.sub(lambda m: b";tag=s" + m.group(1), out)
+    out = re.sub(rb"branch=z9hG4bK", b"branch=z9hG4bKsbc", out)
+    if transcode:
+        out = out.replace(b"RTP/AVP 0 101", b"RTP/AVP 8 101").replace(
+            b"a=rtpmap:0 PCMU/8000", b"a=rtpmap:8 PCMA/8000")
+    if out[:4] != b"SIP/" and out.startswith(b"INVITE") and join == "header":
+        line, _, rest = out.partition(b"\r\n")
+        out = line + b"\r\n" + f"{JOIN_HEADER}: ".encode() + a_cid + b"\r\n" + rest
+    head, sep, body = out.partition(b"\r\n\r\n")
+    head = re.sub(rb"Content-Length: \d+", b"Content-Length: %d" % len(body), head)
+    return head + sep + body
+
+
+def _session_id(sip: bytes, i: int) -> bytes:
+    """RFC 7989: the caller's UUID, passed unchanged through the B2BUA on both legs."""
+    line, _, rest = sip.partition(b"\r\n")
+    return line + b"\r\n" + f"Session-ID: {i + 1:032x}".encode() + b"\r\n" + rest
+
+
+def _pcmu_to_pcma(rtp: bytes) -> bytes:
+    if len(rtp) < 12 or rtp[1] & 0x7F != 0:
+        return rtp
+    return bytes([rtp[0], (rtp[1] & 0x80) | 8]) + rtp[2:12] + alaw_encode(
+        ulaw_decode(rtp[12:]))
+
+
+def b2bua(frames: list[Frame], join: str = "session-id", transcode: bool = False
+          ) -> list[Frame]:
+    """The calls through a B2BUA (an SBC at SBC): the A-leg caller <-> SBC keeps the
+    dialog, the B-leg SBC <-> callee is a dialog of its own (Call-ID, tags, SSRCs), joined
+    by RFC 7989 Session-ID (``join``="session-id") or by the A-leg's Call-ID in a header
+    ("header"); ``transcode``: the B-leg is PCMA where the A-leg is PCMU."""
+    rng = random.Random(3)
+    rewriter = _Rewriter(rng)
+    out: list[Frame] = []
+    for t, f in frames:
+        r = decode(1, f)
+        assert not isinstance(r, int)
+        _proto, src, dst, sport, dport, payload = r
+        from_caller = dst[:3] == CALLEE_NET
+        if looks_like_sip(payload):
+            m = _SDP_PORT.search(payload)
+            cid = _CALL_ID.search(payload)
+            i = int(cid.group(1).split(b"-")[2].split(b"@")[0]) if cid else 0
+            to_caller, to_callee = _ports(i)
+            a_leg = _rewrite_sdp(payload, to_caller) if m and not from_caller else payload
+            b_leg = _b_leg_sip(_rewrite_sdp(payload, to_callee) if m and from_caller
+                               else payload, i, join, transcode)
+            if join == "session-id":
+                a_leg, b_leg = _session_id(a_leg, i), _session_id(b_leg, i)
+            a_leg = a_leg.replace(RELAY_TEXT.encode(), SBC_TEXT.encode())
+            b_leg = b_leg.replace(RELAY_TEXT.encode(), SBC_TEXT.encode())
+            if from_caller:
+                out.append((t, udp_frame(src, sport, SBC, 5060, a_leg)))
+                out.append((t + PROXY_NS, udp_frame(SBC, 5060, dst, dport, b_leg)))
+            else:
+                out.append((t, udp_frame(src, sport, SBC, 5060, b_leg)))
+                out.append((t + PROXY_NS, udp_frame(SBC, 5060, dst, dport, a_leg)))
+            continue
+        i = _index(sport if from_caller else dport)
+        to_caller, to_callee = _ports(i)
+        odd = sport % 2
+        sbc_in = (to_caller if from_caller else to_callee) + odd
+        sbc_out = (to_callee if from_caller else to_caller) + odd
+        if transcode and not odd and not from_caller:
+            payload = _pcmu_to_pcma(payload)  # the callee speaks PCMA on the B-leg
+        out.append((t, udp_frame(src, sport, SBC, sbc_in, payload)))
+        fwd = payload
+        if not odd:
+            if transcode:  # the SBC transcodes: PCMU on the A-leg, PCMA on the B-leg
+                fwd = _pcmu_to_pcma(fwd) if from_caller else _pcma_to_pcmu(fwd)
+            fwd = rewriter(fwd)  # its own SSRC, sequence and timestamp per leg
+        out.append((t + RELAY_NS, udp_frame(SBC, sbc_out, dst, dport, fwd)))
+    out.sort(key=lambda x: x[0])
+    return out
+
+
+def _pcma_to_pcmu(rtp: bytes) -> bytes:
+    if len(rtp) < 12 or rtp[1] & 0x7F != 8:
+        return rtp
+    return bytes([rtp[0], rtp[1] & 0x80]) + rtp[2:12] + ulaw_encode(alaw_decode(rtp[12:]))
+
+
+RELAY_VARIANTS.update({
+    "b2bua": b2bua,
+    "b2bua-header": lambda frames: b2bua(frames, join="header"),
+    "b2bua-transcode": lambda frames: b2bua(frames, transcode=True),
+})

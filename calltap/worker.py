@@ -102,14 +102,18 @@ class Worker:
                 self.r.xack(self.keys.jobs, WRITERS_GROUP, job_id)
                 self.duplicates += 1
                 return
-            if spool and not os.path.exists(spool):
-                # on another host without the shared spool, or deleted: never write a
-                # call as if it had no media
-                self._park(job_id, fields, f"spool file missing: {spool}")
-                return
+            # a B2BUA's legs joined: the other legs' spools too
+            legs = [p or None for p in json.loads(fields.get(b"leg_spools") or b"[]")]
+            for path in (spool, *legs):
+                if path and not os.path.exists(path):
+                    # on another host without the shared spool, or deleted: never write a
+                    # call as if it had no media
+                    self._park(job_id, fields, f"spool file missing: {path}")
+                    return
             options = replace(self.options, retry=True) if attempts > 1 else self.options
-            entry, _drops = write_call(record, spool, self.out, options)
-        except (RecordError, KeyError) as exc:
+            entry, _drops = write_call(record, [spool, *legs] if legs else spool, self.out,
+                                       options)
+        except (RecordError, KeyError, ValueError) as exc:
             self._park(job_id, fields, f"unreadable job: {exc}")
             return
         except Exception:  # noqa: BLE001 - left pending: another attempt, then parked
@@ -129,8 +133,9 @@ class Worker:
         self.written += 1
         log("writer", "recording ready", call_id=entry["call_id"], summary=entry["summary"])
         self._index(entry)
-        if spool and os.path.exists(spool):
-            os.unlink(spool)
+        for path in (spool, *legs):
+            if path and os.path.exists(path):
+                os.unlink(path)
 
     def _index(self, entry: dict[str, Any]) -> None:
         """The call into the catalog (searchable at once); a catalog that cannot be

@@ -119,6 +119,12 @@ class CallRecord:
     """Caller's and callee's identities, preferred first (the policy's [identity])."""
     headers: tuple[tuple[str, tuple[str, ...]], ...] = ()
     """The extra headers the policy keeps, with their values."""
+    legs: tuple[Call, ...] = ()
+    """Further dialogs of the same conversation (a B2BUA's B-leg), written with this one
+    as one recording; their media comes with the call's."""
+    related: tuple[str, ...] = ()
+    """Call-IDs of the other legs of this conversation, each written on its own
+    (``join_legs = false``)."""
     version: int = RECORD_VERSION
 
 
@@ -144,6 +150,8 @@ def record_to_json(rec: CallRecord) -> str:
         "layout": rec.layout,
         "parties": [[list(p) for p in side] for side in rec.parties],
         "headers": [[h, list(v)] for h, v in rec.headers],
+        "legs": [json.loads(call_to_json(c)) for c in rec.legs],
+        "related": list(rec.related),
     }, separators=(",", ":"))
 
 
@@ -166,7 +174,9 @@ def record_from_json(text: str | bytes) -> CallRecord:
         headers = tuple((str(h), tuple(str(x) for x in v)) for h, v in data["headers"])
         if len(parties) != 2:
             raise ValueError("parties must be two lists")
+        legs = tuple(call_from_json(json.dumps(c)) for c in data.get("legs", []))
+        related = tuple(str(x) for x in data.get("related", []))
         return CallRecord(call, str(data["audio_format"]), str(data["layout"]),
-                          (parties[0], parties[1]), headers)
+                          (parties[0], parties[1]), headers, legs, related)
     except (KeyError, TypeError, ValueError) as exc:
         raise RecordError(f"call record is malformed: {exc}") from None

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -40,6 +40,7 @@ from correlate.call import MAX_FLOWS, Call
 from correlate.dialog import DialogTracker
 from correlate.errors import SipError
 from correlate.events import CallEnded, CallFinished, CallStarted, Event, FlowAdded, MediaChanged
+from correlate.legs import Legs
 from correlate.media import OTHER, RTCP, MediaTable
 from correlate.policy import RFC4733_DIGITS, Decision, Policy, feed_digit
 from correlate.record import finished
@@ -77,6 +78,10 @@ class Settings:
     linger_ns: int = 2 * NS
     unsignalled_ns: int = 30 * NS
     dedup_window_ns: int = 100_000_000
+    join_legs: bool = True
+    """B2BUA legs (Session-ID, ``join_header``) are written as one recording."""
+    join_header: str = ""
+    """A header carrying the other leg's Call-ID (X-CID style); '' for none."""
 
 
 class Recorder:
@@ -90,9 +95,11 @@ class Recorder:
         self.source = source
         """Where packets come from (a file name, an interface): a policy fact."""
         self.media = MediaTable()
+        self.legs = Legs(settings.join_header)
+        """Which calls are a B2BUA's legs of one conversation (joined, or related only)."""
         self.tracker = DialogTracker(
             self.media, inactivity_ns=settings.inactivity_ns, linger_ns=settings.linger_ns,
-            unsignalled_ns=settings.unsignalled_ns, keep_headers=policy.headers_needed(),
+            unsignalled_ns=settings.unsignalled_ns, keep_headers=self._kept(policy),
             pause=policy.pause)
         self.fragments = Reassembler()
         self.dedup = (Deduplicator(settings.dedup_window_ns)
@@ -154,13 +161,20 @@ class Recorder:
         """End of all input: every open call ends."""
         self.fragments.expire(1 << 62)  # nothing more will arrive
         self._finished(self.tracker.finish())
+        if self.legs.waiting:  # partners that never ended: each leg on its own
+            for call in self.legs.all_waiting():
+                self._events.append(CallEnded(call, finished(call, self.policy.identity), ""))
 
     def set_policy(self, policy: Policy) -> None:
         """A new policy for calls that start from now on (calls in progress keep their
         decision)."""
         self.policy = policy
-        self.tracker.keep_headers = policy.headers_needed()
+        self.tracker.keep_headers = self._kept(policy)
         self.tracker.pause = policy.pause
+
+    def _kept(self, policy: Policy) -> frozenset[str]:
+        """INVITE headers the tracker keeps: the policy's, and those that link legs."""
+        return policy.headers_needed() | self.legs.headers()
 
     def restore(self, call: Call) -> None:
         """Take up a call a previous process had in progress."""
@@ -480,6 +494,9 @@ class Recorder:
         if self._router is not None:
             self._router.sync_all()  # inactivity is judged on every call's latest media
         self._finished(self.tracker.handle_timer(now))
+        if self.legs.waiting:
+            for call in self.legs.expired(now):
+                self._events.append(CallEnded(call, finished(call, self.policy.identity), ""))
         self.fragments.expire(now)
         self.tcp.expire(now)
 
@@ -581,15 +598,16 @@ class Recorder:
                     call.status, call.end_reason = "interrupted", "interrupted"
                 if call.decision is not None and not call.decision.record:
                     self.calls_skipped += 1
+                    self._unlink(call)
                     self._events.append(CallEnded(call, None, "policy"))
                 elif not call.responded and not call.flows:
                     # An INVITE nobody answered and no media: nothing to record (INVITE
                     # floods, scanners). Counted, not written.
                     self.drops["unanswered_invite_not_recorded"] += 1
+                    self._unlink(call)
                     self._events.append(CallEnded(call, None, "unanswered"))
                 else:
-                    self._events.append(CallEnded(call, finished(call, self.policy.identity),
-                                                  ""))
+                    self._ended(call)
                 continue
             if isinstance(ev, CallStarted):
                 self.calls_found += 1
@@ -601,9 +619,36 @@ class Recorder:
                 elif call.decision is None:
                     call.decision = self.policy.decide(self.policy.facts(call, call.source,
                                                                          call.vlan))
+                self.legs.started(call)
             elif isinstance(ev, MediaChanged):
                 self._event_pts.pop(ev.call.serial, None)
             self._events.append(ev)
+
+    def _ended(self, call: Call) -> None:
+        """A recordable call ended: written now, or with its other leg once both ended."""
+        identity = self.policy.identity
+        if not self.settings.join_legs:  # each leg on its own, naming the other
+            partner = self.legs.apart(call)
+            related = (partner.call_id,) if partner is not None else ()
+            self._events.append(CallEnded(call, replace(finished(call, identity),
+                                                        related=related), ""))
+            return
+        other = self.legs.ended(call, self.clock)
+        if other is not None:  # both legs over: one recording, the earlier leg first
+            a, b = (other, call) if other.start_ns <= call.start_ns else (call, other)
+            self._events.append(CallEnded(a, replace(finished(a, identity), legs=(b,)), ""))
+        elif not self.legs.holds(call):
+            self._events.append(CallEnded(call, finished(call, identity), ""))
+
+    def _unlink(self, call: Call) -> None:
+        """A call not recorded: its other leg, waiting or not, is written on its own."""
+        partner = self.legs.partner.get(call.serial)
+        waiting = partner is not None and self.legs.holds(partner)
+        self.legs.release(call)
+        if partner is not None and waiting:
+            self.legs.release(partner)
+            self._events.append(CallEnded(partner, finished(partner, self.policy.identity),
+                                          ""))
 
     def _dtmf(self, call: Call, ts: int, payload: bytes) -> None:
         """RFC 4733 events of a call, for the policy's pause and resume sequences: each

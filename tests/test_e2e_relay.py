@@ -15,7 +15,7 @@ from calltap.relay import RELAY, RELAY_VARIANTS
 from capture.decode import decode
 from capture.pcapfile import open_capture
 from correlate.sip import looks_like_sip
-from tests.helpers import load_index, pcap_bytes, read_wav, run_import
+from tests.helpers import SCHEMA, load_index, pcap_bytes, read_wav, run_import
 
 OPTS = GenOptions(calls=2, duration=6.0, seed=21, loss=0.01)
 # Alignment asked of a relayed recording against the clean one: 20 ms at 8 kHz.
@@ -44,7 +44,7 @@ def _lag(a: np.ndarray, b: np.ndarray, search: int = 800) -> tuple[int, float]:
     return where, best
 
 
-@pytest.mark.parametrize("variant", sorted(RELAY_VARIANTS))
+@pytest.mark.parametrize("variant", ["relay", "relay-rewrite", "relay-loss"])
 @pytest.mark.parametrize("hop", ["nearest-sender", "nearest-receiver"])
 def test_one_clean_copy_per_direction(variant: str, hop: str,
                                       clean: tuple[list[tuple[int, bytes]], Path],
@@ -111,3 +111,66 @@ def test_per_hop_loss_is_what_each_hop_lost(clean: tuple[list[tuple[int, bytes]]
         assert caller["lost"] == lost(1, port)
         assert other["lost"] == lost(2, port) > caller["lost"]
         assert callee["relay"]["other_hops"][0]["lost"] == callee["lost"]
+
+
+@pytest.mark.parametrize("variant, cfg", [
+    ("b2bua", {}),  # RFC 7989 Session-ID
+    ("b2bua-header", {"join_header": "X-CID"}),
+    ("b2bua-transcode", {}),  # PCMU on the A-leg, PCMA on the B-leg
+])
+def test_b2bua_legs_make_one_recording(variant: str, cfg: dict[str, str],
+                                       clean: tuple[list[tuple[int, bytes]], Path],
+                                       tmp_path: Path) -> None:
+    frames, clean_out = clean
+    pcap = tmp_path / f"{variant}.pcap"
+    pcap.write_bytes(pcap_bytes(RELAY_VARIANTS[variant](frames)))
+    run_import([pcap], tmp_path / "out", jobs=1, **cfg)
+    got = {e["call_id"]: e for e in load_index(tmp_path / "out")}
+    want = {e["call_id"]: e for e in load_index(clean_out)}
+    assert got.keys() == want.keys()  # one recording per conversation, the A-leg's Call-ID
+    for cid, e in got.items():
+        assert e["legs"] == [f"b2b-{cid}"] and e["callee"] == want[cid]["callee"]
+        audio, _ = read_wav(tmp_path / "out" / e["audio"])
+        ref, _ = read_wav(clean_out / want[cid]["audio"])
+        if variant == "b2bua-transcode":  # re-encoded on the B-leg: the same speech
+            for ch in (0, 1):
+                lag, corr = _lag(ref[:, ch], audio[:, ch])
+                assert abs(lag) <= ALIGN and corr > 0.95, (cid, ch, lag, corr)
+        else:
+            assert np.array_equal(audio, ref)
+        s = json.loads((tmp_path / "out" / e["summary"]).read_text())
+        assert [leg["call_id"] for leg in s["call"]["legs"]] == [f"b2b-{cid}"]
+        for d in s["directions"]:  # the copy on the other leg: counted, not played
+            assert len(d["segments"]) == 1 and len(d["relay"]["other_hops"]) == 1
+        if SCHEMA.exists():
+            import xmlschema
+
+            xml = tmp_path / "out" / e["metadata"]
+            xmlschema.XMLSchema(str(SCHEMA)).validate(str(xml))
+            text = xml.read_text()
+            assert text.count("<session ") == 2 and text.count("<group-ref>") == 2
+            assert f"b2b-{cid}" in text
+
+
+def test_legs_apart_point_at_each_other(clean: tuple[list[tuple[int, bytes]], Path],
+                                        tmp_path: Path) -> None:
+    frames, _ = clean
+    pcap = tmp_path / "b2bua.pcap"
+    pcap.write_bytes(pcap_bytes(RELAY_VARIANTS["b2bua"](frames)))
+    run_import([pcap], tmp_path / "out", jobs=1, join_legs=False)
+    got = {e["call_id"]: e for e in load_index(tmp_path / "out")}
+    assert len(got) == 4
+    for cid, e in got.items():
+        other = cid[4:] if cid.startswith("b2b-") else f"b2b-{cid}"
+        assert e["related"] == [other] and e["legs"] == []
+        assert f"<ct:related>{other}</ct:related>" in (tmp_path / "out" /
+                                                      e["metadata"]).read_text()
+
+
+def test_without_a_link_legs_stay_apart(clean: tuple[list[tuple[int, bytes]], Path],
+                                        tmp_path: Path) -> None:
+    frames, _ = clean
+    pcap = tmp_path / "b2bua-header.pcap"
+    pcap.write_bytes(pcap_bytes(RELAY_VARIANTS["b2bua-header"](frames)))
+    run_import([pcap], tmp_path / "out", jobs=1)  # no join_header configured
+    assert len(load_index(tmp_path / "out")) == 4

@@ -26,6 +26,7 @@ from writer.columns import CaptureMedia, MediaColumns, spool_columns
 from writer.direction import Direction, losing_branches
 from writer.flows import assign_channels
 from writer.hops import OTHER_HOP, choose_hops
+from writer.joined import join_media, joined_call
 from writer.metadata import build_metadata
 from writer.options import WriteOptions
 from writer.output import (
@@ -69,21 +70,32 @@ def _cap(ts_ns: int, origin: int, clock: int) -> int:
 
 
 WriteResult = tuple[dict[str, Any], dict[str, int]]
+Media = str | MediaColumns | CaptureMedia | None
+"""A call's media: a spool file, columns, places in a capture file, or none."""
 """(index entry, media packets of the call not used, by reason)."""
 
 
-def write_call(record: CallRecord, spool: str | MediaColumns | CaptureMedia | None,
-               out_dir: str, options: WriteOptions = DEFAULTS) -> WriteResult:
+def write_call(record: CallRecord, spool: Media | list[Media], out_dir: str,
+               options: WriteOptions = DEFAULTS) -> WriteResult:
     """Write the files of ``call`` under ``out_dir`` and append its index line.
 
     The record's policy choices (format, layout) override ``options``'. Returns the index
     entry and the call's media packets not used, by reason."""
     call = record.call
+    parts = list(spool) if isinstance(spool, list) else [spool]
+    if record.legs:  # a B2BUA's legs: one call of both, their media together
+        parts += [None] * (1 + len(record.legs) - len(parts))
+        offsets, n = [], 0
+        for leg in (call, *record.legs):
+            offsets.append(n)
+            n += len(leg.flows)
+        media = join_media([_columns(p) for p in parts], offsets)
+        call = joined_call(call, record.legs)
+    else:
+        media = _columns(parts[0])
     if record.audio_format or record.layout:
         options = replace(options, audio_format=record.audio_format or options.audio_format,
                           layout=record.layout or options.layout)
-    media = (spool if isinstance(spool, MediaColumns) else spool.columns()
-             if isinstance(spool, CaptureMedia) else spool_columns(spool))
     assigned = assign_channels(call.flows, losing_branches(call))
     channels = choose_hops(call, assigned, media, options.relay_hop)
     keys = options.srtp_keys
@@ -192,6 +204,12 @@ def write_call(record: CallRecord, spool: str | MediaColumns | CaptureMedia | No
             call_fields[side] = parties[side][0]["uri"]
             call_fields[f"{side}_name"] = parties[side][0]["name"]
     call_fields["identities"] = parties
+    if call.headers.get("session-id"):
+        call_fields["session_id"] = call.headers["session-id"][0]
+    if record.legs:  # the other dialogs this recording joins (a B2BUA's B-leg)
+        call_fields["legs"] = [leg_json(leg) for leg in record.legs]
+    if record.related:
+        call_fields["related"] = list(record.related)
     call_fields["headers"] = {h: list(v) for h, v in record.headers}
     decision = call.decision
     call_fields["policy"] = decision.to_json() if decision is not None else None
@@ -276,6 +294,8 @@ def write_call(record: CallRecord, spool: str | MediaColumns | CaptureMedia | No
         "paused_seconds": round(sum(p["seconds"] for p in call_fields["paused"]), 3),
         "view": view_rel,
         "sip_pcap": sip_rel,
+        "legs": [leg.call_id for leg in record.legs],
+        "related": list(record.related),
     }
     if not indexed_before:
         append_index(out_dir, entry, options.durable)
@@ -323,6 +343,20 @@ def _other_hops(call: Call, media: MediaColumns, assigned: list[int], channels: 
         x = direction_json(call, d, None, pl.rate, one)
         found[assigned[j]].append({k: x[k] for k in HOP_FIELDS})
     return found
+
+
+def leg_json(leg: Call) -> dict[str, Any]:
+    """What the summary and the metadata say of a joined leg."""
+    return {"call_id": leg.call_id, "caller": leg.caller_uri, "callee": leg.callee_uri,
+            "caller_tag": leg.caller_tag, "callee_tag": leg.callee_tag,
+            "session_id": next(iter(leg.headers.get("session-id") or []), None),
+            "start_ns": leg.start_ns, "end_ns": leg.end_ns or leg.last_ns,
+            "start": rfc3339(leg.start_ns), "end": rfc3339(leg.end_ns or leg.last_ns)}
+
+
+def _columns(spool: Media) -> MediaColumns:
+    return (spool if isinstance(spool, MediaColumns) else spool.columns()
+            if isinstance(spool, CaptureMedia) else spool_columns(spool))
 
 
 def _sniff(d: Direction, payload: bytes) -> None:

@@ -72,7 +72,15 @@ def build_metadata(info: dict[str, Any]) -> bytes:
         group = _el(root, f"{n}group", group_id=group_id)
         _el(group, f"{n}associate-time", start)
         _el(group, f"{c}label", policy["group"])
+    legs = call.get("legs") or []
+    if legs and not group_id:
+        # RFC 7865 section 6.2: the B2BUA's legs are sessions of one group
+        group_id = make_id(key, "legs")
+        group = _el(root, f"{n}group", group_id=group_id)
+        _el(group, f"{n}associate-time", start)
     session = _el(root, f"{n}session", session_id=session_id)
+    if legs:
+        _el(session, f"{n}sipSessionID", call.get("session_id") or call["call_id"])
     if call.get("final_code", 0) >= 300:
         _el(session, f"{n}reason", call.get("final_reason", ""),
             cause=str(call["final_code"]), protocol="SIP")
@@ -107,6 +115,20 @@ def build_metadata(info: dict[str, Any]) -> bytes:
         for x in info["dtmf"]:
             _el(dtmf, f"{c}digit", x["digit"], time=x["time"], side=x["side"],
                 source=x["source"], duration_ms=str(x["duration_ms"]))
+    if call.get("related"):
+        for other in call["related"]:
+            _el(session, f"{c}related", other)
+    for leg in legs:  # each joined leg: a session of the group, with its own identifiers
+        lk = f"{leg['call_id']}\x00{leg['start_ns']}"
+        s2 = _el(root, f"{n}session", session_id=make_id(lk, "session"))
+        _el(s2, f"{n}sipSessionID", leg.get("session_id") or leg["call_id"])
+        _el(s2, f"{n}group-ref", group_id)
+        _el(s2, f"{n}start-time", leg["start"])
+        _el(s2, f"{n}stop-time", leg["end"])
+        d2 = _el(s2, f"{c}sip-dialog")
+        _el(d2, f"{c}call-id", leg["call_id"])
+        _el(d2, f"{c}from-tag", leg["caller_tag"])
+        _el(d2, f"{c}to-tag", leg["callee_tag"])
 
     for side, role in enumerate(("caller", "callee")):
         p = _el(root, f"{n}participant", participant_id=part_ids[side])
