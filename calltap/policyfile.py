@@ -27,7 +27,7 @@ name the file and line.
     hours = ["08:00-18:00"]
     record = false
     group = "hr"
-    format = "flac"                     # layout, retention, keep_pcap
+    format = "flac"                     # layout, retention, keep_pcap, relay_hop
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ from correlate.policy import DAYS, Decision, IdentitySpec, PauseSpec, Policy, Ru
 MAX_RULES = 1000
 RULE_KEYS = {"name", "caller", "callee", "caller_ip", "callee_ip", "signalling_ip", "header",
              "source", "vlan", "days", "hours", "record", "group", "format", "layout",
-             "retention", "keep_pcap"}
+             "retention", "keep_pcap", "relay_hop"}
 IDENTITY_KEYS = {"caller", "callee", "original_callee", "caller_regex", "callee_regex",
                  "extra_headers"}
 PAUSE_KEYS = {"header", "pause_values", "resume_values", "info_content_type", "dtmf_pause",
@@ -211,9 +211,11 @@ def _rule(raw: dict[str, Any], k: int, start: int, lines: _Lines, fail: Any) -> 
                 raise err(key, f"{key} must be a text of 1-64 characters")
             action[key] = raw[key]
     from writer.audio_out import FORMATS, LAYOUTS
+    from writer.hops import RELAY_HOPS
 
     for key, allowed, field in (("format", FORMATS, "audio_format"),
-                                ("layout", LAYOUTS, "layout")):
+                                ("layout", LAYOUTS, "layout"),
+                                ("relay_hop", RELAY_HOPS, "relay_hop")):
         if key in raw:
             if raw[key] not in allowed:
                 raise err(key, f"{key} {raw[key]!r}: one of {', '.join(allowed)}")

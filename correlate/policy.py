@@ -55,6 +55,8 @@ class Decision:
     layout: str = ""
     retention: str = ""
     keep_pcap: bool = False
+    relay_hop: str = ""
+    """Which copy of a relayed stream is recorded ('' for the configured one)."""
 
     def to_json(self) -> dict[str, Any]:
         return {"rule": self.rule, "record": self.record, "group": self.group or None,
@@ -178,7 +180,8 @@ class Policy:
             extra = "".join(f", {k} {v}" for k, v in (("group", a.group),
                                                        ("retention", a.retention),
                                                        ("format", a.audio_format),
-                                                       ("layout", a.layout)) if v)
+                                                       ("layout", a.layout),
+                                                       ("relay_hop", a.relay_hop)) if v)
             lines.append(f"rule {rule.name!r} ({where}): MATCH: {_why(rule, facts)} -> "
                          f"{'record' if a.record else 'skip'}{extra}"
                          f"{', keep pcap' if a.keep_pcap else ''}")

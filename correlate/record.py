@@ -115,6 +115,8 @@ class CallRecord:
     """The policy rule's audio format; "" for the writer's configured one."""
     layout: str = ""
     """The policy rule's layout; "" for the writer's configured one."""
+    relay_hop: str = ""
+    """The policy rule's choice of relayed copy; "" for the writer's configured one."""
     parties: tuple[tuple[Party, ...], tuple[Party, ...]] = ((), ())
     """Caller's and callee's identities, preferred first (the policy's [identity])."""
     headers: tuple[tuple[str, tuple[str, ...]], ...] = ()
@@ -136,6 +138,7 @@ def finished(call: Call, identity: IdentitySpec) -> CallRecord:
         call,
         audio_format=d.audio_format if d is not None else "",
         layout=d.layout if d is not None else "",
+        relay_hop=d.relay_hop if d is not None else "",
         parties=(tuple(identities(call, identity, 0)), tuple(identities(call, identity, 1))),
         headers=tuple((h, tuple(call.headers[h])) for h in identity.extra_headers
                       if h in call.headers),
@@ -148,6 +151,7 @@ def record_to_json(rec: CallRecord) -> str:
         "call": json.loads(call_to_json(rec.call)),
         "audio_format": rec.audio_format,
         "layout": rec.layout,
+        "relay_hop": rec.relay_hop,
         "parties": [[list(p) for p in side] for side in rec.parties],
         "headers": [[h, list(v)] for h, v in rec.headers],
         "legs": [json.loads(call_to_json(c)) for c in rec.legs],
@@ -177,6 +181,7 @@ def record_from_json(text: str | bytes) -> CallRecord:
         legs = tuple(call_from_json(json.dumps(c)) for c in data.get("legs", []))
         related = tuple(str(x) for x in data.get("related", []))
         return CallRecord(call, str(data["audio_format"]), str(data["layout"]),
-                          (parties[0], parties[1]), headers, legs, related)
+                          str(data.get("relay_hop", "")), (parties[0], parties[1]), headers,
+                          legs, related)
     except (KeyError, TypeError, ValueError) as exc:
         raise RecordError(f"call record is malformed: {exc}") from None

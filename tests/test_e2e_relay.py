@@ -174,3 +174,19 @@ def test_without_a_link_legs_stay_apart(clean: tuple[list[tuple[int, bytes]], Pa
     pcap.write_bytes(pcap_bytes(RELAY_VARIANTS["b2bua-header"](frames)))
     run_import([pcap], tmp_path / "out", jobs=1)  # no join_header configured
     assert len(load_index(tmp_path / "out")) == 4
+
+
+def test_a_policy_rule_chooses_the_relayed_copy(clean: tuple[list[tuple[int, bytes]], Path],
+                                                 tmp_path: Path) -> None:
+    frames, _ = clean
+    pcap = tmp_path / "relay.pcap"
+    pcap.write_bytes(pcap_bytes(RELAY_VARIANTS["relay"](frames)))
+    policy = tmp_path / "policy.toml"
+    policy.write_text('[[rule]]\nname = "first call"\ncaller = { prefix = "sip:caller0" }\n'
+                      'relay_hop = "nearest-receiver"\n')
+    run_import([pcap], tmp_path / "out", jobs=1, policy=str(policy))
+    for e in load_index(tmp_path / "out"):
+        s = json.loads((tmp_path / "out" / e["summary"]).read_text())
+        src = s["directions"][0]["flows"][0].split(" -> ")[0]
+        # the rule's choice for the first call, the configured default for the other
+        assert src.startswith("203.0.113.1:") == e["caller"].startswith("sip:caller0@")

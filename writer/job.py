@@ -93,9 +93,10 @@ def write_call(record: CallRecord, spool: Media | list[Media], out_dir: str,
         call = joined_call(call, record.legs)
     else:
         media = _columns(parts[0])
-    if record.audio_format or record.layout:
+    if record.audio_format or record.layout or record.relay_hop:
         options = replace(options, audio_format=record.audio_format or options.audio_format,
-                          layout=record.layout or options.layout)
+                          layout=record.layout or options.layout,
+                          relay_hop=record.relay_hop or options.relay_hop)
     assigned = assign_channels(call.flows, losing_branches(call))
     channels = choose_hops(call, assigned, media, options.relay_hop)
     keys = options.srtp_keys
