@@ -30,9 +30,11 @@ class Peaks:
         data = np.concatenate((self._carry, block)) if len(self._carry) else block
         whole = len(data) // self.bucket * self.bucket
         if whole:
-            b = data[:whole].reshape(-1, self.bucket, 2)
-            self._lo.append(b.min(axis=1))
-            self._hi.append(b.max(axis=1))
+            # channel-major first: a reduction along the contiguous axis is many times
+            # faster than one across the interleaved frames
+            b = np.ascontiguousarray(data[:whole].T).reshape(2, -1, self.bucket)
+            self._lo.append(b.min(axis=2).T)
+            self._hi.append(b.max(axis=2).T)
         self._carry = np.array(data[whole:], np.int16)
 
     def finish(self) -> tuple[Int16Array, Int16Array]:
