@@ -27,6 +27,9 @@ MAX_PAGE = 500
 MAX_EXPORT = 1_000_000
 SORTS = {"start": "start_ns", "duration": "duration", "mos": "mos_min", "loss": "loss_max"}
 PARTY_MODES = ("substring", "prefix", "suffix", "exact")
+# Which direction the MOS and loss filters look at: the worse one, or one party's.
+SIDES = {"any": ("mos_min", "loss_max"), "caller": ("mos_caller", "loss_caller"),
+         "callee": ("mos_callee", "loss_callee")}
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS calls (
@@ -81,6 +84,8 @@ class Query:
     mos_min: float | None = None
     mos_max: float | None = None
     loss_min: float | None = None
+    side: str = "any"
+    """Whose direction the MOS and loss filters judge: any (the worse), caller, callee."""
     duration_min: float | None = None
     duration_max: float | None = None
     dtmf: str = ""
@@ -360,11 +365,14 @@ class SqliteCatalog:
         # with a time range, the start index is the one to walk: the unary + keeps the
         # planner off the others (without range statistics it guesses them as selective)
         plus = "+" if q.start_from is not None or q.start_to is not None else ""
+        if q.side not in SIDES:
+            raise CatalogError(f"side: one of {', '.join(SIDES)}")
+        mos, loss = SIDES[q.side]
         mos_low = q.mos_min
         if q.mos_max is not None:
             mos_low = max(mos_low or 0.0, 0.0)  # calls without a MOS (-1) stay out
-        for col, op, bound in (("mos_min", ">=", mos_low), ("mos_min", "<=", q.mos_max),
-                               ("loss_max", ">=", q.loss_min),
+        for col, op, bound in ((mos, ">=", mos_low), (mos, "<=", q.mos_max),
+                               (loss, ">=", q.loss_min),
                                ("duration", ">=", q.duration_min),
                                ("duration", "<=", q.duration_max)):
             if bound is not None:

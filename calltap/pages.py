@@ -46,6 +46,9 @@ def calls_page() -> str:
   <label>MOS from <input name="mos_min" type="number" min="1" max="5" step="0.1"></label>
   <label>to <input name="mos_max" type="number" min="1" max="5" step="0.1"></label>
   <label>Loss % at least <input name="loss_min" type="number" min="0" max="100" step="0.1"></label>
+  <label>of <select name="side"><option value="any">the worse direction</option>
+    <option value="caller">the caller's</option><option value="callee">the callee's</option>
+    </select></label>
   <label>Length s from <input name="duration_min" type="number" min="0"></label>
   <label>to <input name="duration_max" type="number" min="0"></label>
   <label>DTMF <input name="dtmf" size="6"></label>

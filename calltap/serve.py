@@ -180,15 +180,18 @@ def search_query(
     mos_min: Annotated[float | None, Query(ge=0, le=5)] = None,
     mos_max: Annotated[float | None, Query(ge=0, le=5)] = None,
     loss_min: Annotated[float | None, Query(ge=0, le=100)] = None,
+    side: str = "any",
     duration_min: Annotated[float | None, Query(ge=0)] = None,
     duration_max: Annotated[float | None, Query(ge=0)] = None,
     dtmf: Text = "", group: Text = "", rule: Text = "", sort: str = "start",
     order: str = "desc", limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Text = "",
 ) -> CatalogQuery:
-    return _query(q, party, party_mode, start_from, start_to, cidr, status, end_reason,
-                  codec, mos_min, mos_max, loss_min, duration_min, duration_max, dtmf,
-                  group, rule, sort, order, limit, cursor)
+    query = _query(q, party, party_mode, start_from, start_to, cidr, status, end_reason,
+                   codec, mos_min, mos_max, loss_min, duration_min, duration_max, dtmf,
+                   group, rule, sort, order, limit, cursor)
+    query.side = side
+    return query
 
 Search = Annotated[CatalogQuery, Depends(search_query)]
 

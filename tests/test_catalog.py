@@ -90,6 +90,9 @@ def test_filters_agree_with_the_index(out: Path) -> None:
                    s["call"]["callee_signalling"].rsplit(":", 1)[0])
         or any(m["address"] == src for side in s["call"]["media"].values() for m in side)}
     assert set(_ids(cat, codec="PCMA")) == want(lambda x: "PCMA/8000" in x["codecs"])
+    for k, side in enumerate(("caller", "callee")):  # one party's direction
+        assert set(_ids(cat, mos_max=lo, side=side)) == want(
+            lambda x, k=k: x["mos"][k] is not None and x["mos"][k] <= lo)
     assert set(_ids(cat, status="completed")) == want(lambda x: x["status"] == "completed")
     durations = [c["duration"] for c in cat.search(Query(sort="duration", descending=False,
                                                          limit=500)).calls]
@@ -118,7 +121,7 @@ def test_bad_queries_say_which_parameter(out: Path) -> None:
     for kw, word in (({"sort": "size"}, "sort"), ({"limit": 0}, "limit"),
                      ({"cursor": "not-a-cursor"}, "cursor"), ({"cidr": "10.0.0.0/33"}, "cidr"),
                      ({"party": "x", "party_mode": "regex"}, "party_mode"),
-                     ({"text": "ab"}, "q")):
+                     ({"text": "ab"}, "q"), ({"side": "both"}, "side")):
         with pytest.raises(CatalogError, match=word):
             cat.search(Query(**kw))  # type: ignore[arg-type]
     cat.close()

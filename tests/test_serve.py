@@ -71,7 +71,7 @@ def test_search_pages_and_sorts(client: TestClient, out: Path) -> None:
     ({"order": "up"}, "order"), ({"mos_min": 7}, "mos_min"), ({"cidr": "300.1.1.1"}, "cidr"),
     ({"from": "yesterday"}, "from"), ({"cursor": "zzz"}, "cursor"),
     ({"party_mode": "regex", "party": "1"}, "party_mode"), ({"q": "ab"}, "q"),
-    ({"duration_min": "long"}, "duration_min"),
+    ({"duration_min": "long"}, "duration_min"), ({"side": "both"}, "side"),
 ])
 def test_bad_parameters_get_400_naming_them(client: TestClient, params: dict[str, Any],
                                             word: str) -> None:
