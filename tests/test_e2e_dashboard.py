@@ -187,7 +187,7 @@ def test_call_page_plays_seeks_draws_and_downloads(site: tuple[str, Path], brows
 
 MARK_COLOURS = {"dtmf": (0x13, 0xC2, 0xC2), "pause": (0x72, 0x2E, 0xD1),
                 "early_media": (0xFA, 0xAD, 0x14), "hold": (0x8C, 0x8C, 0x8C),
-                "gap": (0xD4, 0x38, 0x0D)}
+                "gap": (0xD4, 0x38, 0x0D), "loss": (0xA8, 0x07, 0x1A)}
 
 
 def _marked(page: Any, mark: str) -> bool:
@@ -202,7 +202,7 @@ def _marked(page: Any, mark: str) -> bool:
 
 
 @pytest.mark.parametrize("which, marks", [
-    ("gen-12-", ("dtmf", "pause", "gap")),  # *7 ... *8, and 4% loss
+    ("gen-12-", ("dtmf", "pause", "gap", "loss")),  # *7 ... *8, and 4% loss
     ("gen-13-", ("hold",)),
     ("25672@192.168.105.110", ("dtmf",)),  # SIP_DTMF2.pcap: RFC 4733 digits
     ("", ("early_media",)),  # nb6-telephone.pcap: 183 with media before the answer

@@ -22,9 +22,11 @@ NS = 1_000_000_000
 BUCKET_NS = PEAK_MS * 1_000_000
 VIEW_VERSION = 1
 # Per-bucket marks, one bit each.
-GAP, HOLD, EARLY, PAUSE, DTMF, SSRC = 1, 2, 4, 8, 16, 32
-FLAG_BITS = {"gap": GAP, "hold": HOLD, "early_media": EARLY, "pause": PAUSE, "dtmf": DTMF,
-             "ssrc_change": SSRC}
+GAP, HOLD, EARLY, PAUSE, DTMF, SSRC, LOSS = 1, 2, 4, 8, 16, 32, 64
+FLAG_BITS = {"loss": LOSS, "gap": GAP, "hold": HOLD, "early_media": EARLY, "pause": PAUSE,
+             "dtmf": DTMF, "ssrc_change": SSRC}
+"""loss: packets missing from the sequence there; gap: 40 ms or more with no packet (what
+the recording fills with silence)."""
 # Characters of a SIP message's first line shown in the ladder.
 LABEL_CHARS = 48
 
@@ -77,6 +79,28 @@ def _quality(d: Direction, zero: int, one_way_ms: float) -> dict[str, Any]:
     return out
 
 
+def _losses(flags: npt.NDArray[np.uint8], zero: int, ts: npt.NDArray[np.int64],
+            seq: npt.NDArray[np.int64], ssrc: npt.NDArray[np.int64]) -> None:
+    """Mark LOSS where a stream's sequence numbers skip: the buckets between the packets
+    on either side of the missing ones (RFC 3550 A.1's wrap-around unwrapped)."""
+    n = len(flags)
+    for s in np.unique(ssrc).tolist():
+        sel = np.flatnonzero(ssrc == s)
+        if len(sel) < 2:
+            continue
+        q = seq[sel]
+        step = np.diff(q)
+        ext = q + 65536 * np.concatenate(([0], np.cumsum(step < -32768) - np.cumsum(step > 32768)))
+        order = np.argsort(ext, kind="stable")
+        e, t = ext[order], ts[sel][order]
+        skip = np.flatnonzero(np.diff(e) > 1)
+        for k in skip.tolist():
+            lo = max(0, int((t[k] - zero) // BUCKET_NS) + 1)
+            hi = min(n, max(lo + 1, int((t[k + 1] - zero) // BUCKET_NS)))
+            if lo < hi:
+                flags[lo:hi] |= LOSS
+
+
 def _first_line(raw: bytes) -> str:
     line = raw.split(b"\r\n", 1)[0].split(b"\n", 1)[0].decode("utf-8", "replace")
     if line.startswith("SIP/2.0 "):
@@ -86,7 +110,9 @@ def _first_line(raw: bytes) -> str:
 
 def build_view(summary: dict[str, Any], call: Call, dirs: tuple[Direction, Direction],
                peaks: tuple[npt.NDArray[np.int16], npt.NDArray[np.int16]] | None,
-               packet_ns: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]
+               packet_ns: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]],
+               packet_seq: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]] | None = None,
+               packet_ssrc: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]] | None = None
                ) -> dict[str, Any]:
     """The view of a call whose summary is ``summary``; ``packet_ns`` are the capture
     times of each direction's media packets, ``peaks`` what ``Peaks.finish`` gave."""
@@ -112,6 +138,8 @@ def build_view(summary: dict[str, Any], call: Call, dirs: tuple[Direction, Direc
                 f[quiet & active] |= GAP
                 # all media of a call never answered came before an answer
                 f[b[ts < (answer if answer is not None else 1 << 62)]] |= EARLY
+        if n and packet_seq is not None and packet_ssrc is not None and len(ts):
+            _losses(f, zero, packet_ns[c], packet_seq[c], packet_ssrc[c])
         x = summary["directions"][c]
         for h in x.get("hold", []):
             _span(f, zero, parse_time(h["start"]), parse_time(h["end"]), HOLD)

@@ -2,7 +2,7 @@
 "use strict";
 const calltap = (() => {
   const SVGNS = "http://www.w3.org/2000/svg";
-  const FLAG_COLORS = {gap: "#d4380d", hold: "#8c8c8c", early_media: "#faad14",
+  const FLAG_COLORS = {loss: "#a8071a", gap: "#d4380d", hold: "#8c8c8c", early_media: "#faad14",
                        pause: "#722ed1", dtmf: "#13c2c2", ssrc_change: "#1d39c4"};
   const CHANNEL_COLORS = ["#2f6fde", "#1f9d55"];
 
