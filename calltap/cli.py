@@ -82,6 +82,7 @@ def cmd_import(args: argparse.Namespace) -> int:
                 "relay_hop": args.relay_hop,
                 "join_header": args.join_header,
                 "join_legs": False if args.no_join_legs else None,
+                "join_by_media": True if args.join_by_media else None,
                 "jitter_buffer": args.jitter_buffer,
                 "jitter_buffer_ms": args.jitter_buffer_ms,
                 "policy": args.policy,
@@ -424,6 +425,8 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--join-header", metavar="NAME",
                      help="a header carrying the other B2BUA leg's Call-ID (X-CID style): "
                           "legs so linked, or by RFC 7989 Session-ID, make one recording")
+    imp.add_argument("--join-by-media", action="store_true",
+                     help="also join B2BUA legs whose G.711 audio matches (no signalled link)")
     imp.add_argument("--no-join-legs", action="store_true",
                      help="write each B2BUA leg as a recording of its own")
     imp.add_argument("--relay-hop", choices=("nearest-sender", "nearest-receiver"),

@@ -36,6 +36,9 @@ class Config:
     are written as one recording; false: each leg on its own."""
     join_header: str = ""
     """A header carrying the other leg's Call-ID, as some SBCs send (X-CID style)."""
+    join_by_media: bool = False
+    """Also join two calls whose G.711 audio matches a few ms apart (an SBC that signals
+    no link); a call ending waits up to 10 s of capture time for its partner."""
     relay_hop: str = "nearest-sender"
     """Which copy of a stream seen on two hops (a proxy with a media relay) is recorded:
     nearest-sender (what the talker's phone sent) or nearest-receiver."""

@@ -36,7 +36,8 @@ from correlate.record import CallRecord
 from correlate.recorder import Recorder, Settings
 from correlate.router import SpoolSink
 from writer.columns import EXTRA, CaptureMedia, MediaColumns, spool_columns
-from writer.job import Media, WriteResult, write_call
+from writer.job import Media, WriteResult, media_columns, write_call
+from writer.mediajoin import MediaJoiner
 from writer.options import WriteOptions
 from writer.output import sync_filesystem
 from writer.srtp import parse_key_spec
@@ -225,6 +226,7 @@ class Importer:
         self._sink = SpoolSink(self.spool)
         self._columns: _Columns | None = None
         self.recorder = Recorder(settings_from(cfg), policy, self._sink)
+        self._joiner = MediaJoiner() if cfg.join_by_media and cfg.join_legs else None
         self.reload_requested = False
         """Set from a SIGHUP handler: the policy file is read again between packets."""
         keep_freed_blocks()
@@ -403,8 +405,18 @@ class Importer:
                 elif ev.record.legs:  # one recording of a B2BUA's legs: all their media
                     self._write(ev.record, [media, *(self._media(leg.serial)[1]
                                                      for leg in ev.record.legs)])
+                elif self._joiner is not None and not ev.record.related:
+                    # legs linked by nothing but their audio (join_by_media)
+                    self._write_all(self._joiner.ended(ev.record, media, media_columns(media),
+                                                       self.recorder.clock))
                 else:
                     self._write(ev.record, media)
+        if self._joiner is not None and self._joiner.held:
+            self._write_all(self._joiner.expire(self.recorder.clock))
+
+    def _write_all(self, ready: list[tuple[CallRecord, list[Media]]]) -> None:
+        for record, media in ready:
+            self._write(record, media if record.legs else media[0])
 
     def reload_policy(self) -> None:
         """Read the policy file again (SIGHUP): calls in progress keep their decision, new
@@ -486,6 +498,8 @@ class Importer:
         try:
             self.recorder.finish()
             self._events()
+            if self._joiner is not None:
+                self._write_all(self._joiner.flush())
             while self._pending:
                 self._collect()
             self._leave_mapping()

@@ -182,8 +182,9 @@ def b2bua(frames: list[Frame], join: str = "session-id", transcode: bool = False
           ) -> list[Frame]:
     """The calls through a B2BUA (an SBC at SBC): the A-leg caller <-> SBC keeps the
     dialog, the B-leg SBC <-> callee is a dialog of its own (Call-ID, tags, SSRCs), joined
-    by RFC 7989 Session-ID (``join``="session-id") or by the A-leg's Call-ID in a header
-    ("header"); ``transcode``: the B-leg is PCMA where the A-leg is PCMU."""
+    by RFC 7989 Session-ID (``join``="session-id"), by the A-leg's Call-ID in a header
+    ("header") or by nothing ("none": only their audio tells); ``transcode``: the B-leg is
+    PCMA where the A-leg is PCMU."""
     rng = random.Random(3)
     rewriter = _Rewriter(rng)
     out: list[Frame] = []
@@ -239,4 +240,5 @@ RELAY_VARIANTS.update({
     "b2bua": b2bua,
     "b2bua-header": lambda frames: b2bua(frames, join="header"),
     "b2bua-transcode": lambda frames: b2bua(frames, transcode=True),
+    "b2bua-media": lambda frames: b2bua(frames, join="none", transcode=True),
 })

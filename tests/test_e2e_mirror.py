@@ -25,7 +25,7 @@ def clean(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[Frame], Path]:
 
 
 # joined by a configured header, and transcoded: tested in test_e2e_relay
-OWN_TESTS = {"b2bua-header", "b2bua-transcode"}
+OWN_TESTS = {"b2bua-header", "b2bua-transcode", "b2bua-media"}
 
 
 @pytest.mark.parametrize("variant", sorted(set(VARIANTS) - OWN_TESTS))

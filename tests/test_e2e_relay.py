@@ -117,6 +117,7 @@ def test_per_hop_loss_is_what_each_hop_lost(clean: tuple[list[tuple[int, bytes]]
     ("b2bua", {}),  # RFC 7989 Session-ID
     ("b2bua-header", {"join_header": "X-CID"}),
     ("b2bua-transcode", {}),  # PCMU on the A-leg, PCMA on the B-leg
+    ("b2bua-media", {"join_by_media": True}),  # no link but the (transcoded) audio
 ])
 def test_b2bua_legs_make_one_recording(variant: str, cfg: dict[str, str],
                                        clean: tuple[list[tuple[int, bytes]], Path],
@@ -132,7 +133,7 @@ def test_b2bua_legs_make_one_recording(variant: str, cfg: dict[str, str],
         assert e["legs"] == [f"b2b-{cid}"] and e["callee"] == want[cid]["callee"]
         audio, _ = read_wav(tmp_path / "out" / e["audio"])
         ref, _ = read_wav(clean_out / want[cid]["audio"])
-        if variant == "b2bua-transcode":  # re-encoded on the B-leg: the same speech
+        if variant in ("b2bua-transcode", "b2bua-media"):  # re-encoded on the B-leg
             for ch in (0, 1):
                 lag, corr = _lag(ref[:, ch], audio[:, ch])
                 assert abs(lag) <= ALIGN and corr > 0.95, (cid, ch, lag, corr)
@@ -190,3 +191,17 @@ def test_a_policy_rule_chooses_the_relayed_copy(clean: tuple[list[tuple[int, byt
         src = s["directions"][0]["flows"][0].split(" -> ")[0]
         # the rule's choice for the first call, the configured default for the other
         assert src.startswith("203.0.113.1:") == e["caller"].startswith("sip:caller0@")
+
+
+def test_by_media_only_when_asked_and_only_matching_calls(
+        clean: tuple[list[tuple[int, bytes]], Path], tmp_path: Path) -> None:
+    frames, _ = clean
+    pcap = tmp_path / "b2bua-media.pcap"
+    pcap.write_bytes(pcap_bytes(RELAY_VARIANTS["b2bua-media"](frames)))
+    run_import([pcap], tmp_path / "apart", jobs=1)
+    assert len(load_index(tmp_path / "apart")) == 4  # not asked: four calls
+    # two unrelated calls (the clean capture's) are never joined by their audio
+    plain = tmp_path / "plain.pcap"
+    plain.write_bytes(pcap_bytes(frames))
+    run_import([plain], tmp_path / "plain", jobs=1, join_by_media=True)
+    assert [e["legs"] for e in load_index(tmp_path / "plain")] == [[], []]

@@ -89,10 +89,10 @@ def write_call(record: CallRecord, spool: Media | list[Media], out_dir: str,
         for leg in (call, *record.legs):
             offsets.append(n)
             n += len(leg.flows)
-        media = join_media([_columns(p) for p in parts], offsets)
+        media = join_media([media_columns(p) for p in parts], offsets)
         call = joined_call(call, record.legs)
     else:
-        media = _columns(parts[0])
+        media = media_columns(parts[0])
     if record.audio_format or record.layout or record.relay_hop:
         options = replace(options, audio_format=record.audio_format or options.audio_format,
                           layout=record.layout or options.layout,
@@ -364,7 +364,8 @@ def leg_json(leg: Call) -> dict[str, Any]:
             "start": rfc3339(leg.start_ns), "end": rfc3339(leg.end_ns or leg.last_ns)}
 
 
-def _columns(spool: Media) -> MediaColumns:
+def media_columns(spool: Media) -> MediaColumns:
+    """A call's media as columns, wherever it is."""
     return (spool if isinstance(spool, MediaColumns) else spool.columns()
             if isinstance(spool, CaptureMedia) else spool_columns(spool))
 
