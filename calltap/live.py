@@ -25,9 +25,17 @@ from correlate.call import Call
 from correlate.events import CallEnded, CallStarted, FlowAdded, MediaChanged
 from correlate.keys import CALL_TTL_S, JOBS_MAXLEN, Keys
 from correlate.policy import Policy, set_paused
-from correlate.record import RecordError, call_from_json, call_to_json, record_to_json
+from correlate.record import (
+    CallRecord,
+    RecordError,
+    call_from_json,
+    call_to_json,
+    record_to_json,
+)
 from correlate.recorder import Recorder
 from correlate.router import SpoolSink
+from writer.columns import spool_columns
+from writer.mediajoin import MediaJoiner
 
 NS = 1_000_000_000
 # Redis operations waiting while Redis is unreachable: each is a call record or a job of a
@@ -186,6 +194,7 @@ class LiveCapture:
                                  load_policy(cfg.policy) if cfg.policy else Policy(),
                                  SpoolSink(self.spool), source_name)
         self.keys = Keys(prefix)
+        self._joiner = MediaJoiner() if cfg.join_by_media and cfg.join_legs else None
         setup = RedisLink(redis_url)  # start-up reads, before any packet: synchronous
         self.stopping = False
         self.reload_requested = False
@@ -300,19 +309,34 @@ class LiveCapture:
     def _ended(self, ev: CallEnded) -> None:
         call = ev.call
         spool = self.spool.close_call(call.serial)
-        legs = ev.record.legs if ev.record is not None else ()
-        if ev.record is not None:
-            job = {"record": record_to_json(ev.record), "spool": spool or ""}
-            if legs:  # a B2BUA's legs in one recording: each leg's spool
-                job["leg_spools"] = json.dumps([self.spool.close_call(leg.serial) or ""
-                                                for leg in legs])
-            self.link.do("xadd", self.keys.jobs, job, maxlen=JOBS_MAXLEN, approximate=True)
-            self.jobs_sent += 1
-        for c in (call, *legs):
-            tag = Keys.tag(c.key)
-            self.link.do("delete", self.keys.call(tag))
-            self.link.do("srem", self.keys.live, tag)
-            self._saved.pop(c.key, None)
+        record = ev.record
+        if record is None:
+            self._forget(call)
+            return
+        spools = [spool, *(self.spool.close_call(leg.serial) for leg in record.legs)]
+        if self._joiner is not None and not record.legs and not record.related:
+            # legs linked by nothing but their audio (join_by_media): the call waits
+            for rec, parts in self._joiner.ended(record, spool, spool_columns(spool),
+                                                 self.recorder.clock):
+                self._send(rec, parts)
+            return
+        self._send(record, spools)
+
+    def _send(self, record: CallRecord, spools: list[str | None]) -> None:
+        """A job for ``record`` (every leg's spool with it); the calls leave the live set."""
+        job = {"record": record_to_json(record), "spool": spools[0] or ""}
+        if record.legs:  # a B2BUA's legs in one recording: each leg's spool
+            job["leg_spools"] = json.dumps([p or "" for p in spools[1:]])
+        self.link.do("xadd", self.keys.jobs, job, maxlen=JOBS_MAXLEN, approximate=True)
+        self.jobs_sent += 1
+        for c in (record.call, *record.legs):
+            self._forget(c)
+
+    def _forget(self, call: Call) -> None:
+        tag = Keys.tag(call.key)
+        self.link.do("delete", self.keys.call(tag))
+        self.link.do("srem", self.keys.live, tag)
+        self._saved.pop(call.key, None)
 
     def _last_control(self, link: RedisLink) -> str:
         try:
@@ -375,6 +399,9 @@ class LiveCapture:
                 if now_ns >= rec.next_deadline():
                     rec.handle_timer(now_ns)
             self._events()
+            if self._joiner is not None and self._joiner.held:
+                for record, parts in self._joiner.expire(rec.clock):
+                    self._send(record, parts)
             if self.link.commands:  # read by the sender thread; applied at once
                 self.read_control()
             now = time.monotonic()
@@ -397,6 +424,9 @@ class LiveCapture:
         self.recorder.stopping = True
         self.recorder.finish()
         self._events()
+        if self._joiner is not None:
+            for record, parts in self._joiner.flush():
+                self._send(record, parts)
         self.link.close(3.0)
         self._keep_unsent()
 

@@ -165,3 +165,46 @@ def test_a_job_whose_spool_is_missing_is_parked(
     assert w.parked == 1 and w.written == 0
     (entry,) = w.r.xrange(w.keys.parked)
     assert entry[1][b"error"].startswith(b"spool file missing")
+
+
+@pytest.mark.parametrize("variant, cfg", [("b2bua", {}), ("b2bua-media", {"join_by_media": True})])
+def test_b2bua_legs_live_make_one_recording_like_import(
+        variant: str, cfg: dict[str, bool], redis_url: tuple[str, subprocess.Popen[bytes]],
+        tmp_path: Path) -> None:
+    """A B2BUA's legs through the capture process and a writer, as on a live probe (the
+    capture's packets fed as a source would): one recording per conversation, the same as
+    the import of the same capture."""
+    import json
+
+    from calltap.config import Config
+    from calltap.generate import GenOptions, generate
+    from calltap.relay import RELAY_VARIANTS
+    from capture.pcapfile import open_capture
+    from tests.helpers import load_index, pcap_bytes, read_wav, run_import
+
+    url, _proc = redis_url
+    clean = tmp_path / "clean.pcap"
+    generate(str(clean), GenOptions(calls=2, duration=4.0, seed=8))
+    frames = [(t, f) for t, _l, f in open_capture(str(clean))]
+    pcap = tmp_path / f"{variant}.pcap"
+    pcap.write_bytes(pcap_bytes(RELAY_VARIANTS[variant](frames)))
+    conf = Config(**cfg)  # type: ignore[arg-type]
+    cap = live.LiveCapture(conf, url, str(tmp_path / "spool"), "test", background=False)
+    cap.recorder.feed(open_capture(str(pcap)))
+    cap._events()  # noqa: SLF001 - what the capture loop does after each batch
+    cap.finish_live()
+    w = Worker(url, str(tmp_path / "live"), WriteOptions(durable=False), name="w1")
+    w.ensure_group()
+    while (job := w.next_job()) is not None:
+        w.handle(*job)
+    run_import([pcap], tmp_path / "imp", jobs=1, **cfg)
+    live_idx = {e["call_id"]: e for e in load_index(tmp_path / "live")}
+    imp_idx = {e["call_id"]: e for e in load_index(tmp_path / "imp")}
+    assert len(live_idx) == 2 and live_idx.keys() == imp_idx.keys()
+    for cid, e in live_idx.items():
+        assert e["legs"] == [f"b2b-{cid}"] == imp_idx[cid]["legs"]
+        a, _ = read_wav(tmp_path / "live" / e["audio"])
+        b, _ = read_wav(tmp_path / "imp" / imp_idx[cid]["audio"])
+        assert (a == b).all()
+        s = json.loads((tmp_path / "live" / e["summary"]).read_text())
+        assert [leg["call_id"] for leg in s["call"]["legs"]] == [f"b2b-{cid}"]
