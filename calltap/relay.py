@@ -13,7 +13,7 @@ from __future__ import annotations
 import random
 import re
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from capture.decode import decode
 from capture.pcapwrite import udp_frame
@@ -87,6 +87,17 @@ class _Rewriter:
         return rtp[:2] + struct.pack("!HI", seq, ts) + new[0] + rtp[12:]
 
 
+def _packets(frames: list[Frame]
+             ) -> Iterator[tuple[int, bytes, bytes, int, int, bytes, bool]]:
+    """A generated capture's packets: time, addresses, ports, payload, and whether the
+    caller's side sent it."""
+    for t, f in frames:
+        r = decode(1, f)
+        assert not isinstance(r, int)
+        _proto, src, dst, sport, dport, payload = r
+        yield t, src, dst, sport, dport, payload, dst[:3] == CALLEE_NET
+
+
 def relayed(frames: list[Frame], rewrite: bool = False, loss: float = 0.0,
             seed: int = 1) -> list[Frame]:
     """Both hops of every packet. ``rewrite``: the relay renumbers what it sends and adds
@@ -94,11 +105,7 @@ def relayed(frames: list[Frame], rewrite: bool = False, loss: float = 0.0,
     rng = random.Random(seed)
     rewriter = _Rewriter(rng)
     out: list[Frame] = []
-    for t, f in frames:
-        r = decode(1, f)
-        assert not isinstance(r, int)
-        _proto, src, dst, sport, dport, payload = r
-        from_caller = dst[:3] == CALLEE_NET
+    for t, src, dst, sport, dport, payload, from_caller in _packets(frames):
         if looks_like_sip(payload):
             m = _SDP_PORT.search(payload)
             i = _index(int(m.group(1))) if m else 0
@@ -188,11 +195,7 @@ def b2bua(frames: list[Frame], join: str = "session-id", transcode: bool = False
     rng = random.Random(3)
     rewriter = _Rewriter(rng)
     out: list[Frame] = []
-    for t, f in frames:
-        r = decode(1, f)
-        assert not isinstance(r, int)
-        _proto, src, dst, sport, dport, payload = r
-        from_caller = dst[:3] == CALLEE_NET
+    for t, src, dst, sport, dport, payload, from_caller in _packets(frames):
         if looks_like_sip(payload):
             m = _SDP_PORT.search(payload)
             cid = _CALL_ID.search(payload)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -384,30 +384,31 @@ def _sip_pcap(call: Call, path: str, durable: bool) -> None:
     """The call's SIP messages as seen (both hops, retransmissions included) as a pcap
     Wireshark opens: each message one UDP datagram between the addresses and ports it was
     seen on (messages that came over TCP, TLS or WebSocket are written as UDP too)."""
-    tmp = tmp_name(path)
-    with open(tmp, "wb") as f:
-        w = PcapWriter(f, nanosecond=True)
-        for ts, src, sport, dst, dport, raw in call.sip_log:
-            raw = raw[:MAX_SIP_DATAGRAM]
-            if len(src) == 4 and len(dst) == 4:
-                w.write(ts, udp_frame(src, sport, dst, dport, raw, w.count))
-            elif len(src) == 16 and len(dst) == 16:
-                w.write(ts, udp6_frame(src, sport, dst, dport, raw))
-        sync_file(f, durable)
-    os.replace(tmp, path)
+    _pcap(path, ((ts, src, sport, dst, dport, raw[:MAX_SIP_DATAGRAM])
+                 for ts, src, sport, dst, dport, raw in call.sip_log), durable)
 
 
 def _evidence(call: Call, media: MediaColumns, path: str, durable: bool) -> None:
     """The call's media packets as a pcap (the policy's keep_pcap): addresses, ports and
     payloads as captured, link and IP headers rebuilt; a paused span keeps only RTP headers,
     as the spool does."""
+    def packets() -> Iterator[tuple[int, bytes, int, bytes, int, bytes]]:
+        for i, (ts, flow) in enumerate(zip(media.ts.tolist(), media.flow.tolist(),
+                                           strict=True)):
+            (src, sport), (dst, dport) = call.flows[flow][0], call.flows[flow][1]
+            yield ts, src, sport, dst, dport, media.payload(i)
+
+    _pcap(path, packets(), durable)
+
+
+def _pcap(path: str, datagrams: Iterable[tuple[int, bytes, int, bytes, int, bytes]],
+          durable: bool) -> None:
+    """UDP datagrams (time, source address and port, destination, payload) as a pcap file,
+    written under a temporary name and renamed."""
     tmp = tmp_name(path)
     with open(tmp, "wb") as f:
         w = PcapWriter(f, nanosecond=True)
-        for i, (ts, flow) in enumerate(zip(media.ts.tolist(), media.flow.tolist(),
-                                           strict=True)):
-            payload = media.payload(i)
-            (src, sport), (dst, dport) = call.flows[flow][0], call.flows[flow][1]
+        for ts, src, sport, dst, dport, payload in datagrams:
             if len(src) == 4 and len(dst) == 4:
                 w.write(ts, udp_frame(src, sport, dst, dport, payload, w.count))
             elif len(src) == 16 and len(dst) == 16:
