@@ -20,7 +20,7 @@ from writer.view import parse_time
 CATALOG_FILE = "catalog.sqlite"
 # The schema's version (PRAGMA user_version): a catalog of another version is rebuilt
 # from index.jsonl when opened.
-CATALOG_VERSION = 2
+CATALOG_VERSION = 3
 # Rows one search returns at most: a page of the calls table; more go by the cursor.
 MAX_PAGE = 500
 # Rows one export streams at most: a spreadsheet's worth.
@@ -74,7 +74,8 @@ class Query:
     """Number or URI of either party (caller, callee, identities)."""
     party_mode: str = "substring"
     text: str = ""
-    """Anywhere in the parties, Call-ID, identities and kept headers (3+ characters)."""
+    """Anywhere in the parties, Call-IDs (a joined or related leg's too), identities and kept
+    headers (3+ characters)."""
     start_from: int | None = None
     start_to: int | None = None
     cidr: str = ""
@@ -167,7 +168,8 @@ def _addresses(summary: dict[str, Any] | None) -> set[bytes]:
 
 
 def _words(entry: dict[str, Any], summary: dict[str, Any] | None) -> str:
-    parts = [entry.get("caller") or "", entry.get("callee") or "", entry.get("call_id") or ""]
+    parts = [entry.get("caller") or "", entry.get("callee") or "", entry.get("call_id") or "",
+             *(entry.get("legs") or []), *(entry.get("related") or [])]
     call = (summary or {}).get("call") or {}
     parts += [call.get("caller_name") or "", call.get("callee_name") or ""]
     for ids in (call.get("identities") or {}).values():

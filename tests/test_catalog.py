@@ -135,3 +135,15 @@ def test_a_call_written_again_replaces_its_row(out: Path, tmp_path: Path) -> Non
     assert cat.count() == 1
     assert cat.get(call_key(e))["status"] == "interrupted"  # type: ignore[index]
     cat.close()
+
+
+def test_a_catalog_of_another_schema_is_rebuilt_on_open(out: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    cat = SqliteCatalog.beside(str(copy))
+    cat.db.execute("PRAGMA user_version = 1")
+    cat.db.execute("DELETE FROM calls WHERE id = (SELECT min(id) FROM calls)")
+    cat.close()
+    again = SqliteCatalog.beside(str(copy))
+    assert again.count() == 12  # rebuilt from index.jsonl, the deleted row back
+    again.close()

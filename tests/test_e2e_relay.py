@@ -205,3 +205,18 @@ def test_by_media_only_when_asked_and_only_matching_calls(
     plain.write_bytes(pcap_bytes(frames))
     run_import([plain], tmp_path / "plain", jobs=1, join_by_media=True)
     assert [e["legs"] for e in load_index(tmp_path / "plain")] == [[], []]
+
+
+def test_a_joined_legs_call_id_finds_its_recording(
+        clean: tuple[list[tuple[int, bytes]], Path], tmp_path: Path) -> None:
+    from calltap.catalog import Query, SqliteCatalog
+
+    frames, _ = clean
+    pcap = tmp_path / "b2bua.pcap"
+    pcap.write_bytes(pcap_bytes(RELAY_VARIANTS["b2bua"](frames)))
+    run_import([pcap], tmp_path / "out", jobs=1)
+    cat = SqliteCatalog.beside(str(tmp_path / "out"))
+    for e in load_index(tmp_path / "out"):
+        page = cat.search(Query(text=e["legs"][0]))
+        assert [c["call_id"] for c in page.calls] == [e["call_id"]]
+    cat.close()
