@@ -122,19 +122,24 @@ class Dashboard:
                "view": e.get("view")}[kind]
         return self.path(rel, kind.replace("_", " "))
 
-    def transcoded(self, src: str, key: str, fmt: str) -> str:
-        """``src`` as ``fmt`` (FFmpeg), cached under the output directory."""
+    def transcoded(self, sources: list[str], key: str, fmt: str) -> str:
+        """``sources`` as one ``fmt`` file (FFmpeg), cached under the output directory;
+        two sources (a split layout's caller and callee files) become its two channels."""
         os.makedirs(self.cache_dir, exist_ok=True)
         ext = {"opus": "ogg"}.get(fmt, fmt)
         dst = os.path.join(self.cache_dir, f"{key}.{ext}")
-        if os.path.exists(dst) and os.path.getmtime(dst) >= os.path.getmtime(src):
+        if os.path.exists(dst) and all(os.path.getmtime(dst) >= os.path.getmtime(src)
+                                       for src in sources):
             return dst
         codec = {"mp3": ["-c:a", "libmp3lame", "-q:a", "4"],
                  "opus": ["-c:a", "libopus", "-b:a", "32k"],
                  "wav": ["-c:a", "pcm_s16le"], "flac": ["-c:a", "flac"]}[fmt]
         fd, tmp = tempfile.mkstemp(suffix="." + ext, dir=self.cache_dir)
         os.close(fd)
-        r = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", src, *codec,
+        inputs = [x for src in sources for x in ("-i", src)]
+        merge = (["-filter_complex", "[0:a][1:a]amerge=inputs=2[a]", "-map", "[a]", "-ac", "2"]
+                 if len(sources) == 2 else [])
+        r = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", *inputs, *merge, *codec,
                             tmp], capture_output=True, check=False, timeout=600)
         if r.returncode:
             os.unlink(tmp)
@@ -294,14 +299,17 @@ def create_app(out_dir: str) -> FastAPI:
              tags=["files"], response_class=FileResponse)
     def api_audio(call_id: str, format: str = "") -> FileResponse:  # noqa: A002
         """The recording as stored, or transcoded to ``format`` (wav, mp3, opus, flac) when
-        asked or when the stored format is not one browsers play."""
+        asked; a split layout's two files as one two-channel file (caller left)."""
         e = dash.entry(call_id)
         src = dash.file_of(e, "audio")
         have = os.path.splitext(src)[1].lstrip(".")
         fmt = format or have
         if fmt not in BROWSER_FORMATS:
             raise HTTPException(400, f"format: one of {', '.join(BROWSER_FORMATS)}")
-        path = src if fmt == have else dash.transcoded(src, call_id, fmt)
+        if len(e.get("audio_files") or []) > 1:  # split layout: both parties, one file
+            return FileResponse(dash.transcoded([src, dash.file_of(e, "audio2")], call_id,
+                                                fmt), media_type=BROWSER_FORMATS[fmt])
+        path = src if fmt == have else dash.transcoded([src], call_id, fmt)
         return FileResponse(path, media_type=BROWSER_FORMATS[fmt])
 
     @app.get("/api/calls/{call_id}/zip", summary="Every file of the call, zipped",

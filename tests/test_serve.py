@@ -206,3 +206,25 @@ def test_only_loopback_without_users() -> None:
     from calltap.serve import serve
 
     assert serve(".", "0.0.0.0:8080") == 2
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is not installed")
+def test_a_split_recording_plays_as_one_two_channel_file(tmp_path: Path) -> None:
+    import numpy as np
+
+    from tests.helpers import read_wav
+
+    pcap = tmp_path / "g.pcap"
+    generate(str(pcap), GenOptions(calls=1, duration=2.0, seed=3))
+    run_import([pcap], tmp_path / "out", jobs=1, layout="split")
+    client = TestClient(create_app(str(tmp_path / "out")))
+    c = _first(client)
+    assert len(c["audio_files"]) == 2
+    r = client.get(f"/api/calls/{c['id']}/audio")
+    assert r.status_code == 200 and r.headers["content-type"] == "audio/wav"
+    (tmp_path / "both.wav").write_bytes(r.content)
+    both, _ = read_wav(tmp_path / "both.wav")
+    caller, _ = read_wav(tmp_path / "out" / c["audio_files"][0])
+    callee, _ = read_wav(tmp_path / "out" / c["audio_files"][1])
+    assert both.shape[1] == 2
+    assert np.array_equal(both[:, 0], caller[:, 0]) and np.array_equal(both[:, 1], callee[:, 0])
