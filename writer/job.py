@@ -249,18 +249,11 @@ def write_call(record: CallRecord, spool: Media | list[Media], out_dir: str,
     if call.sip_log:
         sip_rel = f"{rel}/{stem}.sip.pcap"
         _sip_pcap(call, os.path.join(target, stem + ".sip.pcap"), options.durable)
-    keep = (pl.ch >= 0) & ~pl.rtcp if len(media) else np.zeros(0, np.bool_)
-    if len(media):  # each direction's well-formed RTP: times, sequence numbers, SSRCs
-        keep &= pl.rtp.error == 0
-        mine = (keep & (pl.ch == 0), keep & (pl.ch == 1))
-        view = build_view(summary, call, dirs, peaks.finish() if peaks is not None else None,
-                          (media.ts[mine[0]], media.ts[mine[1]]),
-                          (pl.rtp.seq[mine[0]], pl.rtp.seq[mine[1]]),
-                          (pl.rtp.ssrc[mine[0]], pl.rtp.ssrc[mine[1]]))
-    else:
-        none = np.zeros(0, np.int64)
-        view = build_view(summary, call, dirs, peaks.finish() if peaks is not None else None,
-                          (none, none))
+    ok = (pl.ch >= 0) & ~pl.rtcp & (pl.rtp.error == 0)  # each direction's well-formed RTP
+    mine = (ok & (pl.ch == 0), ok & (pl.ch == 1))
+    view = build_view(summary, call, dirs, peaks.finish() if peaks is not None else None,
+                      ((media.ts[mine[0]], pl.rtp.seq[mine[0]], pl.rtp.ssrc[mine[0]]),
+                       (media.ts[mine[1]], pl.rtp.seq[mine[1]], pl.rtp.ssrc[mine[1]])))
     view_rel = f"{rel}/{stem}.view.json"
     write_atomic(os.path.join(target, stem + ".view.json"),
                  (json.dumps(view, separators=(",", ":")) + "\n").encode("utf-8"),

@@ -27,6 +27,8 @@ FLAG_BITS = {"loss": LOSS, "gap": GAP, "hold": HOLD, "early_media": EARLY, "paus
              "dtmf": DTMF, "ssrc_change": SSRC}
 """loss: packets missing from the sequence there; gap: 40 ms or more with no packet (what
 the recording fills with silence)."""
+Packets = tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]
+"""One direction's RTP packets: capture times, sequence numbers, SSRCs."""
 # Characters of a SIP message's first line shown in the ladder.
 LABEL_CHARS = 48
 
@@ -110,12 +112,10 @@ def _first_line(raw: bytes) -> str:
 
 def build_view(summary: dict[str, Any], call: Call, dirs: tuple[Direction, Direction],
                peaks: tuple[npt.NDArray[np.int16], npt.NDArray[np.int16]] | None,
-               packet_ns: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]],
-               packet_seq: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]] | None = None,
-               packet_ssrc: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]] | None = None
-               ) -> dict[str, Any]:
-    """The view of a call whose summary is ``summary``; ``packet_ns`` are the capture
-    times of each direction's media packets, ``peaks`` what ``Peaks.finish`` gave."""
+               packets: tuple[Packets, Packets]) -> dict[str, Any]:
+    """The view of a call whose summary is ``summary``; ``packets`` are each direction's
+    well-formed RTP packets (capture times, sequence numbers, SSRCs), ``peaks`` what
+    ``Peaks.finish`` gave."""
     rate = int(summary["sample_rate"] or 0)
     zero = int(summary["audio_start_ns"] or call.start_ns)
     lo, hi = peaks if peaks is not None else (np.zeros((0, 2), np.int16),) * 2
@@ -124,11 +124,12 @@ def build_view(summary: dict[str, Any], call: Call, dirs: tuple[Direction, Direc
     answer = call.answer_ns or None
     for c in (0, 1):
         f = flags[c]
-        ts = packet_ns[c]
-        if n and len(ts):
-            b = (ts - zero) // BUCKET_NS
+        times, seq, ssrc = packets[c]
+        if n and len(times):
+            _losses(f, zero, times, seq, ssrc)
+            b = (times - zero) // BUCKET_NS
             ok = (b >= 0) & (b < n)
-            b, ts = b[ok], ts[ok]
+            b, ts = b[ok], times[ok]
             if len(b):
                 count = np.bincount(b, minlength=n)
                 quiet = count == 0
@@ -138,8 +139,6 @@ def build_view(summary: dict[str, Any], call: Call, dirs: tuple[Direction, Direc
                 f[quiet & active] |= GAP
                 # all media of a call never answered came before an answer
                 f[b[ts < (answer if answer is not None else 1 << 62)]] |= EARLY
-        if n and packet_seq is not None and packet_ssrc is not None and len(ts):
-            _losses(f, zero, packet_ns[c], packet_seq[c], packet_ssrc[c])
         x = summary["directions"][c]
         for h in x.get("hold", []):
             _span(f, zero, parse_time(h["start"]), parse_time(h["end"]), HOLD)
