@@ -66,6 +66,21 @@ class CatalogError(Exception):
     """A search the catalog cannot run (the message says which parameter and why)."""
 
 
+@dataclass(frozen=True)
+class Scope:
+    """The calls a user may see: every limit given must hold (none given: every call)."""
+
+    prefixes: tuple[str, ...] = ()
+    """Either party's number starts with one of these."""
+    cidrs: tuple[str, ...] = ()
+    """One of the call's addresses is in one of these networks."""
+    groups: tuple[str, ...] = ()
+    """The policy put the call in one of these groups."""
+
+    def __bool__(self) -> bool:
+        return bool(self.prefixes or self.cidrs or self.groups)
+
+
 @dataclass
 class Query:
     """A search; every field optional. Times are ns since the epoch, UTC."""
@@ -97,6 +112,8 @@ class Query:
     limit: int = 50
     cursor: str = ""
     extra: dict[str, str] = field(default_factory=dict)
+    scope: Scope | None = None
+    """The searching user's limits: calls outside them are never found."""
 
 
 @dataclass
@@ -112,9 +129,10 @@ class Store(Protocol):
     def add(self, entry: dict[str, Any], summary: dict[str, Any] | None) -> None: ...
     def search(self, q: Query) -> Page: ...
     def export(self, q: Query) -> Iterator[dict[str, Any]]: ...
-    def get(self, key: str) -> dict[str, Any] | None: ...
+    def get(self, key: str, scope: Scope | None = None) -> dict[str, Any] | None: ...
     def count(self) -> int: ...
-    def stats_rows(self, start_from: int | None, start_to: int | None
+    def stats_rows(self, start_from: int | None, start_to: int | None,
+                   scope: Scope | None = None
                    ) -> Iterator[tuple[int, float | None, str, float | None, str]]: ...
 
 
@@ -312,13 +330,15 @@ class SqliteCatalog:
     def clear(self) -> None:
         self.db.executescript("DELETE FROM calls; DELETE FROM addrs; DELETE FROM words;")
 
-    def get(self, key: str) -> dict[str, Any] | None:
-        row = self.db.execute("SELECT entry FROM calls WHERE key = ?", (key,)).fetchone()
+    def get(self, key: str, scope: Scope | None = None) -> dict[str, Any] | None:
+        """A call's index entry; None if there is none, or it is outside ``scope``."""
+        where, args = _scope_where(scope)
+        row = self.db.execute(" AND ".join(["SELECT entry FROM calls WHERE key = ?", *where]),
+                              (key, *args)).fetchone()
         return json.loads(row[0]) if row else None
 
     def _where(self, q: Query) -> tuple[list[str], list[Any]]:
-        where: list[str] = []
-        args: list[Any] = []
+        where, args = _scope_where(q.scope)
         if q.party:
             if q.party_mode not in PARTY_MODES:
                 raise CatalogError(f"party_mode: one of {', '.join(PARTY_MODES)}")
@@ -422,11 +442,11 @@ class SqliteCatalog:
             e = json.loads(text)
             yield {"id": call_key(e), **e}
 
-    def stats_rows(self, start_from: int | None, start_to: int | None
+    def stats_rows(self, start_from: int | None, start_to: int | None,
+                   scope: Scope | None = None
                    ) -> Iterator[tuple[int, float | None, str, float | None, str]]:
         """(start_ns, duration, status, mos_min, key) of the calls in a period."""
-        where: list[str] = []
-        args: list[int] = []
+        where, args = _scope_where(scope)
         if start_from is not None:
             where.append("start_ns >= ?")
             args.append(start_from)
@@ -436,6 +456,29 @@ class SqliteCatalog:
         sql = ("SELECT start_ns, duration, status, mos_min, key FROM calls"
                + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY start_ns")
         yield from self.db.execute(sql, args)
+
+
+def _scope_where(scope: Scope | None) -> tuple[list[str], list[Any]]:
+    """SQL conditions keeping a search inside a user's scope."""
+    where: list[str] = []
+    args: list[Any] = []
+    if not scope:
+        return where, args
+    if scope.prefixes:
+        where.append("(" + " OR ".join(f"{_like('caller_user')} OR {_like('callee_user')}"
+                                       for _ in scope.prefixes) + ")")
+        for p in scope.prefixes:
+            args += [_escaped(p) + "%"] * 2
+    if scope.cidrs:
+        ranges = [_cidr_range(c) for c in scope.cidrs]
+        where.append("id IN (SELECT call FROM addrs WHERE "
+                     + " OR ".join("addr BETWEEN ? AND ?" for _ in ranges) + ")")
+        for lo, hi in ranges:
+            args += [lo, hi]
+    if scope.groups:
+        where.append(f"grp IN ({', '.join('?' * len(scope.groups))})")
+        args += list(scope.groups)
+    return where, args
 
 
 def _escaped(text: str) -> str:

@@ -557,8 +557,39 @@ def build_parser() -> argparse.ArgumentParser:
     srv = sub.add_parser("serve", help="the dashboard and its API over an output directory")
     srv.add_argument("--out", required=True, help="output directory of import or run")
     srv.add_argument("--listen", default="127.0.0.1:8080", metavar="HOST:PORT",
-                     help="where to listen (default 127.0.0.1:8080; loopback only)")
+                     help="where to listen (default 127.0.0.1:8080; another address only "
+                          "with users)")
+    srv.add_argument("--access", default="", metavar="FILE",
+                     help="users, tokens, shares and audit log (default "
+                          "OUT/.calltap/access.sqlite)")
+    srv.add_argument("--secure-cookies", action="store_true",
+                     help="send the login cookie over HTTPS only (behind a TLS proxy)")
+    srv.add_argument("--trusted-proxy", default="", metavar="ADDRS",
+                     help="proxy addresses whose X-Forwarded-For names the client")
     srv.set_defaults(func=cmd_serve)
+
+    usr = sub.add_parser("users", help="dashboard users, API tokens and the audit log")
+    usr.add_argument("action", choices=("add", "remove", "list", "password", "token",
+                                        "revoke-token", "audit"))
+    usr.add_argument("name", nargs="?", default="", help="user name (a token id to revoke)")
+    usr.add_argument("--out", required=True, help="output directory the dashboard serves")
+    usr.add_argument("--access", default="", metavar="FILE",
+                     help="default OUT/.calltap/access.sqlite")
+    usr.add_argument("--role", default="viewer",
+                     help="viewer, listener, investigator or admin (default viewer)")
+    usr.add_argument("--prefix", action="append", default=[],
+                     help="sees only calls with a party number starting so (repeatable)")
+    usr.add_argument("--cidr", action="append", default=[],
+                     help="sees only calls with an address in this network (repeatable)")
+    usr.add_argument("--group", action="append", default=[],
+                     help="sees only calls of this policy group (repeatable)")
+    usr.add_argument("--password-stdin", action="store_true",
+                     help="read the password from standard input, not the terminal")
+    usr.add_argument("--scope", default="read",
+                     help="a token's rights, comma-separated: read, audio, share, evidence, "
+                          "admin (bounded by the user's role)")
+    usr.add_argument("--days", type=float, default=90.0, help="a token's lifetime (90)")
+    usr.set_defaults(func=cmd_users)
 
     cat = sub.add_parser("catalog", help="the search catalog of an output directory")
     cat.add_argument("action", choices=("rebuild",), help="rebuild: from index.jsonl")
@@ -575,7 +606,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 2
     from calltap.serve import serve
 
-    return serve(args.out, args.listen)
+    return serve(args.out, args.listen, args.access, args.secure_cookies, args.trusted_proxy)
+
+
+def cmd_users(args: argparse.Namespace) -> int:
+    from calltap.userscmd import users
+
+    return users(args)
 
 
 def cmd_catalog(args: argparse.Namespace) -> int:

@@ -4,11 +4,16 @@ the JSON API (no build step)."""
 from __future__ import annotations
 
 import html
+import json
 
 from calltap import __version__
 
 
-def _page(title: str, body: str, script: str) -> str:
+def _page(title: str, body: str, script: str, nav: bool = True) -> str:
+    links = ("""<nav><a href="/">Calls</a><a href="/overview">Overview</a>
+<a id="nav-audit" href="/audit" hidden>Audit</a></nav>
+<span id="nav-user" class="muted"></span> <a id="nav-out" href="/login" hidden>Sign out</a>"""
+             if nav else "")
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -16,8 +21,8 @@ def _page(title: str, body: str, script: str) -> str:
 <link rel="icon" href="data:,">
 <link rel="stylesheet" href="/static/style.css?v={__version__}">
 </head><body>
-<header><a class="brand" href="/">calltap</a>
-<nav><a href="/">Calls</a><a href="/overview">Overview</a></nav>
+<header><a class="brand" href="{'/' if nav else '#'}">calltap</a>
+{links}
 <label class="tz">Times in <select id="tz"><option value="local">this browser's zone</option>
 <option value="UTC">UTC</option></select></label></header>
 <main>{body}</main>
@@ -69,7 +74,13 @@ def calls_page() -> str:
     return _page("Calls", body, "calltap.callsPage();")
 
 
-def call_page(call_id: str) -> str:
+def call_page(call_id: str, token: str = "", metadata: bool = True) -> str:
+    """A call's page; with ``token``, as a share link shows it (no account, nothing else)."""
+    audio = (f"/s/{html.escape(token)}/audio" if token
+             else f"/api/calls/{html.escape(call_id)}/audio")
+    share = "" if token else """
+  <button id="share" type="button" hidden>Share…</button>
+  <span id="share-out" class="share-out"></span>"""
     body = f"""
 <h1 id="title">Call</h1><p id="subtitle" class="muted"></p>
 <section class="player">
@@ -79,7 +90,7 @@ def call_page(call_id: str) -> str:
     <option>1.5</option><option>2</option></select></label>
   <label>Listen to <select id="channel"><option value="both">both</option>
     <option value="0">caller only</option><option value="1">callee only</option></select></label>
-  <audio id="audio" preload="metadata" src="/api/calls/{html.escape(call_id)}/audio"></audio>
+  <audio id="audio" preload="metadata" src="{audio}"></audio>{share}
 </section>
 <section id="timeline" class="timeline">
   <canvas id="wave" height="170"></canvas>
@@ -94,7 +105,39 @@ def call_page(call_id: str) -> str:
   <div><h2>Call</h2><table id="meta" class="meta"></table>
   <h2>Downloads</h2><ul id="downloads"></ul></div>
 </section>"""
-    return _page("Call", body, f"calltap.callPage({call_id!r});")
+    if token:
+        return _page("Shared call", body,
+                     f"calltap.callPage('', {json.dumps(token)}, {json.dumps(metadata)});",
+                     nav=False)
+    return _page("Call", body, f"calltap.callPage({json.dumps(call_id)});")
+
+
+def share_page(token: str, metadata: bool) -> str:
+    return call_page("", token, metadata)
+
+
+def login_page(csrf: str) -> str:
+    body = f"""
+<h1>Sign in</h1>
+<form id="login" class="login" method="post" action="/api/login">
+  <label>User <input name="user" autocomplete="username" required></label>
+  <label>Password <input name="password" type="password" autocomplete="current-password"
+    required></label>
+  <input type="hidden" name="csrf" value="{html.escape(csrf)}">
+  <button type="submit">Sign in</button>
+</form>
+<p id="error" class="error"></p>"""
+    return _page("Sign in", body, "calltap.loginPage();", nav=False)
+
+
+def audit_page() -> str:
+    body = """
+<h1>Audit log</h1>
+<p><a id="audit-csv" href="/api/audit.csv">Export (CSV)</a></p>
+<table id="audit" class="calls"><thead><tr><th>#</th><th>When</th><th>User</th>
+<th>Action</th><th>What</th><th>From</th><th>Outcome</th></tr></thead><tbody></tbody></table>
+<p><button id="more" hidden>More</button></p>"""
+    return _page("Audit log", body, "calltap.auditPage();")
 
 
 def overview_page() -> str:

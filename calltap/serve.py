@@ -12,9 +12,12 @@ import json
 import os
 import re
 import shutil
+import sqlite3
 import subprocess
 import tempfile
 import threading
+import time
+import urllib.parse
 import zipfile
 from collections.abc import Iterator
 from typing import Annotated, Any
@@ -25,12 +28,26 @@ from fastapi.responses import (
     FileResponse,
     HTMLResponse,
     JSONResponse,
+    RedirectResponse,
     Response,
     StreamingResponse,
 )
 from fastapi.staticfiles import StaticFiles
 
 from calltap import __version__
+from calltap.access import (
+    CSRF_HEADER,
+    LOGIN_COOKIE,
+    SAFE_METHODS,
+    SESSION_COOKIE,
+    LoginLimiter,
+    csrf_ok,
+    identify,
+    is_public,
+    shared_entry,
+    view_for,
+)
+from calltap.accounts import OPEN, SHARE_SCOPES, AccessError, Accounts, Principal
 from calltap.catalog import (
     CatalogError,
     SqliteCatalog,
@@ -40,13 +57,16 @@ from calltap.catalog import (
 from calltap.catalog import (
     Query as CatalogQuery,
 )
-from calltap.pages import call_page, calls_page, overview_page
+from calltap.pages import audit_page, call_page, calls_page, login_page, overview_page, share_page
 
 STATIC = os.path.join(os.path.dirname(__file__), "static")
 # A call's identifier as the catalog gives it (its files' stem); anything else is a 404
 # before it reaches the catalog or the filesystem.
 CALL_ID = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._-]{0,127}$")
 FILE_KINDS = ("audio", "audio2", "metadata", "summary", "sip_pcap", "evidence_pcap", "view")
+# The right each file needs: audio to hear, evidence for packets and SIP text.
+FILE_RIGHTS = {"audio": "audio", "audio2": "audio", "metadata": "read", "summary": "read",
+               "view": "read", "sip_pcap": "evidence", "evidence_pcap": "evidence"}
 BROWSER_FORMATS = {"wav": "audio/wav", "mp3": "audio/mpeg", "opus": "audio/ogg",
                    "flac": "audio/flac"}
 MEDIA_TYPES = {".wav": "audio/wav", ".mp3": "audio/mpeg", ".opus": "audio/ogg",
@@ -80,25 +100,46 @@ def _when(text: str | None, name: str) -> int | None:
     return int(t.timestamp() * 1_000_000) * 1000
 
 
-class Dashboard:
-    """The application's state: the output directory and its catalog."""
+def access_path(out_dir: str) -> str:
+    """Where an output directory's users, tokens, shares and audit log are kept."""
+    return os.path.join(out_dir, ".calltap", "access.sqlite")
 
-    def __init__(self, out_dir: str) -> None:
+
+class Dashboard:
+    """The application's state: the output directory, its catalog and its access file."""
+
+    def __init__(self, out_dir: str, accounts: Accounts | None = None,
+                 loopback: bool = True) -> None:
         self.out = os.path.realpath(out_dir)
         if not os.path.isdir(self.out):
             raise FileNotFoundError(f"{out_dir}: no such output directory")
         self.catalog: Store = SqliteCatalog.beside(self.out)
         self._lock = threading.Lock()
         self.cache_dir = os.path.join(self.out, ".calltap", "transcoded")
+        self.accounts = accounts or Accounts(access_path(self.out))
+        self.loopback = loopback
+        """Listening on loopback only: without users, everything is open to this host."""
+        self.limiter = LoginLimiter()
+        self.clock = time.time
 
-    def entry(self, call_id: str) -> dict[str, Any]:
-        if not CALL_ID.match(call_id):
+    def is_open(self) -> bool:
+        return self.loopback and not self.accounts.has_users()
+
+    def entry(self, call_id: str, who: Principal = OPEN) -> dict[str, Any]:
+        """A call the user may see (one outside their scope does not exist for them)."""
+        if not CALL_ID.match(call_id) or (who.via == "share" and call_id != who.share_call):
             raise HTTPException(404, f"no call {call_id[:80]!r}")
         with self._lock:
-            e = self.catalog.get(call_id)
+            e = self.catalog.get(call_id, who.scope)
         if e is None:
             raise HTTPException(404, f"no call {call_id!r}")
         return e
+
+    def audit(self, request: Request, who: Principal | None, action: str, target: str,
+              outcome: str = "ok") -> None:
+        when = _rfc3339(int(self.clock() * NS))
+        addr = request.client.host if request.client else "-"
+        self.accounts.audit(when, who.name if who else "-", action, target, addr, outcome)
 
     def path(self, rel: str | None, what: str) -> str:
         """A file of the output directory by its catalog path, never outside it."""
@@ -207,13 +248,76 @@ CSV_FIELDS = ("id", "call_id", "start", "answer", "end", "duration", "caller", "
               "group", "policy_rule", "audio")
 
 
-def create_app(out_dir: str) -> FastAPI:
-    """The dashboard over ``out_dir`` (its catalog is created if missing)."""
-    dash = Dashboard(out_dir)
+def _need(right: str) -> Any:
+    """A route's dependency: the request's user, who must hold ``right``."""
+
+    def check(request: Request) -> Principal:
+        who: Principal = request.state.who
+        if not who.can(right):
+            request.app.state.dashboard.audit(request, who, "denied", request.url.path,
+                                              f"needs {right}")
+            raise HTTPException(403, f"your role does not allow this (needs {right})")
+        return who
+
+    return Depends(check)
+
+
+Reader = Annotated[Principal, _need("read")]
+Listener = Annotated[Principal, _need("audio")]
+Investigator = Annotated[Principal, _need("evidence")]
+Sharer = Annotated[Principal, _need("share")]
+Admin = Annotated[Principal, _need("admin")]
+
+
+async def _form(request: Request) -> dict[str, str]:
+    """A JSON or URL-encoded request body as a flat dict of strings."""
+    raw = await request.body()
+    if len(raw) > 65536:
+        raise HTTPException(413, "request body too large")
+    if request.headers.get("content-type", "").startswith("application/json"):
+        try:
+            data = json.loads(raw or b"{}")
+        except ValueError:
+            raise HTTPException(400, "body: not JSON") from None
+        if not isinstance(data, dict):
+            raise HTTPException(400, "body: a JSON object expected")
+        return {str(k): str(v) for k, v in data.items()}
+    return {k: v[0] for k, v in urllib.parse.parse_qs(raw.decode("utf-8", "replace")).items()}
+
+
+def create_app(out_dir: str, accounts: Accounts | None = None, loopback: bool = True,
+               secure_cookies: bool = False) -> FastAPI:
+    """The dashboard over ``out_dir`` (its catalog is created if missing). With users in
+    the access file every route but the login and share links needs a session or token;
+    without, the server answers on loopback only and everyone is an administrator."""
+    dash = Dashboard(out_dir, accounts, loopback)
     app = FastAPI(title="calltap", version=__version__,
                   description="Search, play and inspect the calls calltap recorded.")
     app.state.dashboard = dash
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.middleware("http")
+    async def door(request: Request, call_next: Any) -> Response:
+        path = request.url.path
+        who: Principal | None = OPEN
+        if not dash.is_open():
+            who = identify(dash.accounts, dict(request.headers), dict(request.cookies),
+                           dash.clock())
+            if who is None and not is_public(path):
+                if path.startswith("/api/") or request.method not in SAFE_METHODS:
+                    return JSONResponse({"detail": "sign in or send an API token"},
+                                        status_code=401,
+                                        headers={"WWW-Authenticate": "Bearer"})
+                return RedirectResponse("/login?next=" + urllib.parse.quote(path),
+                                        status_code=303)
+            if who is not None and request.method not in SAFE_METHODS \
+                    and not csrf_ok(who, dict(request.headers)):
+                dash.audit(request, who, "csrf-refused", path, "refused")
+                return JSONResponse({"detail": "CSRF token missing or wrong (send the "
+                                     f"{CSRF_HEADER} header)"}, status_code=403)
+        request.state.who = who
+        response: Response = await call_next(request)
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(_r: Request, exc: RequestValidationError) -> JSONResponse:
@@ -227,18 +331,89 @@ def create_app(out_dir: str) -> FastAPI:
     async def catalog_error(_r: Request, exc: CatalogError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=400)
 
+    @app.exception_handler(AccessError)
+    async def access_error(_r: Request, exc: AccessError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=400)
+
+    # signing in and out
+
+    @app.get("/login", response_class=HTMLResponse, include_in_schema=False)
+    def page_login(request: Request) -> Response:
+        token = request.cookies.get(LOGIN_COOKIE) or os.urandom(18).hex()
+        r = HTMLResponse(login_page(token))
+        r.set_cookie(LOGIN_COOKIE, token, httponly=True, samesite="strict",
+                     secure=secure_cookies, path="/api/login")
+        return r
+
+    @app.post("/api/login", summary="Sign in", tags=["access"])
+    async def api_login(request: Request) -> Response:
+        """``user`` and ``password`` (JSON or form), with the login page's CSRF token in the
+        ``X-CSRF-Token`` header: sets the session cookie; returns the session's CSRF token
+        for later state-changing requests."""
+        sent = request.headers.get(CSRF_HEADER, "")
+        if not sent or sent != request.cookies.get(LOGIN_COOKIE):
+            dash.audit(request, None, "csrf-refused", "/api/login", "refused")
+            raise HTTPException(403, "CSRF token missing or wrong: sign in from /login")
+        form = await _form(request)
+        user, password = form.get("user", "")[:64], form.get("password", "")
+        addr = request.client.host if request.client else "-"
+        keys = ("user:" + user, "addr:" + addr)
+        now = dash.clock()
+        wait = dash.limiter.blocked(keys, now)
+        if wait > 0:
+            dash.audit(request, None, "login", user, "rate-limited")
+            raise HTTPException(429, "too many failed logins: try again later",
+                                headers={"Retry-After": str(int(wait) + 1)})
+        import anyio.to_thread
+
+        good = await anyio.to_thread.run_sync(dash.accounts.check_password, user, password)
+        if not good:
+            dash.limiter.failed(keys, now)
+            dash.audit(request, None, "login", user, "failed")
+            raise HTTPException(401, "wrong user name or password")
+        dash.limiter.succeeded(keys[0])
+        cookie, csrf = dash.accounts.new_session(user, now)
+        who = dash.accounts.principal(user, "session", csrf)
+        dash.audit(request, who, "login", user)
+        r = JSONResponse({"user": user, "role": who.role if who else "", "csrf": csrf})
+        r.set_cookie(SESSION_COOKIE, cookie, httponly=True, samesite="lax",
+                     secure=secure_cookies, max_age=12 * 3600)
+        return r
+
+    @app.post("/api/logout", summary="Sign out", tags=["access"])
+    def api_logout(request: Request, who: Reader) -> Response:
+        cookie = request.cookies.get(SESSION_COOKIE)
+        if cookie:
+            dash.accounts.end_session(cookie)
+        dash.audit(request, who, "logout", who.name)
+        r = JSONResponse({"signed_out": True})
+        r.delete_cookie(SESSION_COOKIE)
+        return r
+
+    @app.get("/api/me", summary="Who you are", tags=["access"])
+    def api_me(who: Reader) -> dict[str, Any]:
+        """Your name, role, rights and (for a browser session) the CSRF token to send."""
+        return {"user": who.name, "role": who.role, "rights": sorted(who.rights),
+                "csrf": who.csrf, "signed_in": who.via != "open"}
+
+    # searching and reading calls
+
     @app.get("/api/calls", summary="Search calls", tags=["calls"])
-    def api_calls(query: Search) -> dict[str, Any]:
+    def api_calls(request: Request, query: Search, who: Reader) -> dict[str, Any]:
         """Calls matching every given filter, a page at a time (``next`` is the cursor of
         the following page), with the total that match."""
+        query.scope = who.scope
+        dash.audit(request, who, "search", str(request.url.query))
         with dash._lock:  # noqa: SLF001 - one connection, used in turn
             page = dash.catalog.search(query)
         return {"total": page.total, "calls": page.calls, "next": page.next_cursor}
 
     @app.get("/api/calls.csv", summary="Export a search as CSV", tags=["calls"],
              response_class=StreamingResponse)
-    def api_calls_csv(query: Search) -> StreamingResponse:
+    def api_calls_csv(request: Request, query: Search, who: Reader) -> StreamingResponse:
         """Every call matching the filters (no paging), one CSV row each."""
+        query.scope = who.scope
+        dash.audit(request, who, "export-csv", str(request.url.query))
         with dash._lock:  # noqa: SLF001
             rows = list(dash.catalog.export(query))
 
@@ -259,22 +434,29 @@ def create_app(out_dir: str) -> FastAPI:
             "Content-Disposition": 'attachment; filename="calls.csv"'})
 
     @app.get("/api/calls/{call_id}", summary="One call", tags=["calls"])
-    def api_call(call_id: str) -> dict[str, Any]:
+    def api_call(request: Request, call_id: str, who: Reader) -> dict[str, Any]:
         """The call's index entry and its summary (every figure the writer computed)."""
-        e = dash.entry(call_id)
+        e = dash.entry(call_id, who)
+        dash.audit(request, who, "view", call_id)
         return {"id": call_id, "entry": e, "summary": read_summary(dash.out, e)}
 
     @app.get("/api/calls/{call_id}/view", summary="The call's page data", tags=["calls"])
-    def api_view(call_id: str) -> Response:
-        """Waveform peaks, per-bucket marks, quality per second, SIP ladder, streams."""
-        e = dash.entry(call_id)
-        return FileResponse(dash.file_of(e, "view"), media_type="application/json")
+    def api_view(call_id: str, who: Reader) -> Response:
+        """Waveform peaks, per-bucket marks, quality per second, SIP ladder (the messages'
+        text with the evidence right), streams."""
+        e = dash.entry(call_id, who)
+        path = dash.file_of(e, "view")
+        if who.can("evidence"):
+            return FileResponse(path, media_type="application/json")
+        with open(path, encoding="utf-8") as f:
+            return JSONResponse(view_for(json.load(f), who))
 
     @app.get("/api/calls/{call_id}/sip", summary="The call's SIP messages", tags=["calls"])
-    def api_sip(call_id: str) -> list[dict[str, Any]]:
+    def api_sip(request: Request, call_id: str, who: Investigator) -> list[dict[str, Any]]:
         """Every SIP message seen for the call, in capture order: time (seconds from the
         recording's start), source, destination, first line and full text."""
-        e = dash.entry(call_id)
+        e = dash.entry(call_id, who)
+        dash.audit(request, who, "read-sip", call_id)
         with open(dash.file_of(e, "view"), encoding="utf-8") as f:
             view = json.load(f)
         start = int(view.get("start_ns") or 0)
@@ -282,40 +464,54 @@ def create_app(out_dir: str) -> FastAPI:
 
     @app.get("/api/calls/{call_id}/files/{kind}", summary="A file of the call",
              tags=["files"], response_class=FileResponse)
-    def api_file(call_id: str, kind: str) -> FileResponse:
+    def api_file(request: Request, call_id: str, kind: str, who: Reader) -> FileResponse:
         """``audio`` (``audio2``: the second file of a split layout), ``metadata`` (RFC 7865
         XML), ``summary``, ``sip_pcap``, ``evidence_pcap``, ``view``. Range requests are
         answered (206), so players can seek."""
         if kind not in FILE_KINDS:
             raise HTTPException(404, f"no file kind {kind[:40]!r} (one of "
                                      f"{', '.join(FILE_KINDS)})")
-        e = dash.entry(call_id)
+        if not who.can(FILE_RIGHTS[kind]):
+            dash.audit(request, who, "denied", request.url.path, f"needs {FILE_RIGHTS[kind]}")
+            raise HTTPException(403, f"your role does not allow this (needs "
+                                     f"{FILE_RIGHTS[kind]})")
+        e = dash.entry(call_id, who)
         p = dash.file_of(e, kind)
+        if not _continued(request):  # a player's later range reads are the same play
+            dash.audit(request, who, "play" if kind.startswith("audio") else "download",
+                       f"{call_id} {kind}")
         ext = ".pcap" if p.endswith(".pcap") else os.path.splitext(p)[1]
         return FileResponse(p, media_type=MEDIA_TYPES.get(ext, "application/octet-stream"),
                             filename=os.path.basename(p))
 
-    @app.get("/api/calls/{call_id}/audio", summary="The recording, for a browser",
-             tags=["files"], response_class=FileResponse)
-    def api_audio(call_id: str, format: str = "") -> FileResponse:  # noqa: A002
-        """The recording as stored, or transcoded to ``format`` (wav, mp3, opus, flac) when
-        asked; a split layout's two files as one two-channel file (caller left)."""
-        e = dash.entry(call_id)
+    def audio_of(request: Request, call_id: str, fmt: str, who: Principal) -> FileResponse:
+        e = dash.entry(call_id, who)
         src = dash.file_of(e, "audio")
         have = os.path.splitext(src)[1].lstrip(".")
-        fmt = format or have
+        fmt = fmt or have
         if fmt not in BROWSER_FORMATS:
             raise HTTPException(400, f"format: one of {', '.join(BROWSER_FORMATS)}")
+        if not _continued(request):
+            dash.audit(request, who, "play", call_id)
         if len(e.get("audio_files") or []) > 1:  # split layout: both parties, one file
             return FileResponse(dash.transcoded([src, dash.file_of(e, "audio2")], call_id,
                                                 fmt), media_type=BROWSER_FORMATS[fmt])
         path = src if fmt == have else dash.transcoded([src], call_id, fmt)
         return FileResponse(path, media_type=BROWSER_FORMATS[fmt])
 
+    @app.get("/api/calls/{call_id}/audio", summary="The recording, for a browser",
+             tags=["files"], response_class=FileResponse)
+    def api_audio(request: Request, call_id: str, who: Listener,
+                  format: str = "") -> FileResponse:  # noqa: A002
+        """The recording as stored, or transcoded to ``format`` (wav, mp3, opus, flac) when
+        asked; a split layout's two files as one two-channel file (caller left)."""
+        return audio_of(request, call_id, format, who)
+
     @app.get("/api/calls/{call_id}/zip", summary="Every file of the call, zipped",
              tags=["files"], response_class=StreamingResponse)
-    def api_zip(call_id: str) -> StreamingResponse:
-        e = dash.entry(call_id)
+    def api_zip(request: Request, call_id: str, who: Investigator) -> StreamingResponse:
+        e = dash.entry(call_id, who)
+        dash.audit(request, who, "download", f"{call_id} zip")
         files = []
         for kind in FILE_KINDS:
             try:
@@ -340,6 +536,7 @@ def create_app(out_dir: str) -> FastAPI:
 
     @app.get("/api/overview", summary="Figures for a period", tags=["calls"])
     def api_overview(
+        who: Reader,
         start_from: Annotated[str | None, Query(alias="from", max_length=40)] = None,
         start_to: Annotated[str | None, Query(alias="to", max_length=40)] = None,
     ) -> dict[str, Any]:
@@ -347,53 +544,116 @@ def create_app(out_dir: str) -> FastAPI:
         call length (answered calls), the MOS distribution (the worse direction) and the
         worst calls of the period (by default, all calls)."""
         a, b = _when(start_from, "from"), _when(start_to, "to")
-        answered = total = 0
-        length = 0.0
-        bins = [0] * 8  # MOS 1-1.5 ... 4.5-5
-        worst: list[tuple[float, str]] = []
         with dash._lock:  # noqa: SLF001
-            rows = list(dash.catalog.stats_rows(a, b))
-        starts = [r[0] for r in rows]
-        lo = a if a is not None else (min(starts) if starts else 0)
-        hi = b if b is not None else (max(starts) + 1 if starts else 0)
-        # hours over a week or less, else days; the empty ones too, up to MAX_BINS
-        unit = 3600 if hi - lo <= 7 * 86400 * NS else 86400
-        first = lo // (unit * NS)
-        count = max(0, (hi - 1) // (unit * NS) - first + 1)
-        if count > MAX_BINS:  # a span this long: only the days that had calls
-            count = 0
-        per: dict[int, int] = {first + k: 0 for k in range(count)}
-        for start_ns, duration, status, mos, key in rows:
-            total += 1
-            slot = start_ns // (unit * NS)
-            per[slot] = per.get(slot, 0) + 1
-            if status == "completed":
-                answered += 1
-                length += duration or 0.0
-            if mos is not None and mos >= 0:
-                bins[min(7, max(0, int((mos - 1.0) / 0.5)))] += 1
-                worst.append((mos, key))
-        worst.sort()
-        with dash._lock:  # noqa: SLF001
-            worst_calls = [{**(dash.catalog.get(k) or {}), "id": k, "mos_min": m}
-                           for m, k in worst[:WORST_CALLS]]
-        return {"calls": total, "answered": answered,
-                "asr": round(answered / total, 4) if total else None,
-                "acd_seconds": round(length / answered, 1) if answered else None,
-                "per_period": {"unit": "hour" if unit == 3600 else "day",
-                               "bins": [{"start": _rfc3339(k * unit * NS), "calls": n}
-                                        for k, n in sorted(per.items())]},
-                "mos_histogram": [{"from": 1.0 + 0.5 * k, "to": 1.5 + 0.5 * k, "calls": n}
-                                  for k, n in enumerate(bins)],
-                "worst": worst_calls}
+            rows = list(dash.catalog.stats_rows(a, b, who.scope))
+        return _overview(dash, rows, a, b, who)
+
+    # share links
+
+    @app.post("/api/calls/{call_id}/shares", summary="Share one call", tags=["access"])
+    async def api_share(request: Request, call_id: str, who: Sharer) -> dict[str, Any]:
+        """A link that opens this call without an account: ``scope`` audio or
+        audio+metadata, ``mask`` (hide the numbers), ``hours`` until it expires (24)."""
+        form = await _form(request)
+        dash.entry(call_id, who)
+        try:
+            hours = float(form.get("hours", "24"))
+        except ValueError:
+            raise HTTPException(400, "hours: a number") from None
+        scope = form.get("scope", "audio")
+        if scope not in SHARE_SCOPES:
+            raise HTTPException(400, f"scope: one of {', '.join(SHARE_SCOPES)}")
+        mask = form.get("mask", "false").lower() in ("1", "true", "yes", "on")
+        now = dash.clock()
+        sid, token = dash.accounts.new_share(call_id, who.name, scope, mask, hours * 3600,
+                                             now, _rfc3339(int(now * NS)))
+        dash.audit(request, who, "share", f"{call_id} share {sid} {scope}"
+                   + (" masked" if mask else ""))
+        return {"id": sid, "url": f"/s/{token}", "scope": scope, "mask": mask,
+                "expires": _rfc3339(int((now + hours * 3600) * NS))}
+
+    @app.get("/api/shares", summary="Share links", tags=["access"])
+    def api_shares(who: Sharer) -> list[dict[str, Any]]:
+        """Your share links (an administrator's: everyone's); their tokens are not kept."""
+        return dash.accounts.shares(None if who.can("admin") else who.name)
+
+    @app.post("/api/shares/{sid}/revoke", summary="Revoke a share link", tags=["access"])
+    def api_revoke(request: Request, sid: str, who: Sharer) -> dict[str, Any]:
+        call = dash.accounts.revoke_share(sid[:40], who)
+        dash.audit(request, who, "revoke-share", f"{call} share {sid[:40]}")
+        return {"id": sid, "revoked": True}
+
+    def shared(request: Request, token: str, right: str) -> Principal:
+        who = dash.accounts.share(token, dash.clock())
+        if who is None or not who.can(right):
+            dash.audit(request, None, "share-refused", "share link",
+                       "refused" if who is None else f"needs {right}")
+            raise HTTPException(403, "this link is not valid (expired, revoked or altered)")
+        return who
+
+    @app.get("/s/{token}", response_class=HTMLResponse, include_in_schema=False)
+    def page_share(request: Request, token: str) -> HTMLResponse:
+        who = shared(request, token, "audio")
+        dash.audit(request, who, "open-share", who.share_call)
+        return HTMLResponse(share_page(token, who.can("read")))
+
+    @app.get("/s/{token}/call", include_in_schema=False)
+    def share_call(request: Request, token: str) -> dict[str, Any]:
+        who = shared(request, token, "read")
+        return shared_entry(dash.entry(who.share_call, who), who.share_mask)
+
+    @app.get("/s/{token}/view", include_in_schema=False)
+    def share_view(request: Request, token: str) -> JSONResponse:
+        who = shared(request, token, "audio")
+        with open(dash.file_of(dash.entry(who.share_call, who), "view"),
+                  encoding="utf-8") as f:
+            return JSONResponse(view_for(json.load(f), who))
+
+    @app.get("/s/{token}/audio", include_in_schema=False)
+    def share_audio(request: Request, token: str, format: str = "") -> FileResponse:  # noqa: A002
+        who = shared(request, token, "audio")
+        return audio_of(request, who.share_call, format, who)
+
+    # the audit log
+
+    @app.get("/api/audit", summary="The audit log", tags=["access"])
+    def api_audit(who: Admin, after: Annotated[int, Query(ge=0)] = 0,
+                  limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> dict[str, Any]:
+        """Entries after sequence number ``after``, oldest first: who did what, when, from
+        where, and how it went."""
+        rows = dash.accounts.audit_rows(after, limit)
+        return {"entries": rows, "next": rows[-1]["seq"] if len(rows) == limit else None}
+
+    @app.get("/api/audit.csv", summary="Export the audit log", tags=["access"],
+             response_class=StreamingResponse)
+    def api_audit_csv(request: Request, who: Admin) -> StreamingResponse:
+        dash.audit(request, who, "export-audit", "audit.csv")
+        fields = ("seq", "at", "user", "action", "target", "from", "outcome")
+
+        def lines() -> Iterator[str]:
+            buf = io.StringIO()
+            w = csv.writer(buf)
+            w.writerow(fields)
+            for row in dash.accounts.audit_all():
+                w.writerow([row[f] for f in fields])
+                if buf.tell() > 65536:
+                    yield buf.getvalue()
+                    buf.seek(0)
+                    buf.truncate()
+            yield buf.getvalue()
+
+        return StreamingResponse(lines(), media_type="text/csv", headers={
+            "Content-Disposition": 'attachment; filename="audit.csv"'})
+
+    # pages
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    def page_calls() -> HTMLResponse:
+    def page_calls(_who: Reader) -> HTMLResponse:
         return HTMLResponse(calls_page())
 
     @app.get("/calls/{call_id}", response_class=HTMLResponse, include_in_schema=False)
-    def page_call(call_id: str) -> HTMLResponse:
-        dash.entry(call_id)
+    def page_call(call_id: str, who: Reader) -> HTMLResponse:
+        dash.entry(call_id, who)
         return HTMLResponse(call_page(call_id))
 
     @app.get("/favicon.ico", include_in_schema=False)
@@ -401,10 +661,61 @@ def create_app(out_dir: str) -> FastAPI:
         return Response(status_code=204)
 
     @app.get("/overview", response_class=HTMLResponse, include_in_schema=False)
-    def page_overview() -> HTMLResponse:
+    def page_overview(_who: Reader) -> HTMLResponse:
         return HTMLResponse(overview_page())
 
+    @app.get("/audit", response_class=HTMLResponse, include_in_schema=False)
+    def page_audit(_who: Admin) -> HTMLResponse:
+        return HTMLResponse(audit_page())
+
     return app
+
+
+def _continued(request: Request) -> bool:
+    """A player's follow-up read of a file it is already playing (a Range past the start)."""
+    rng = request.headers.get("range", "")
+    return bool(rng) and not rng.replace(" ", "").startswith("bytes=0-")
+
+
+def _overview(dash: Dashboard, rows: list[tuple[int, float | None, str, float | None, str]],
+              a: int | None, b: int | None, who: Principal) -> dict[str, Any]:
+    answered = total = 0
+    length = 0.0
+    bins = [0] * 8  # MOS 1-1.5 ... 4.5-5
+    worst: list[tuple[float, str]] = []
+    starts = [r[0] for r in rows]
+    lo = a if a is not None else (min(starts) if starts else 0)
+    hi = b if b is not None else (max(starts) + 1 if starts else 0)
+    # hours over a week or less, else days; the empty ones too, up to MAX_BINS
+    unit = 3600 if hi - lo <= 7 * 86400 * NS else 86400
+    first = lo // (unit * NS)
+    count = max(0, (hi - 1) // (unit * NS) - first + 1)
+    if count > MAX_BINS:  # a span this long: only the days that had calls
+        count = 0
+    per: dict[int, int] = {first + k: 0 for k in range(count)}
+    for start_ns, duration, status, mos, key in rows:
+        total += 1
+        slot = start_ns // (unit * NS)
+        per[slot] = per.get(slot, 0) + 1
+        if status == "completed":
+            answered += 1
+            length += duration or 0.0
+        if mos is not None and mos >= 0:
+            bins[min(7, max(0, int((mos - 1.0) / 0.5)))] += 1
+            worst.append((mos, key))
+    worst.sort()
+    with dash._lock:  # noqa: SLF001
+        worst_calls = [{**(dash.catalog.get(k, who.scope) or {}), "id": k, "mos_min": m}
+                       for m, k in worst[:WORST_CALLS]]
+    return {"calls": total, "answered": answered,
+            "asr": round(answered / total, 4) if total else None,
+            "acd_seconds": round(length / answered, 1) if answered else None,
+            "per_period": {"unit": "hour" if unit == 3600 else "day",
+                           "bins": [{"start": _rfc3339(k * unit * NS), "calls": n}
+                                    for k, n in sorted(per.items())]},
+            "mos_histogram": [{"from": 1.0 + 0.5 * k, "to": 1.5 + 0.5 * k, "calls": n}
+                              for k, n in enumerate(bins)],
+            "worst": worst_calls}
 
 
 def _rfc3339(ns: int) -> str:
@@ -421,7 +732,8 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def serve(out_dir: str, listen: str) -> int:
+def serve(out_dir: str, listen: str, access: str = "", secure_cookies: bool = False,
+          trusted_proxy: str = "") -> int:
     """Run the dashboard on ``listen`` (host:port) until interrupted."""
     import uvicorn
 
@@ -429,14 +741,27 @@ def serve(out_dir: str, listen: str) -> int:
     if not host or not port.isdigit():
         print(f"calltap: --listen {listen!r}: expected HOST:PORT", flush=True)
         return 2
-    if not is_loopback(host):
-        print(f"calltap: --listen {listen}: the dashboard has no user accounts yet, so it "
-              "listens on loopback only (127.0.0.1 or ::1); put an authenticating proxy in "
-              "front of it to reach it from elsewhere", flush=True)
+    path = access or access_path(os.path.realpath(out_dir))
+    loopback = is_loopback(host)
+    if not loopback and not os.path.exists(path):
+        print(f"calltap: --listen {listen}: no users ({path} does not exist), so the "
+              "dashboard listens on loopback only (127.0.0.1 or ::1); add one with "
+              "`calltap users add`", flush=True)
+        return 2
+    try:
+        accounts = Accounts(path)
+    except (AccessError, OSError, sqlite3.Error) as exc:
+        print(f"calltap: {path}: {exc}", flush=True)
+        return 2
+    if not loopback and not accounts.has_users():
+        print(f"calltap: --listen {listen}: no users in {path}, so the dashboard listens on "
+              "loopback only (127.0.0.1 or ::1); add one with `calltap users add`", flush=True)
         return 2
     if shutil.which("ffmpeg") is None:
         print("calltap: note: ffmpeg not found; recordings in formats browsers do not play "
               "cannot be transcoded", flush=True)
-    app = create_app(out_dir)
-    uvicorn.run(app, host=host.strip("[]"), port=int(port), log_level="warning")
+    app = create_app(out_dir, accounts, loopback, secure_cookies)
+    # behind a TLS proxy: the client's address from its X-Forwarded-For, if it is trusted
+    uvicorn.run(app, host=host.strip("[]"), port=int(port), log_level="warning",
+                proxy_headers=bool(trusted_proxy), forwarded_allow_ips=trusted_proxy or None)
     return 0

@@ -200,12 +200,16 @@ def test_openapi_document_validates_and_lists_every_route(client: TestClient) ->
     assert api and api == set(doc["paths"])
 
 
-def test_only_loopback_without_users() -> None:
+def test_only_loopback_without_users(tmp_path: Path) -> None:
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
     assert not is_loopback("0.0.0.0") and not is_loopback("192.0.2.1")
-    from calltap.serve import serve
+    from calltap.accounts import Accounts
+    from calltap.serve import access_path, serve
 
-    assert serve(".", "0.0.0.0:8080") == 2
+    assert serve(str(tmp_path), "0.0.0.0:8080") == 2
+    assert not (tmp_path / ".calltap").exists()  # refusing writes nothing
+    Accounts(access_path(str(tmp_path))).close()  # an access file without users
+    assert serve(str(tmp_path), "0.0.0.0:8080") == 2
 
 
 @pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is not installed")

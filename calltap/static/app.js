@@ -43,6 +43,35 @@ const calltap = (() => {
     if (!r.ok) throw new Error(body.detail || r.statusText);
     return body;
   }
+  // who is signed in (rights, and the CSRF token every state-changing request carries)
+  let mePromise = null;
+  function me() {
+    if (!mePromise) mePromise = getJSON("/api/me").catch(() => ({rights: [], csrf: ""}));
+    return mePromise;
+  }
+  async function post(url, body) {
+    const m = await me();
+    const r = await fetch(url, {method: "POST", headers: {"Content-Type": "application/json", "X-CSRF-Token": m.csrf},
+                                body: JSON.stringify(body || {})});
+    const out = await r.json();
+    if (!r.ok) throw new Error(out.detail || r.statusText);
+    return out;
+  }
+  async function setupNav() {
+    if (!document.getElementById("nav-out")) return;
+    const m = await me();
+    if (m.rights.includes("admin")) document.getElementById("nav-audit").hidden = false;
+    if (m.signed_in) {
+      document.getElementById("nav-user").textContent = m.user + " (" + m.role + ")";
+      const out = document.getElementById("nav-out");
+      out.hidden = false;
+      out.addEventListener("click", async ev => {
+        ev.preventDefault();
+        await post("/api/logout");
+        location.href = "/login";
+      });
+    }
+  }
   function short(uri) { return (uri || "").replace(/^sips?:/, "").replace(/^tel:/, ""); }
   // datetime-local inputs hold the viewer's zone (or UTC); the API wants UTC
   function toApiTime(v) {
@@ -59,6 +88,7 @@ const calltap = (() => {
 
   /* ---------------- calls page ---------------- */
   function callsPage() {
+    setupNav();
     const form = document.getElementById("filters");
     const tbody = document.querySelector("#calls tbody");
     const more = document.getElementById("more");
@@ -127,9 +157,12 @@ const calltap = (() => {
     return new Type(u8.buffer);
   }
 
-  async function callPage(id) {
-    const base = "/api/calls/" + encodeURIComponent(id);
-    const [detail, view] = await Promise.all([getJSON(base), getJSON(base + "/view")]);
+  async function callPage(id, token, withMeta) {
+    const shared = Boolean(token);
+    const base = shared ? "/s/" + token : "/api/calls/" + encodeURIComponent(id);
+    const detail = shared ? {entry: withMeta ? await getJSON(base + "/call") : {}, summary: {}}
+                          : await getJSON(base);
+    const view = await getJSON(base + "/view");
     const e = detail.entry, s = detail.summary || {};
     const audio = document.getElementById("audio");
     const timeline = document.getElementById("timeline");
@@ -146,8 +179,10 @@ const calltap = (() => {
     const x = t => PAD + (t - t0) / (t1 - t0) * (width - 2 * PAD);
     const tOf = px => t0 + (px - PAD) / (width - 2 * PAD) * (t1 - t0);
 
-    document.getElementById("title").textContent = short(e.caller) + " → " + short(e.callee);
+    document.getElementById("title").textContent = shared && !withMeta ? "Shared recording"
+      : short(e.caller) + " → " + short(e.callee);
     function subtitle() {
+      if (shared && !withMeta) return;
       document.getElementById("subtitle").textContent =
         fmtTime(e.start) + " · " + fmtDur(e.duration) + " · " + e.status +
         (e.end_reason ? " (" + e.end_reason + ")" : "") + " · " + (e.codecs || []).join(", ");
@@ -296,6 +331,21 @@ const calltap = (() => {
     function meta() {
       const t = document.getElementById("meta");
       t.textContent = "";
+      if (shared) {  // a share link: what it was made to show, and the audio
+        const rows = withMeta ? [["Start", fmtTime(e.start)], ["Length", fmtDur(e.duration)], ["Status", e.status],
+          ["Caller", e.caller], ["Callee", e.callee], ["MOS", (e.mos || []).map(m => m == null ? "-" : m).join(" / ")]] : [];
+        for (const [k, v] of rows) {
+          const tr = el("tr");
+          tr.append(el("td", {}, k), el("td", {}, v == null ? "" : String(v)));
+          t.appendChild(tr);
+        }
+        const ul = document.getElementById("downloads");
+        ul.textContent = "";
+        const li = el("li");
+        li.appendChild(el("a", {href: base + "/audio", class: "download-audio", download: ""}, "Audio"));
+        ul.appendChild(li);
+        return;
+      }
       const call = s.call || {};
       const ids = call.identities || {};
       const rows = [
@@ -319,10 +369,14 @@ const calltap = (() => {
       }
       const ul = document.getElementById("downloads");
       ul.textContent = "";
-      const links = [["Audio", base + "/files/audio", "download-audio"], ["SIPREC metadata (XML)", base + "/files/metadata", "download-xml"],
-                     ["Summary (JSON)", base + "/files/summary", "download-json"]];
-      if (e.sip_pcap) links.push(["SIP messages (pcap)", base + "/files/sip_pcap", "download-sip"]);
-      links.push(["Everything (zip)", base + "/zip", "download-zip"]);
+      const links = [];
+      if (rights.includes("audio")) links.push(["Audio", base + "/files/audio", "download-audio"]);
+      links.push(["SIPREC metadata (XML)", base + "/files/metadata", "download-xml"],
+                 ["Summary (JSON)", base + "/files/summary", "download-json"]);
+      if (rights.includes("evidence")) {
+        if (e.sip_pcap) links.push(["SIP messages (pcap)", base + "/files/sip_pcap", "download-sip"]);
+        links.push(["Everything (zip)", base + "/zip", "download-zip"]);
+      }
       for (const [text, href, cls] of links) {
         const li = el("li"), a = el("a", {href, class: cls, download: ""}, text);
         li.appendChild(a); ul.appendChild(li);
@@ -361,15 +415,72 @@ const calltap = (() => {
       gains[1].gain.value = v === "0" ? 0 : 1;
     });
 
+    const rights = shared ? ["audio"] : (await me()).rights;
+    if (!rights.includes("audio")) play.disabled = true;
+    const shareBtn = document.getElementById("share");
+    if (shareBtn && rights.includes("share")) {
+      shareBtn.hidden = false;
+      shareBtn.addEventListener("click", async () => {
+        const out = document.getElementById("share-out");
+        const mask = confirm("Hide the parties' numbers in the link? (OK: hide, Cancel: show)");
+        try {
+          const r = await post(base + "/shares", {scope: "audio+metadata", mask, hours: 72});
+          const url = location.origin + r.url;
+          out.textContent = "";
+          out.append(el("input", {value: url, readonly: "", size: 60, id: "share-url"}),
+                     " expires " + fmtTime(r.expires));
+        } catch (err) { out.textContent = err.message; }
+      });
+    }
     function draw() { drawWave(); drawLadder(); drawQuality(); movePlayhead(); }
     window.addEventListener("resize", draw);
     setupZone(() => { subtitle(); meta(); });
+    if (!shared) setupNav();
     subtitle(); meta(); draw();
     document.body.dataset.ready = "1";
   }
 
+  /* ---------------- sign in ---------------- */
+  function loginPage() {
+    const form = document.getElementById("login");
+    form.addEventListener("submit", async ev => {
+      ev.preventDefault();
+      const data = Object.fromEntries(new FormData(form));
+      const r = await fetch("/api/login", {method: "POST", headers: {"Content-Type": "application/json", "X-CSRF-Token": data.csrf},
+                                           body: JSON.stringify({user: data.user, password: data.password})});
+      const body = await r.json();
+      if (!r.ok) { document.getElementById("error").textContent = body.detail || r.statusText; return; }
+      const next = new URLSearchParams(location.search).get("next") || "/";
+      location.href = next.startsWith("/") && !next.startsWith("//") ? next : "/";
+    });
+    document.body.dataset.ready = "1";
+  }
+
+  /* ---------------- audit log ---------------- */
+  async function auditPage() {
+    setupNav();
+    const tbody = document.querySelector("#audit tbody");
+    const more = document.getElementById("more");
+    let after = 0;
+    async function load() {
+      const r = await getJSON("/api/audit?after=" + after + "&limit=200");
+      for (const a of r.entries) {
+        const tr = el("tr", {class: a.outcome === "ok" ? "" : "bad"});
+        for (const v of [a.seq, fmtTime(a.at), a.user, a.action, a.target, a.from, a.outcome]) tr.appendChild(el("td", {}, String(v)));
+        tbody.appendChild(tr);
+        after = a.seq;
+      }
+      more.hidden = r.next == null;
+      document.body.dataset.ready = "1";
+    }
+    more.addEventListener("click", load);
+    setupZone(() => { tbody.textContent = ""; after = 0; load(); });
+    load();
+  }
+
   /* ---------------- overview page ---------------- */
   function overviewPage() {
+    setupNav();
     const form = document.getElementById("period");
     function bars(el_, items, label, value) {
       el_.textContent = "";
@@ -425,5 +536,5 @@ const calltap = (() => {
     load();
   }
 
-  return {callsPage, callPage, overviewPage};
+  return {callsPage, callPage, overviewPage, loginPage, auditPage};
 })();
