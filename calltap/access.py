@@ -7,7 +7,9 @@ from __future__ import annotations
 import hmac
 import re
 from collections import OrderedDict
-from typing import Any
+from typing import Annotated, Any
+
+from fastapi import Depends, HTTPException, Request
 
 from calltap.accounts import Accounts, Principal
 
@@ -120,3 +122,24 @@ def view_for(view: dict[str, Any], who: Principal) -> dict[str, Any]:
         return view
     return {**view, "sip": [{k: v for k, v in m.items() if k != "text"}
                             for m in view.get("sip") or []]}
+
+
+def need(right: str) -> Any:
+    """A route's dependency: the request's user, who must hold ``right``."""
+
+    def check(request: Request) -> Principal:
+        who: Principal = request.state.who
+        if not who.can(right):
+            request.app.state.dashboard.audit(request, who, "denied", request.url.path,
+                                              f"needs {right}")
+            raise HTTPException(403, f"your role does not allow this (needs {right})")
+        return who
+
+    return Depends(check)
+
+
+Reader = Annotated[Principal, need("read")]
+Listener = Annotated[Principal, need("audio")]
+Investigator = Annotated[Principal, need("evidence")]
+Sharer = Annotated[Principal, need("share")]
+Admin = Annotated[Principal, need("admin")]

@@ -481,6 +481,28 @@ def _scope_where(scope: Scope | None) -> tuple[list[str], list[Any]]:
     return where, args
 
 
+def in_scope(scope: Scope | None, caller: str, callee: str, addrs: list[str],
+             group: str) -> bool:
+    """The rule ``_scope_where`` puts in SQL, for a call not in the catalog (in progress)."""
+    if not scope:
+        return True
+    if scope.prefixes:
+        users = (user_part(caller).lower(), user_part(callee).lower())
+        if not any(u.startswith(p.lower()) for u in users for p in scope.prefixes):
+            return False
+    if scope.cidrs:
+        nets = [ipaddress.ip_network(c, strict=False) for c in scope.cidrs]
+        ips = []
+        for a in addrs:
+            try:
+                ips.append(ipaddress.ip_address(a))
+            except ValueError:
+                continue
+        if not any(ip.version == n.version and ip in n for ip in ips for n in nets):
+            return False
+    return not scope.groups or group in scope.groups
+
+
 def _escaped(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 

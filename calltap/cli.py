@@ -294,6 +294,37 @@ def cmd_writer(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_webhooks(args: argparse.Namespace) -> int:
+    import os
+
+    from calltap.metrics import serve
+    from calltap.webhooks import WebhookSender
+
+    try:
+        cfg = load_config(args.config, {})
+        if not cfg.webhook_url:
+            raise ConfigError("no webhook_url configured")
+        if not os.path.isdir(args.out):
+            raise ConfigError(f"{args.out}: no such output directory")
+        sender = WebhookSender(args.out, cfg.webhook_url, cfg.webhook_secret)
+    except (ConfigError, ValueError, RuntimeError, OSError) as exc:
+        print(f"calltap: {exc}", file=sys.stderr)
+        return 2
+    stop_on_sigterm(sender)
+    if args.metrics_port:
+        c = sender.counters
+        serve(args.metrics_port, lambda: [
+            ("calltap_webhooks_delivered_total", "counter", {}, c.delivered),
+            ("calltap_webhooks_failures_total", "counter", {}, c.failures),
+            ("calltap_webhooks_skipped_total", "counter", {}, c.skipped),
+            ("calltap_webhooks_backlog_bytes", "gauge", {}, c.backlog_bytes)])
+    try:
+        sender.run()
+    finally:
+        sender.close()
+    return 0
+
+
 def cmd_control(args: argparse.Namespace) -> int:
     """`calltap pause|resume CALL-ID`: tell the capture process, through Redis."""
     import redis
@@ -316,8 +347,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         sup = Supervisor(args.interface, args.out or "recordings", args.redis or "",
                          args.writers, args.config or "", args.policy or "",
-                         args.metrics_port or 0, args.filter or "")
-    except (OSError, RuntimeError) as exc:
+                         args.metrics_port or 0, args.filter or "", args.serve)
+    except (OSError, RuntimeError, ConfigError) as exc:
         print(f"calltap: {exc}", file=sys.stderr)
         return 2
     return sup.run()
@@ -484,7 +515,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--metrics-port", type=int, default=0)
     run.add_argument("--config")
     run.add_argument("--policy", metavar="POLICY.toml")
+    run.add_argument("--serve", metavar="HOST:PORT", default="",
+                     help="also run the dashboard there (calls in progress included)")
     run.set_defaults(func=cmd_run)
+
+    hook = sub.add_parser("webhooks", help="POST each new recording's index line to the "
+                                           "configured webhook_url, signed")
+    hook.add_argument("--out", required=True, help="output directory of import or run")
+    hook.add_argument("--config", help="TOML configuration file (webhook_url, "
+                                       "webhook_secret; or CALLTAP_WEBHOOK_* variables)")
+    hook.add_argument("--metrics-port", type=int, default=0)
+    hook.set_defaults(func=cmd_webhooks)
 
     pol = sub.add_parser("policy", help="check a recording policy file, or test it on a call")
     pol.add_argument("action", choices=("check", "test"))
@@ -566,6 +607,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="send the login cookie over HTTPS only (behind a TLS proxy)")
     srv.add_argument("--trusted-proxy", default="", metavar="ADDRS",
                      help="proxy addresses whose X-Forwarded-For names the client")
+    srv.add_argument("--redis", default="", metavar="URL",
+                     help="the capture's Redis: calls in progress, live listening")
+    srv.add_argument("--prefix", default="calltap", help="Redis key prefix (calltap)")
+    srv.add_argument("--spool", default="", metavar="DIR",
+                     help="the capture's spool directory (default OUT/.calltap/spool)")
     srv.set_defaults(func=cmd_serve)
 
     usr = sub.add_parser("users", help="dashboard users, API tokens and the audit log")
@@ -606,7 +652,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 2
     from calltap.serve import serve
 
-    return serve(args.out, args.listen, args.access, args.secure_cookies, args.trusted_proxy)
+    return serve(args.out, args.listen, args.access, args.secure_cookies, args.trusted_proxy,
+                 args.redis, args.prefix, args.spool)
 
 
 def cmd_users(args: argparse.Namespace) -> int:

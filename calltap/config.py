@@ -57,6 +57,10 @@ class Config:
     """Show a progress bar when stderr is a terminal."""
     jobs: int = field(default_factory=lambda: min(4, os.cpu_count() or 1))
     """Writer processes for import; 1 writes each call in the importing process."""
+    webhook_url: str = ""
+    """Where each recording's index line is POSTed when it is written (empty: nowhere)."""
+    webhook_secret: str = ""
+    """The HMAC-SHA256 key that signs each webhook body (X-Calltap-Signature)."""
     srtp_keys: list[str] = field(default_factory=list)
     """SRTP keys for streams whose SDP did not carry one: [0xSSRC=|ADDR:PORT=]SUITE:BASE64."""
 
@@ -89,6 +93,10 @@ class Config:
             raise ConfigError(str(exc)) from None
         if self.dedup_window < 0:
             raise ConfigError("dedup_window must not be negative")
+        if self.webhook_url and not self.webhook_url.startswith(("http://", "https://")):
+            raise ConfigError("webhook_url: an http:// or https:// URL")
+        if self.webhook_url and not self.webhook_secret:
+            raise ConfigError("webhook_url needs a webhook_secret to sign with")
         if self.jobs < 1:
             raise ConfigError("jobs must be at least 1")
         from writer.srtp import SrtpKeyError, parse_key_spec

@@ -19,11 +19,12 @@ from calltap.config import Config
 from calltap.importer import settings_from
 from calltap.log import disk_low, log
 from calltap.policyfile import PolicyError, load_policy
+from capture.decode import format_ip
 from capture.live import LiveSource
 from capture.spool import SpoolSet
 from correlate.call import Call
 from correlate.events import CallEnded, CallStarted, FlowAdded, MediaChanged
-from correlate.keys import CALL_TTL_S, JOBS_MAXLEN, Keys
+from correlate.keys import CALL_TTL_S, EVENTS_MAXLEN, JOBS_MAXLEN, Keys
 from correlate.policy import Policy, set_paused
 from correlate.record import (
     CallRecord,
@@ -56,6 +57,29 @@ FLUSH_S = 0.25
 # Below this free space on the spool's file system, no new call gets a spool (active calls
 # keep recording) and an alarm is raised.
 MIN_FREE_BYTES = 256 * 1024 * 1024
+
+
+def live_fields(call: Call) -> dict[str, Any]:
+    """What a live call list shows of a call in progress, and what a user's visibility
+    limits are judged on (parties, addresses, group)."""
+    codec = ""
+    for side in (1, 0):  # the answer's first format is what flows; else the offer's
+        if call.offers[side]:
+            o = call.offers[side][-1]
+            if o.formats and o.formats[0].isdigit():
+                pt = int(o.formats[0])
+                codec = o.rtpmap[pt][0] if pt in o.rtpmap else _STATIC.get(pt, str(pt))
+                break
+    addrs = {format_ip(e[0]) for e in (call.caller_signal, call.callee_signal) if e}
+    addrs |= {format_ip(o.addr) for side in call.offers for o in side}
+    return {"call_id": call.call_id, "caller": call.caller_uri, "callee": call.callee_uri,
+            "start_ns": call.start_ns, "answer_ns": call.answer_ns, "status": call.status,
+            "codec": codec, "serial": call.serial, "addrs": sorted(addrs),
+            "group": call.decision.group if call.decision is not None else "",
+            "paused": bool(call.pauses and not call.pauses[-1][1])}
+
+
+_STATIC = {0: "PCMU", 8: "PCMA", 9: "G722", 18: "G729", 3: "GSM", 4: "G723"}
 
 
 class RedisLink:
@@ -295,6 +319,10 @@ class LiveCapture:
         tag = Keys.tag(call.key)
         self.link.do("set", self.keys.call(tag), call_to_json(call), ex=CALL_TTL_S)
         self.link.do("sadd", self.keys.live, tag)
+        # for dashboards: the call as a live list shows it
+        self.link.do("xadd", self.keys.events, {"type": "call", "tag": tag,
+                                                "call": json.dumps(live_fields(call))},
+                     maxlen=EVENTS_MAXLEN, approximate=True)
 
     def _events(self) -> None:
         calls = self.recorder.tracker.calls
@@ -336,6 +364,8 @@ class LiveCapture:
         tag = Keys.tag(call.key)
         self.link.do("delete", self.keys.call(tag))
         self.link.do("srem", self.keys.live, tag)
+        self.link.do("xadd", self.keys.events, {"type": "call-ended", "tag": tag},
+                     maxlen=EVENTS_MAXLEN, approximate=True)
         self._saved.pop(call.key, None)
 
     def _last_control(self, link: RedisLink) -> str:

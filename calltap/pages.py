@@ -10,8 +10,8 @@ from calltap import __version__
 
 
 def _page(title: str, body: str, script: str, nav: bool = True) -> str:
-    links = ("""<nav><a href="/">Calls</a><a href="/overview">Overview</a>
-<a id="nav-audit" href="/audit" hidden>Audit</a></nav>
+    links = ("""<nav><a href="/">Calls</a><a id="nav-live" href="/live" hidden>Live</a>
+<a href="/overview">Overview</a><a id="nav-audit" href="/audit" hidden>Audit</a></nav>
 <span id="nav-user" class="muted"></span> <a id="nav-out" href="/login" hidden>Sign out</a>"""
              if nav else "")
     return f"""<!doctype html>
@@ -154,3 +154,21 @@ def overview_page() -> str:
 <table id="worst" class="calls"><thead><tr><th>Start</th><th>Caller</th><th>Callee</th>
 <th>MOS</th><th>Length</th></tr></thead><tbody></tbody></table>"""
     return _page("Overview", body, "calltap.overviewPage();")
+
+
+def live_page() -> str:
+    body = """
+<h1>Calls in progress</h1>
+<p id="live-state" class="muted">connecting…</p>
+<table id="live" class="calls"><thead><tr><th>Start</th><th>Caller</th><th>Callee</th>
+<th>Length</th><th>Status</th><th>Codec</th><th>Packets (caller / callee)</th>
+<th>Lost</th><th></th></tr></thead><tbody></tbody></table>
+<section id="listening" class="player" hidden>
+  <span id="listen-what"></span> <button id="listen-stop" type="button">Stop</button>
+  <span id="listen-delay" class="muted"></span>
+  <audio id="live-audio" preload="none"></audio>
+</section>
+<h2>Just recorded</h2>
+<table id="recorded" class="calls"><thead><tr><th>Start</th><th>Caller</th><th>Callee</th>
+<th>Length</th><th>Status</th><th>MOS</th></tr></thead><tbody></tbody></table>"""
+    return _page("Live", body, "calltap.livePage();")

@@ -40,7 +40,12 @@ from calltap.access import (
     LOGIN_COOKIE,
     SAFE_METHODS,
     SESSION_COOKIE,
+    Admin,
+    Investigator,
+    Listener,
     LoginLimiter,
+    Reader,
+    Sharer,
     csrf_ok,
     identify,
     is_public,
@@ -57,7 +62,16 @@ from calltap.catalog import (
 from calltap.catalog import (
     Query as CatalogQuery,
 )
-from calltap.pages import audit_page, call_page, calls_page, login_page, overview_page, share_page
+from calltap.livecalls import LiveBoard
+from calltap.pages import (
+    audit_page,
+    call_page,
+    calls_page,
+    login_page,
+    overview_page,
+    share_page,
+)
+from calltap.serve_live import add_live_routes
 
 STATIC = os.path.join(os.path.dirname(__file__), "static")
 # A call's identifier as the catalog gives it (its files' stem); anything else is a 404
@@ -121,6 +135,10 @@ class Dashboard:
         """Listening on loopback only: without users, everything is open to this host."""
         self.limiter = LoginLimiter()
         self.clock = time.time
+        self.event_streams = 0
+        """Live event streams open now."""
+        self.listeners = 0
+        """Live listeners now."""
 
     def is_open(self) -> bool:
         return self.loopback and not self.accounts.has_users()
@@ -248,27 +266,6 @@ CSV_FIELDS = ("id", "call_id", "start", "answer", "end", "duration", "caller", "
               "group", "policy_rule", "audio")
 
 
-def _need(right: str) -> Any:
-    """A route's dependency: the request's user, who must hold ``right``."""
-
-    def check(request: Request) -> Principal:
-        who: Principal = request.state.who
-        if not who.can(right):
-            request.app.state.dashboard.audit(request, who, "denied", request.url.path,
-                                              f"needs {right}")
-            raise HTTPException(403, f"your role does not allow this (needs {right})")
-        return who
-
-    return Depends(check)
-
-
-Reader = Annotated[Principal, _need("read")]
-Listener = Annotated[Principal, _need("audio")]
-Investigator = Annotated[Principal, _need("evidence")]
-Sharer = Annotated[Principal, _need("share")]
-Admin = Annotated[Principal, _need("admin")]
-
-
 async def _form(request: Request) -> dict[str, str]:
     """A JSON or URL-encoded request body as a flat dict of strings."""
     raw = await request.body()
@@ -286,11 +283,15 @@ async def _form(request: Request) -> dict[str, str]:
 
 
 def create_app(out_dir: str, accounts: Accounts | None = None, loopback: bool = True,
-               secure_cookies: bool = False) -> FastAPI:
+               secure_cookies: bool = False, redis_url: str = "", prefix: str = "calltap",
+               spool_dir: str = "") -> FastAPI:
     """The dashboard over ``out_dir`` (its catalog is created if missing). With users in
     the access file every route but the login and share links needs a session or token;
     without, the server answers on loopback only and everyone is an administrator."""
     dash = Dashboard(out_dir, accounts, loopback)
+    board = LiveBoard(redis_url, prefix, spool_dir or os.path.join(dash.out, ".calltap",
+                                                                   "spool")) \
+        if redis_url else None
     app = FastAPI(title="calltap", version=__version__,
                   description="Search, play and inspect the calls calltap recorded.")
     app.state.dashboard = dash
@@ -394,7 +395,7 @@ def create_app(out_dir: str, accounts: Accounts | None = None, loopback: bool = 
     def api_me(who: Reader) -> dict[str, Any]:
         """Your name, role, rights and (for a browser session) the CSRF token to send."""
         return {"user": who.name, "role": who.role, "rights": sorted(who.rights),
-                "csrf": who.csrf, "signed_in": who.via != "open"}
+                "csrf": who.csrf, "signed_in": who.via != "open", "live": board is not None}
 
     # searching and reading calls
 
@@ -668,6 +669,7 @@ def create_app(out_dir: str, accounts: Accounts | None = None, loopback: bool = 
     def page_audit(_who: Admin) -> HTMLResponse:
         return HTMLResponse(audit_page())
 
+    add_live_routes(app, dash, board)
     return app
 
 
@@ -733,7 +735,8 @@ def is_loopback(host: str) -> bool:
 
 
 def serve(out_dir: str, listen: str, access: str = "", secure_cookies: bool = False,
-          trusted_proxy: str = "") -> int:
+          trusted_proxy: str = "", redis_url: str = "", prefix: str = "calltap",
+          spool_dir: str = "") -> int:
     """Run the dashboard on ``listen`` (host:port) until interrupted."""
     import uvicorn
 
@@ -760,7 +763,7 @@ def serve(out_dir: str, listen: str, access: str = "", secure_cookies: bool = Fa
     if shutil.which("ffmpeg") is None:
         print("calltap: note: ffmpeg not found; recordings in formats browsers do not play "
               "cannot be transcoded", flush=True)
-    app = create_app(out_dir, accounts, loopback, secure_cookies)
+    app = create_app(out_dir, accounts, loopback, secure_cookies, redis_url, prefix, spool_dir)
     # behind a TLS proxy: the client's address from its X-Forwarded-For, if it is trusted
     uvicorn.run(app, host=host.strip("[]"), port=int(port), log_level="warning",
                 proxy_headers=bool(trusted_proxy), forwarded_allow_ips=trusted_proxy or None)

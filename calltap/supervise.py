@@ -43,7 +43,10 @@ class Child:
 class Supervisor:
     def __init__(self, interface: str, out: str, redis_url: str = "", writers: int = 2,
                  config: str = "", policy: str = "", metrics_port: int = 0,
-                 bpf: str = "") -> None:
+                 bpf: str = "", listen: str = "") -> None:
+        from calltap.config import load_config
+
+        cfg = load_config(config or None, {})  # a bad file fails here, before any child
         self.out = os.path.abspath(out)
         self.state = os.path.join(self.out, ".calltap")
         os.makedirs(self.state, exist_ok=True)
@@ -62,6 +65,16 @@ class Supervisor:
         self.capture = Child("capture", cap)
         self.writers = [Child(f"writer-{k}", [*py, "writer", "--out", self.out, *common])
                         for k in range(writers)]
+        self.extras: list[Child] = []
+        """The dashboard and the webhook sender, when configured."""
+        if listen:
+            self.extras.append(Child("serve", [*py, "serve", "--out", self.out, "--listen",
+                                               listen, "--redis", self.redis_url]))
+        if cfg.webhook_url:
+            hook = [*py, "webhooks", "--out", self.out]
+            hook += ["--config", config] if config else []
+            hook += ["--metrics-port", str(metrics_port + 1)] if metrics_port else []
+            self.extras.append(Child("webhooks", hook))
         self.stopping = False
 
     def _start_redis(self) -> str:
@@ -80,7 +93,7 @@ class Supervisor:
         return f"unix://{sock}"
 
     def children(self) -> list[Child]:
-        return [self.capture, *self.writers]
+        return [self.capture, *self.writers, *self.extras]
 
     def run(self) -> int:
         def stop(_sig: int, _frame: Any) -> None:
@@ -130,6 +143,15 @@ class Supervisor:
             if c.proc:
                 try:
                     c.proc.wait(max(0.1, deadline - time.monotonic() - 0.3))
+                except subprocess.TimeoutExpired:
+                    c.proc.kill()
+        for c in self.extras:
+            if c.alive() and c.proc:
+                c.proc.send_signal(signal.SIGTERM)
+        for c in self.extras:
+            if c.proc:
+                try:
+                    c.proc.wait(max(0.1, deadline - time.monotonic() - 0.2))
                 except subprocess.TimeoutExpired:
                     c.proc.kill()
         if self.redis_proc is not None:

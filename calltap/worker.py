@@ -19,7 +19,7 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from calltap.catalog import SqliteCatalog, read_summary
+from calltap.catalog import SqliteCatalog, call_key, read_summary
 from calltap.heap import keep_freed_blocks
 from calltap.log import disk_low, log
 from correlate.keys import DONE_TTL_S, EVENTS_MAXLEN, INDEX_MAX, WRITERS_GROUP, Keys
@@ -121,18 +121,19 @@ class Worker:
             raise
         line = json.dumps(entry, sort_keys=True)
         start = calendar.timegm(time.strptime(entry["start"][:19], "%Y-%m-%dT%H:%M:%S"))
+        self._index(entry)  # searchable before the event announces it
         pipe = self.r.pipeline()
         pipe.zadd(self.keys.index, {line: start})
         pipe.zremrangebyrank(self.keys.index, 0, -INDEX_MAX - 1)
         pipe.xadd(self.keys.events, {"type": "recording-ready", "call_id": entry["call_id"],
-                                     "summary": entry["summary"]},
+                                     "summary": entry["summary"], "id": call_key(entry),
+                                     "tag": Keys.tag(record.call.key)},
                   maxlen=EVENTS_MAXLEN, approximate=True)
         pipe.set(done, "1", ex=DONE_TTL_S)
         pipe.xack(self.keys.jobs, WRITERS_GROUP, job_id)
         pipe.execute()
         self.written += 1
         log("writer", "recording ready", call_id=entry["call_id"], summary=entry["summary"])
-        self._index(entry)
         for path in (spool, *legs):
             if path and os.path.exists(path):
                 os.unlink(path)

@@ -11,7 +11,7 @@ import json
 import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -40,7 +40,7 @@ from writer.output import (
 )
 from writer.pause import PauseMask
 from writer.peaks import Peaks
-from writer.render import place_audio, plan, stream_stats
+from writer.render import Plan, place_audio, plan, stream_stats
 from writer.summary import call_json, direction_json, dtmf_digits, integrity
 from writer.timefmt import rfc3339
 from writer.timeline import (
@@ -75,6 +75,55 @@ Media = str | MediaColumns | CaptureMedia | None
 """(index entry, media packets of the call not used, by reason)."""
 
 
+@dataclass
+class Layout:
+    """How a call's media becomes audio: its directions, the plan of its streams, and where
+    the recording starts."""
+
+    dirs: tuple[Direction, Direction]
+    plan: Plan
+    channels: list[int]
+    assigned: list[int]
+    gaps: int
+    base: int
+    audio_start_ns: int
+
+
+def lay_out(call: Call, media: MediaColumns, options: WriteOptions) -> Layout:
+    """Channels, streams and their clock mappings (the first pass over the media)."""
+    assigned = assign_channels(call.flows, losing_branches(call))
+    channels = choose_hops(call, assigned, media, options.relay_hop)
+    keys = options.srtp_keys
+    dirs = (Direction(call, 0, channels, keys), Direction(call, 1, channels, keys))
+    pl = plan(call, media, dirs, channels, _sniff)
+    rate = pl.rate
+    for d in dirs:
+        if d.sniff and d.histogram.sum() >= SNIFF_MIN_BYTES:
+            p = d.histogram[d.histogram > 0] / d.histogram.sum()
+            entropy = float(-(p * np.log2(p)).sum())
+            if entropy > ENCRYPTED_ENTROPY and not any(d.encrypted(s.ssrc) for s in d.segments):
+                d.looks_encrypted = d.secure = True
+    for d in dirs:
+        for seg in d.segments:
+            seg.fit()
+    gaps = collapse_gaps([s for d in dirs for s in d.segments], rate) if rate else 0
+    starts = [s.start() * rate // s.clock - s.shift for d in dirs for s in d.segments]
+    base = min(starts) if starts else 0
+    audio_start_ns = pl.origin + base * NS // rate if rate else 0
+    return Layout(dirs, pl, channels, assigned, gaps, base, audio_start_ns)
+
+
+def place(call: Call, media: MediaColumns, lay: Layout, options: WriteOptions,
+          window: StereoWindow | None) -> None:
+    """Decode the media and place it in ``window`` (the second pass); statistics too."""
+    if not len(media):
+        return
+    noise = np.random.default_rng(call.serial) if options.comfort_noise == "noise" else None
+    dup, over = stream_stats(media, lay.plan, lay.dirs, options)
+    place_audio(media, lay.plan, dup, over, lay.dirs, window, lay.base, noise,
+                [(a, b or 1 << 62) for a, b in call.pauses])
+
+
 def write_call(record: CallRecord, spool: Media | list[Media], out_dir: str,
                options: WriteOptions = DEFAULTS) -> WriteResult:
     """Write the files of ``call`` under ``out_dir`` and append its index line.
@@ -97,25 +146,10 @@ def write_call(record: CallRecord, spool: Media | list[Media], out_dir: str,
         options = replace(options, audio_format=record.audio_format or options.audio_format,
                           layout=record.layout or options.layout,
                           relay_hop=record.relay_hop or options.relay_hop)
-    assigned = assign_channels(call.flows, losing_branches(call))
-    channels = choose_hops(call, assigned, media, options.relay_hop)
-    keys = options.srtp_keys
-    dirs = (Direction(call, 0, channels, keys), Direction(call, 1, channels, keys))
-    pl = plan(call, media, dirs, channels, _sniff)
+    lay = lay_out(call, media, options)
+    dirs, pl, channels, assigned = lay.dirs, lay.plan, lay.channels, lay.assigned
     unassigned, origin, rate = pl.unassigned, pl.origin, pl.rate
-    for d in dirs:
-        if d.sniff and d.histogram.sum() >= SNIFF_MIN_BYTES:
-            p = d.histogram[d.histogram > 0] / d.histogram.sum()
-            entropy = float(-(p * np.log2(p)).sum())
-            if entropy > ENCRYPTED_ENTROPY and not any(d.encrypted(s.ssrc) for s in d.segments):
-                d.looks_encrypted = d.secure = True
-    for d in dirs:
-        for seg in d.segments:
-            seg.fit()
-    gaps = collapse_gaps([s for d in dirs for s in d.segments], rate) if rate else 0
-    starts = [s.start() * rate // s.clock - s.shift for d in dirs for s in d.segments]
-    base = min(starts) if starts else 0
-    audio_start_ns = origin + base * NS // rate if rate else 0
+    gaps, audio_start_ns = lay.gaps, lay.audio_start_ns
     # Media nobody can decode still gets a (silent) recording, a packet time per packet,
     # so the call shows it had media; the summary says why it is silent.
     silent_only = not rate and (any(d.unknown_packets for d in dirs) or call.video_span[1])
@@ -140,11 +174,7 @@ def write_call(record: CallRecord, spool: Media | list[Media], out_dir: str,
             if call.pauses:
                 sink = PauseMask(call.pauses, audio_start_ns, rate, peaks)
             window = StereoWindow(rate, sink)
-        if len(media):
-            noise = np.random.default_rng(call.serial) if options.comfort_noise == "noise" else None
-            dup, over = stream_stats(media, pl, dirs, options)
-            place_audio(media, pl, dup, over, dirs, window, base, noise,
-                        [(a, b or 1 << 62) for a, b in call.pauses])
+        place(call, media, lay, options, window)
         if window is not None and out is not None:
             if silent_only:
                 for d in dirs:

@@ -60,6 +60,7 @@ const calltap = (() => {
   async function setupNav() {
     if (!document.getElementById("nav-out")) return;
     const m = await me();
+    if (m.live) document.getElementById("nav-live").hidden = false;
     if (m.rights.includes("admin")) document.getElementById("nav-audit").hidden = false;
     if (m.signed_in) {
       document.getElementById("nav-user").textContent = m.user + " (" + m.role + ")";
@@ -536,5 +537,160 @@ const calltap = (() => {
     load();
   }
 
-  return {callsPage, callPage, overviewPage, loginPage, auditPage};
+  /* ---------------- calls in progress ---------------- */
+  async function livePage() {
+    setupNav();
+    const m = await me();
+    const canListen = m.rights.includes("audio");
+    const tbody = document.querySelector("#live tbody");
+    const recorded = document.querySelector("#recorded tbody");
+    const state = document.getElementById("live-state");
+    const rows = new Map();  // tag: {call, tr}
+    function cells(r) {
+      const c = r.call;
+      const secs = Math.max(0, Date.now() / 1000 - c.start_ns / 1e9);
+      const p = c.packets || [0, 0], l = c.lost || [0, 0];
+      return [fmtTime(new Date(c.start_ns / 1e6).toISOString()), short(c.caller), short(c.callee), fmtDur(secs),
+              r.ended ? "ended, writing…" : (c.paused ? c.status + " (paused)" : c.status), c.codec || "",
+              p[0] + " / " + p[1], l[0] + " / " + l[1]];
+    }
+    function draw(tag) {
+      const r = rows.get(tag);
+      const tds = r.tr.querySelectorAll("td");
+      cells(r).forEach((v, i) => { tds[i].textContent = v; });
+    }
+    function upsert(call) {
+      let r = rows.get(call.tag);
+      if (!r) {
+        const tr = el("tr", {"data-tag": call.tag});
+        for (let i = 0; i < 8; i++) tr.appendChild(el("td", {class: i === 6 ? "packets" : i === 7 ? "lost" : ""}));
+        const td = el("td");
+        if (canListen) {
+          const b = el("button", {type: "button", class: "listen"}, "Listen");
+          b.addEventListener("click", () => listen(call.tag));
+          td.appendChild(b);
+        }
+        tr.appendChild(td);
+        tbody.prepend(tr);
+        r = {call: {}, tr, ended: false};
+        rows.set(call.tag, r);
+      }
+      r.call = {...r.call, ...call};
+      draw(call.tag);
+    }
+    function recordedRow(e) {
+      const r = rows.get(e.tag);
+      if (r) { r.tr.remove(); rows.delete(e.tag); }
+      const tr = el("tr", {"data-id": e.id});
+      tr.append(el("td", {}, fmtTime(e.start)), el("td", {}, short(e.caller)), el("td", {}, short(e.callee)),
+                el("td", {}, fmtDur(e.duration)), el("td", {}, e.status),
+                el("td", {}, (e.mos || []).map(x => x == null ? "-" : x).join(" / ")));
+      tr.addEventListener("click", () => { location.href = "/calls/" + encodeURIComponent(e.id); });
+      recorded.prepend(tr);
+      if (listening === e.tag) stopListening();
+    }
+    // listening: the server's endless WAV stream, played through Web Audio as it arrives
+    // (a media element would buffer seconds of it first) into the page's audio element
+    const audio = document.getElementById("live-audio");
+    let listening = null, listenId = null, player = null;
+    function stopListening() {
+      if (player) player.stop();
+      player = null;
+      listening = null;
+      document.getElementById("listening").hidden = true;
+    }
+    function livePlayer(url) {
+      const ctl = new AbortController();
+      const ac = new AudioContext();
+      const dest = ac.createMediaStreamDestination();
+      audio.srcObject = dest.stream;
+      audio.play().catch(() => {});
+      const chunks = [];  // [when it plays (ac time), frames from the stream's start]
+      let rate = 0, playAt = 0, frames = 0, head = new Uint8Array(0), rest = new Uint8Array(0);
+      function schedule(bytes) {
+        const n = Math.floor(bytes.length / 4);
+        if (!n) return bytes;
+        const buf = ac.createBuffer(2, n, rate);
+        const v = new DataView(bytes.buffer, bytes.byteOffset, n * 4);
+        const l = buf.getChannelData(0), r = buf.getChannelData(1);
+        for (let i = 0; i < n; i++) { l[i] = v.getInt16(4 * i, true) / 32768; r[i] = v.getInt16(4 * i + 2, true) / 32768; }
+        const src = ac.createBufferSource();
+        src.buffer = buf;
+        src.connect(dest);
+        playAt = Math.max(playAt, ac.currentTime + 0.05);
+        src.start(playAt);
+        chunks.push([playAt, frames]);
+        if (chunks.length > 50) chunks.shift();
+        playAt += n / rate;
+        frames += n;
+        return bytes.slice(n * 4);
+      }
+      (async () => {
+        const resp = await fetch(url, {signal: ctl.signal});
+        const reader = resp.body.getReader();
+        for (;;) {
+          const {done, value} = await reader.read();
+          if (done) break;
+          if (!rate) {
+            head = new Uint8Array([...head, ...value]);
+            if (head.length < 44) continue;
+            rate = new DataView(head.buffer).getUint32(24, true);
+            rest = schedule(head.slice(44));
+            continue;
+          }
+          rest = schedule(rest.length ? new Uint8Array([...rest, ...value]) : value);
+        }
+      })().catch(() => {});
+      return {
+        stop() { ctl.abort(); ac.close(); audio.srcObject = null; },
+        // seconds of the stream played so far (frames from its first), or null
+        played() {
+          let k = chunks.length - 1;
+          while (k >= 0 && chunks[k][0] > ac.currentTime) k--;
+          return k < 0 ? null : chunks[k][1] / rate + (ac.currentTime - chunks[k][0]);
+        },
+      };
+    }
+    function listen(tag) {
+      if (player) player.stop();
+      const r = rows.get(tag);
+      listening = tag;
+      listenId = Math.random().toString(16).slice(2, 10);
+      document.getElementById("listening").hidden = false;
+      document.getElementById("listen-what").textContent = "Listening to " + short(r.call.caller) + " → " + short(r.call.callee);
+      player = livePlayer("/api/live/" + tag + "/audio?listen=" + listenId);
+    }
+    document.getElementById("listen-stop").addEventListener("click", stopListening);
+    setInterval(async () => {
+      for (const tag of rows.keys()) draw(tag);
+      if (!listening || !player) return;
+      try {
+        if (!player.first) player.first = (await getJSON("/api/live/" + listening + "/position?listen=" + listenId)).first_ns;
+        const played = player.played();
+        if (played == null) return;
+        const behind = Date.now() / 1000 - (player.first / 1e9 + played);
+        document.getElementById("listen-delay").textContent = behind.toFixed(1) + " s behind the call";
+        document.body.dataset.behind = behind.toFixed(3);
+      } catch (err) { /* not started yet */ }
+    }, 1000);
+    const es = new EventSource("/api/live/events");
+    es.addEventListener("open", () => { state.textContent = "live"; });
+    es.addEventListener("error", () => { state.textContent = "reconnecting…"; });
+    es.addEventListener("snapshot", ev => {
+      for (const c of JSON.parse(ev.data).calls) upsert(c);
+      document.body.dataset.ready = "1";
+    });
+    es.addEventListener("call", ev => upsert(JSON.parse(ev.data)));
+    es.addEventListener("call-ended", ev => {
+      const r = rows.get(JSON.parse(ev.data).tag);
+      if (r) { r.ended = true; draw(r.call.tag); }
+    });
+    es.addEventListener("recording-ready", ev => recordedRow(JSON.parse(ev.data)));
+    es.addEventListener("progress", ev => {
+      for (const c of JSON.parse(ev.data).calls) if (rows.has(c.tag)) upsert(c);
+    });
+    setupZone(() => { for (const tag of rows.keys()) draw(tag); });
+  }
+
+  return {callsPage, callPage, overviewPage, loginPage, auditPage, livePage};
 })();

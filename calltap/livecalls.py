@@ -1,0 +1,163 @@
+"""Calls in progress, as the dashboard shows them: the capture process's live set and call
+records in Redis, the events stream that announces changes, and packet and loss counts
+read from each call's spool as the capture process appends to it."""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from dataclasses import dataclass, field
+from typing import Any
+
+from calltap.catalog import Scope, in_scope
+from calltap.live import live_fields
+from capture.spool import REC
+from correlate.call import Call
+from correlate.keys import Keys
+from correlate.record import RecordError, call_from_json
+from writer.flows import assign_channels
+from writer.seqnum import Extender
+
+RTP_HEAD = struct.Struct("!BBHII")
+# Calls a live list shows at most (the busiest appliance's calls in progress, with room).
+MAX_LIVE = 5000
+# Spool bytes read per call per refresh: a refresh never stalls on a huge backlog (the
+# rest is read on the next ones).
+MAX_READ = 4 << 20
+# Streams (flow, SSRC) counted per call: a sender changes SSRC a few times at most.
+MAX_STREAMS = 64
+
+
+@dataclass
+class _Stream:
+    seq: Extender = field(default_factory=lambda: Extender(16))
+    first: int = -1
+    top: int = -1
+    packets: int = 0
+
+
+class SpoolCounter:
+    """Packets and losses per flow of one call, from its spool, read incrementally."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.offset = 0
+        self.streams: dict[tuple[int, int], _Stream] = {}
+        self.flow_packets: dict[int, int] = {}
+
+    def update(self) -> None:
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.offset)
+                data = f.read(MAX_READ)
+        except OSError:
+            return  # not spooled yet, or written and gone
+        pos, head = 0, REC.size
+        while pos + head <= len(data):
+            _ts, flow, n = REC.unpack_from(data, pos)
+            if pos + head + n > len(data):
+                break  # the rest of this record is not on disk yet
+            self.flow_packets[flow] = self.flow_packets.get(flow, 0) + 1
+            if n >= 12 and data[pos + head] >> 6 == 2:
+                _b0, _b1, seq, _ts32, ssrc = RTP_HEAD.unpack_from(data, pos + head)
+                st = self.streams.get((flow, ssrc))
+                if st is None and len(self.streams) < MAX_STREAMS:
+                    st = self.streams[(flow, ssrc)] = _Stream()
+                if st is not None:
+                    ext = st.seq.extend(seq)
+                    st.first = ext if st.first < 0 else min(st.first, ext)
+                    st.top = max(st.top, ext)
+                    st.packets += 1
+            pos += head + n
+        self.offset += pos
+
+    def per_direction(self, channels: list[int]) -> tuple[list[int], list[int]]:
+        """(packets, lost) of the caller's and the callee's direction."""
+        packets, lost = [0, 0], [0, 0]
+        for flow, n in self.flow_packets.items():
+            ch = channels[flow] if flow < len(channels) else -1
+            if ch in (0, 1):
+                packets[ch] += n
+        for (flow, _ssrc), st in self.streams.items():
+            ch = channels[flow] if flow < len(channels) else -1
+            if ch in (0, 1) and st.packets:
+                lost[ch] += max(0, st.top - st.first + 1 - st.packets)
+        return packets, lost
+
+
+class LiveBoard:
+    """What the dashboard knows of the calls in progress (one per server)."""
+
+    def __init__(self, redis_url: str, prefix: str, spool_dir: str) -> None:
+        import redis
+
+        self.redis: Any = redis.Redis.from_url(redis_url, socket_timeout=5,
+                                               socket_connect_timeout=2)
+        self.errors = (redis.RedisError, OSError)
+        self.keys = Keys(prefix)
+        self.spool_dir = spool_dir
+        self._counters: dict[str, SpoolCounter] = {}
+
+    def spool_path(self, serial: int) -> str:
+        return os.path.join(self.spool_dir, f"{serial}.spool")
+
+    def calls(self) -> dict[str, Call]:
+        """Every call in progress, by tag."""
+        tags = sorted(t.decode() for t in self.redis.smembers(self.keys.live))[:MAX_LIVE]
+        if not tags:
+            return {}
+        raws = self.redis.mget([self.keys.call(t) for t in tags])
+        out: dict[str, Call] = {}
+        for tag, raw in zip(tags, raws, strict=True):
+            if raw is None:
+                continue
+            try:
+                out[tag] = call_from_json(raw)
+            except RecordError:
+                continue
+        return out
+
+    def row(self, tag: str, call: Call) -> dict[str, Any]:
+        """A live call as the list shows it, with its counts so far."""
+        fields = live_fields(call)
+        counter = self._counters.get(tag)
+        if counter is None:
+            counter = self._counters[tag] = SpoolCounter(self.spool_path(call.serial))
+        counter.update()
+        packets, lost = counter.per_direction(assign_channels(call.flows))
+        return {"tag": tag, **fields, "packets": packets, "lost": lost}
+
+    def rows(self, scope: Scope | None) -> list[dict[str, Any]]:
+        calls = self.calls()
+        for gone in set(self._counters) - set(calls):
+            del self._counters[gone]
+        rows = [self.row(tag, c) for tag, c in calls.items()]
+        return [r for r in rows if visible(r, scope)]
+
+    def last_event_id(self) -> str:
+        last = self.redis.xrevrange(self.keys.events, count=1)
+        return str(last[0][0].decode()) if last else "0-0"
+
+    def events(self, after: str, block_ms: int) -> list[tuple[str, dict[str, str]]]:
+        got = self.redis.xread({self.keys.events: after}, count=500, block=block_ms)
+        out: list[tuple[str, dict[str, str]]] = []
+        for _stream, entries in got or []:
+            for eid, fields in entries:
+                out.append((eid.decode(), {k.decode(): v.decode("utf-8", "replace")
+                                           for k, v in fields.items()}))
+        return out
+
+
+def visible(fields: dict[str, Any], scope: Scope | None) -> bool:
+    return in_scope(scope, fields.get("caller") or "", fields.get("callee") or "",
+                    fields.get("addrs") or [], fields.get("group") or "")
+
+
+def event_call(fields: dict[str, str]) -> dict[str, Any]:
+    """The call of a ``call`` event (an empty dict if it does not parse)."""
+    try:
+        data = json.loads(fields.get("call") or "{}")
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
