@@ -17,6 +17,7 @@ from fastapi.responses import HTMLResponse, StreamingResponse
 from calltap.access import Listener, Reader
 from calltap.accounts import Principal
 from calltap.listen import RENDER_EVERY_S, LiveListener, render_so_far
+from calltap.live import live_fields
 from calltap.livecalls import LiveBoard, event_call, visible
 from calltap.pages import live_page
 from correlate.call import Call
@@ -45,7 +46,8 @@ def _sse(event: str, data: Any, eid: str = "") -> str:
 
 def add_live_routes(app: FastAPI, dash: Dashboard, board: LiveBoard | None) -> None:
     options = WriteOptions()
-    positions: dict[str, LiveListener] = {}
+    positions: dict[tuple[str, str], LiveListener] = {}
+    """(user, listener name): its position, for the page's "behind live" figure."""
 
     def need_board() -> LiveBoard:
         if board is None:
@@ -57,9 +59,8 @@ def add_live_routes(app: FastAPI, dash: Dashboard, board: LiveBoard | None) -> N
         b = need_board()
         if not tag.isalnum() or len(tag) > 64:
             raise HTTPException(404, "no such call in progress")
-        calls = b.calls()
-        call = calls.get(tag)
-        if call is None or not visible(b.row(tag, call), who.scope):
+        call = b.calls().get(tag)
+        if call is None or not visible(live_fields(call), who.scope):
             raise HTTPException(404, "no such call in progress")
         return call
 
@@ -128,7 +129,7 @@ def add_live_routes(app: FastAPI, dash: Dashboard, board: LiveBoard | None) -> N
         dash.audit(request, who, "listen-live", f"{tag} {call.call_id[:80]}")
         b = need_board()
         lst = LiveListener()
-        key = (listen or secrets.token_hex(4))[:32]
+        key = (who.name, (listen or secrets.token_hex(4))[:32])
         positions[key] = lst
         while len(positions) > MAX_POSITIONS:
             positions.pop(next(iter(positions)))
@@ -165,7 +166,7 @@ def add_live_routes(app: FastAPI, dash: Dashboard, board: LiveBoard | None) -> N
     def api_live_position(tag: str, who: Listener, listen: str) -> dict[str, Any]:
         """Capture time (ns) of the first frame sent to listener ``listen`` and of the next
         one, and the rate: with the player's position, how far behind live it plays."""
-        lst = positions.get(listen[:32])
+        lst = positions.get((who.name, listen[:32]))
         if lst is None or not lst.rate:
             raise HTTPException(404, "no such listener (yet)")
         return {"first_ns": lst.first_ns, "next_ns": lst.next_ns, "rate": lst.rate}

@@ -47,6 +47,8 @@ class Supervisor:
         from calltap.config import load_config
 
         cfg = load_config(config or None, {})  # a bad file fails here, before any child
+        if listen:
+            _check_listen(listen, os.path.abspath(out))
         self.out = os.path.abspath(out)
         self.state = os.path.join(self.out, ".calltap")
         os.makedirs(self.state, exist_ok=True)
@@ -179,3 +181,18 @@ class Supervisor:
                 time.sleep(0.05)
         except (redis.RedisError, OSError):
             return
+
+
+def _check_listen(listen: str, out: str) -> None:
+    """The dashboard answers beyond loopback only with users (else it would refuse to
+    start and be restarted forever)."""
+    from calltap.accounts import Accounts
+    from calltap.serve import access_path, is_loopback
+
+    host = listen.rpartition(":")[0]
+    if is_loopback(host):
+        return
+    path = access_path(out)
+    if not os.path.exists(path) or not Accounts(path).has_users():
+        raise RuntimeError(f"--serve {listen}: no users in {path}, so the dashboard listens "
+                           "on loopback only; add one with `calltap users add`")

@@ -25,7 +25,7 @@ DELIVERY_HEADER = "X-Calltap-Delivery"
 # A receiver that has not answered within this is counted as down (then retried).
 POST_TIMEOUT_S = 10.0
 # Retries start after this and double while the receiver stays down, up to the max.
-BACKOFF_FIRST_S, BACKOFF_MAX_S = 0.5, 10.0
+BACKOFF_FIRST_S, BACKOFF_MAX_S = 0.5, 5.0
 # How often the index is looked at for new lines.
 POLL_S = 0.2
 # An index line longer than this is not a call's line (a damaged file): skipped, logged.
