@@ -756,6 +756,11 @@ def serve(out_dir: str, listen: str, access: str = "", secure_cookies: bool = Fa
     except (AccessError, OSError, sqlite3.Error) as exc:
         print(f"calltap: {path}: {exc}", flush=True)
         return 2
+    if trusted_proxy and not accounts.has_users():
+        print(f"calltap: --trusted-proxy: no users in {path}; behind a proxy everyone who "
+              "reaches the proxy would be let in, so add one with `calltap users add`",
+              flush=True)
+        return 2
     if not loopback and not accounts.has_users():
         print(f"calltap: --listen {listen}: no users in {path}, so the dashboard listens on "
               "loopback only (127.0.0.1 or ::1); add one with `calltap users add`", flush=True)

@@ -210,6 +210,8 @@ def test_only_loopback_without_users(tmp_path: Path) -> None:
     assert not (tmp_path / ".calltap").exists()  # refusing writes nothing
     Accounts(access_path(str(tmp_path))).close()  # an access file without users
     assert serve(str(tmp_path), "0.0.0.0:8080") == 2
+    # behind a proxy on loopback, everyone reaching the proxy would be local
+    assert serve(str(tmp_path), "127.0.0.1:8080", trusted_proxy="127.0.0.1") == 2
 
 
 @pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is not installed")
