@@ -14,12 +14,15 @@ from fastapi import Depends, HTTPException, Request
 from calltap.accounts import Accounts, Principal
 
 SESSION_COOKIE = "calltap_session"
+OIDC_COOKIE = "calltap_oidc"
+"""A single sign-on in progress (its state, nonce and PKCE verifier), signed."""
 LOGIN_COOKIE = "calltap_login"
 """Double-submit CSRF for the login form (no session exists yet to tie a token to)."""
 CSRF_HEADER = "x-csrf-token"
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 # Paths that answer without a login: the login itself, static files, share links.
-PUBLIC_PATHS = ("/login", "/api/login", "/static/", "/favicon.ico", "/s/")
+PUBLIC_PATHS = ("/login", "/api/login", "/login/oidc", "/login/oidc/callback", "/static/",
+                "/favicon.ico", "/s/")
 # Failed logins allowed per user name and per address within LOGIN_WINDOW_S.
 LOGIN_FAILURES = 5
 LOGIN_WINDOW_S = 300.0

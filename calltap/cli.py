@@ -612,6 +612,7 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--prefix", default="calltap", help="Redis key prefix (calltap)")
     srv.add_argument("--spool", default="", metavar="DIR",
                      help="the capture's spool directory (default OUT/.calltap/spool)")
+    srv.add_argument("--config", help="TOML configuration file (single sign-on: oidc_*)")
     srv.set_defaults(func=cmd_serve)
 
     usr = sub.add_parser("users", help="dashboard users, API tokens and the audit log")
@@ -650,10 +651,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if not os.path.isdir(args.out):
         print(f"calltap: {args.out}: no such output directory", file=sys.stderr)
         return 2
+    from calltap.oidc import Oidc
     from calltap.serve import serve
 
+    try:
+        cfg = load_config(args.config, {})
+    except ConfigError as exc:
+        print(f"calltap: {exc}", file=sys.stderr)
+        return 2
+    oidc = Oidc(cfg.oidc_issuer, cfg.oidc_client_id, cfg.oidc_client_secret,
+                cfg.oidc_user_claim) if cfg.oidc_issuer else None
     return serve(args.out, args.listen, args.access, args.secure_cookies, args.trusted_proxy,
-                 args.redis, args.prefix, args.spool)
+                 args.redis, args.prefix, args.spool, oidc)
 
 
 def cmd_users(args: argparse.Namespace) -> int:

@@ -61,6 +61,12 @@ class Config:
     """Where each recording's index line is POSTed when it is written (empty: nowhere)."""
     webhook_secret: str = ""
     """The HMAC-SHA256 key that signs each webhook body (X-Calltap-Signature)."""
+    oidc_issuer: str = ""
+    """The dashboard's single sign-on provider (OpenID Connect issuer URL); empty: none."""
+    oidc_client_id: str = ""
+    oidc_client_secret: str = ""
+    oidc_user_claim: str = "email"
+    """The ID token claim that names a calltap user (the user must exist)."""
     srtp_keys: list[str] = field(default_factory=list)
     """SRTP keys for streams whose SDP did not carry one: [0xSSRC=|ADDR:PORT=]SUITE:BASE64."""
 
@@ -97,6 +103,8 @@ class Config:
             raise ConfigError("webhook_url: an http:// or https:// URL")
         if self.webhook_url and not self.webhook_secret:
             raise ConfigError("webhook_url needs a webhook_secret to sign with")
+        if self.oidc_issuer and not (self.oidc_client_id and self.oidc_client_secret):
+            raise ConfigError("oidc_issuer needs oidc_client_id and oidc_client_secret")
         if self.jobs < 1:
             raise ConfigError("jobs must be at least 1")
         from writer.srtp import SrtpKeyError, parse_key_spec

@@ -116,9 +116,11 @@ def share_page(token: str, metadata: bool) -> str:
     return call_page("", token, metadata)
 
 
-def login_page(csrf: str) -> str:
+def login_page(csrf: str, sso: bool = False) -> str:
+    link = ('<p><a id="sso" href="/login/oidc">Sign in with single sign-on</a></p>'
+            if sso else "")
     body = f"""
-<h1>Sign in</h1>
+<h1>Sign in</h1>{link}
 <form id="login" class="login" method="post" action="/api/login">
   <label>User <input name="user" autocomplete="username" required></label>
   <label>Password <input name="password" type="password" autocomplete="current-password"

@@ -38,6 +38,7 @@ from calltap import __version__
 from calltap.access import (
     CSRF_HEADER,
     LOGIN_COOKIE,
+    OIDC_COOKIE,
     SAFE_METHODS,
     SESSION_COOKIE,
     Admin,
@@ -63,6 +64,7 @@ from calltap.catalog import (
     Query as CatalogQuery,
 )
 from calltap.livecalls import LiveBoard
+from calltap.oidc import FLOW_TTL_S, Flow, Oidc, OidcError
 from calltap.pages import (
     audit_page,
     call_page,
@@ -284,7 +286,7 @@ async def _form(request: Request) -> dict[str, str]:
 
 def create_app(out_dir: str, accounts: Accounts | None = None, loopback: bool = True,
                secure_cookies: bool = False, redis_url: str = "", prefix: str = "calltap",
-               spool_dir: str = "") -> FastAPI:
+               spool_dir: str = "", oidc: Oidc | None = None) -> FastAPI:
     """The dashboard over ``out_dir`` (its catalog is created if missing). With users in
     the access file every route but the login and share links needs a session or token;
     without, the server answers on loopback only and everyone is an administrator."""
@@ -341,7 +343,7 @@ def create_app(out_dir: str, accounts: Accounts | None = None, loopback: bool = 
     @app.get("/login", response_class=HTMLResponse, include_in_schema=False)
     def page_login(request: Request) -> Response:
         token = request.cookies.get(LOGIN_COOKIE) or os.urandom(18).hex()
-        r = HTMLResponse(login_page(token))
+        r = HTMLResponse(login_page(token, oidc is not None))
         r.set_cookie(LOGIN_COOKIE, token, httponly=True, samesite="strict",
                      secure=secure_cookies, path="/api/login")
         return r
@@ -379,6 +381,54 @@ def create_app(out_dir: str, accounts: Accounts | None = None, loopback: bool = 
         r = JSONResponse({"user": user, "role": who.role if who else "", "csrf": csrf})
         r.set_cookie(SESSION_COOKIE, cookie, httponly=True, samesite="lax",
                      secure=secure_cookies, max_age=12 * 3600)
+        return r
+
+    @app.get("/login/oidc", include_in_schema=False)
+    def login_oidc(request: Request, next: str = "/") -> Response:  # noqa: A002
+        """Single sign-on: to the provider, with a signed note of this sign-in."""
+        if oidc is None:
+            raise HTTPException(404, "single sign-on is not configured")
+        try:
+            url, flow = oidc.begin(str(request.base_url) + "login/oidc/callback",
+                                   next if next.startswith("/") and not next.startswith("//")
+                                   else "/", dash.clock())
+        except OidcError as exc:
+            raise HTTPException(502, f"single sign-on: {exc}") from None
+        r = RedirectResponse(url, status_code=303)
+        text = flow.to_text()
+        r.set_cookie(OIDC_COOKIE, f"{text}.{dash.accounts.sign('oidc:' + text)}",
+                     httponly=True, samesite="lax", secure=secure_cookies,
+                     path="/login/oidc", max_age=FLOW_TTL_S)
+        return r
+
+    @app.get("/login/oidc/callback", include_in_schema=False)
+    def login_oidc_back(request: Request, code: str = "", state: str = "",
+                        error: str = "") -> Response:
+        if oidc is None:
+            raise HTTPException(404, "single sign-on is not configured")
+        text, _, sig = request.cookies.get(OIDC_COOKIE, "").partition(".")
+        try:
+            if error:
+                raise OidcError(f"the provider said {error[:60]!r}")
+            if not text or sig != dash.accounts.sign("oidc:" + text):
+                raise OidcError("no sign-in in progress in this browser")
+            flow = Flow.from_text(text)
+            name = oidc.finish(str(request.base_url) + "login/oidc/callback", code, state,
+                               flow, dash.clock())
+        except OidcError as exc:
+            dash.audit(request, None, "login", "single sign-on", "failed")
+            raise HTTPException(403, f"single sign-on failed: {exc}") from None
+        if dash.accounts.principal(name, "session") is None:
+            dash.audit(request, None, "login", f"{name[:64]} via single sign-on", "failed")
+            raise HTTPException(403, f"{name[:64]!r} is not a user here (an administrator "
+                                     "adds users with `calltap users add`)")
+        cookie, csrf = dash.accounts.new_session(name, dash.clock())
+        dash.audit(request, dash.accounts.principal(name, "session", csrf), "login",
+                   f"{name} via single sign-on")
+        r = RedirectResponse(flow.next_path, status_code=303)
+        r.set_cookie(SESSION_COOKIE, cookie, httponly=True, samesite="lax",
+                     secure=secure_cookies, max_age=12 * 3600)
+        r.delete_cookie(OIDC_COOKIE, path="/login/oidc")
         return r
 
     @app.post("/api/logout", summary="Sign out", tags=["access"])
@@ -736,7 +786,7 @@ def is_loopback(host: str) -> bool:
 
 def serve(out_dir: str, listen: str, access: str = "", secure_cookies: bool = False,
           trusted_proxy: str = "", redis_url: str = "", prefix: str = "calltap",
-          spool_dir: str = "") -> int:
+          spool_dir: str = "", oidc: Oidc | None = None) -> int:
     """Run the dashboard on ``listen`` (host:port) until interrupted."""
     import uvicorn
 
@@ -768,7 +818,8 @@ def serve(out_dir: str, listen: str, access: str = "", secure_cookies: bool = Fa
     if shutil.which("ffmpeg") is None:
         print("calltap: note: ffmpeg not found; recordings in formats browsers do not play "
               "cannot be transcoded", flush=True)
-    app = create_app(out_dir, accounts, loopback, secure_cookies, redis_url, prefix, spool_dir)
+    app = create_app(out_dir, accounts, loopback, secure_cookies, redis_url, prefix, spool_dir,
+                     oidc)
     # behind a TLS proxy: the client's address from its X-Forwarded-For, if it is trusted
     uvicorn.run(app, host=host.strip("[]"), port=int(port), log_level="warning",
                 proxy_headers=bool(trusted_proxy), forwarded_allow_ips=trusted_proxy or None)

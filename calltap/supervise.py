@@ -71,7 +71,8 @@ class Supervisor:
         """The dashboard and the webhook sender, when configured."""
         if listen:
             self.extras.append(Child("serve", [*py, "serve", "--out", self.out, "--listen",
-                                               listen, "--redis", self.redis_url]))
+                                               listen, "--redis", self.redis_url,
+                                               *(["--config", config] if config else [])]))
         if cfg.webhook_url:
             hook = [*py, "webhooks", "--out", self.out]
             hook += ["--config", config] if config else []
