@@ -118,6 +118,39 @@ def check_scope(prefixes: list[str], cidrs: list[str], groups: list[str]) -> Sco
     return Scope(tuple(prefixes), tuple(cidrs), tuple(groups))
 
 
+class _Rows:
+    """A statement's result, read whole while the connection was held."""
+
+    def __init__(self, rows: list[Any], rowcount: int) -> None:
+        self.rows, self.rowcount = rows, rowcount
+
+    def fetchone(self) -> Any:
+        return self.rows[0] if self.rows else None
+
+    def fetchall(self) -> list[Any]:
+        return self.rows
+
+
+class _Locked:
+    """One SQLite connection used by the server's threads in turn."""
+
+    def __init__(self, db: sqlite3.Connection, lock: threading.RLock) -> None:
+        self._db, self._lock = db, lock
+
+    def execute(self, sql: str, args: tuple[Any, ...] = ()) -> _Rows:
+        with self._lock:
+            cur = self._db.execute(sql, args)
+            return _Rows(cur.fetchall(), cur.rowcount)
+
+    def executescript(self, sql: str) -> None:
+        with self._lock:
+            self._db.executescript(sql)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
 class Accounts:
     """The access file. Methods take ``now`` (seconds since the epoch) where time matters,
     so the rules are tested without a clock; the web shell passes the wall clock."""
@@ -128,8 +161,9 @@ class Accounts:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         os.close(fd)
         os.chmod(path, 0o600)  # password hashes and the signing key: the owner only
-        self.db = sqlite3.connect(path, timeout=10.0, check_same_thread=False,
-                                  isolation_level=None)
+        self._lock = threading.RLock()
+        self.db = _Locked(sqlite3.connect(path, timeout=10.0, check_same_thread=False,
+                                          isolation_level=None), self._lock)
         self.db.execute("PRAGMA busy_timeout = 10000")
         self.db.execute("PRAGMA journal_mode = WAL")
         self.db.executescript(SCHEMA)
@@ -138,7 +172,6 @@ class Accounts:
             raise AccessError(f"{path}: access file version {version}, this calltap "
                               f"reads version {ACCESS_VERSION}")
         self.db.execute(f"PRAGMA user_version = {ACCESS_VERSION}")
-        self._lock = threading.Lock()
         self._hasher = PasswordHasher()
         self.key = self._key()
         """The key that signs session cookies and share links (made once, kept here)."""

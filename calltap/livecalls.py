@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import struct
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -98,6 +99,8 @@ class LiveBoard:
         self.keys = Keys(prefix)
         self.spool_dir = spool_dir
         self._counters: dict[str, SpoolCounter] = {}
+        self._lock = threading.Lock()
+        """Several pages' threads refresh the counters: one at a time."""
 
     def spool_path(self, serial: int) -> str:
         return os.path.join(self.spool_dir, f"{serial}.spool")
@@ -121,17 +124,19 @@ class LiveBoard:
     def row(self, tag: str, call: Call) -> dict[str, Any]:
         """A live call as the list shows it, with its counts so far."""
         fields = live_fields(call)
-        counter = self._counters.get(tag)
-        if counter is None:
-            counter = self._counters[tag] = SpoolCounter(self.spool_path(call.serial))
-        counter.update()
-        packets, lost = counter.per_direction(assign_channels(call.flows))
+        with self._lock:
+            counter = self._counters.get(tag)
+            if counter is None:
+                counter = self._counters[tag] = SpoolCounter(self.spool_path(call.serial))
+            counter.update()
+            packets, lost = counter.per_direction(assign_channels(call.flows))
         return {"tag": tag, **fields, "packets": packets, "lost": lost}
 
     def rows(self, scope: Scope | None) -> list[dict[str, Any]]:
         calls = self.calls()
-        for gone in set(self._counters) - set(calls):
-            del self._counters[gone]
+        with self._lock:
+            for gone in set(self._counters) - set(calls):
+                del self._counters[gone]
         rows = [self.row(tag, c) for tag, c in calls.items()]
         return [r for r in rows if visible(r, scope)]
 

@@ -37,23 +37,17 @@ from fastapi.staticfiles import StaticFiles
 from calltap import __version__
 from calltap.access import (
     CSRF_HEADER,
-    LOGIN_COOKIE,
-    OIDC_COOKIE,
     SAFE_METHODS,
-    SESSION_COOKIE,
-    Admin,
     Investigator,
     Listener,
     LoginLimiter,
     Reader,
-    Sharer,
     csrf_ok,
     identify,
     is_public,
-    shared_entry,
     view_for,
 )
-from calltap.accounts import OPEN, SHARE_SCOPES, AccessError, Accounts, Principal
+from calltap.accounts import OPEN, AccessError, Accounts, Principal
 from calltap.catalog import (
     CatalogError,
     SqliteCatalog,
@@ -64,16 +58,15 @@ from calltap.catalog import (
     Query as CatalogQuery,
 )
 from calltap.livecalls import LiveBoard
-from calltap.oidc import FLOW_TTL_S, Flow, Oidc, OidcError
+from calltap.oidc import Oidc
 from calltap.pages import (
-    audit_page,
     call_page,
     calls_page,
-    login_page,
     overview_page,
-    share_page,
 )
+from calltap.serve_access import add_access_routes
 from calltap.serve_live import add_live_routes
+from writer.timefmt import rfc3339
 
 STATIC = os.path.join(os.path.dirname(__file__), "static")
 # A call's identifier as the catalog gives it (its files' stem); anything else is a 404
@@ -157,9 +150,25 @@ class Dashboard:
 
     def audit(self, request: Request, who: Principal | None, action: str, target: str,
               outcome: str = "ok") -> None:
-        when = _rfc3339(int(self.clock() * NS))
+        when = rfc3339(int(self.clock() * NS))
         addr = request.client.host if request.client else "-"
         self.accounts.audit(when, who.name if who else "-", action, target, addr, outcome)
+
+    def audio(self, request: Request, call_id: str, fmt: str, who: Principal) -> FileResponse:
+        """The recording for a browser, as stored or transcoded to ``fmt``."""
+        e = self.entry(call_id, who)
+        src = self.file_of(e, "audio")
+        have = os.path.splitext(src)[1].lstrip(".")
+        fmt = fmt or have
+        if fmt not in BROWSER_FORMATS:
+            raise HTTPException(400, f"format: one of {', '.join(BROWSER_FORMATS)}")
+        if not _continued(request):
+            self.audit(request, who, "play", call_id)
+        if len(e.get("audio_files") or []) > 1:  # split layout: both parties, one file
+            return FileResponse(self.transcoded([src, self.file_of(e, "audio2")], call_id,
+                                                fmt), media_type=BROWSER_FORMATS[fmt])
+        path = src if fmt == have else self.transcoded([src], call_id, fmt)
+        return FileResponse(path, media_type=BROWSER_FORMATS[fmt])
 
     def path(self, rel: str | None, what: str) -> str:
         """A file of the output directory by its catalog path, never outside it."""
@@ -268,22 +277,6 @@ CSV_FIELDS = ("id", "call_id", "start", "answer", "end", "duration", "caller", "
               "group", "policy_rule", "audio")
 
 
-async def _form(request: Request) -> dict[str, str]:
-    """A JSON or URL-encoded request body as a flat dict of strings."""
-    raw = await request.body()
-    if len(raw) > 65536:
-        raise HTTPException(413, "request body too large")
-    if request.headers.get("content-type", "").startswith("application/json"):
-        try:
-            data = json.loads(raw or b"{}")
-        except ValueError:
-            raise HTTPException(400, "body: not JSON") from None
-        if not isinstance(data, dict):
-            raise HTTPException(400, "body: a JSON object expected")
-        return {str(k): str(v) for k, v in data.items()}
-    return {k: v[0] for k, v in urllib.parse.parse_qs(raw.decode("utf-8", "replace")).items()}
-
-
 def create_app(out_dir: str, accounts: Accounts | None = None, loopback: bool = True,
                secure_cookies: bool = False, redis_url: str = "", prefix: str = "calltap",
                spool_dir: str = "", oidc: Oidc | None = None) -> FastAPI:
@@ -313,8 +306,9 @@ def create_app(out_dir: str, accounts: Accounts | None = None, loopback: bool = 
                                         headers={"WWW-Authenticate": "Bearer"})
                 return RedirectResponse("/login?next=" + urllib.parse.quote(path),
                                         status_code=303)
+            # the login has its own CSRF check (no session to tie a token to yet)
             if who is not None and request.method not in SAFE_METHODS \
-                    and not csrf_ok(who, dict(request.headers)):
+                    and not is_public(path) and not csrf_ok(who, dict(request.headers)):
                 dash.audit(request, who, "csrf-refused", path, "refused")
                 return JSONResponse({"detail": "CSRF token missing or wrong (send the "
                                      f"{CSRF_HEADER} header)"}, status_code=403)
@@ -337,115 +331,6 @@ def create_app(out_dir: str, accounts: Accounts | None = None, loopback: bool = 
     @app.exception_handler(AccessError)
     async def access_error(_r: Request, exc: AccessError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=400)
-
-    # signing in and out
-
-    @app.get("/login", response_class=HTMLResponse, include_in_schema=False)
-    def page_login(request: Request) -> Response:
-        token = request.cookies.get(LOGIN_COOKIE) or os.urandom(18).hex()
-        r = HTMLResponse(login_page(token, oidc is not None))
-        r.set_cookie(LOGIN_COOKIE, token, httponly=True, samesite="strict",
-                     secure=secure_cookies, path="/api/login")
-        return r
-
-    @app.post("/api/login", summary="Sign in", tags=["access"])
-    async def api_login(request: Request) -> Response:
-        """``user`` and ``password`` (JSON or form), with the login page's CSRF token in the
-        ``X-CSRF-Token`` header: sets the session cookie; returns the session's CSRF token
-        for later state-changing requests."""
-        sent = request.headers.get(CSRF_HEADER, "")
-        if not sent or sent != request.cookies.get(LOGIN_COOKIE):
-            dash.audit(request, None, "csrf-refused", "/api/login", "refused")
-            raise HTTPException(403, "CSRF token missing or wrong: sign in from /login")
-        form = await _form(request)
-        user, password = form.get("user", "")[:64], form.get("password", "")
-        addr = request.client.host if request.client else "-"
-        keys = ("user:" + user, "addr:" + addr)
-        now = dash.clock()
-        wait = dash.limiter.blocked(keys, now)
-        if wait > 0:
-            dash.audit(request, None, "login", user, "rate-limited")
-            raise HTTPException(429, "too many failed logins: try again later",
-                                headers={"Retry-After": str(int(wait) + 1)})
-        import anyio.to_thread
-
-        good = await anyio.to_thread.run_sync(dash.accounts.check_password, user, password)
-        if not good:
-            dash.limiter.failed(keys, now)
-            dash.audit(request, None, "login", user, "failed")
-            raise HTTPException(401, "wrong user name or password")
-        dash.limiter.succeeded(keys[0])
-        cookie, csrf = dash.accounts.new_session(user, now)
-        who = dash.accounts.principal(user, "session", csrf)
-        dash.audit(request, who, "login", user)
-        r = JSONResponse({"user": user, "role": who.role if who else "", "csrf": csrf})
-        r.set_cookie(SESSION_COOKIE, cookie, httponly=True, samesite="lax",
-                     secure=secure_cookies, max_age=12 * 3600)
-        return r
-
-    @app.get("/login/oidc", include_in_schema=False)
-    def login_oidc(request: Request, next: str = "/") -> Response:  # noqa: A002
-        """Single sign-on: to the provider, with a signed note of this sign-in."""
-        if oidc is None:
-            raise HTTPException(404, "single sign-on is not configured")
-        try:
-            url, flow = oidc.begin(str(request.base_url) + "login/oidc/callback",
-                                   next if next.startswith("/") and not next.startswith("//")
-                                   else "/", dash.clock())
-        except OidcError as exc:
-            raise HTTPException(502, f"single sign-on: {exc}") from None
-        r = RedirectResponse(url, status_code=303)
-        text = flow.to_text()
-        r.set_cookie(OIDC_COOKIE, f"{text}.{dash.accounts.sign('oidc:' + text)}",
-                     httponly=True, samesite="lax", secure=secure_cookies,
-                     path="/login/oidc", max_age=FLOW_TTL_S)
-        return r
-
-    @app.get("/login/oidc/callback", include_in_schema=False)
-    def login_oidc_back(request: Request, code: str = "", state: str = "",
-                        error: str = "") -> Response:
-        if oidc is None:
-            raise HTTPException(404, "single sign-on is not configured")
-        text, _, sig = request.cookies.get(OIDC_COOKIE, "").partition(".")
-        try:
-            if error:
-                raise OidcError(f"the provider said {error[:60]!r}")
-            if not text or sig != dash.accounts.sign("oidc:" + text):
-                raise OidcError("no sign-in in progress in this browser")
-            flow = Flow.from_text(text)
-            name = oidc.finish(str(request.base_url) + "login/oidc/callback", code, state,
-                               flow, dash.clock())
-        except OidcError as exc:
-            dash.audit(request, None, "login", "single sign-on", "failed")
-            raise HTTPException(403, f"single sign-on failed: {exc}") from None
-        if dash.accounts.principal(name, "session") is None:
-            dash.audit(request, None, "login", f"{name[:64]} via single sign-on", "failed")
-            raise HTTPException(403, f"{name[:64]!r} is not a user here (an administrator "
-                                     "adds users with `calltap users add`)")
-        cookie, csrf = dash.accounts.new_session(name, dash.clock())
-        dash.audit(request, dash.accounts.principal(name, "session", csrf), "login",
-                   f"{name} via single sign-on")
-        r = RedirectResponse(flow.next_path, status_code=303)
-        r.set_cookie(SESSION_COOKIE, cookie, httponly=True, samesite="lax",
-                     secure=secure_cookies, max_age=12 * 3600)
-        r.delete_cookie(OIDC_COOKIE, path="/login/oidc")
-        return r
-
-    @app.post("/api/logout", summary="Sign out", tags=["access"])
-    def api_logout(request: Request, who: Reader) -> Response:
-        cookie = request.cookies.get(SESSION_COOKIE)
-        if cookie:
-            dash.accounts.end_session(cookie)
-        dash.audit(request, who, "logout", who.name)
-        r = JSONResponse({"signed_out": True})
-        r.delete_cookie(SESSION_COOKIE)
-        return r
-
-    @app.get("/api/me", summary="Who you are", tags=["access"])
-    def api_me(who: Reader) -> dict[str, Any]:
-        """Your name, role, rights and (for a browser session) the CSRF token to send."""
-        return {"user": who.name, "role": who.role, "rights": sorted(who.rights),
-                "csrf": who.csrf, "signed_in": who.via != "open", "live": board is not None}
 
     # searching and reading calls
 
@@ -511,7 +396,7 @@ def create_app(out_dir: str, accounts: Accounts | None = None, loopback: bool = 
         with open(dash.file_of(e, "view"), encoding="utf-8") as f:
             view = json.load(f)
         start = int(view.get("start_ns") or 0)
-        return [{**m, "time": _rfc3339(start + int(m["t"] * 1e9))} for m in view["sip"]]
+        return [{**m, "time": rfc3339(start + int(m["t"] * 1e9))} for m in view["sip"]]
 
     @app.get("/api/calls/{call_id}/files/{kind}", summary="A file of the call",
              tags=["files"], response_class=FileResponse)
@@ -535,28 +420,13 @@ def create_app(out_dir: str, accounts: Accounts | None = None, loopback: bool = 
         return FileResponse(p, media_type=MEDIA_TYPES.get(ext, "application/octet-stream"),
                             filename=os.path.basename(p))
 
-    def audio_of(request: Request, call_id: str, fmt: str, who: Principal) -> FileResponse:
-        e = dash.entry(call_id, who)
-        src = dash.file_of(e, "audio")
-        have = os.path.splitext(src)[1].lstrip(".")
-        fmt = fmt or have
-        if fmt not in BROWSER_FORMATS:
-            raise HTTPException(400, f"format: one of {', '.join(BROWSER_FORMATS)}")
-        if not _continued(request):
-            dash.audit(request, who, "play", call_id)
-        if len(e.get("audio_files") or []) > 1:  # split layout: both parties, one file
-            return FileResponse(dash.transcoded([src, dash.file_of(e, "audio2")], call_id,
-                                                fmt), media_type=BROWSER_FORMATS[fmt])
-        path = src if fmt == have else dash.transcoded([src], call_id, fmt)
-        return FileResponse(path, media_type=BROWSER_FORMATS[fmt])
-
     @app.get("/api/calls/{call_id}/audio", summary="The recording, for a browser",
              tags=["files"], response_class=FileResponse)
     def api_audio(request: Request, call_id: str, who: Listener,
                   format: str = "") -> FileResponse:  # noqa: A002
         """The recording as stored, or transcoded to ``format`` (wav, mp3, opus, flac) when
         asked; a split layout's two files as one two-channel file (caller left)."""
-        return audio_of(request, call_id, format, who)
+        return dash.audio(request, call_id, format, who)
 
     @app.get("/api/calls/{call_id}/zip", summary="Every file of the call, zipped",
              tags=["files"], response_class=StreamingResponse)
@@ -599,103 +469,6 @@ def create_app(out_dir: str, accounts: Accounts | None = None, loopback: bool = 
             rows = list(dash.catalog.stats_rows(a, b, who.scope))
         return _overview(dash, rows, a, b, who)
 
-    # share links
-
-    @app.post("/api/calls/{call_id}/shares", summary="Share one call", tags=["access"])
-    async def api_share(request: Request, call_id: str, who: Sharer) -> dict[str, Any]:
-        """A link that opens this call without an account: ``scope`` audio or
-        audio+metadata, ``mask`` (hide the numbers), ``hours`` until it expires (24)."""
-        form = await _form(request)
-        dash.entry(call_id, who)
-        try:
-            hours = float(form.get("hours", "24"))
-        except ValueError:
-            raise HTTPException(400, "hours: a number") from None
-        scope = form.get("scope", "audio")
-        if scope not in SHARE_SCOPES:
-            raise HTTPException(400, f"scope: one of {', '.join(SHARE_SCOPES)}")
-        mask = form.get("mask", "false").lower() in ("1", "true", "yes", "on")
-        now = dash.clock()
-        sid, token = dash.accounts.new_share(call_id, who.name, scope, mask, hours * 3600,
-                                             now, _rfc3339(int(now * NS)))
-        dash.audit(request, who, "share", f"{call_id} share {sid} {scope}"
-                   + (" masked" if mask else ""))
-        return {"id": sid, "url": f"/s/{token}", "scope": scope, "mask": mask,
-                "expires": _rfc3339(int((now + hours * 3600) * NS))}
-
-    @app.get("/api/shares", summary="Share links", tags=["access"])
-    def api_shares(who: Sharer) -> list[dict[str, Any]]:
-        """Your share links (an administrator's: everyone's); their tokens are not kept."""
-        return dash.accounts.shares(None if who.can("admin") else who.name)
-
-    @app.post("/api/shares/{sid}/revoke", summary="Revoke a share link", tags=["access"])
-    def api_revoke(request: Request, sid: str, who: Sharer) -> dict[str, Any]:
-        call = dash.accounts.revoke_share(sid[:40], who)
-        dash.audit(request, who, "revoke-share", f"{call} share {sid[:40]}")
-        return {"id": sid, "revoked": True}
-
-    def shared(request: Request, token: str, right: str) -> Principal:
-        who = dash.accounts.share(token, dash.clock())
-        if who is None or not who.can(right):
-            dash.audit(request, None, "share-refused", "share link",
-                       "refused" if who is None else f"needs {right}")
-            raise HTTPException(403, "this link is not valid (expired, revoked or altered)")
-        return who
-
-    @app.get("/s/{token}", response_class=HTMLResponse, include_in_schema=False)
-    def page_share(request: Request, token: str) -> HTMLResponse:
-        who = shared(request, token, "audio")
-        dash.audit(request, who, "open-share", who.share_call)
-        return HTMLResponse(share_page(token, who.can("read")))
-
-    @app.get("/s/{token}/call", include_in_schema=False)
-    def share_call(request: Request, token: str) -> dict[str, Any]:
-        who = shared(request, token, "read")
-        return shared_entry(dash.entry(who.share_call, who), who.share_mask)
-
-    @app.get("/s/{token}/view", include_in_schema=False)
-    def share_view(request: Request, token: str) -> JSONResponse:
-        who = shared(request, token, "audio")
-        with open(dash.file_of(dash.entry(who.share_call, who), "view"),
-                  encoding="utf-8") as f:
-            return JSONResponse(view_for(json.load(f), who))
-
-    @app.get("/s/{token}/audio", include_in_schema=False)
-    def share_audio(request: Request, token: str, format: str = "") -> FileResponse:  # noqa: A002
-        who = shared(request, token, "audio")
-        return audio_of(request, who.share_call, format, who)
-
-    # the audit log
-
-    @app.get("/api/audit", summary="The audit log", tags=["access"])
-    def api_audit(who: Admin, after: Annotated[int, Query(ge=0)] = 0,
-                  limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> dict[str, Any]:
-        """Entries after sequence number ``after``, oldest first: who did what, when, from
-        where, and how it went."""
-        rows = dash.accounts.audit_rows(after, limit)
-        return {"entries": rows, "next": rows[-1]["seq"] if len(rows) == limit else None}
-
-    @app.get("/api/audit.csv", summary="Export the audit log", tags=["access"],
-             response_class=StreamingResponse)
-    def api_audit_csv(request: Request, who: Admin) -> StreamingResponse:
-        dash.audit(request, who, "export-audit", "audit.csv")
-        fields = ("seq", "at", "user", "action", "target", "from", "outcome")
-
-        def lines() -> Iterator[str]:
-            buf = io.StringIO()
-            w = csv.writer(buf)
-            w.writerow(fields)
-            for row in dash.accounts.audit_all():
-                w.writerow([row[f] for f in fields])
-                if buf.tell() > 65536:
-                    yield buf.getvalue()
-                    buf.seek(0)
-                    buf.truncate()
-            yield buf.getvalue()
-
-        return StreamingResponse(lines(), media_type="text/csv", headers={
-            "Content-Disposition": 'attachment; filename="audit.csv"'})
-
     # pages
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
@@ -715,10 +488,7 @@ def create_app(out_dir: str, accounts: Accounts | None = None, loopback: bool = 
     def page_overview(_who: Reader) -> HTMLResponse:
         return HTMLResponse(overview_page())
 
-    @app.get("/audit", response_class=HTMLResponse, include_in_schema=False)
-    def page_audit(_who: Admin) -> HTMLResponse:
-        return HTMLResponse(audit_page())
-
+    add_access_routes(app, dash, oidc, secure_cookies, board is not None)
     add_live_routes(app, dash, board)
     return app
 
@@ -763,16 +533,11 @@ def _overview(dash: Dashboard, rows: list[tuple[int, float | None, str, float | 
             "asr": round(answered / total, 4) if total else None,
             "acd_seconds": round(length / answered, 1) if answered else None,
             "per_period": {"unit": "hour" if unit == 3600 else "day",
-                           "bins": [{"start": _rfc3339(k * unit * NS), "calls": n}
+                           "bins": [{"start": rfc3339(k * unit * NS), "calls": n}
                                     for k, n in sorted(per.items())]},
             "mos_histogram": [{"from": 1.0 + 0.5 * k, "to": 1.5 + 0.5 * k, "calls": n}
                               for k, n in enumerate(bins)],
             "worst": worst_calls}
-
-
-def _rfc3339(ns: int) -> str:
-    t = dt.datetime.fromtimestamp(ns // 1000 / 1e6, dt.UTC)
-    return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def is_loopback(host: str) -> bool:

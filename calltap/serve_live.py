@@ -18,7 +18,7 @@ from calltap.access import Listener, Reader
 from calltap.accounts import Principal
 from calltap.listen import RENDER_EVERY_S, LiveListener, render_so_far
 from calltap.live import live_fields
-from calltap.livecalls import LiveBoard, event_call, visible
+from calltap.livecalls import MAX_LIVE, LiveBoard, event_call, visible
 from calltap.pages import live_page
 from correlate.call import Call
 from writer.options import WriteOptions
@@ -188,6 +188,8 @@ def _visible_event(dash: Dashboard, who: Principal, f: dict[str, str],
     if kind == "call":
         data = event_call(f)
         ok = seen[tag] = visible(data, who.scope)
+        while len(seen) > MAX_LIVE:  # calls whose end never came (a capture restarted)
+            seen.pop(next(iter(seen)))
         return {"tag": tag, **data} if ok else None
     if kind == "call-ended":
         return {"tag": tag} if seen.pop(tag, False) else None
