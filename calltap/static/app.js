@@ -671,8 +671,9 @@ const calltap = (() => {
         const behind = Date.now() / 1000 - (player.first / 1e9 + played);
         document.getElementById("listen-delay").textContent = behind.toFixed(1) + " s behind the call";
         document.body.dataset.behind = behind.toFixed(3);
+        document.body.dataset.played = played.toFixed(3);
       } catch (err) { /* not started yet */ }
-    }, 1000);
+    }, 500);
     const es = new EventSource("/api/live/events");
     es.addEventListener("open", () => { state.textContent = "live"; });
     es.addEventListener("error", () => { state.textContent = "reconnecting…"; });
