@@ -139,24 +139,8 @@ class Supervisor:
                 self.capture.proc.kill()
         # let the writers write what the capture handed over
         self._drain(deadline - 1.0)
-        for c in self.writers:
-            if c.alive() and c.proc:
-                c.proc.send_signal(signal.SIGTERM)
-        for c in self.writers:
-            if c.proc:
-                try:
-                    c.proc.wait(max(0.1, deadline - time.monotonic() - 0.3))
-                except subprocess.TimeoutExpired:
-                    c.proc.kill()
-        for c in self.extras:
-            if c.alive() and c.proc:
-                c.proc.send_signal(signal.SIGTERM)
-        for c in self.extras:
-            if c.proc:
-                try:
-                    c.proc.wait(max(0.1, deadline - time.monotonic() - 0.2))
-                except subprocess.TimeoutExpired:
-                    c.proc.kill()
+        _stop(self.writers, deadline - 0.3)
+        _stop(self.extras, deadline - 0.2)
         if self.redis_proc is not None:
             self.redis_proc.send_signal(signal.SIGTERM)
             try:
@@ -182,6 +166,19 @@ class Supervisor:
                 time.sleep(0.05)
         except (redis.RedisError, OSError):
             return
+
+
+def _stop(children: list[Child], until: float) -> None:
+    """SIGTERM each child, then wait for them until ``until`` (monotonic); kill the rest."""
+    for c in children:
+        if c.alive() and c.proc:
+            c.proc.send_signal(signal.SIGTERM)
+    for c in children:
+        if c.proc:
+            try:
+                c.proc.wait(max(0.1, until - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                c.proc.kill()
 
 
 def _check_listen(listen: str, out: str) -> None:

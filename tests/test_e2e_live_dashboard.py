@@ -18,6 +18,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -95,6 +96,15 @@ def _sipp(work: Path) -> list[subprocess.Popen[bytes]]:
     return [uas, uac]
 
 
+def _live_page(pw: Any, url: str) -> tuple[Any, Any]:
+    """chromium with the live page open and its first snapshot drawn."""
+    browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+    page = browser.new_page()
+    page.goto(url + "/live")
+    page.wait_for_selector("body[data-ready='1']", timeout=15000)
+    return browser, page
+
+
 def _status(url: str) -> dict[str, int]:
     with urllib.request.urlopen(url + "/api/live/status", timeout=2) as r:
         data: dict[str, int] = json.load(r)
@@ -118,10 +128,7 @@ def test_live_page_lists_counts_plays_and_hands_over(appliance: tuple[str, Path,
             time.sleep(0.02)
 
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        page = browser.new_page()
-        page.goto(url + "/live")
-        page.wait_for_selector("body[data-ready='1']", timeout=15000)
+        browser, page = _live_page(pw, url)
         procs = _sipp(work)
         invite = time.monotonic()  # the UAC has just started: its INVITE is out
         row = page.wait_for_selector("#live tbody tr[data-tag]", timeout=5000)
@@ -181,10 +188,7 @@ def test_listening_stops_when_the_page_closes(appliance: tuple[str, Path, Path])
 
     url, _out, work = appliance
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        page = browser.new_page()
-        page.goto(url + "/live")
-        page.wait_for_selector("body[data-ready='1']", timeout=15000)
+        browser, page = _live_page(pw, url)
         procs = _sipp(work)
         page.wait_for_selector("#live tbody tr[data-tag] button.listen", timeout=5000).click()
         page.wait_for_function("Number(document.body.dataset.played || 0) > 0.5",

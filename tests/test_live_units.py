@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import shutil
 import signal
 import subprocess
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,21 +13,6 @@ from calltap.live import MAX_PENDING_OPS, RedisLink
 from calltap.worker import Worker
 from correlate.keys import WRITERS_GROUP
 from writer.options import WriteOptions
-
-
-@pytest.fixture
-def redis_url(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed (.ci/setup installs it)")
-    sock = tmp_path / "r.sock"
-    p = subprocess.Popen(["redis-server", "--port", "0", "--unixsocket", str(sock), "--save",
-                          ""], stdout=subprocess.DEVNULL)
-    while not sock.exists():
-        time.sleep(0.02)
-    yield f"unix://{sock}", p
-    p.send_signal(signal.SIGCONT)
-    p.terminate()
-    p.wait(10)
 
 
 def test_outage_queue_is_bounded_and_replayed_in_order(

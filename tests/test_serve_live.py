@@ -7,15 +7,12 @@ of them."""
 from __future__ import annotations
 
 import json
-import shutil
-import signal
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from fastapi.testclient import TestClient
 
 from calltap import live
@@ -29,21 +26,6 @@ from capture.pcapfile import open_capture
 from writer.options import WriteOptions
 
 PW = "a long enough password"
-
-
-@pytest.fixture
-def redis_url(tmp_path: Path) -> Iterator[str]:
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed (.ci/setup installs it)")
-    sock = tmp_path / "r.sock"
-    p = subprocess.Popen(["redis-server", "--port", "0", "--unixsocket", str(sock), "--save",
-                          ""], stdout=subprocess.DEVNULL)
-    while not sock.exists():
-        time.sleep(0.02)
-    yield f"unix://{sock}"
-    p.send_signal(signal.SIGCONT)
-    p.terminate()
-    p.wait(10)
 
 
 def _events(lines: Iterator[str], until: Any, limit: float = 10.0) -> list[tuple[str, str,
@@ -66,13 +48,15 @@ def _events(lines: Iterator[str], until: Any, limit: float = 10.0) -> list[tuple
     return got
 
 
-def test_live_list_events_listening_and_scope(redis_url: str, tmp_path: Path) -> None:
+def test_live_list_events_listening_and_scope(
+        redis_url: tuple[str, subprocess.Popen[bytes]], tmp_path: Path) -> None:
+    url, _proc = redis_url
     pcap = tmp_path / "g.pcap"
     generate(str(pcap), GenOptions(calls=7, duration=6.0, varied=True, seed=9))
     packets = list(open_capture(str(pcap)))
     cut = packets[0][0] + 4 * 10**9  # four seconds in: every call is up
     spool = tmp_path / "spool"
-    cap = live.LiveCapture(Config(), redis_url, str(spool), "test", background=False)
+    cap = live.LiveCapture(Config(), url, str(spool), "test", background=False)
     cap.recorder.feed([p for p in packets if p[0] < cut])
     cap._events()  # noqa: SLF001 - what the capture loop does after each batch
     cap.spool.flush_all()
@@ -84,7 +68,7 @@ def test_live_list_events_listening_and_scope(redis_url: str, tmp_path: Path) ->
     acc = Accounts(str(tmp_path / "access.sqlite"))
     acc.add_user("root", PW, "admin", Scope(), "t")
     acc.add_user("uk", PW, "listener", Scope(prefixes=("+44",)), "t")
-    app = create_app(str(out), acc, loopback=False, redis_url=redis_url,
+    app = create_app(str(out), acc, loopback=False, redis_url=url,
                      spool_dir=str(spool))
     root = TestClient(app, headers={"Authorization": "Bearer " + acc.new_token(
         "root", ["read", "audio"], 3600, time.time(), "t")})
@@ -118,7 +102,7 @@ def test_live_list_events_listening_and_scope(redis_url: str, tmp_path: Path) ->
         assert {c["tag"] for c in got[0][2]["calls"]} == mine
         cap.recorder.feed([p for p in packets if p[0] >= cut])
         cap.finish_live()
-        w = Worker(redis_url, str(out), WriteOptions(durable=False), name="w1")
+        w = Worker(url, str(out), WriteOptions(durable=False), name="w1")
         w.ensure_group()
         while (job := w.next_job()) is not None:
             w.handle(*job)

@@ -329,22 +329,30 @@ const calltap = (() => {
         `solid: MOS · dashed: jitter (0-${maxJit.toFixed(0)} ms) · bars: loss (0-${maxLoss.toFixed(0)}%)`));
     }
 
+    function table(t, rows) {
+      for (const [k, v] of rows) {
+        const tr = el("tr");
+        tr.append(el("td", {}, k), el("td", {}, v == null ? "" : String(v)));
+        t.appendChild(tr);
+      }
+    }
+    function downloads(links) {
+      const ul = document.getElementById("downloads");
+      ul.textContent = "";
+      for (const [text, href, cls] of links) {
+        const li = el("li");
+        li.appendChild(el("a", {href, class: cls, download: ""}, text));
+        ul.appendChild(li);
+      }
+    }
     function meta() {
       const t = document.getElementById("meta");
       t.textContent = "";
       if (shared) {  // a share link: what it was made to show, and the audio
         const rows = withMeta ? [["Start", fmtTime(e.start)], ["Length", fmtDur(e.duration)], ["Status", e.status],
           ["Caller", e.caller], ["Callee", e.callee], ["MOS", (e.mos || []).map(m => m == null ? "-" : m).join(" / ")]] : [];
-        for (const [k, v] of rows) {
-          const tr = el("tr");
-          tr.append(el("td", {}, k), el("td", {}, v == null ? "" : String(v)));
-          t.appendChild(tr);
-        }
-        const ul = document.getElementById("downloads");
-        ul.textContent = "";
-        const li = el("li");
-        li.appendChild(el("a", {href: base + "/audio", class: "download-audio", download: ""}, "Audio"));
-        ul.appendChild(li);
+        table(t, rows);
+        downloads([["Audio", base + "/audio", "download-audio"]]);
         return;
       }
       const call = s.call || {};
@@ -363,13 +371,7 @@ const calltap = (() => {
         const ci = d.capture_integrity || {};
         rows.push([`Integrity (${d.side})`, ci.verdict || "-"]);
       }
-      for (const [k, v] of rows) {
-        const tr = el("tr");
-        tr.append(el("td", {}, k), el("td", {}, v == null ? "" : String(v)));
-        t.appendChild(tr);
-      }
-      const ul = document.getElementById("downloads");
-      ul.textContent = "";
+      table(t, rows);
       const links = [];
       if (rights.includes("audio")) links.push(["Audio", base + "/files/audio", "download-audio"]);
       links.push(["SIPREC metadata (XML)", base + "/files/metadata", "download-xml"],
@@ -378,10 +380,7 @@ const calltap = (() => {
         if (e.sip_pcap) links.push(["SIP messages (pcap)", base + "/files/sip_pcap", "download-sip"]);
         links.push(["Everything (zip)", base + "/zip", "download-zip"]);
       }
-      for (const [text, href, cls] of links) {
-        const li = el("li"), a = el("a", {href, class: cls, download: ""}, text);
-        li.appendChild(a); ul.appendChild(li);
-      }
+      downloads(links);
     }
 
     function movePlayhead() {
