@@ -94,6 +94,8 @@ def test_live_list_events_listening_and_scope(
         assert first[:4] == b"RIFF" and len(first) > 44 + 8000  # over a second of audio
     pos = uk.get(f"/api/live/{sorted(mine)[0]}/position?listen=t1").json()
     assert pos["rate"] == 8000 and pos["first_ns"] < cut
+    heard = [(r["user"], r["action"], r["target"].split()[0]) for r in acc.audit_rows()]
+    assert heard == [("uk", "listen-live", sorted(mine)[0])]  # the 404s above: no audio
 
     # events: the snapshot, then the calls ending and being written; uk sees only hers
     with uk.stream("GET", "/api/live/events") as r:
