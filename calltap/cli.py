@@ -638,6 +638,23 @@ def build_parser() -> argparse.ArgumentParser:
     usr.add_argument("--days", type=float, default=90.0, help="a token's lifetime (90)")
     usr.set_defaults(func=cmd_users)
 
+    keys = sub.add_parser("keys", help="the Ed25519 key pair that signs manifests and the log")
+    keys.add_argument("action", choices=("init",))
+    keys.add_argument("--dir", required=True,
+                      help="writes DIR/signing.key (owner only) and DIR/signing.pub")
+    keys.set_defaults(func=cmd_keys)
+
+    ver = sub.add_parser("verify", help="recordings against their signed manifests, and the "
+                                        "append-only log against its signed checkpoints")
+    ver.add_argument("out", metavar="DIR", help="output directory")
+    ver.add_argument("--key", required=True, metavar="PUB",
+                     help="the signer's public key (signing.pub), from a trusted copy")
+    ver.add_argument("--call", default="", help="only this call (its id or Call-ID)")
+    ver.add_argument("--log", action="store_true", help="also the append-only log")
+    ver.add_argument("--proof", default="", metavar="ID",
+                     help="print the inclusion proof of a call's log entry (JSON)")
+    ver.set_defaults(func=cmd_verify)
+
     cat = sub.add_parser("catalog", help="the search catalog of an output directory")
     cat.add_argument("action", choices=("rebuild",), help="rebuild: from index.jsonl")
     cat.add_argument("--out", required=True, help="output directory of import or run")
@@ -669,6 +686,54 @@ def cmd_users(args: argparse.Namespace) -> int:
     from calltap.userscmd import users
 
     return users(args)
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    import os
+
+    from writer.manifest import new_key_pair
+
+    os.makedirs(args.dir, exist_ok=True)
+    private, public = os.path.join(args.dir, "signing.key"), os.path.join(args.dir,
+                                                                          "signing.pub")
+    try:
+        new_key_pair(private, public)
+    except FileExistsError:
+        print(f"calltap: {private} exists; a key is never overwritten", file=sys.stderr)
+        return 1
+    print(f"wrote {private} (signing_key in the configuration; keep it on the writers) "
+          f"and {public} (for `calltap verify --key`)")
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    import json
+    import os
+
+    from calltap.verify import proof_for, verify_calls, verify_log
+    from writer.errors import WriterError
+
+    if not os.path.isdir(args.out):
+        print(f"calltap: {args.out}: no such output directory", file=sys.stderr)
+        return 2
+    try:
+        if args.proof:
+            print(json.dumps(proof_for(args.out, args.key, args.proof), indent=1))
+            return 0
+        rep = verify_calls(args.out, args.key, args.call)
+        if args.log:
+            verify_log(args.out, args.key, rep)
+    except WriterError as exc:
+        print(f"calltap: {exc}", file=sys.stderr)
+        return 2
+    for p in rep.problems:
+        print(p)
+    log_part = (f"; log: {rep.entries} entries, {rep.checkpoints} signed checkpoints"
+                + (f", {rep.uncovered} after the last" if rep.uncovered else "")
+                if args.log else "")
+    print(f"{'FAILED' if rep.problems else 'ok'}: {rep.calls} calls, {rep.files} files"
+          f"{log_part}; {len(rep.problems)} problems", file=sys.stderr)
+    return 1 if rep.problems else 0
 
 
 def cmd_catalog(args: argparse.Namespace) -> int:

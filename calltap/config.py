@@ -67,6 +67,11 @@ class Config:
     oidc_client_secret: str = ""
     oidc_user_claim: str = "email"
     """The ID token claim that names a calltap user (the user must exist)."""
+    signing_key: str = ""
+    """Ed25519 private key (PEM, from `calltap keys init`): every call gets a signed
+    manifest and an entry in the append-only log (`calltap verify` checks both)."""
+    recorder_name: str = ""
+    """This recorder's name in manifests (default: the host name)."""
     srtp_keys: list[str] = field(default_factory=list)
     """SRTP keys for streams whose SDP did not carry one: [0xSSRC=|ADDR:PORT=]SUITE:BASE64."""
 
@@ -105,6 +110,14 @@ class Config:
             raise ConfigError("webhook_url needs a webhook_secret to sign with")
         if self.oidc_issuer and not (self.oidc_client_id and self.oidc_client_secret):
             raise ConfigError("oidc_issuer needs oidc_client_id and oidc_client_secret")
+        if self.signing_key:
+            from writer.errors import WriterError as KeyFault
+            from writer.manifest import load_key
+
+            try:
+                load_key(self.signing_key, True)
+            except KeyFault as exc:
+                raise ConfigError(f"signing_key: {exc}") from None
         if self.jobs < 1:
             raise ConfigError("jobs must be at least 1")
         from writer.srtp import SrtpKeyError, parse_key_spec

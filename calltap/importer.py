@@ -35,12 +35,14 @@ from correlate.policy import Policy
 from correlate.record import CallRecord
 from correlate.recorder import Recorder, Settings
 from correlate.router import SpoolSink
+from writer import translog
 from writer.columns import EXTRA, CaptureMedia, MediaColumns, spool_columns
 from writer.job import Media, WriteResult, media_columns, write_call
 from writer.mediajoin import MediaJoiner
 from writer.options import WriteOptions
 from writer.output import sync_filesystem
 from writer.srtp import parse_key_spec
+from writer.timefmt import rfc3339
 
 NS = 1_000_000_000
 I64 = npt.NDArray[np.int64]
@@ -68,7 +70,8 @@ def options_from(cfg: Config) -> WriteOptions:
         audio_format=cfg.audio_format, layout=cfg.layout, comfort_noise=cfg.comfort_noise,
         relay_hop=cfg.relay_hop, srtp_keys=tuple(parse_key_spec(spec) for spec in cfg.srtp_keys),
         jitter_buffer_mode=cfg.jitter_buffer, jitter_buffer_ms=cfg.jitter_buffer_ms,
-        jitter_buffer_max_ms=cfg.jitter_buffer_max_ms)
+        jitter_buffer_max_ms=cfg.jitter_buffer_max_ms, signing_key=cfg.signing_key,
+        recorder_name=cfg.recorder_name)
 
 
 def settings_from(cfg: Config) -> Settings:
@@ -504,6 +507,10 @@ class Importer:
                 self._collect()
             self._leave_mapping()
             self._catalog_add({}, force=True)
+            if self.options.signing_key:  # the log's newest entries under a signed root
+                now = time.time()
+                translog.checkpoint(self.out, self.options.signing_key,
+                                    rfc3339(int(now * NS)), now, durable=False)
         finally:
             if self._catalog is not None:
                 self._catalog.close()

@@ -24,8 +24,10 @@ from calltap.heap import keep_freed_blocks
 from calltap.log import disk_low, log
 from correlate.keys import DONE_TTL_S, EVENTS_MAXLEN, INDEX_MAX, WRITERS_GROUP, Keys
 from correlate.record import RecordError, record_from_json
+from writer import translog
 from writer.job import write_call
 from writer.options import WriteOptions
+from writer.timefmt import rfc3339
 
 # A job held this long by a writer that stopped answering is taken by another: longer than
 # the longest call a writer takes to write (an hour of audio takes seconds).
@@ -37,6 +39,8 @@ BLOCK_MS = 1000
 # Below this free space on the output's file system no job is taken (they wait in the
 # stream) and an alarm is raised; taking them would only fail half-way.
 MIN_FREE_BYTES = 512 * 1024 * 1024
+# An idle writer signs a checkpoint of the log's new entries at most this often.
+CHECKPOINT_IDLE_S = 5.0
 
 
 class Worker:
@@ -54,6 +58,7 @@ class Worker:
         self.name = name or f"{socket.gethostname()}-{os.getpid()}"
         self.claim_idle_ms = claim_idle_ms
         self.stopping = False
+        self._checkpoint_at = 0.0
         self.written = 0
         self.parked = 0
         self.failed = 0
@@ -174,6 +179,8 @@ class Worker:
                     time.sleep(1.0)
                     continue
                 job = self.next_job()
+                if job is None:
+                    self._checkpoint()
                 if job is not None:
                     try:
                         self.handle(*job)
@@ -186,3 +193,14 @@ class Worker:
                 ready = False
                 log("writer", "redis unreachable; retrying", "warning", error=str(exc))
                 time.sleep(1.0)
+        self._checkpoint(force=True)
+
+    def _checkpoint(self, force: bool = False) -> None:
+        """While idle (at most every CHECKPOINT_IDLE_S) and when stopping: the log's newest
+        entries under a signed checkpoint."""
+        now = time.time()
+        if not self.options.signing_key or (not force
+                                            and now - self._checkpoint_at < CHECKPOINT_IDLE_S):
+            return
+        self._checkpoint_at = now
+        translog.checkpoint(self.out, self.options.signing_key, rfc3339(int(now * 1e9)), now)

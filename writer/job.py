@@ -7,8 +7,10 @@ counters, whatever the call's length.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
@@ -20,6 +22,7 @@ import numpy.typing as npt
 from capture.pcapwrite import PcapWriter, udp6_frame, udp_frame
 from correlate.call import SIDE_NAMES, Call
 from correlate.record import CallRecord
+from writer import manifest, translog
 from writer.audio_out import AudioOut
 from writer.codecs import EMPTY
 from writer.columns import CaptureMedia, MediaColumns, spool_columns
@@ -122,6 +125,18 @@ def place(call: Call, media: MediaColumns, lay: Layout, options: WriteOptions,
     dup, over = stream_stats(media, lay.plan, lay.dirs, options)
     place_audio(media, lay.plan, dup, over, lay.dirs, window, lay.base, noise,
                 [(a, b or 1 << 62) for a, b in call.pauses])
+
+
+def _manifest(out_dir: str, files: list[str], call: Call, stem: str,
+              options: WriteOptions) -> bytes:
+    import socket
+
+    recorder = {"name": options.recorder_name or socket.gethostname(), "software": "calltap",
+                "version": VERSION}
+    ids = {"call_id": call.call_id, "stem": stem, "caller": call.caller_uri,
+           "callee": call.callee_uri, "start": rfc3339(call.start_ns)}
+    return manifest.sign(manifest.build(out_dir, files, ids, recorder,
+                                        rfc3339(int(time.time() * NS))), options.signing_key)
 
 
 def write_call(record: CallRecord, spool: Media | list[Media], out_dir: str,
@@ -295,6 +310,14 @@ def write_call(record: CallRecord, spool: Media | list[Media], out_dir: str,
         (json.dumps(summary, ensure_ascii=False) + "\n").encode("utf-8"),
         options.durable,
     )
+    manifest_rel = None
+    if options.signing_key:
+        manifest_rel = f"{rel}/{stem}.manifest.jws"
+        files = [*audio_files, f"{rel}/{stem}.xml", f"{rel}/{stem}.json", view_rel,
+                 *([sip_rel] if sip_rel else []), *([summary["evidence_pcap"]]
+                                                    if "evidence_pcap" in summary else [])]
+        token = _manifest(out_dir, files, call, stem, options)
+        write_atomic(os.path.join(out_dir, manifest_rel), token, options.durable)
     if options.durable:
         sync_path(target)  # the renames above
     entry = {
@@ -330,8 +353,16 @@ def write_call(record: CallRecord, spool: Media | list[Media], out_dir: str,
         "legs": [leg.call_id for leg in record.legs],
         "related": list(record.related),
     }
+    if manifest_rel:
+        entry["manifest"] = manifest_rel
     if not indexed_before:
         append_index(out_dir, entry, options.durable)
+    if manifest_rel:  # the log: after the call's files and index line are on disk
+        now = time.time()
+        translog.append(out_dir, {"type": "manifest", "call": stem, "call_id": call.call_id,
+                                  "manifest": manifest_rel,
+                                  "sha256": hashlib.sha256(token).hexdigest()},
+                        options.signing_key, rfc3339(int(now * NS)), now, options.durable)
     drops: Counter[str] = Counter()
     if unassigned:
         drops["media_flow_unassigned"] = unassigned

@@ -32,6 +32,11 @@ class WriteOptions:
     relay_hop: str = "nearest-sender"
     """Which copy of a relayed stream is recorded: nearest-sender (what the talker's phone
     sent, before the relay) or nearest-receiver (what reached the listener)."""
+    signing_key: str = ""
+    """Ed25519 private key (PEM file): each call gets a signed manifest and a line in the
+    append-only log. Empty: neither."""
+    recorder_name: str = ""
+    """The recorder's name in manifests (the host name by default)."""
     durable: bool = True
     """fsync every file of a call and its directory before the call counts as written (live
     writers: a job is acknowledged only then). Import writes without it and syncs the
