@@ -728,7 +728,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
         return 2
     for p in rep.problems:
         print(p)
-    log_part = (f"; log: {rep.entries} entries, {rep.checkpoints} signed checkpoints"
+    log_part = (f"; log: {rep.entries} entries, {rep.checkpoints} signed checkpoint"
+                + ("s" if rep.checkpoints != 1 else "")
                 + (f", {rep.uncovered} after the last" if rep.uncovered else "")
                 if args.log else "")
     print(f"{'FAILED' if rep.problems else 'ok'}: {rep.calls} calls, {rep.files} files"
