@@ -641,7 +641,9 @@ def build_parser() -> argparse.ArgumentParser:
     keys = sub.add_parser("keys", help="the Ed25519 key pair that signs manifests and the log")
     keys.add_argument("action", choices=("init",))
     keys.add_argument("--dir", required=True,
-                      help="writes DIR/signing.key (owner only) and DIR/signing.pub")
+                      help="writes DIR/signing.key (owner only), DIR/signing.pub and a "
+                           "self-signed DIR/signing.crt")
+    keys.add_argument("--name", default="", help="the certificate's common name (calltap)")
     keys.set_defaults(func=cmd_keys)
 
     ver = sub.add_parser("verify", help="recordings against their signed manifests, and the "
@@ -654,6 +656,19 @@ def build_parser() -> argparse.ArgumentParser:
     ver.add_argument("--proof", default="", metavar="ID",
                      help="print the inclusion proof of a call's log entry (JSON)")
     ver.set_defaults(func=cmd_verify)
+
+    exp = sub.add_parser("export", help="recorded calls in another format")
+    exp.add_argument("format", choices=("vcon",))
+    exp.add_argument("out", metavar="DIR", help="output directory")
+    exp.add_argument("--to", required=True, metavar="DIR", help="where the files go")
+    exp.add_argument("--base-url", required=True, metavar="URL",
+                     help="the dashboard's public URL (the recordings are referenced there)")
+    exp.add_argument("--call", default="", help="only this call (its id or Call-ID)")
+    exp.add_argument("--config", help="TOML configuration file (signing_key)")
+    exp.add_argument("--cert", default="", metavar="PEM",
+                     help="the signing key's certificate for x5c (default: signing.crt "
+                          "beside the key)")
+    exp.set_defaults(func=cmd_export)
 
     cat = sub.add_parser("catalog", help="the search catalog of an output directory")
     cat.add_argument("action", choices=("rebuild",), help="rebuild: from index.jsonl")
@@ -701,8 +716,12 @@ def cmd_keys(args: argparse.Namespace) -> int:
     except FileExistsError:
         print(f"calltap: {private} exists; a key is never overwritten", file=sys.stderr)
         return 1
-    print(f"wrote {private} (signing_key in the configuration; keep it on the writers) "
-          f"and {public} (for `calltap verify --key`)")
+    from writer.vcon import self_signed_certificate
+
+    cert = os.path.join(args.dir, "signing.crt")
+    self_signed_certificate(private, cert, args.name or "calltap")
+    print(f"wrote {private} (signing_key in the configuration; keep it on the writers), "
+          f"{public} (for `calltap verify --key`) and {cert} (for signed vCons)")
     return 0
 
 
@@ -735,6 +754,56 @@ def cmd_verify(args: argparse.Namespace) -> int:
     print(f"{'FAILED' if rep.problems else 'ok'}: {rep.calls} calls, {rep.files} files"
           f"{log_part}; {len(rep.problems)} problems", file=sys.stderr)
     return 1 if rep.problems else 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    import json
+    import os
+    import socket
+    import time
+
+    from calltap.catalog import call_key, read_summary
+    from writer.timefmt import rfc3339
+    from writer.vcon import build, sign
+
+    try:
+        cfg = load_config(args.config, {})
+    except ConfigError as exc:
+        print(f"calltap: {exc}", file=sys.stderr)
+        return 2
+    if not cfg.signing_key:
+        print("calltap: export vcon signs what it writes: set signing_key (calltap keys init)",
+              file=sys.stderr)
+        return 2
+    cert = args.cert or os.path.join(os.path.dirname(cfg.signing_key), "signing.crt")
+    if not os.path.exists(cert):
+        print(f"calltap: {cert}: no certificate for the signing key (calltap keys init "
+              "writes one; or give --cert)", file=sys.stderr)
+        return 2
+    index = os.path.join(args.out, "index.jsonl")
+    if not os.path.exists(index):
+        print(f"calltap: {index}: no such file", file=sys.stderr)
+        return 2
+    os.makedirs(args.to, exist_ok=True)
+    host = cfg.recorder_name or socket.getfqdn()
+    n = 0
+    with open(index, encoding="utf-8") as f:
+        for line in f:
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            key = call_key(entry)
+            if args.call and args.call not in (key, entry.get("call_id")):
+                continue
+            summary = read_summary(args.out, entry) or {}
+            vcon = build(summary, entry, args.out, args.base_url, key,
+                         rfc3339(time.time_ns()), host)
+            with open(os.path.join(args.to, key + ".vcon.json"), "w", encoding="utf-8") as g:
+                json.dump(sign(vcon, cfg.signing_key, cert), g)
+            n += 1
+    print(f"{n} vCons written to {args.to}")
+    return 0 if n or not args.call else 1
 
 
 def cmd_catalog(args: argparse.Namespace) -> int:
