@@ -693,8 +693,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 2
     oidc = Oidc(cfg.oidc_issuer, cfg.oidc_client_id, cfg.oidc_client_secret,
                 cfg.oidc_user_claim) if cfg.oidc_issuer else None
+    from calltap.importer import options_from
+
     return serve(args.out, args.listen, args.access, args.secure_cookies, args.trusted_proxy,
-                 args.redis, args.prefix, args.spool, oidc)
+                 args.redis, args.prefix, args.spool, oidc, options_from(cfg))
 
 
 def cmd_users(args: argparse.Namespace) -> int:

@@ -67,6 +67,9 @@ class Config:
     oidc_client_secret: str = ""
     oidc_user_claim: str = "email"
     """The ID token claim that names a calltap user (the user must exist)."""
+    pci_dtmf: bool = False
+    """Silence DTMF tones and RFC 4733 event periods in the audio; the digits' times stay
+    in the metadata, the digits become "*" (card numbers and PINs never recorded)."""
     signing_key: str = ""
     """Ed25519 private key (PEM, from `calltap keys init`): every call gets a signed
     manifest and an entry in the append-only log (`calltap verify` checks both)."""

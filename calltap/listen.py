@@ -16,6 +16,7 @@ from writer.columns import MediaColumns, spool_columns
 from writer.job import lay_out, place
 from writer.options import WriteOptions
 from writer.pause import PauseMask
+from writer.pci import DtmfMask, event_spans
 from writer.timeline import StereoWindow
 
 NS = 1_000_000_000
@@ -62,9 +63,16 @@ def render_so_far(call: Call, spool: str, options: WriteOptions
     sink: Callable[[npt.NDArray[np.int16]], None] = blocks.append
     if call.pauses:
         sink = PauseMask(call.pauses, lay.audio_start_ns, rate, blocks.append)
+    mask = None
+    if options.pci_dtmf:  # a card number keyed live is not heard live either
+        mask = DtmfMask(rate, lay.audio_start_ns, sink,
+                        lambda: event_spans([d.events for d in lay.dirs]))
+        sink = mask
     window = StereoWindow(rate, sink)
     place(call, media, lay, options, window)
     window.close()
+    if mask is not None:
+        mask.finish()
     pcm = np.concatenate(blocks) if blocks else np.zeros((0, 2), np.int16)
     return rate, lay.audio_start_ns, pcm.astype(np.int16, copy=False)
 

@@ -66,6 +66,7 @@ from calltap.pages import (
 )
 from calltap.serve_access import add_access_routes
 from calltap.serve_live import add_live_routes
+from writer.options import WriteOptions
 from writer.timefmt import rfc3339
 
 STATIC = os.path.join(os.path.dirname(__file__), "static")
@@ -279,7 +280,8 @@ CSV_FIELDS = ("id", "call_id", "start", "answer", "end", "duration", "caller", "
 
 def create_app(out_dir: str, accounts: Accounts | None = None, loopback: bool = True,
                secure_cookies: bool = False, redis_url: str = "", prefix: str = "calltap",
-               spool_dir: str = "", oidc: Oidc | None = None) -> FastAPI:
+               spool_dir: str = "", oidc: Oidc | None = None,
+               options: WriteOptions | None = None) -> FastAPI:
     """The dashboard over ``out_dir`` (its catalog is created if missing). With users in
     the access file every route but the login and share links needs a session or token;
     without, the server answers on loopback only and everyone is an administrator."""
@@ -489,7 +491,7 @@ def create_app(out_dir: str, accounts: Accounts | None = None, loopback: bool = 
         return HTMLResponse(overview_page())
 
     add_access_routes(app, dash, oidc, secure_cookies, board is not None)
-    add_live_routes(app, dash, board)
+    add_live_routes(app, dash, board, options or WriteOptions())
     return app
 
 
@@ -551,7 +553,8 @@ def is_loopback(host: str) -> bool:
 
 def serve(out_dir: str, listen: str, access: str = "", secure_cookies: bool = False,
           trusted_proxy: str = "", redis_url: str = "", prefix: str = "calltap",
-          spool_dir: str = "", oidc: Oidc | None = None) -> int:
+          spool_dir: str = "", oidc: Oidc | None = None,
+          options: WriteOptions | None = None) -> int:
     """Run the dashboard on ``listen`` (host:port) until interrupted."""
     import uvicorn
 
@@ -584,7 +587,7 @@ def serve(out_dir: str, listen: str, access: str = "", secure_cookies: bool = Fa
         print("calltap: note: ffmpeg not found; recordings in formats browsers do not play "
               "cannot be transcoded", flush=True)
     app = create_app(out_dir, accounts, loopback, secure_cookies, redis_url, prefix, spool_dir,
-                     oidc)
+                     oidc, options)
     # behind a TLS proxy: the client's address from its X-Forwarded-For, if it is trusted
     uvicorn.run(app, host=host.strip("[]"), port=int(port), log_level="warning",
                 proxy_headers=bool(trusted_proxy), forwarded_allow_ips=trusted_proxy or None)

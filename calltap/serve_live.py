@@ -44,8 +44,8 @@ def _sse(event: str, data: Any, eid: str = "") -> str:
     return f"{head}event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
 
 
-def add_live_routes(app: FastAPI, dash: Dashboard, board: LiveBoard | None) -> None:
-    options = WriteOptions()
+def add_live_routes(app: FastAPI, dash: Dashboard, board: LiveBoard | None,
+                    options: WriteOptions) -> None:
     positions: dict[tuple[str, str], LiveListener] = {}
     """(user, listener name): its position, for the page's "behind live" figure."""
 

@@ -42,6 +42,7 @@ from writer.output import (
     write_atomic,
 )
 from writer.pause import PauseMask
+from writer.pci import DtmfMask, event_spans, redact_sip
 from writer.peaks import Peaks
 from writer.render import Plan, place_audio, plan, stream_stats
 from writer.summary import call_json, direction_json, dtmf_digits, integrity
@@ -157,6 +158,9 @@ def write_call(record: CallRecord, spool: Media | list[Media], out_dir: str,
         call = joined_call(call, record.legs)
     else:
         media = media_columns(parts[0])
+    if options.pci_dtmf and call.sip_log:  # INFO digits leave no trace in the SIP files
+        call.sip_log = [(t, s, sp, d, dp, redact_sip(raw))
+                        for t, s, sp, d, dp, raw in call.sip_log]
     if record.audio_format or record.layout or record.relay_hop:
         options = replace(options, audio_format=record.audio_format or options.audio_format,
                           layout=record.layout or options.layout,
@@ -179,6 +183,7 @@ def write_call(record: CallRecord, spool: Media | list[Media], out_dir: str,
     audio_files: list[str] = []
     peaks: Peaks | None = None
     window: StereoWindow | None = None
+    mask: DtmfMask | None = None
     out: AudioOut | None = None
     try:
         if rate:
@@ -188,6 +193,10 @@ def write_call(record: CallRecord, spool: Media | list[Media], out_dir: str,
             sink: Callable[[npt.NDArray[np.int16]], None] = peaks
             if call.pauses:
                 sink = PauseMask(call.pauses, audio_start_ns, rate, peaks)
+            if options.pci_dtmf:
+                mask = DtmfMask(rate, audio_start_ns, sink,
+                                lambda: event_spans([d.events for d in dirs]))
+                sink = mask
             window = StereoWindow(rate, sink)
         place(call, media, lay, options, window)
         if window is not None and out is not None:
@@ -198,6 +207,8 @@ def write_call(record: CallRecord, spool: Media | list[Media], out_dir: str,
                 span = min(call.video_span[1] - call.video_span[0], MAX_GAP_SECONDS * NS)
                 window.put(0, span * rate // NS, EMPTY)
             window.close()
+            if mask is not None:
+                mask.finish()
             audio_files = [os.path.relpath(p, out_dir)
                            for p in out.close(options.durable)]
     except BaseException:
@@ -242,6 +253,9 @@ def write_call(record: CallRecord, spool: Media | list[Media], out_dir: str,
     # digits keyed while paused never got here: their packets kept no payload, and the
     # tracker does not keep SIP INFO digits of a paused call
     dtmf = dtmf_digits(call, dirs, zero)
+    if options.pci_dtmf:  # the times stay, the digits go (PCI DSS)
+        for x in dtmf:
+            x["digit"] = "*"
     call_fields = call_json(call)
     parties = {side: [{"uri": u, "name": n} for u, n in record.parties[k]]
                for k, side in enumerate(SIDE_NAMES)}
@@ -281,6 +295,8 @@ def write_call(record: CallRecord, spool: Media | list[Media], out_dir: str,
         "warnings": warnings,
         "unassigned_media_packets": unassigned,
         "recorder_version": VERSION,
+        **({"pci_dtmf": {"silenced_seconds": round(mask.silenced / rate, 3) if mask else 0.0,
+                         "digits_redacted": len(dtmf)}} if options.pci_dtmf else {}),
     }
     xml = build_metadata(summary)
     summary_path = os.path.join(target, stem + ".json")

@@ -32,6 +32,9 @@ class WriteOptions:
     relay_hop: str = "nearest-sender"
     """Which copy of a relayed stream is recorded: nearest-sender (what the talker's phone
     sent, before the relay) or nearest-receiver (what reached the listener)."""
+    pci_dtmf: bool = False
+    """Silence DTMF in the audio (in-band tones, RFC 4733 event periods) and keep only the
+    digits' times (PCI DSS)."""
     signing_key: str = ""
     """Ed25519 private key (PEM file): each call gets a signed manifest and a line in the
     append-only log. Empty: neither."""
