@@ -273,8 +273,11 @@ class SqliteCatalog:
         """Every call of ``out_dir``'s ``index.jsonl`` (and its summary) into an empty
         catalog; returns the calls indexed. A torn last line (a crash mid-append) is
         skipped."""
+        from writer.translog import gone_calls
+
         n = 0
         batch: list[tuple[dict[str, Any], dict[str, Any] | None]] = []
+        removed = gone_calls(out_dir)  # disposed of or erased: their lines stay, not them
         path = os.path.join(out_dir, "index.jsonl")
         if os.path.exists(path):
             with open(path, encoding="utf-8") as f:
@@ -282,6 +285,8 @@ class SqliteCatalog:
                     try:
                         entry = json.loads(line)
                     except ValueError:
+                        continue
+                    if removed and call_key(entry) in removed:
                         continue
                     batch.append((entry, read_summary(out_dir, entry)))
                     if len(batch) >= REBUILD_BATCH:
@@ -322,6 +327,21 @@ class SqliteCatalog:
                                [(a, rid) for a in _addresses(summary)])
                 db.execute("INSERT INTO words (rowid, text) VALUES (?, ?)",
                            (rid, _words(entry, summary)))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def remove(self, key: str) -> None:
+        """Forget a call (its recording was disposed of or erased)."""
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            old = db.execute("SELECT id FROM calls WHERE key = ?", (key,)).fetchone()
+            if old is not None:
+                db.execute("DELETE FROM calls WHERE id = ?", old)
+                db.execute("DELETE FROM addrs WHERE call = ?", old)
+                db.execute("DELETE FROM words WHERE rowid = ?", old)
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")

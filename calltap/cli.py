@@ -348,7 +348,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         sup = Supervisor(args.interface, args.out or "recordings", args.redis or "",
                          args.writers, args.config or "", args.policy or "",
                          args.metrics_port or 0, args.filter or "", args.serve)
-    except (OSError, RuntimeError, ConfigError) as exc:
+    except (OSError, RuntimeError, ConfigError, PolicyError) as exc:
         print(f"calltap: {exc}", file=sys.stderr)
         return 2
     return sup.run()
@@ -656,6 +656,10 @@ def build_parser() -> argparse.ArgumentParser:
     ver.add_argument("--proof", default="", metavar="ID",
                      help="print the inclusion proof of a call's log entry (JSON)")
     ver.set_defaults(func=cmd_verify)
+
+    from calltap.retentioncmd import add_parsers
+
+    add_parsers(sub)
 
     exp = sub.add_parser("export", help="recorded calls in another format")
     exp.add_argument("format", choices=("vcon",))

@@ -16,6 +16,10 @@ name the file and line.
     dtmf_pause = "*7"
     dtmf_resume = "*8"
 
+    [retention]                         # how long each class is kept (h, d, w, y)
+    default = "365d"                    # calls no rule gave a class
+    hr = "7y"
+
     [[rule]]                            # first match wins; no conditions: every call
     name = "hr line"
     callee = { prefix = "+44207946" }   # a bare string is exact; or { regex = "..." }
@@ -111,7 +115,7 @@ def parse_policy(data: dict[str, Any], text: str, path: str) -> Policy:
     def fail(line: int, msg: str) -> PolicyError:
         return PolicyError(f"{path} line {line}: {msg}" if line else f"{path}: {msg}")
 
-    key = _unknown(data, {"timezone", "identity", "pause", "rule"})
+    key = _unknown(data, {"timezone", "identity", "pause", "rule", "retention"})
     if key:
         raise fail(lines.key(0, key), f"unknown setting {key!r}")
     tz: tzinfo = UTC
@@ -134,7 +138,30 @@ def parse_policy(data: dict[str, Any], text: str, path: str) -> Policy:
     for k, name in enumerate(names):
         if name in names[:k]:
             raise fail(rules[k].line, f"rule name {name!r} is used twice")
-    return Policy(rules, identity, pause, tz, path)
+    retention = _retention(data.get("retention", {}), lines, fail)
+    for r in rules:
+        if r.action.retention and r.action.retention not in dict(retention) and retention:
+            raise fail(r.line, f"retention class {r.action.retention!r} is not in [retention]")
+    return Policy(rules, identity, pause, tz, path, retention)
+
+
+_PERIOD = re.compile(r"^(\d+)\s*([hdwy])$")
+_UNIT_S = {"h": 3600, "d": 86400, "w": 7 * 86400, "y": 365 * 86400}
+
+
+def _retention(raw: Any, lines: _Lines, fail: Any) -> tuple[tuple[str, int], ...]:
+    """``[retention]``: class = "90d" (h, d, w or y of 365 days)."""
+    if not isinstance(raw, dict):
+        raise fail(lines.table("retention"), "retention must be a table")
+    start = lines.table("retention")
+    out = []
+    for name, value in raw.items():
+        m = _PERIOD.match(str(value).strip())
+        if not m or int(m.group(1)) <= 0:
+            raise fail(lines.key(start, name), f"retention {name} = {value!r}: a period such "
+                                               'as "90d", "12h", "6w" or "7y"')
+        out.append((str(name), int(m.group(1)) * _UNIT_S[m.group(2)]))
+    return tuple(out)
 
 
 def _unknown(raw: dict[str, Any], known: set[str]) -> str | None:

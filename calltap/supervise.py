@@ -19,6 +19,8 @@ from calltap.log import log
 
 # Everything stops within this after SIGTERM (systemd's default is 90 s; ours is 5).
 STOP_BUDGET_S = 4.5
+# Retention runs this long after start, then once a day.
+RETENTION_FIRST_S, RETENTION_EVERY_S = 300.0, 86400.0
 # A child that dies is restarted after this, doubling while it keeps dying, up to the max.
 RESTART_FIRST_S, RESTART_MAX_S = 0.5, 10.0
 
@@ -79,6 +81,16 @@ class Supervisor:
             hook += ["--metrics-port", str(metrics_port + 1)] if metrics_port else []
             self.extras.append(Child("webhooks", hook))
         self.stopping = False
+        self.retention: list[str] = []
+        """The daily retention run's command, when the policy has retention classes."""
+        if policy:
+            from calltap.policyfile import load_policy
+
+            if load_policy(policy).retention:
+                self.retention = [*py, "retention", "run", "--out", self.out, "--policy",
+                                  policy, *(["--config", config] if config else [])]
+        self.retention_at = time.monotonic() + RETENTION_FIRST_S
+        self.retention_proc: subprocess.Popen[bytes] | None = None
 
     def _start_redis(self) -> str:
         sock = os.path.join(self.state, "redis.sock")
@@ -126,6 +138,11 @@ class Supervisor:
                         c.start()
                 elif c.alive() and c.next_start == 0.0:
                     c.backoff = max(RESTART_FIRST_S, c.backoff / 2)
+            if self.retention and now >= self.retention_at and (
+                    self.retention_proc is None or self.retention_proc.poll() is not None):
+                self.retention_at = now + RETENTION_EVERY_S
+                log("run", "retention run started", "info")
+                self.retention_proc = subprocess.Popen(self.retention)
             time.sleep(0.1)
         return self.shutdown()
 

@@ -22,7 +22,7 @@ from writer.merkle import (
     verify_consistency,
     verify_inclusion,
 )
-from writer.translog import log_dir
+from writer.translog import gone_calls, log_dir
 
 
 @dataclass
@@ -34,6 +34,8 @@ class Report:
     checkpoints: int = 0
     uncovered: int = 0
     """Log entries after the last checkpoint (checked against the manifests only)."""
+    gone: int = 0
+    """Calls disposed of or erased (the log says when and why)."""
 
 
 def _index(out: str) -> dict[str, dict[str, Any]]:
@@ -55,8 +57,12 @@ def verify_calls(out: str, public_key: str, only: str = "", report: Report | Non
     """Each call's files against its signed manifest (or only the call ``only``: its id or
     Call-ID)."""
     rep = report or Report()
+    removed = gone_calls(out)
     for key, e in _index(out).items():
         if only and only not in (key, e.get("call_id")):
+            continue
+        if key in removed:  # disposed of or erased, as the log records
+            rep.gone += 1
             continue
         rep.calls += 1
         rel = e.get("manifest") or os.path.join(os.path.dirname(e["summary"]),
@@ -133,6 +139,8 @@ def verify_log(out: str, public_key: str, report: Report | None = None) -> Repor
                                 "entries removed or reordered")
         if entry.get("type") == "manifest":
             newest[str(entry.get("call"))] = (pos, entry)
+        elif entry.get("type") in ("disposal", "erasure"):
+            newest.pop(str(entry.get("call")), None)
     prev: tuple[int, bytes] | None = None
     for k, token in enumerate(tokens):
         try:

@@ -140,6 +140,9 @@ class Policy:
     timezone: tzinfo = UTC
     source: str = ""
     """The file it came from ("" for the built-in default: record everything)."""
+    retention: tuple[tuple[str, int], ...] = ()
+    """Retention classes: (name, seconds a recording of the class is kept); "default" for
+    calls no rule gave a class."""
 
     def headers_needed(self) -> frozenset[str]:
         """Lower-case header names the tracker must keep from each INVITE."""

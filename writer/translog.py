@@ -123,7 +123,7 @@ def _sign_checkpoint(log: _Locked, key_path: str, when: str, durable: bool) -> N
 def append(out_dir: str, entry: dict[str, Any], key_path: str, when: str, now_s: float,
            durable: bool = True) -> int:
     """Append one entry (its ``seq`` and ``at`` are set here); a checkpoint follows when
-    one is due. Returns the entry's sequence number."""
+    one is due and a key is given. Returns the entry's sequence number."""
     log = _Locked(out_dir)
     try:
         fr = log.frontier()
@@ -142,8 +142,8 @@ def append(out_dir: str, entry: dict[str, Any], key_path: str, when: str, now_s:
                   frontier=[h.hex() for h in fr.hashes])
         if not st.get("checkpoint_at"):
             st["checkpoint_at"] = now_s
-        if fr.size - st["checkpoint_size"] >= CHECKPOINT_EVERY \
-                or now_s - st["checkpoint_at"] >= CHECKPOINT_S:
+        if key_path and (fr.size - st["checkpoint_size"] >= CHECKPOINT_EVERY
+                         or now_s - st["checkpoint_at"] >= CHECKPOINT_S):
             _sign_checkpoint(log, key_path, when, durable)
             st["checkpoint_at"] = now_s
         log.save(durable)
@@ -168,3 +168,19 @@ def checkpoint(out_dir: str, key_path: str, when: str, now_s: float,
         return True
     finally:
         log.close()
+
+
+def gone_calls(out_dir: str) -> set[str]:
+    """Calls (their stems) the log says were disposed of or erased."""
+    path = os.path.join(log_dir(out_dir), "entries.jsonl")
+    found: set[str] = set()
+    if os.path.exists(path):
+        with open(path, "rb") as f:
+            for line in f:
+                try:
+                    e = json.loads(line)
+                except ValueError:
+                    continue
+                if e.get("type") in ("disposal", "erasure"):
+                    found.add(str(e.get("call")))
+    return found
