@@ -137,11 +137,11 @@ def test_no_secret_reaches_the_servers_output(out: Path, tmp_path: Path) -> None
                              "--listen", f"0.0.0.0:{port}"], cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while _get(url + "/login")[0] != 200:
-        assert time.monotonic() < deadline and proc.poll() is None, "serve did not start"
-        time.sleep(0.2)
     try:
+        deadline = time.monotonic() + 20
+        while _get(url + "/login")[0] != 200:
+            assert time.monotonic() < deadline and proc.poll() is None, "serve did not start"
+            time.sleep(0.2)
         call = sorted(Path(e["summary"]).name.removesuffix(".json") for e in load_index(out))[0]
         assert _get(url + "/api/calls")[0] == 401
         auth = {"Authorization": f"Bearer {token}"}
@@ -170,7 +170,11 @@ def test_no_secret_reaches_the_servers_output(out: Path, tmp_path: Path) -> None
                 assert e.code == code
     finally:
         proc.terminate()
-        output, _ = proc.communicate(10)
+        try:
+            output, _ = proc.communicate(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            output, _ = proc.communicate(5)
     for secret in (PW, token, token.split("_", 2)[2], link.removeprefix("/s/")):
         assert secret not in output
     acc = Accounts(access_path(str(out.resolve())))
