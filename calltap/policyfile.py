@@ -152,7 +152,7 @@ _UNIT_S = {"h": 3600, "d": 86400, "w": 7 * 86400, "y": 365 * 86400}
 def _retention(raw: Any, lines: _Lines, fail: Any) -> tuple[tuple[str, int], ...]:
     """``[retention]``: class = "90d" (h, d, w or y of 365 days)."""
     if not isinstance(raw, dict):
-        raise fail(lines.table("retention"), "retention must be a table")
+        raise fail(lines.key(0, "retention"), "retention must be a table ([retention])")
     start = lines.table("retention")
     out = []
     for name, value in raw.items():

@@ -63,7 +63,8 @@ def test_good_file(tmp_path: Path) -> None:
      "line 3: pause: the same sequence pauses and resumes"),
     ("[identity]\ncaller = 'From'\n", "line 2: identity.caller must be header names"),
     ("timezone = 'Mars/Olympus'\n", "line 1: unknown timezone 'Mars/Olympus'"),
-    ("retention = '1y'\n", "line 1: unknown setting 'retention'"),
+    ("retention = '1y'\n", "line 1: retention must be a table ([retention])"),
+    ("[retention]\nshort = 'soon'\n", "line 2: retention short = 'soon'"),
     ("[[rule]]\nname = 'a\n", "line 2: invalid TOML"),
 ])
 def test_errors_name_the_line_and_reason(tmp_path: Path, text: str, message: str) -> None:
