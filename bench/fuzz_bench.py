@@ -44,6 +44,7 @@ sys.path.insert(0, str(ROOT))
 
 from calltap.config import Config  # noqa: E402
 from calltap.importer import Importer  # noqa: E402
+from capture.decode import decode  # noqa: E402
 from capture.pcapfile import open_capture  # noqa: E402
 from capture.pcapwrite import pcap_header, pcap_record  # noqa: E402
 
@@ -124,16 +125,22 @@ def import_into(pcap: Path, out: Path) -> list[dict[str, object]]:
 
 
 def sip_packets(packets: list[Packet], call_ids: set[str]) -> dict[str, set[int]]:
-    """For each Call-ID, the packets that carry it in a Call-ID header."""
+    """For each Call-ID carried whole in single UDP datagrams, the packets that carry it.
+    A call with SIP over TCP or in IP fragments is left out (empty set): its messages'
+    other segments and fragments carry no Call-ID, so whether they survived is unknown."""
     found: dict[str, set[int]] = {c: set() for c in call_ids}
+    whole: dict[str, bool] = dict.fromkeys(call_ids, True)
     keys = {c: [f"Call-ID: {c}".encode(), f"i: {c}".encode()] for c in call_ids}
-    for k, (_t, _l, frame) in enumerate(packets):
+    for k, (_t, link, frame) in enumerate(packets):
         if b"Call-ID" not in frame and b"\ni:" not in frame:
             continue
         for c, needles in keys.items():
             if any(n in frame for n in needles):
                 found[c].add(k)
-    return found
+                d = decode(link, frame)
+                if isinstance(d, int) or d[0] != 17 or not any(n in d[5] for n in needles):
+                    whole[c] = False
+    return {c: found[c] if whole[c] else set() for c in call_ids}
 
 
 def span_ok(entries: list[dict[str, object]], out: Path, span_s: float) -> list[str]:
@@ -204,7 +211,10 @@ def fuzz(target: int, seed: int, work: Path) -> int:
                     for c in sorted(survivors - written):
                         problems.append(f"{path.name} round {rounds}: call {c!r} lost though "
                                         "its signalling survived")
-                    times = [t for t, _l, _f in packets]
+                        keep = work / "lost" / f"{path.name}-{rounds}"
+                        keep.mkdir(parents=True, exist_ok=True)
+                        shutil.copy(pcap, keep / "fuzz.pcap")
+                    times = [t for t, _l, _f in out_packets]  # the leaps included
                     span = (max(times) - min(times)) / NS if times else 0.0
                     problems += span_ok(entries, Path(tmp) / "out", span)
                     checked += len(survivors)
@@ -217,7 +227,7 @@ def fuzz(target: int, seed: int, work: Path) -> int:
                       f"{crashed} crashes, {len(problems)} problems, peak RSS "
                       f"{rss / 2**20:.0f} MiB, {time.monotonic() - t0:.0f} s", flush=True)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    stray = sorted(set(os.listdir(work)) - {"crashes"})
+    stray = sorted(set(os.listdir(work)) - {"crashes", "lost"})
     after = git_status()
     print(f"\npackets through the path: {fed:,} ({mutated:,} mutated) in {rounds} rounds, "
           f"{time.monotonic() - t0:.0f} s")

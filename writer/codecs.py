@@ -139,7 +139,7 @@ def _g729(clock: int) -> Decoder:
         # comfort noise, rendered as silence.
         sid = len(payload) % 10 == 2
         body = payload[:-2] if sid else payload
-        if len(body) % 10:
+        if len(body) % 10 or not payload:
             raise DecodeError(f"G.729 payload of {len(payload)} bytes")
         parts = [av.decode(body)] if body else []
         if sid:

@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from correlate.call import Call
-from writer.codecs import CONTROL, EVENTS, DecodeError, Decoder, resolve
+from writer.codecs import CONTROL, EVENTS, Decoder, resolve
 from writer.columns import RTP_ERRORS, MediaColumns, RtpColumns, parse_rtp_columns
 from writer.direction import Direction
 from writer.dtmf import TelephoneEvents
@@ -431,7 +431,7 @@ def _place_each(media: MediaColumns, p: Plan, dup: npt.NDArray[np.bool_],
         if samples is None:
             try:
                 samples = dec.decode(payload[a:b])
-            except DecodeError:
+            except Exception:  # noqa: BLE001 - hostile input costs that packet, not the call
                 d.decode_errors += 1
                 continue
         if dec.rate != rate:
