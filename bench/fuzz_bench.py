@@ -19,7 +19,8 @@ A second mode corrupts every shared capture with `editcap -E 0.02` (random byte 
 Wireshark's own tool) and imports each with the command line: exit 0 or 1, one-line
 errors, never a traceback.
 
-    .venv/bin/python bench/fuzz_bench.py --packets 10000000 [--seed 1] [--work DIR]
+    .venv/bin/python bench/fuzz_bench.py --packets 10000000 [--seed 1] [--mutate 0.33]
+                                         [--work DIR]
     .venv/bin/python bench/fuzz_bench.py --editcap [--work DIR]
 """
 
@@ -160,7 +161,7 @@ def git_status() -> str:
     return r.stdout
 
 
-def fuzz(target: int, seed: int, work: Path) -> int:
+def fuzz(target: int, seed: int, work: Path, share: float = MUTATE) -> int:
     before = git_status()
     crashes = work / "crashes"
     crashes.mkdir(parents=True, exist_ok=True)
@@ -186,7 +187,7 @@ def fuzz(target: int, seed: int, work: Path) -> int:
             out_packets: list[Packet] = []
             hit: set[int] = set()
             for k, (t, link, frame) in enumerate(packets):
-                if rng.random() < MUTATE:
+                if rng.random() < share:
                     hit.add(k)
                     if rng.random() < 0.02:  # the capture clock leaps
                         t += rng.choice((-1, 1)) * rng.randrange(1, 10**6) * NS
@@ -271,13 +272,16 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--packets", type=int, default=10_000_000)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--mutate", type=float, default=MUTATE,
+                    help=f"share of each round's packets mutated ({MUTATE})")
     ap.add_argument("--work", default="", help="working directory (default: a temporary one)")
     ap.add_argument("--editcap", action="store_true", help="the editcap -E run instead")
     args = ap.parse_args()
     work = Path(args.work or tempfile.mkdtemp(prefix="calltap-fuzz-"))
     work.mkdir(parents=True, exist_ok=True)
     os.chdir(work)
-    return editcap_run(work) if args.editcap else fuzz(args.packets, args.seed, work)
+    return editcap_run(work) if args.editcap else fuzz(args.packets, args.seed, work,
+                                                       args.mutate)
 
 
 if __name__ == "__main__":
