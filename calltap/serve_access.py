@@ -4,6 +4,7 @@ that open one call without an account, and the audit log's pages."""
 from __future__ import annotations
 
 import csv
+import hmac
 import io
 import json
 import os
@@ -76,11 +77,13 @@ def add_access_routes(app: FastAPI, dash: Dashboard, oidc: Oidc | None,
         """``user`` and ``password`` (JSON or form), with the login page's CSRF token in the
         ``X-CSRF-Token`` header: sets the session cookie; returns the session's CSRF token
         for later state-changing requests."""
-        sent = request.headers.get(CSRF_HEADER, "")
-        if not sent or sent != request.cookies.get(LOGIN_COOKIE):
+        form = await _form(request)
+        # the header (the page's script) or the form's field (a browser without script)
+        sent = request.headers.get(CSRF_HEADER, "") or form.get("csrf", "")
+        expected = request.cookies.get(LOGIN_COOKIE, "")
+        if not sent or not hmac.compare_digest(sent.encode(), expected.encode()):
             dash.audit(request, None, "csrf-refused", "/api/login", "refused")
             raise HTTPException(403, "CSRF token missing or wrong: sign in from /login")
-        form = await _form(request)
         user, password = form.get("user", "")[:64], form.get("password", "")
         addr = request.client.host if request.client else "-"
         keys = ("user:" + user, "addr:" + addr)
@@ -101,7 +104,10 @@ def add_access_routes(app: FastAPI, dash: Dashboard, oidc: Oidc | None,
         cookie, csrf = dash.accounts.new_session(user, now)
         who = dash.accounts.principal(user, "session", csrf)
         dash.audit(request, who, "login", user)
-        r = JSONResponse({"user": user, "role": who.role if who else "", "csrf": csrf})
+        r: Response = JSONResponse({"user": user, "role": who.role if who else "",
+                                    "csrf": csrf})
+        if not request.headers.get("content-type", "").startswith("application/json"):
+            r = RedirectResponse("/", status_code=303)  # a plain form: to the calls page
         r.set_cookie(SESSION_COOKIE, cookie, httponly=True, samesite="lax",
                      secure=secure_cookies, max_age=SESSION_TTL_S)
         return r

@@ -341,3 +341,16 @@ def test_the_audit_log_has_every_action_in_order(tmp_path: Path) -> None:
     assert PW not in dump and "not it at all" not in dump
     assert share["url"].removeprefix("/s/") not in dump
     assert [r["seq"] for r in rows] == sorted(r["seq"] for r in rows)
+
+
+def test_a_plain_form_signs_in_without_script(site: tuple[Path, Any]) -> None:
+    _out, app = site
+    c = TestClient(app, follow_redirects=False)
+    token = re.search(r'name="csrf" value="([^"]+)"', c.get("/login").text)
+    assert token
+    r = c.post("/api/login", data={"user": "viewer", "password": PW, "csrf": token.group(1)})
+    assert r.status_code == 303 and r.headers["location"] == "/"
+    assert c.get("/api/me").json()["user"] == "viewer"
+    bad = TestClient(app).post("/api/login", data={"user": "viewer", "password": PW,
+                                                   "csrf": "forged"})
+    assert bad.status_code == 403
