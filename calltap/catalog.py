@@ -278,21 +278,14 @@ class SqliteCatalog:
         n = 0
         batch: list[tuple[dict[str, Any], dict[str, Any] | None]] = []
         removed = gone_calls(out_dir)  # disposed of or erased: their lines stay, not them
-        path = os.path.join(out_dir, "index.jsonl")
-        if os.path.exists(path):
-            with open(path, encoding="utf-8") as f:
-                for line in f:
-                    try:
-                        entry = json.loads(line)
-                    except ValueError:
-                        continue
-                    if removed and call_key(entry) in removed:
-                        continue
-                    batch.append((entry, read_summary(out_dir, entry)))
-                    if len(batch) >= REBUILD_BATCH:
-                        self.add_many(batch)
-                        n += len(batch)
-                        batch = []
+        for entry in index_entries(out_dir):
+            if removed and call_key(entry) in removed:
+                continue
+            batch.append((entry, read_summary(out_dir, entry)))
+            if len(batch) >= REBUILD_BATCH:
+                self.add_many(batch)
+                n += len(batch)
+                batch = []
         if batch:
             self.add_many(batch)
             n += len(batch)
@@ -554,6 +547,22 @@ def _decode_cursor(text: str) -> tuple[Any, int]:
         return value, rid
     except (ValueError, TypeError):
         raise CatalogError("cursor: not one this server gave") from None
+
+
+def index_entries(out_dir: str) -> Iterator[dict[str, Any]]:
+    """The lines of ``out_dir``'s index.jsonl that parse (a torn last line, from a crash
+    mid-append, is skipped)."""
+    path = os.path.join(out_dir, "index.jsonl")
+    if not os.path.exists(path):
+        return
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(entry, dict) and "summary" in entry:
+                yield entry
 
 
 def read_summary(out_dir: str, entry: dict[str, Any]) -> dict[str, Any] | None:

@@ -768,7 +768,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     import socket
     import time
 
-    from calltap.catalog import call_key, read_summary
+    from calltap.catalog import call_key, index_entries, read_summary
     from writer.timefmt import rfc3339
     from writer.vcon import build, sign
 
@@ -793,21 +793,16 @@ def cmd_export(args: argparse.Namespace) -> int:
     os.makedirs(args.to, exist_ok=True)
     host = cfg.recorder_name or socket.getfqdn()
     n = 0
-    with open(index, encoding="utf-8") as f:
-        for line in f:
-            try:
-                entry = json.loads(line)
-            except ValueError:
-                continue
-            key = call_key(entry)
-            if args.call and args.call not in (key, entry.get("call_id")):
-                continue
-            summary = read_summary(args.out, entry) or {}
-            vcon = build(summary, entry, args.out, args.base_url, key,
-                         rfc3339(time.time_ns()), host)
-            with open(os.path.join(args.to, key + ".vcon.json"), "w", encoding="utf-8") as g:
-                json.dump(sign(vcon, cfg.signing_key, cert), g)
-            n += 1
+    for entry in index_entries(args.out):
+        key = call_key(entry)
+        if args.call and args.call not in (key, entry.get("call_id")):
+            continue
+        summary = read_summary(args.out, entry) or {}
+        vcon = build(summary, entry, args.out, args.base_url, key, rfc3339(time.time_ns()),
+                     host)
+        with open(os.path.join(args.to, key + ".vcon.json"), "w", encoding="utf-8") as g:
+            json.dump(sign(vcon, cfg.signing_key, cert), g)
+        n += 1
     print(f"{n} vCons written to {args.to}")
     return 0 if n or not args.call else 1
 

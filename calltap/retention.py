@@ -11,11 +11,10 @@ import fcntl
 import json
 import os
 import secrets
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from calltap.catalog import Query, Scope, SqliteCatalog, call_key
+from calltap.catalog import Query, Scope, SqliteCatalog, call_key, index_entries
 from writer import translog
 from writer.view import parse_time
 
@@ -35,18 +34,6 @@ class Disposal:
     call_id: str
     retention: str
     expired_ns: int
-
-
-def index_entries(out: str) -> Iterator[dict[str, Any]]:
-    path = os.path.join(out, "index.jsonl")
-    if not os.path.exists(path):
-        return
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            try:
-                yield json.loads(line)
-            except ValueError:
-                continue
 
 
 class Holds:

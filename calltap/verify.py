@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from calltap.catalog import call_key
+from calltap.catalog import call_key, index_entries
 from writer import manifest
 from writer.errors import WriterError
 from writer.merkle import (
@@ -39,17 +39,7 @@ class Report:
 
 
 def _index(out: str) -> dict[str, dict[str, Any]]:
-    calls: dict[str, dict[str, Any]] = {}
-    path = os.path.join(out, "index.jsonl")
-    if os.path.exists(path):
-        with open(path, encoding="utf-8") as f:
-            for line in f:
-                try:
-                    e = json.loads(line)
-                    calls[call_key(e)] = e
-                except (ValueError, KeyError):
-                    continue
-    return calls
+    return {call_key(e): e for e in index_entries(out)}
 
 
 def verify_calls(out: str, public_key: str, only: str = "", report: Report | None = None
