@@ -252,8 +252,11 @@ def editcap_run(work: Path) -> int:
     bad = 0
     for path in seeds():
         damaged = work / f"{path.name}.damaged.pcapng"
-        subprocess.run(["editcap", "-E", "0.02", "-s", "0", str(path), str(damaged)],
-                       check=True, capture_output=True)
+        made = subprocess.run(["editcap", "-E", "0.02", str(path), str(damaged)],
+                              capture_output=True, text=True, check=False)
+        if made.returncode:
+            print(f"skip {path.name}: editcap: {made.stderr.strip()[:200]}")
+            continue
         r = subprocess.run([sys.executable, "-m", "calltap.cli", "import", str(damaged),
                             "--out", str(work / "out"), "--no-progress", "-j", "1"],
                            capture_output=True, text=True, cwd=work, check=False)
