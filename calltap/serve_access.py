@@ -60,6 +60,12 @@ async def _form(request: Request) -> dict[str, str]:
     return {k: v[0] for k, v in urllib.parse.parse_qs(raw.decode("utf-8", "replace")).items()}
 
 
+def _local(path: str) -> bool:
+    """A path on this site to return to after signing in: never another site's address
+    ("//host", "/\\host" and anything with a scheme are not)."""
+    return path.startswith("/") and not path.startswith(("//", "/\\")) and "\\" not in path
+
+
 def add_access_routes(app: FastAPI, dash: Dashboard, oidc: Oidc | None,
                       secure_cookies: bool, live: bool) -> None:
     # signing in and out
@@ -119,8 +125,7 @@ def add_access_routes(app: FastAPI, dash: Dashboard, oidc: Oidc | None,
             raise HTTPException(404, "single sign-on is not configured")
         try:
             url, flow = oidc.begin(str(request.base_url) + "login/oidc/callback",
-                                   next if next.startswith("/") and not next.startswith("//")
-                                   else "/", dash.clock())
+                                   next if _local(next) else "/", dash.clock())
         except OidcError as exc:
             raise HTTPException(502, f"single sign-on: {exc}") from None
         r = RedirectResponse(url, status_code=303)
@@ -139,7 +144,8 @@ def add_access_routes(app: FastAPI, dash: Dashboard, oidc: Oidc | None,
         try:
             if error:
                 raise OidcError(f"the provider said {error[:60]!r}")
-            if not text or sig != dash.accounts.sign("oidc:" + text):
+            if not text or not hmac.compare_digest(
+                    sig.encode(), dash.accounts.sign("oidc:" + text).encode()):
                 raise OidcError("no sign-in in progress in this browser")
             flow = Flow.from_text(text)
             name = oidc.finish(str(request.base_url) + "login/oidc/callback", code, state,

@@ -354,3 +354,11 @@ def test_a_plain_form_signs_in_without_script(site: tuple[Path, Any]) -> None:
     bad = TestClient(app).post("/api/login", data={"user": "viewer", "password": PW,
                                                    "csrf": "forged"})
     assert bad.status_code == 403
+
+
+def test_after_sign_in_only_this_sites_paths() -> None:
+    from calltap.serve_access import _local
+
+    assert _local("/") and _local("/calls/x?y=1")
+    for other in ("//evil.example", "/\\evil.example", "https://evil.example", "/a\\b", ""):
+        assert not _local(other), other

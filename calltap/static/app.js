@@ -451,7 +451,7 @@ const calltap = (() => {
       const body = await r.json();
       if (!r.ok) { document.getElementById("error").textContent = body.detail || r.statusText; return; }
       const next = new URLSearchParams(location.search).get("next") || "/";
-      location.href = next.startsWith("/") && !next.startsWith("//") ? next : "/";
+      location.href = next.startsWith("/") && !next.startsWith("//") && !next.includes("\\") ? next : "/";
     });
     document.body.dataset.ready = "1";
   }
