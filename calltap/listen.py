@@ -5,6 +5,7 @@ seconds behind the newest packet."""
 
 from __future__ import annotations
 
+import os
 import struct
 from collections.abc import Callable
 
@@ -54,6 +55,8 @@ def render_so_far(call: Call, spool: str, options: WriteOptions
                   ) -> tuple[int, int, npt.NDArray[np.int16]]:
     """(rate, capture time of the first frame, stereo frames) of the call's recent media,
     as the writer would place them; (0, 0, empty) before any decodable media."""
+    if not os.path.exists(spool):  # no media spooled yet (the call is being set up)
+        return 0, 0, np.zeros((0, 2), np.int16)
     media = _recent(spool_columns(spool), WINDOW_S)
     lay = lay_out(call, media, options)
     rate = lay.plan.rate

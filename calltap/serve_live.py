@@ -147,8 +147,11 @@ def add_live_routes(app: FastAPI, dash: Dashboard, board: LiveBoard | None,
                     try:
                         rate, start, pcm = await anyio.to_thread.run_sync(
                             render_so_far, c, b.spool_path(c.serial), options)
-                    except Exception:  # noqa: BLE001 - the spool went to the writer
-                        return
+                    except Exception:  # noqa: BLE001 - the spool went to the writer (or
+                        if final:      # is being replaced): at the end, the end; else retry
+                            return
+                        await anyio.sleep(RENDER_EVERY_S)
+                        continue
                     chunk = lst.take(rate, start, pcm, final)
                     if chunk:
                         yield chunk

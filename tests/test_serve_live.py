@@ -134,3 +134,14 @@ def test_without_redis_there_is_no_live_list(tmp_path: Path) -> None:
     assert c.get("/api/me").json()["live"] is False
     r = c.get("/api/live")
     assert r.status_code == 404 and "--redis" in r.json()["detail"]
+
+
+def test_a_call_not_yet_spooled_renders_nothing_yet(tmp_path: Path) -> None:
+    """Listening from the INVITE on: no spool file yet is no audio yet, not the end."""
+    from calltap.listen import render_so_far
+    from correlate.call import Call
+    from writer.options import WriteOptions
+
+    rate, start, pcm = render_so_far(Call("k", "c", 0), str(tmp_path / "none.spool"),
+                                     WriteOptions())
+    assert (rate, start, len(pcm)) == (0, 0, 0)
