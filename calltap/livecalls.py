@@ -121,9 +121,11 @@ class LiveBoard:
                 continue
         return out
 
-    def row(self, tag: str, call: Call) -> dict[str, Any]:
-        """A live call as the list shows it, with its counts so far."""
-        fields = live_fields(call)
+    def row(self, tag: str, call: Call, fields: dict[str, Any] | None = None
+            ) -> dict[str, Any]:
+        """A live call as the list shows it (``fields``: its live_fields, if known), with
+        its counts so far."""
+        fields = fields or live_fields(call)
         with self._lock:
             counter = self._counters.get(tag)
             if counter is None:
@@ -137,8 +139,9 @@ class LiveBoard:
         with self._lock:
             for gone in set(self._counters) - set(calls):
                 del self._counters[gone]
-        rows = [self.row(tag, c) for tag, c in calls.items()]
-        return [r for r in rows if visible(r, scope)]
+        # the user's calls only: another's spool is never read for them
+        seen = ((tag, c, live_fields(c)) for tag, c in calls.items())
+        return [self.row(tag, c, f) for tag, c, f in seen if visible(f, scope)]
 
     def last_event_id(self) -> str:
         last = self.redis.xrevrange(self.keys.events, count=1)
