@@ -566,6 +566,9 @@ def index_entries(out_dir: str) -> Iterator[dict[str, Any]]:
 
 
 def read_summary(out_dir: str, entry: dict[str, Any]) -> dict[str, Any] | None:
+    if entry.get("encrypted"):  # sealed: what search needs is in the index line
+        fields: dict[str, Any] | None = entry.get("search_fields")
+        return fields
     try:
         with open(os.path.join(out_dir, entry["summary"]), encoding="utf-8") as f:
             data: dict[str, Any] = json.load(f)

@@ -86,6 +86,7 @@ def cmd_import(args: argparse.Namespace) -> int:
                 "jitter_buffer": args.jitter_buffer,
                 "jitter_buffer_ms": args.jitter_buffer_ms,
                 "policy": args.policy,
+                "encrypt_to": args.encrypt_to,
             },
         )
     except ConfigError as exc:
@@ -473,6 +474,9 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--srtp-key", action="append", metavar="[SEL=]SUITE:KEY",
                      help="SRTP master key||salt in base64 for streams without SDES keys; "
                           "SEL is 0xSSRC or ADDRESS:PORT (repeatable)")
+    imp.add_argument("--encrypt-to", metavar="PUB",
+                     help="seal every call's files for this X25519 public key "
+                          "(calltap keys init --kind encryption)")
     imp.add_argument("--no-progress", action="store_true", help="no progress bar")
     imp.set_defaults(func=cmd_import)
 
@@ -638,13 +642,26 @@ def build_parser() -> argparse.ArgumentParser:
     usr.add_argument("--days", type=float, default=90.0, help="a token's lifetime (90)")
     usr.set_defaults(func=cmd_users)
 
-    keys = sub.add_parser("keys", help="the Ed25519 key pair that signs manifests and the log")
+    keys = sub.add_parser("keys", help="the key pairs that sign (Ed25519) and seal (X25519)")
     keys.add_argument("action", choices=("init",))
     keys.add_argument("--dir", required=True,
-                      help="writes DIR/signing.key (owner only), DIR/signing.pub and a "
-                           "self-signed DIR/signing.crt")
+                      help="signing: writes DIR/signing.key (owner only), DIR/signing.pub and "
+                           "a self-signed DIR/signing.crt; encryption: DIR/encryption.key "
+                           "(owner only) and DIR/encryption.pub")
+    keys.add_argument("--kind", choices=("signing", "encryption"), default="signing",
+                      help="which pair (default signing)")
     keys.add_argument("--name", default="", help="the certificate's common name (calltap)")
     keys.set_defaults(func=cmd_keys)
+
+    dec = sub.add_parser("decrypt", help="a sealed output directory's recordings as plain "
+                                         "files in another directory")
+    dec.add_argument("out", metavar="DIR", help="output directory (sealed)")
+    dec.add_argument("--key", required=True, metavar="PRIVATE",
+                     help="the X25519 private key (encryption.key)")
+    dec.add_argument("--to", required=True, metavar="DIR", help="where the plain files go")
+    dec.add_argument("--call", default="", help="only this call (its id or Call-ID)")
+    dec.add_argument("--config", help="TOML configuration file (key_store)")
+    dec.set_defaults(func=cmd_decrypt)
 
     ver = sub.add_parser("verify", help="recordings against their signed manifests, and the "
                                         "append-only log against its signed checkpoints")
@@ -715,6 +732,19 @@ def cmd_keys(args: argparse.Namespace) -> int:
     from writer.manifest import new_key_pair
 
     os.makedirs(args.dir, exist_ok=True)
+    if args.kind == "encryption":
+        from writer.seal import new_key_pair as new_x25519
+
+        private, public = (os.path.join(args.dir, f"encryption.{x}") for x in ("key", "pub"))
+        try:
+            new_x25519(private, public)
+        except FileExistsError:
+            print(f"calltap: {private} exists; a key is never overwritten", file=sys.stderr)
+            return 1
+        print(f"wrote {public} (encrypt_to in the configuration of writers and probes) and "
+              f"{private} (decrypt_key for the dashboard and `calltap decrypt` only; keep a "
+              "copy offline: without it no sealed recording can be read)")
+        return 0
     private, public = os.path.join(args.dir, "signing.key"), os.path.join(args.dir,
                                                                           "signing.pub")
     try:
@@ -729,6 +759,23 @@ def cmd_keys(args: argparse.Namespace) -> int:
     print(f"wrote {private} (signing_key in the configuration; keep it on the writers), "
           f"{public} (for `calltap verify --key`) and {cert} (for signed vCons)")
     return 0
+
+
+def cmd_decrypt(args: argparse.Namespace) -> int:
+    from calltap.decrypt import decrypt
+    from writer.seal import SealError
+
+    try:
+        cfg = load_config(args.config, {})
+        rep = decrypt(args.out, args.key, args.to, args.call, cfg.key_store)
+    except (ConfigError, SealError) as exc:
+        print(f"calltap: decrypt: {exc}", file=sys.stderr)
+        return 2
+    for p in rep.problems:
+        print(f"calltap: decrypt: {p}", file=sys.stderr)
+    print(f"restored {rep.files} files of {rep.calls} calls ({rep.bytes} bytes) under "
+          f"{args.to}", file=sys.stderr)
+    return 1 if rep.problems else 0
 
 
 def cmd_verify(args: argparse.Namespace) -> int:

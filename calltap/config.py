@@ -75,6 +75,15 @@ class Config:
     manifest and an entry in the append-only log (`calltap verify` checks both)."""
     recorder_name: str = ""
     """This recorder's name in manifests (default: the host name)."""
+    encrypt_to: str = ""
+    """X25519 public key (PEM, from `calltap keys init`): every call's files are sealed
+    with a data key of their own, wrapped for this key; live spools are sealed too.
+    Empty: files are written in plain."""
+    key_store: str = ""
+    """Where the wrapped data keys are kept (default OUT/.calltap/keys); put it apart from
+    the recordings' backups so that `calltap erase` reaches every copy."""
+    decrypt_key: str = ""
+    """X25519 private key for `calltap serve` and `calltap decrypt`: only they hold it."""
     srtp_keys: list[str] = field(default_factory=list)
     """SRTP keys for streams whose SDP did not carry one: [0xSSRC=|ADDR:PORT=]SUITE:BASE64."""
 
@@ -121,6 +130,16 @@ class Config:
                 load_key(self.signing_key, True)
             except KeyFault as exc:
                 raise ConfigError(f"signing_key: {exc}") from None
+        if self.encrypt_to or self.decrypt_key:
+            from writer.seal import SealError, load_private, load_public
+
+            try:
+                if self.encrypt_to:
+                    load_public(self.encrypt_to)
+                if self.decrypt_key:
+                    load_private(self.decrypt_key)
+            except SealError as exc:
+                raise ConfigError(f"encryption key: {exc}") from None
         if self.jobs < 1:
             raise ConfigError("jobs must be at least 1")
         from writer.srtp import SrtpKeyError, parse_key_spec

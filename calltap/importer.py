@@ -71,7 +71,7 @@ def options_from(cfg: Config) -> WriteOptions:
         relay_hop=cfg.relay_hop, srtp_keys=tuple(parse_key_spec(spec) for spec in cfg.srtp_keys),
         jitter_buffer_mode=cfg.jitter_buffer, jitter_buffer_ms=cfg.jitter_buffer_ms,
         jitter_buffer_max_ms=cfg.jitter_buffer_max_ms, signing_key=cfg.signing_key,
-        pci_dtmf=cfg.pci_dtmf,
+        pci_dtmf=cfg.pci_dtmf, encrypt_to=cfg.encrypt_to, key_store=cfg.key_store,
         recorder_name=cfg.recorder_name)
 
 

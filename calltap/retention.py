@@ -16,6 +16,7 @@ from typing import Any
 
 from calltap.catalog import Query, Scope, SqliteCatalog, call_key, index_entries
 from writer import translog
+from writer.keystore import KeyStore, store_dir
 from writer.view import parse_time
 
 HOLDS_FILE = os.path.join(".calltap", "holds.json")
@@ -168,12 +169,16 @@ def due(out: str, classes: dict[str, int], now_ns: int) -> list[Disposal]:
     return sorted(seen.values(), key=lambda d: d.expired_ns)
 
 
-def remove_call(out: str, key: str) -> list[str]:
-    """Delete every file of a call (found by its index line) and its catalog row: the
-    files removed, relative to ``out``."""
+def remove_call(out: str, key: str, key_store: str = "") -> tuple[list[str], str | None]:
+    """Delete a sealed call's data key from the key store (which leaves every copy of its
+    files unreadable, backups included), then every file of the call (found by its index
+    line) and its catalog row: the files removed, relative to ``out``, and the key id."""
     entry = next((e for e in index_entries(out) if call_key(e) == key), None)
     if entry is None:
         raise RetentionError(f"{key}: no such call in {os.path.join(out, 'index.jsonl')}")
+    key_id = (entry.get("encrypted") or {}).get("key_id")
+    if key_id:
+        KeyStore(store_dir(out, key_store)).erase(key_id)
     folder = os.path.join(out, os.path.dirname(entry["summary"]))
     removed = []
     for name in sorted(os.listdir(folder)):
@@ -185,18 +190,21 @@ def remove_call(out: str, key: str) -> list[str]:
         cat.remove(key)
     finally:
         cat.close()
-    return removed
+    return removed, key_id
 
 
-def dispose(out: str, d: Disposal, key_path: str, when: str, now_s: float) -> list[str]:
-    files = remove_call(out, d.key)
+def dispose(out: str, d: Disposal, key_path: str, when: str, now_s: float,
+            key_store: str = "") -> list[str]:
+    files, key_id = remove_call(out, d.key, key_store)
     translog.append(out, {"type": "disposal", "call": d.key, "call_id": d.call_id,
-                          "retention": d.retention, "files": files}, key_path, when, now_s)
+                          "retention": d.retention, "files": files,
+                          **({"key_erased": key_id} if key_id else {})},
+                    key_path, when, now_s)
     return files
 
 
 def erase(out: str, key: str, reason: str, by: str, key_path: str, when: str,
-          now_s: float) -> list[str]:
+          now_s: float, key_store: str = "") -> list[str]:
     """Remove one call now (a data subject's erasure request), unless a hold keeps it."""
     if not reason:
         raise RetentionError("an erasure needs a reason")
@@ -204,7 +212,8 @@ def erase(out: str, key: str, reason: str, by: str, key_path: str, when: str,
         raise RetentionError(f"{key}: already gone")
     if key in Holds(out).held():
         raise RetentionError(f"{key}: a legal hold keeps it; release the hold first")
-    files = remove_call(out, key)
+    files, key_id = remove_call(out, key, key_store)
     translog.append(out, {"type": "erasure", "call": key, "reason": reason, "by": by,
-                          "files": files}, key_path, when, now_s)
+                          "files": files, **({"key_erased": key_id} if key_id else {})},
+                    key_path, when, now_s)
     return files

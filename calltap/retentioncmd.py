@@ -55,6 +55,10 @@ def _key(args: argparse.Namespace) -> str:
     return load_config(args.config, {}).signing_key
 
 
+def _key_store(args: argparse.Namespace) -> str:
+    return load_config(args.config, {}).key_store
+
+
 def _who() -> str:
     return "cli:" + getpass.getuser()
 
@@ -94,7 +98,7 @@ def cmd_retention(args: argparse.Namespace) -> int:
             print(f"would remove: {d.key} ({d.retention}, expired {rfc3339(d.expired_ns)})")
         else:
             now = time.time()
-            dispose(args.out, d, key, rfc3339(int(now * NS)), now)
+            dispose(args.out, d, key, rfc3339(int(now * NS)), now, _key_store(args))
             print(f"removed: {d.key} ({d.retention}, expired {rfc3339(d.expired_ns)})")
         gone += 1
     verb = "would remove" if args.dry_run else "removed"
@@ -136,7 +140,7 @@ def cmd_erase(args: argparse.Namespace) -> int:
         key = _key(args)
         now = time.time()
         files = erase(args.out, args.call, args.reason, _who(), key, rfc3339(int(now * NS)),
-                      now)
+                      now, _key_store(args))
     except (RetentionError, ConfigError) as exc:
         print(f"calltap: erase: {exc}", file=sys.stderr)
         return 1

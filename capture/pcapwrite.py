@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import struct
-from typing import BinaryIO
+from typing import Protocol
 
 _GLOBAL = struct.Struct("<IHHiIII")
 _REC = struct.Struct("<IIII")
@@ -56,10 +56,16 @@ def udp6_frame(src: bytes, sport: int, dst: bytes, dport: int, payload: bytes) -
     return eth + hdr + udp
 
 
+class Sink(Protocol):
+    """Where records go: an open binary file, or a sealed one (writer.seal)."""
+
+    def write(self, data: bytes, /) -> int: ...
+
+
 class PcapWriter:
     """Appends records to an open binary file."""
 
-    def __init__(self, f: BinaryIO, linktype: int = 1, nanosecond: bool = False) -> None:
+    def __init__(self, f: Sink, linktype: int = 1, nanosecond: bool = False) -> None:
         self.f = f
         self.nanosecond = nanosecond
         f.write(pcap_header(linktype, nanosecond))

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import os
 import struct
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
+from writer.keystore import Sealer
 from writer.output import sync_path, tmp_name
 from writer.resample import Resampler
+from writer.seal import SUFFIX, SealedWriter
 from writer.timeline import Int16Array
 
 # format -> (file extension, container, encoder)
@@ -42,8 +44,9 @@ class _Wav:
     37 hours of 8 kHz stereo) is finished as RF64 in place instead of failing; any shorter
     one stays a plain RIFF/WAVE file every reader knows."""
 
-    def __init__(self, path: str, rate: int, channels: int) -> None:
-        self._f = open(path, "wb")  # noqa: SIM115 - closed by close()
+    def __init__(self, path: str, rate: int, channels: int, sealer: Sealer | None) -> None:
+        self._f: BinaryIO | SealedWriter = (sealer.writer(path) if sealer
+                                            else open(path, "wb"))  # noqa: SIM115
         self._frame = 2 * channels
         self._frames = 0
         fmt = WAV_FMT.pack(1, channels, rate, rate * self._frame, self._frame, 16)
@@ -79,24 +82,29 @@ class _Wav:
 class _Sndfile:
     """FLAC or MP3 through libsndfile (soundfile), written block by block."""
 
-    def __init__(self, path: str, fmt: str, rate: int, channels: int) -> None:
+    def __init__(self, path: str, fmt: str, rate: int, channels: int,
+                 sealer: Sealer | None) -> None:
         import soundfile
 
         major, subtype = SNDFILE[fmt]
-        self._f = soundfile.SoundFile(path, "w", samplerate=rate, channels=channels,
-                                      format=major, subtype=subtype)
+        self._sealed = sealer.writer(path) if sealer else None
+        self._f = soundfile.SoundFile(self._sealed or path, "w", samplerate=rate,
+                                      channels=channels, format=major, subtype=subtype)
 
     def write(self, frames: Int16Array) -> None:
         self._f.write(frames)
 
     def close(self) -> None:
         self._f.close()
+        if self._sealed is not None:
+            self._sealed.close()
 
 
 class _Encoded:
     """A PyAV container with one audio stream; frames are buffered to the encoder's size."""
 
-    def __init__(self, path: str, fmt: str, rate: int, channels: int) -> None:
+    def __init__(self, path: str, fmt: str, rate: int, channels: int,
+                 sealer: Sealer | None) -> None:
         import av
 
         _ext, container, codec = FORMATS[fmt]
@@ -107,7 +115,8 @@ class _Encoded:
             rate = 48000
         self.rate = rate
         self.channels = channels
-        box: Any = av.open(path, "w", format=container)
+        self._sealed = sealer.writer(path) if sealer else None
+        box: Any = av.open(self._sealed or path, "w", format=container)
         stream: Any = box.add_stream(codec, rate=rate)
         self._box, self._stream = box, stream
         self._stream.layout = "stereo" if channels == 2 else "mono"
@@ -154,12 +163,15 @@ class _Encoded:
         for packet in self._stream.encode(None):
             self._box.mux(packet)
         self._box.close()
+        if self._sealed is not None:
+            self._sealed.close()
 
 
 class AudioOut:
     """Writes a call's stereo frames (channel 0 caller, 1 callee) in a format and layout."""
 
-    def __init__(self, base: str, fmt: str, layout: str, rate: int) -> None:
+    def __init__(self, base: str, fmt: str, layout: str, rate: int,
+                 sealer: Sealer | None = None) -> None:
         if fmt not in FORMATS:
             raise ValueError(f"unknown audio format {fmt!r}; one of {', '.join(FORMATS)}")
         if layout not in LAYOUTS:
@@ -170,15 +182,17 @@ class AudioOut:
             self.paths = [f"{base}-caller.{ext}", f"{base}-callee.{ext}"]
         else:
             self.paths = [f"{base}.{ext}"]
+        if sealer is not None:  # sealed: the plain bytes never reach the disk
+            self.paths = [p + SUFFIX for p in self.paths]
         channels = 2 if layout == "stereo" else 1
         self._files: list[_Wav | _Sndfile | _Encoded] = []
         try:
             for path in self.paths:
                 tmp = tmp_name(path)
                 self._files.append(
-                    _Wav(tmp, rate, channels) if fmt == "wav"
-                    else _Sndfile(tmp, fmt, rate, channels) if fmt in SNDFILE
-                    else _Encoded(tmp, fmt, rate, channels))
+                    _Wav(tmp, rate, channels, sealer) if fmt == "wav"
+                    else _Sndfile(tmp, fmt, rate, channels, sealer) if fmt in SNDFILE
+                    else _Encoded(tmp, fmt, rate, channels, sealer))
         except BaseException:
             self.abort()
             raise

@@ -14,7 +14,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import numpy.typing as npt
@@ -30,6 +30,7 @@ from writer.direction import Direction, losing_branches
 from writer.flows import assign_channels
 from writer.hops import OTHER_HOP, choose_hops
 from writer.joined import join_media, joined_call
+from writer.keystore import KeyStore, Sealer, store_dir
 from writer.metadata import build_metadata
 from writer.options import WriteOptions
 from writer.output import (
@@ -45,6 +46,7 @@ from writer.pause import PauseMask
 from writer.pci import DtmfMask, event_spans, redact_sip
 from writer.peaks import Peaks
 from writer.render import Plan, place_audio, plan, stream_stats
+from writer.seal import SUFFIX, SealedWriter, load_public
 from writer.summary import call_json, direction_json, dtmf_digits, integrity
 from writer.timefmt import rfc3339
 from writer.timeline import (
@@ -128,8 +130,27 @@ def place(call: Call, media: MediaColumns, lay: Layout, options: WriteOptions,
                 [(a, b or 1 << 62) for a, b in call.pauses])
 
 
+def _sealer(out_dir: str, options: WriteOptions) -> Sealer | None:
+    """A new data key for the call (stored wrapped before any file is sealed), or None."""
+    if not options.encrypt_to:
+        return None
+    return Sealer.new(KeyStore(store_dir(out_dir, options.key_store)),
+                      load_public(options.encrypt_to), options.durable)
+
+
+def search_fields(summary: dict[str, Any]) -> dict[str, Any]:
+    """What the catalog reads from a summary (addresses, names, identities, headers), kept
+    in the index line of a sealed call, whose summary it cannot read."""
+    call = summary["call"]
+    keep = ("caller_signalling", "callee_signalling", "media", "caller_name", "callee_name",
+            "identities", "headers")
+    return {"call": {k: call[k] for k in keep if k in call},
+            "directions": [{"src": x.get("src"), "dst": x.get("dst")}
+                           for x in summary["directions"]]}
+
+
 def _manifest(out_dir: str, files: list[str], call: Call, stem: str,
-              options: WriteOptions) -> bytes:
+              options: WriteOptions, sealer: Sealer | None) -> bytes:
     import socket
 
     recorder = {"name": options.recorder_name or socket.gethostname(), "software": "calltap",
@@ -137,7 +158,9 @@ def _manifest(out_dir: str, files: list[str], call: Call, stem: str,
     ids = {"call_id": call.call_id, "stem": stem, "caller": call.caller_uri,
            "callee": call.callee_uri, "start": rfc3339(call.start_ns)}
     return manifest.sign(manifest.build(out_dir, files, ids, recorder,
-                                        rfc3339(int(time.time() * NS))), options.signing_key)
+                                        rfc3339(int(time.time() * NS)),
+                                        sealer.data_key if sealer else None),
+                         options.signing_key)
 
 
 def write_call(record: CallRecord, spool: Media | list[Media], out_dir: str,
@@ -180,6 +203,12 @@ def write_call(record: CallRecord, spool: Media | list[Media], out_dir: str,
     os.makedirs(target, exist_ok=True)
     if options.retry:
         remove_stale_parts(target, stem)
+    sealer = _sealer(out_dir, options)
+    sfx = SUFFIX if sealer else ""
+
+    def put(path: str, data: bytes) -> None:
+        write_atomic(path + sfx, sealer.seal(data) if sealer else data, options.durable)
+
     audio_files: list[str] = []
     peaks: Peaks | None = None
     window: StereoWindow | None = None
@@ -188,7 +217,7 @@ def write_call(record: CallRecord, spool: Media | list[Media], out_dir: str,
     try:
         if rate:
             out = AudioOut(os.path.join(target, stem), options.audio_format, options.layout,
-                           rate)
+                           rate, sealer)
             peaks = Peaks(rate, out.write)
             sink: Callable[[npt.NDArray[np.int16]], None] = peaks
             if call.pauses:
@@ -209,7 +238,7 @@ def write_call(record: CallRecord, spool: Media | list[Media], out_dir: str,
             window.close()
             if mask is not None:
                 mask.finish()
-            audio_files = [os.path.relpath(p, out_dir)
+            audio_files = [os.path.relpath(p, out_dir).removesuffix(sfx)
                            for p in out.close(options.durable)]
     except BaseException:
         if out is not None:
@@ -301,38 +330,34 @@ def write_call(record: CallRecord, spool: Media | list[Media], out_dir: str,
     xml = build_metadata(summary)
     summary_path = os.path.join(target, stem + ".json")
     # Same stem = same Call-ID and start time: a re-import of a call already indexed.
-    indexed_before = os.path.exists(summary_path)
+    indexed_before = os.path.exists(summary_path + sfx)
     if decision is not None and decision.keep_pcap and len(media):
         summary["evidence_pcap"] = f"{rel}/{stem}.pcap"
-        _evidence(call, media, os.path.join(target, stem + ".pcap"), options.durable)
+        _evidence(call, media, os.path.join(target, stem + ".pcap"), options.durable, sealer)
         xml = build_metadata(summary)
     sip_rel = None
     if call.sip_log:
         sip_rel = f"{rel}/{stem}.sip.pcap"
-        _sip_pcap(call, os.path.join(target, stem + ".sip.pcap"), options.durable)
+        _sip_pcap(call, os.path.join(target, stem + ".sip.pcap"), options.durable, sealer)
     ok = (pl.ch >= 0) & ~pl.rtcp & (pl.rtp.error == 0)  # each direction's well-formed RTP
     mine = (ok & (pl.ch == 0), ok & (pl.ch == 1))
     view = build_view(summary, call, dirs, peaks.finish() if peaks is not None else None,
                       ((media.ts[mine[0]], pl.rtp.seq[mine[0]], pl.rtp.ssrc[mine[0]]),
                        (media.ts[mine[1]], pl.rtp.seq[mine[1]], pl.rtp.ssrc[mine[1]])))
     view_rel = f"{rel}/{stem}.view.json"
-    write_atomic(os.path.join(target, stem + ".view.json"),
-                 (json.dumps(view, separators=(",", ":")) + "\n").encode("utf-8"),
-                 options.durable)
-    write_atomic(os.path.join(target, stem + ".xml"), xml, options.durable)
-    write_atomic(
-        summary_path,
-        # one line, by the C encoder (indent would take the pure-Python one, 5x slower)
-        (json.dumps(summary, ensure_ascii=False) + "\n").encode("utf-8"),
-        options.durable,
-    )
+    put(os.path.join(target, stem + ".view.json"),
+        (json.dumps(view, separators=(",", ":")) + "\n").encode("utf-8"))
+    put(os.path.join(target, stem + ".xml"), xml)
+    # one line, by the C encoder (indent would take the pure-Python one, 5x slower)
+    put(summary_path, (json.dumps(summary, ensure_ascii=False) + "\n").encode("utf-8"))
     manifest_rel = None
     if options.signing_key:
         manifest_rel = f"{rel}/{stem}.manifest.jws"
-        files = [*audio_files, f"{rel}/{stem}.xml", f"{rel}/{stem}.json", view_rel,
-                 *([sip_rel] if sip_rel else []), *([summary["evidence_pcap"]]
-                                                    if "evidence_pcap" in summary else [])]
-        token = _manifest(out_dir, files, call, stem, options)
+        files = [f + sfx for f in [
+            *audio_files, f"{rel}/{stem}.xml", f"{rel}/{stem}.json", view_rel,
+            *([sip_rel] if sip_rel else []),
+            *([summary["evidence_pcap"]] if "evidence_pcap" in summary else [])]]
+        token = _manifest(out_dir, files, call, stem, options, sealer)
         write_atomic(os.path.join(out_dir, manifest_rel), token, options.durable)
     if options.durable:
         sync_path(target)  # the renames above
@@ -371,6 +396,9 @@ def write_call(record: CallRecord, spool: Media | list[Media], out_dir: str,
     }
     if manifest_rel:
         entry["manifest"] = manifest_rel
+    if sealer:  # the files are these names plus the suffix; search needs some fields plain
+        entry["encrypted"] = sealer.describe()
+        entry["search_fields"] = search_fields(summary)
     if not indexed_before:
         append_index(out_dir, entry, options.durable)
     if manifest_rel:  # the log: after the call's files and index line are on disk
@@ -450,15 +478,16 @@ def _sniff(d: Direction, payload: bytes) -> None:
 MAX_SIP_DATAGRAM = 65_000
 
 
-def _sip_pcap(call: Call, path: str, durable: bool) -> None:
+def _sip_pcap(call: Call, path: str, durable: bool, sealer: Sealer | None) -> None:
     """The call's SIP messages as seen (both hops, retransmissions included) as a pcap
     Wireshark opens: each message one UDP datagram between the addresses and ports it was
     seen on (messages that came over TCP, TLS or WebSocket are written as UDP too)."""
     _pcap(path, ((ts, src, sport, dst, dport, raw[:MAX_SIP_DATAGRAM])
-                 for ts, src, sport, dst, dport, raw in call.sip_log), durable)
+                 for ts, src, sport, dst, dport, raw in call.sip_log), durable, sealer)
 
 
-def _evidence(call: Call, media: MediaColumns, path: str, durable: bool) -> None:
+def _evidence(call: Call, media: MediaColumns, path: str, durable: bool,
+              sealer: Sealer | None) -> None:
     """The call's media packets as a pcap (the policy's keep_pcap): addresses, ports and
     payloads as captured, link and IP headers rebuilt; a paused span keeps only RTP headers,
     as the spool does."""
@@ -468,20 +497,28 @@ def _evidence(call: Call, media: MediaColumns, path: str, durable: bool) -> None
             (src, sport), (dst, dport) = call.flows[flow][0], call.flows[flow][1]
             yield ts, src, sport, dst, dport, media.payload(i)
 
-    _pcap(path, packets(), durable)
+    _pcap(path, packets(), durable, sealer)
 
 
 def _pcap(path: str, datagrams: Iterable[tuple[int, bytes, int, bytes, int, bytes]],
-          durable: bool) -> None:
+          durable: bool, sealer: Sealer | None) -> None:
     """UDP datagrams (time, source address and port, destination, payload) as a pcap file,
-    written under a temporary name and renamed."""
+    written under a temporary name and renamed (sealed, with ``sealer``)."""
+    if sealer:
+        path += SUFFIX
     tmp = tmp_name(path)
-    with open(tmp, "wb") as f:
+    f: BinaryIO | SealedWriter = sealer.writer(tmp) if sealer else open(tmp, "wb")  # noqa: SIM115
+    try:
         w = PcapWriter(f, nanosecond=True)
         for ts, src, sport, dst, dport, payload in datagrams:
             if len(src) == 4 and len(dst) == 4:
                 w.write(ts, udp_frame(src, sport, dst, dport, payload, w.count))
             elif len(src) == 16 and len(dst) == 16:
                 w.write(ts, udp6_frame(src, sport, dst, dport, payload))
-        sync_file(f, durable)
+        if isinstance(f, SealedWriter):
+            f.close(durable)
+        else:
+            sync_file(f, durable)
+    finally:
+        f.close()
     os.replace(tmp, path)

@@ -30,13 +30,33 @@ def file_digest(path: str) -> tuple[str, int]:
     return h.hexdigest(), size
 
 
+def plain_digest(path: str, data_key: bytes) -> tuple[str, int]:
+    """(SHA-256 hex, size) of a sealed file's plain bytes."""
+    from writer.seal import SealedReader
+
+    h = hashlib.sha256()
+    with SealedReader(path, data_key) as r:
+        for block in r:
+            h.update(block)
+        return h.hexdigest(), r.size
+
+
 def build(out_dir: str, files: list[str], call: dict[str, Any], recorder: dict[str, str],
-          created: str) -> dict[str, Any]:
-    """The manifest of the call whose files (paths relative to ``out_dir``) are given."""
+          created: str, data_key: bytes | None = None) -> dict[str, Any]:
+    """The manifest of the call whose files (paths relative to ``out_dir``) are given; a
+    sealed file's entry (with ``data_key``) also has its plain bytes' digest and size, which
+    the files `calltap decrypt` restores are checked against."""
+    from writer.seal import SUFFIX
+
     entries = []
     for rel in files:
-        digest, size = file_digest(os.path.join(out_dir, rel))
-        entries.append({"name": os.path.basename(rel), "sha256": digest, "size": size})
+        path = os.path.join(out_dir, rel)
+        digest, size = file_digest(path)
+        entry: dict[str, Any] = {"name": os.path.basename(rel), "sha256": digest,
+                                 "size": size}
+        if data_key is not None and rel.endswith(SUFFIX):
+            entry["plain_sha256"], entry["plain_size"] = plain_digest(path, data_key)
+        entries.append(entry)
     return {"v": MANIFEST_VERSION, "call": call, "recorder": recorder, "created": created,
             "files": entries}
 

@@ -40,6 +40,11 @@ class WriteOptions:
     append-only log. Empty: neither."""
     recorder_name: str = ""
     """The recorder's name in manifests (the host name by default)."""
+    encrypt_to: str = ""
+    """X25519 public key (PEM file): the call's files are sealed (writer.seal) with a data
+    key wrapped for it. Empty: plain files."""
+    key_store: str = ""
+    """The key store's directory (empty: OUT/.calltap/keys)."""
     durable: bool = True
     """fsync every file of a call and its directory before the call counts as written (live
     writers: a job is acknowledged only then). Import writes without it and syncs the
