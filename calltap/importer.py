@@ -36,7 +36,7 @@ from correlate.record import CallRecord
 from correlate.recorder import Recorder, Settings
 from correlate.router import SpoolSink
 from writer import translog
-from writer.columns import EXTRA, CaptureMedia, MediaColumns, spool_columns
+from writer.columns import EXTRA, CaptureMedia, MediaColumns, SealedSpool, spool_columns
 from writer.job import Media, WriteResult, media_columns, write_call
 from writer.mediajoin import MediaJoiner
 from writer.options import WriteOptions
@@ -95,11 +95,12 @@ def _mappable(path: str) -> bool:
         return False
 
 
-def _joined(spool: str | None, after: CaptureMedia) -> CaptureMedia | MediaColumns:
+def _joined(spool: str | None, key: bytes | None, after: CaptureMedia
+            ) -> CaptureMedia | MediaColumns:
     """A call's spooled media (from earlier files) followed by ``after``."""
     if spool is None:
         return after
-    first = spool_columns(spool)
+    first = spool_columns(spool, key)
     more = after.columns()
     data = np.concatenate((np.asarray(first.data), more.data))
     return MediaColumns(np.concatenate((first.ts, more.ts)),
@@ -225,7 +226,8 @@ class Importer:
         os.makedirs(self.out, exist_ok=True)
         # A directory of its own, so two imports into one output directory cannot collide.
         self._spool_dir = tempfile.mkdtemp(prefix=".spool-", dir=self.out)
-        self.spool = SpoolSet(self._spool_dir)
+        # sealed with encryption on: no plain payload rests under the output directory
+        self.spool = SpoolSet(self._spool_dir, sealed=bool(cfg.encrypt_to))
         policy = load_policy(cfg.policy) if cfg.policy else Policy()
         self._sink = SpoolSink(self.spool)
         self._columns: _Columns | None = None
@@ -391,12 +393,13 @@ class Importer:
     def _media(self, serial: int) -> tuple[str | None, Media]:
         """A call's spool file and its media (the spool, or places in the mapped file)."""
         spool = self.spool.close_call(serial)
-        media: Media = spool
+        key = self.spool.release(serial)
+        media: Media = SealedSpool(spool, key) if spool and key else spool
         if self._columns is not None:
             # a call may have begun in an earlier file (its spool) and gone on here
             got = self._columns.take(serial)
             if got is not None:
-                media = _joined(spool, got)
+                media = _joined(spool, key, got)
         return spool, media
 
     def _events(self) -> None:
@@ -474,8 +477,8 @@ class Importer:
             if len(self.errors) < MAX_MESSAGES:
                 self.errors.append(f"call {call.call_id[:60]!r}: not written: {exc}")
         for part in spool if isinstance(spool, list) else [spool]:
-            if isinstance(part, str):
-                os.unlink(part)
+            if isinstance(part, str | SealedSpool):
+                os.unlink(part if isinstance(part, str) else part.path)
         if self._progress is not None:
             self._progress(self)
 

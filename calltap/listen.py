@@ -51,13 +51,13 @@ def _recent(media: MediaColumns, seconds: int) -> MediaColumns:
                         media.length[keep], media.data)
 
 
-def render_so_far(call: Call, spool: str, options: WriteOptions
+def render_so_far(call: Call, spool: str, options: WriteOptions, key: bytes | None = None
                   ) -> tuple[int, int, npt.NDArray[np.int16]]:
     """(rate, capture time of the first frame, stereo frames) of the call's recent media,
     as the writer would place them; (0, 0, empty) before any decodable media."""
     if not os.path.exists(spool):  # no media spooled yet (the call is being set up)
         return 0, 0, np.zeros((0, 2), np.int16)
-    media = _recent(spool_columns(spool), WINDOW_S)
+    media = _recent(spool_columns(spool, key), WINDOW_S)
     lay = lay_out(call, media, options)
     rate = lay.plan.rate
     if not rate:

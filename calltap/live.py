@@ -213,7 +213,10 @@ class LiveCapture:
                  prefix: str = "calltap", background: bool = True) -> None:
         os.makedirs(spool_dir, exist_ok=True)
         self.cfg = cfg
-        self.spool = SpoolSet(spool_dir)
+        self.spool = SpoolSet(spool_dir, sealed=bool(cfg.encrypt_to))
+        # sealed spools' keys from a call's end until its job is sent (a call held for a
+        # join by media waits here too): bounded as the calls and the joiner are
+        self._spool_keys: dict[str, bytes] = {}
         self.recorder = Recorder(settings_from(cfg),
                                  load_policy(cfg.policy) if cfg.policy else Policy(),
                                  SpoolSink(self.spool), source_name)
@@ -287,17 +290,22 @@ class LiveCapture:
             pipe = r.pipeline(transaction=False)
             for t in tags:
                 pipe.get(self.keys.call(t.decode()))
-            records = pipe.execute()
+            for t in tags:
+                pipe.get(self.keys.spool_key(t.decode()))
+            got = pipe.execute()
         except link._errors:  # noqa: SLF001 - Redis down at start: nothing to restore
             return 0
+        records, spool_keys = got[:len(tags)], got[len(tags):]
         n = 0
-        for raw in records:
+        for raw, spool_key in zip(records, spool_keys, strict=True):
             if raw is None:
                 continue
             try:
                 call = call_from_json(raw)
             except RecordError:
                 continue
+            if spool_key:  # its spool goes on sealed with the key it began with
+                self.spool.adopt(call.serial, bytes.fromhex(spool_key.decode()))
             self.recorder.restore(call)
             n += 1
         return n
@@ -318,6 +326,9 @@ class LiveCapture:
         self._saved[call.key] = self._signature(call)
         tag = Keys.tag(call.key)
         self.link.do("set", self.keys.call(tag), call_to_json(call), ex=CALL_TTL_S)
+        spool_key = self.spool.key(call.serial)
+        if spool_key is not None:
+            self.link.do("set", self.keys.spool_key(tag), spool_key.hex(), ex=CALL_TTL_S)
         self.link.do("sadd", self.keys.live, tag)
         # for dashboards: the call as a live list shows it
         self.link.do("xadd", self.keys.events, {"type": "call", "tag": tag,
@@ -336,25 +347,40 @@ class LiveCapture:
 
     def _ended(self, ev: CallEnded) -> None:
         call = ev.call
-        spool = self.spool.close_call(call.serial)
+        spool = self._close_spool(call)
         record = ev.record
         if record is None:
             self._forget(call)
+            if spool:
+                self._spool_keys.pop(spool, None)
             return
-        spools = [spool, *(self.spool.close_call(leg.serial) for leg in record.legs)]
+        spools = [spool, *(self._close_spool(leg) for leg in record.legs)]
         if self._joiner is not None and not record.legs and not record.related:
             # legs linked by nothing but their audio (join_by_media): the call waits
-            for rec, parts in self._joiner.ended(record, spool, spool_columns(spool),
+            columns = spool_columns(spool, self._spool_keys.get(spool or ""))
+            for rec, parts in self._joiner.ended(record, spool, columns,
                                                  self.recorder.clock):
                 self._send(rec, parts)
             return
         self._send(record, spools)
 
+    def _close_spool(self, call: Call) -> str | None:
+        path = self.spool.close_call(call.serial)
+        key = self.spool.release(call.serial)
+        if path and key:
+            self._spool_keys[path] = key
+        return path
+
     def _send(self, record: CallRecord, spools: list[str | None]) -> None:
         """A job for ``record`` (every leg's spool with it); the calls leave the live set."""
+        keys = [self._spool_keys.pop(p, b"").hex() if p else "" for p in spools]
         job = {"record": record_to_json(record), "spool": spools[0] or ""}
+        if any(keys):  # sealed spools: their keys travel with the job, never on disk
+            job["spool_key"] = keys[0]
         if record.legs:  # a B2BUA's legs in one recording: each leg's spool
             job["leg_spools"] = json.dumps([p or "" for p in spools[1:]])
+            if any(keys):
+                job["leg_spool_keys"] = json.dumps(keys[1:])
         self.link.do("xadd", self.keys.jobs, job, maxlen=JOBS_MAXLEN, approximate=True)
         self.jobs_sent += 1
         for c in (record.call, *record.legs):
@@ -362,7 +388,7 @@ class LiveCapture:
 
     def _forget(self, call: Call) -> None:
         tag = Keys.tag(call.key)
-        self.link.do("delete", self.keys.call(tag))
+        self.link.do("delete", self.keys.call(tag), self.keys.spool_key(tag))
         self.link.do("srem", self.keys.live, tag)
         self.link.do("xadd", self.keys.events, {"type": "call-ended", "tag": tag},
                      maxlen=EVENTS_MAXLEN, approximate=True)

@@ -13,7 +13,8 @@ from typing import Any
 
 from calltap.catalog import Scope, in_scope
 from calltap.live import live_fields
-from capture.spool import REC
+from capture.errors import CaptureError
+from capture.spool import REC, open_frames
 from correlate.call import Call
 from correlate.keys import Keys
 from correlate.record import RecordError, call_from_json
@@ -41,8 +42,10 @@ class _Stream:
 class SpoolCounter:
     """Packets and losses per flow of one call, from its spool, read incrementally."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, key: bytes | None = None) -> None:
         self.path = path
+        self.key = key
+        """A sealed spool's key (its frames are opened as they land)."""
         self.offset = 0
         self.streams: dict[tuple[int, int], _Stream] = {}
         self.flow_packets: dict[int, int] = {}
@@ -54,6 +57,12 @@ class SpoolCounter:
                 data = f.read(MAX_READ)
         except OSError:
             return  # not spooled yet, or written and gone
+        used = 0
+        if self.key is not None:
+            try:
+                data, used = open_frames(data, self.key, self.path)
+            except CaptureError:
+                return
         pos, head = 0, REC.size
         while pos + head <= len(data):
             _ts, flow, n = REC.unpack_from(data, pos)
@@ -71,7 +80,7 @@ class SpoolCounter:
                     st.top = max(st.top, ext)
                     st.packets += 1
             pos += head + n
-        self.offset += pos
+        self.offset += used if self.key is not None else pos
 
     def per_direction(self, channels: list[int]) -> tuple[list[int], list[int]]:
         """(packets, lost) of the caller's and the callee's direction."""
@@ -105,6 +114,14 @@ class LiveBoard:
     def spool_path(self, serial: int) -> str:
         return os.path.join(self.spool_dir, f"{serial}.spool")
 
+    def spool_key(self, tag: str) -> bytes | None:
+        """A call's sealed spool key, from the capture process (None: a plain spool)."""
+        raw = self.redis.get(self.keys.spool_key(tag))
+        try:
+            return bytes.fromhex(raw.decode()) if raw else None
+        except ValueError:
+            return None
+
     def calls(self) -> dict[str, Call]:
         """Every call in progress, by tag."""
         tags = sorted(t.decode() for t in self.redis.smembers(self.keys.live))[:MAX_LIVE]
@@ -129,7 +146,8 @@ class LiveBoard:
         with self._lock:
             counter = self._counters.get(tag)
             if counter is None:
-                counter = self._counters[tag] = SpoolCounter(self.spool_path(call.serial))
+                counter = self._counters[tag] = SpoolCounter(self.spool_path(call.serial),
+                                                             self.spool_key(tag))
             counter.update()
             packets, lost = counter.per_direction(assign_channels(call.flows))
         return {"tag": tag, **fields, "packets": packets, "lost": lost}

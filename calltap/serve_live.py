@@ -145,8 +145,9 @@ def add_live_routes(app: FastAPI, dash: Dashboard, board: LiveBoard | None,
                     c = c or last_call
                     last_call = c
                     try:
+                        key = await anyio.to_thread.run_sync(b.spool_key, tag)
                         rate, start, pcm = await anyio.to_thread.run_sync(
-                            render_so_far, c, b.spool_path(c.serial), options)
+                            render_so_far, c, b.spool_path(c.serial), options, key)
                     except Exception:  # noqa: BLE001 - the spool went to the writer (or
                         if final:      # is being replaced): at the end, the end; else retry
                             return

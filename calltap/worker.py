@@ -25,7 +25,8 @@ from calltap.log import disk_low, log
 from correlate.keys import DONE_TTL_S, EVENTS_MAXLEN, INDEX_MAX, WRITERS_GROUP, Keys
 from correlate.record import RecordError, record_from_json
 from writer import translog
-from writer.job import write_call
+from writer.columns import SealedSpool
+from writer.job import Media, write_call
 from writer.options import WriteOptions
 from writer.timefmt import rfc3339
 
@@ -116,7 +117,13 @@ class Worker:
                     self._park(job_id, fields, f"spool file missing: {path}")
                     return
             options = replace(self.options, retry=True) if attempts > 1 else self.options
-            entry, _drops = write_call(record, [spool, *legs] if legs else spool, self.out,
+            # sealed spools: the job carries each one's key (hex; empty for a plain spool)
+            keys = [fields.get(b"spool_key", b"").decode(),
+                    *json.loads(fields.get(b"leg_spool_keys") or b"[]")]
+            media: list[Media] = [SealedSpool(p, bytes.fromhex(k)) if p and k else p
+                                  for p, k in zip((spool, *legs), keys + [""] * len(legs),
+                                                  strict=False)]
+            entry, _drops = write_call(record, media if legs else media[0], self.out,
                                        options)
         except (RecordError, KeyError, ValueError) as exc:
             self._park(job_id, fields, f"unreadable job: {exc}")

@@ -4,17 +4,27 @@ Record layout: capture time (int64 ns), flow index (uint16, into the call's flow
 payload length (uint16), then the UDP payload. Keeping packets on disk
 rather than in memory keeps memory bounded by the number of concurrent calls, not by
 how long they last.
+
+A sealed spool (encryption at rest) holds the same records in frames, one per flush: frame
+length (uint32), a random 12-byte nonce, the records sealed with ChaCha20-Poly1305 under
+the call's own spool key, which lives in memory and in the job, never beside the file.
+Random nonces, not a counter, because a restarted capture process takes up a call's spool
+with the same key and no count of what was written before.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import struct
 from collections.abc import Iterator
 
 from capture.errors import CaptureError
 
 REC = struct.Struct("<qHH")
+FRAME = struct.Struct("<I")
+NONCE = 12
+KEY_BYTES = 32
 
 # Bytes buffered per call before they are appended to its file: a few seconds of G.711.
 FLUSH_BYTES = 32 * 1024
@@ -28,11 +38,31 @@ SpoolRecord = tuple[int, int, bytes]
 class SpoolSet:
     """Buffers and appends media records for every open call (keyed by its serial)."""
 
-    def __init__(self, directory: str) -> None:
+    def __init__(self, directory: str, sealed: bool = False) -> None:
         self.directory = directory
         os.makedirs(directory, exist_ok=True)
         self._bufs: dict[int, bytearray] = {}
         self._buffered = 0
+        self.sealed = sealed
+        self._keys: dict[int, bytes] = {}
+        """Each open call's spool key (sealed spools); one per concurrent call."""
+
+    def key(self, serial: int) -> bytes | None:
+        """The call's spool key (made on first use), or None when spools are plain."""
+        if not self.sealed:
+            return None
+        k = self._keys.get(serial)
+        if k is None:
+            k = self._keys[serial] = secrets.token_bytes(KEY_BYTES)
+        return k
+
+    def adopt(self, serial: int, key: bytes) -> None:
+        """A call taken up after a restart goes on with the key its spool was begun with."""
+        self._keys[serial] = key
+
+    def release(self, serial: int) -> bytes | None:
+        """Forget the call's key (its job carries it on): the key it had, if any."""
+        return self._keys.pop(serial, None)
 
     def path(self, key: int) -> str:
         return os.path.join(self.directory, f"{key}.spool")
@@ -54,8 +84,9 @@ class SpoolSet:
         buf = self._bufs.pop(key, None)
         if not buf:
             return
+        k = self.key(key)
         with open(self.path(key), "ab") as f:
-            f.write(buf)
+            f.write(seal_frame(k, buf) if k else buf)
         self._buffered -= len(buf)
 
     def flush_all(self) -> None:
@@ -69,6 +100,38 @@ class SpoolSet:
         self._flush(key)
         path = self.path(key)
         return path if os.path.exists(path) else None
+
+
+def seal_frame(key: bytes, plain: bytes | bytearray) -> bytes:
+    from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+
+    nonce = secrets.token_bytes(NONCE)
+    sealed = ChaCha20Poly1305(key).encrypt(nonce, bytes(plain), None)
+    return FRAME.pack(len(sealed)) + nonce + sealed
+
+
+def open_frames(data: bytes | memoryview, key: bytes, path: str) -> tuple[bytes, int]:
+    """A sealed spool's plain records and the bytes of it read (a frame not all on disk
+    yet, or torn by a crash, is left for later or out)."""
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+
+    aead = ChaCha20Poly1305(key)
+    out = []
+    pos, size = 0, len(data)
+    while pos + FRAME.size + NONCE <= size:
+        (n,) = FRAME.unpack_from(data, pos)
+        start = pos + FRAME.size + NONCE
+        if start + n > size:
+            break
+        try:
+            out.append(aead.decrypt(bytes(data[pos + FRAME.size:start]),
+                                    bytes(data[start:start + n]), None))
+        except InvalidTag:
+            raise CaptureError(f"{path}: spool frame at byte {pos} does not open "
+                               "(altered, or another key)") from None
+        pos = start + n
+    return b"".join(out), pos
 
 
 def read_spool(path: str) -> Iterator[SpoolRecord]:

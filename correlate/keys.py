@@ -51,6 +51,12 @@ class Keys:
         """String: the call record (JSON) of a call in progress."""
         return f"{self.prefix}:call:{{{tag}}}"
 
+    def spool_key(self, tag: str) -> str:
+        """String (hex), CALL_TTL_S: the key of a call's sealed spool while it is recorded,
+        for a restarted capture process and the dashboard's live listening; the job carries
+        it on to the writer."""
+        return f"{self.prefix}:spoolkey:{{{tag}}}"
+
     def done(self, tag: str) -> str:
         """String with DONE_TTL_S: this call was written (a job sent twice across a Redis
         outage is written once)."""

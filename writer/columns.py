@@ -10,6 +10,7 @@ import mmap
 import os
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -158,9 +159,17 @@ EMPTY_COLUMNS = MediaColumns(np.zeros(0, np.int64), np.zeros(0, np.int64),
                              np.zeros(0, np.uint8))
 
 
-def spool_columns(path: str | None) -> MediaColumns:
-    """A spool file's records as columns over the memory-mapped file; a torn last record (a
-    crash mid-write) is left out."""
+class SealedSpool(NamedTuple):
+    """A sealed spool file and the key that opens it (capture.spool)."""
+
+    path: str
+    key: bytes
+
+
+def spool_columns(path: str | None, key: bytes | None = None) -> MediaColumns:
+    """A spool file's records as columns over the memory-mapped file (a sealed one's,
+    with ``key``, over its records opened in memory); a torn last record (a crash
+    mid-write) is left out."""
     if path is None:
         return EMPTY_COLUMNS
     try:
@@ -170,6 +179,18 @@ def spool_columns(path: str | None) -> MediaColumns:
         data: U8 = np.memmap(path, dtype=np.uint8, mode="r")
     except OSError as exc:
         raise SpoolError(f"{path}: cannot read spool: {exc.strerror or exc}") from None
+    if key is not None:
+        from capture.errors import CaptureError
+        from capture.spool import open_frames
+
+        try:
+            plain, _used = open_frames(data.data, key, path)
+        except CaptureError as exc:
+            raise SpoolError(str(exc)) from None
+        data = np.frombuffer(plain, np.uint8)
+        size = len(plain)
+        if not size:
+            return EMPTY_COLUMNS
     ts: list[int] = []
     flow: list[int] = []
     off: list[int] = []

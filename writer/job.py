@@ -25,7 +25,7 @@ from correlate.record import CallRecord
 from writer import manifest, translog
 from writer.audio_out import AudioOut
 from writer.codecs import EMPTY
-from writer.columns import CaptureMedia, MediaColumns, spool_columns
+from writer.columns import CaptureMedia, MediaColumns, SealedSpool, spool_columns
 from writer.direction import Direction, losing_branches
 from writer.flows import assign_channels
 from writer.hops import OTHER_HOP, choose_hops
@@ -76,7 +76,7 @@ def _cap(ts_ns: int, origin: int, clock: int) -> int:
 
 
 WriteResult = tuple[dict[str, Any], dict[str, int]]
-Media = str | MediaColumns | CaptureMedia | None
+Media = str | SealedSpool | MediaColumns | CaptureMedia | None
 """A call's media: a spool file, columns, places in a capture file, or none."""
 """(index entry, media packets of the call not used, by reason)."""
 
@@ -464,6 +464,8 @@ def leg_json(leg: Call) -> dict[str, Any]:
 
 def media_columns(spool: Media) -> MediaColumns:
     """A call's media as columns, wherever it is."""
+    if isinstance(spool, SealedSpool):
+        return spool_columns(spool.path, spool.key)
     return (spool if isinstance(spool, MediaColumns) else spool.columns()
             if isinstance(spool, CaptureMedia) else spool_columns(spool))
 

@@ -19,7 +19,6 @@ import base64
 import hashlib
 import os
 import secrets
-import struct
 from collections.abc import Iterator
 from typing import Any
 
@@ -350,37 +349,3 @@ def open_bytes(path: str, data_key: bytes) -> bytes:
     """A small sealed file's plain bytes."""
     with SealedReader(path, data_key) as r:
         return b"".join(r)
-
-
-# -- spools: appended in frames ----------------------------------------------------------
-# A spool is appended to in bursts by a capture process that may restart and take up the
-# call again: each burst is one frame with a random nonce (no counter to carry over), and a
-# frame cut short by a crash is left out, as a torn record is.
-FRAME = struct.Struct("<I")
-NONCE = 12
-
-
-def seal_frame(data_key: bytes, plain: bytes | bytearray) -> bytes:
-    nonce = secrets.token_bytes(NONCE)
-    sealed = ChaCha20Poly1305(data_key).encrypt(nonce, bytes(plain), None)
-    return FRAME.pack(len(sealed)) + nonce + sealed
-
-
-def open_frames(data: bytes | memoryview, data_key: bytes, path: str) -> bytes:
-    """A sealed spool's plain records (a torn last frame left out)."""
-    aead = ChaCha20Poly1305(data_key)
-    out = []
-    pos, size = 0, len(data)
-    while pos + FRAME.size + NONCE <= size:
-        (n,) = FRAME.unpack_from(data, pos)
-        start = pos + FRAME.size + NONCE
-        if start + n > size:
-            break
-        try:
-            out.append(aead.decrypt(bytes(data[pos + FRAME.size:start]),
-                                    bytes(data[start:start + n]), None))
-        except InvalidTag:
-            raise SealError(f"{path}: spool frame at byte {pos} does not open "
-                            "(altered or another key)") from None
-        pos = start + n
-    return b"".join(out)
