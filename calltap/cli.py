@@ -717,7 +717,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from calltap.importer import options_from
 
     return serve(args.out, args.listen, args.access, args.secure_cookies, args.trusted_proxy,
-                 args.redis, args.prefix, args.spool, oidc, options_from(cfg))
+                 args.redis, args.prefix, args.spool, oidc, options_from(cfg), cfg.decrypt_key)
 
 
 def cmd_users(args: argparse.Namespace) -> int:

@@ -66,7 +66,9 @@ from calltap.pages import (
 )
 from calltap.serve_access import add_access_routes
 from calltap.serve_live import add_live_routes
+from calltap.unseal import Unsealer, memfile, transcode
 from writer.options import WriteOptions
+from writer.seal import SUFFIX
 from writer.timefmt import rfc3339
 
 STATIC = os.path.join(os.path.dirname(__file__), "static")
@@ -85,6 +87,8 @@ MEDIA_TYPES = {".wav": "audio/wav", ".mp3": "audio/mpeg", ".opus": "audio/ogg",
 # Transcoded copies kept for the player (it seeks with Range requests, so each is a file);
 # the oldest go beyond this many.
 TRANSCODE_CACHE = 32
+# An FFmpeg transcoding of one recording that takes longer has hung.
+TRANSCODE_TIMEOUT_S = 600
 # Worst calls listed on the overview page.
 WORST_CALLS = 20
 # Bars of the calls-per-period chart at most (a year of days).
@@ -119,10 +123,11 @@ class Dashboard:
     """The application's state: the output directory, its catalog and its access file."""
 
     def __init__(self, out_dir: str, accounts: Accounts | None = None,
-                 loopback: bool = True) -> None:
+                 loopback: bool = True, decrypt_key: str = "", key_store: str = "") -> None:
         self.out = os.path.realpath(out_dir)
         if not os.path.isdir(self.out):
             raise FileNotFoundError(f"{out_dir}: no such output directory")
+        self.unsealer = Unsealer(self.out, decrypt_key, key_store)
         self.catalog: Store = SqliteCatalog.beside(self.out)
         self._lock = threading.Lock()
         self.cache_dir = os.path.join(self.out, ".calltap", "transcoded")
@@ -155,27 +160,37 @@ class Dashboard:
         addr = request.client.host if request.client else "-"
         self.accounts.audit(when, who.name if who else "-", action, target, addr, outcome)
 
-    def audio(self, request: Request, call_id: str, fmt: str, who: Principal) -> FileResponse:
+    def audio(self, request: Request, call_id: str, fmt: str, who: Principal) -> Response:
         """The recording for a browser, as stored or transcoded to ``fmt``."""
         e = self.entry(call_id, who)
         src = self.file_of(e, "audio")
-        have = os.path.splitext(src)[1].lstrip(".")
+        have = os.path.splitext(src.removesuffix(SUFFIX))[1].lstrip(".")
         fmt = fmt or have
         if fmt not in BROWSER_FORMATS:
             raise HTTPException(400, f"format: one of {', '.join(BROWSER_FORMATS)}")
         if not _continued(request):
             self.audit(request, who, "play", call_id)
+        if e.get("encrypted"):  # opened in memory, never cached on disk
+            split = len(e.get("audio_files") or []) > 1
+            if fmt == have and not split:
+                return self.unsealer.respond(request, e, src, BROWSER_FORMATS[fmt])
+            srcs = [src, self.file_of(e, "audio2")] if split else [src]
+            ext, codec, merge = _transcoding(fmt, len(srcs))
+            data = transcode([self.unsealer.read(e, p) for p in srcs], codec, merge, ext,
+                             TRANSCODE_TIMEOUT_S)
+            return Response(data, media_type=BROWSER_FORMATS[fmt])
         if len(e.get("audio_files") or []) > 1:  # split layout: both parties, one file
             return FileResponse(self.transcoded([src, self.file_of(e, "audio2")], call_id,
                                                 fmt), media_type=BROWSER_FORMATS[fmt])
         path = src if fmt == have else self.transcoded([src], call_id, fmt)
         return FileResponse(path, media_type=BROWSER_FORMATS[fmt])
 
-    def path(self, rel: str | None, what: str) -> str:
-        """A file of the output directory by its catalog path, never outside it."""
+    def path(self, rel: str | None, what: str, sealed: bool = False) -> str:
+        """A file of the output directory by its catalog path (a sealed call's: the path
+        plus the suffix), never outside it."""
         if not rel:
             raise HTTPException(404, f"this call has no {what}")
-        p = os.path.realpath(os.path.join(self.out, rel))
+        p = os.path.realpath(os.path.join(self.out, rel + (SUFFIX if sealed else "")))
         if not p.startswith(self.out + os.sep) or not os.path.isfile(p):
             raise HTTPException(404, f"{what} not on disk")
         return p
@@ -183,35 +198,60 @@ class Dashboard:
     def file_of(self, e: dict[str, Any], kind: str) -> str:
         summary_rel = e["summary"]
         stem = summary_rel[:-len(".json")]
+        sealed = bool(e.get("encrypted"))
         audio = e.get("audio_files") or []
         rel = {"audio": audio[0] if audio else None,
                "audio2": audio[1] if len(audio) > 1 else None,
                "metadata": e.get("metadata"), "summary": summary_rel,
                "sip_pcap": e.get("sip_pcap"),
                "evidence_pcap": stem + ".pcap" if os.path.exists(
-                   os.path.join(self.out, stem + ".pcap")) else None,
+                   os.path.join(self.out, stem + ".pcap" + (SUFFIX if sealed else "")))
+               else None,
                "view": e.get("view")}[kind]
-        return self.path(rel, kind.replace("_", " "))
+        return self.path(rel, kind.replace("_", " "), sealed)
+
+    def read_json(self, e: dict[str, Any], kind: str) -> Any:
+        """A JSON file of the call (view, summary), opened if sealed."""
+        path = self.file_of(e, kind)
+        if e.get("encrypted"):
+            return json.loads(self.unsealer.read(e, path))
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+
+    def summary(self, e: dict[str, Any]) -> dict[str, Any] | None:
+        if not e.get("encrypted"):
+            return read_summary(self.out, e)
+        try:
+            data: dict[str, Any] = self.read_json(e, "summary")
+            return data
+        except HTTPException:
+            return None
+
+    def send_file(self, request: Request, e: dict[str, Any], kind: str) -> Response:
+        """A file of the call as a download (Range requests answered)."""
+        p = self.file_of(e, kind)
+        plain = p.removesuffix(SUFFIX) if e.get("encrypted") else p
+        ext = ".pcap" if plain.endswith(".pcap") else os.path.splitext(plain)[1]
+        media_type = MEDIA_TYPES.get(ext, "application/octet-stream")
+        if e.get("encrypted"):
+            return self.unsealer.respond(request, e, p, media_type, os.path.basename(plain))
+        return FileResponse(p, media_type=media_type, filename=os.path.basename(p))
 
     def transcoded(self, sources: list[str], key: str, fmt: str) -> str:
         """``sources`` as one ``fmt`` file (FFmpeg), cached under the output directory;
         two sources (a split layout's caller and callee files) become its two channels."""
         os.makedirs(self.cache_dir, exist_ok=True)
-        ext = {"opus": "ogg"}.get(fmt, fmt)
+        ext, codec, merge = _transcoding(fmt, len(sources))
         dst = os.path.join(self.cache_dir, f"{key}.{ext}")
         if os.path.exists(dst) and all(os.path.getmtime(dst) >= os.path.getmtime(src)
                                        for src in sources):
             return dst
-        codec = {"mp3": ["-c:a", "libmp3lame", "-q:a", "4"],
-                 "opus": ["-c:a", "libopus", "-b:a", "32k"],
-                 "wav": ["-c:a", "pcm_s16le"], "flac": ["-c:a", "flac"]}[fmt]
         fd, tmp = tempfile.mkstemp(suffix="." + ext, dir=self.cache_dir)
         os.close(fd)
         inputs = [x for src in sources for x in ("-i", src)]
-        merge = (["-filter_complex", "[0:a][1:a]amerge=inputs=2[a]", "-map", "[a]", "-ac", "2"]
-                 if len(sources) == 2 else [])
         r = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", *inputs, *merge, *codec,
-                            tmp], capture_output=True, check=False, timeout=600)
+                            tmp], capture_output=True, check=False,
+                           timeout=TRANSCODE_TIMEOUT_S)
         if r.returncode:
             os.unlink(tmp)
             raise HTTPException(500, "transcoding failed: "
@@ -222,6 +262,17 @@ class Dashboard:
         for _t, f in kept[:-TRANSCODE_CACHE]:
             os.unlink(os.path.join(self.cache_dir, f))
         return dst
+
+
+def _transcoding(fmt: str, sources: int) -> tuple[str, list[str], list[str]]:
+    """(file extension, FFmpeg codec options, channel merge options) for ``fmt``."""
+    ext = {"opus": "ogg"}.get(fmt, fmt)
+    codec = {"mp3": ["-c:a", "libmp3lame", "-q:a", "4"],
+             "opus": ["-c:a", "libopus", "-b:a", "32k"],
+             "wav": ["-c:a", "pcm_s16le"], "flac": ["-c:a", "flac"]}[fmt]
+    merge = (["-filter_complex", "[0:a][1:a]amerge=inputs=2[a]", "-map", "[a]", "-ac", "2"]
+             if sources == 2 else [])
+    return ext, codec, merge
 
 
 def _query(q: str, party: str, party_mode: str, start_from: str | None,
@@ -281,11 +332,12 @@ CSV_FIELDS = ("id", "call_id", "start", "answer", "end", "duration", "caller", "
 def create_app(out_dir: str, accounts: Accounts | None = None, loopback: bool = True,
                secure_cookies: bool = False, redis_url: str = "", prefix: str = "calltap",
                spool_dir: str = "", oidc: Oidc | None = None,
-               options: WriteOptions | None = None) -> FastAPI:
+               options: WriteOptions | None = None, decrypt_key: str = "") -> FastAPI:
     """The dashboard over ``out_dir`` (its catalog is created if missing). With users in
     the access file every route but the login and share links needs a session or token;
     without, the server answers on loopback only and everyone is an administrator."""
-    dash = Dashboard(out_dir, accounts, loopback)
+    dash = Dashboard(out_dir, accounts, loopback, decrypt_key,
+                     options.key_store if options else "")
     board = LiveBoard(redis_url, prefix, spool_dir or os.path.join(dash.out, ".calltap",
                                                                    "spool")) \
         if redis_url else None
@@ -376,18 +428,17 @@ def create_app(out_dir: str, accounts: Accounts | None = None, loopback: bool = 
         """The call's index entry and its summary (every figure the writer computed)."""
         e = dash.entry(call_id, who)
         dash.audit(request, who, "view", call_id)
-        return {"id": call_id, "entry": e, "summary": read_summary(dash.out, e)}
+        return {"id": call_id, "entry": e, "summary": dash.summary(e)}
 
     @app.get("/api/calls/{call_id}/view", summary="The call's page data", tags=["calls"])
     def api_view(call_id: str, who: Reader) -> Response:
         """Waveform peaks, per-bucket marks, quality per second, SIP ladder (the messages'
         text with the evidence right), streams."""
         e = dash.entry(call_id, who)
-        path = dash.file_of(e, "view")
-        if who.can("evidence"):
-            return FileResponse(path, media_type="application/json")
-        with open(path, encoding="utf-8") as f:
-            return JSONResponse(view_for(json.load(f), who))
+        if who.can("evidence") and not e.get("encrypted"):
+            return FileResponse(dash.file_of(e, "view"), media_type="application/json")
+        view = dash.read_json(e, "view")
+        return JSONResponse(view if who.can("evidence") else view_for(view, who))
 
     @app.get("/api/calls/{call_id}/sip", summary="The call's SIP messages", tags=["calls"])
     def api_sip(request: Request, call_id: str, who: Investigator) -> list[dict[str, Any]]:
@@ -395,14 +446,13 @@ def create_app(out_dir: str, accounts: Accounts | None = None, loopback: bool = 
         recording's start), source, destination, first line and full text."""
         e = dash.entry(call_id, who)
         dash.audit(request, who, "read-sip", call_id)
-        with open(dash.file_of(e, "view"), encoding="utf-8") as f:
-            view = json.load(f)
+        view = dash.read_json(e, "view")
         start = int(view.get("start_ns") or 0)
         return [{**m, "time": rfc3339(start + int(m["t"] * 1e9))} for m in view["sip"]]
 
     @app.get("/api/calls/{call_id}/files/{kind}", summary="A file of the call",
              tags=["files"], response_class=FileResponse)
-    def api_file(request: Request, call_id: str, kind: str, who: Reader) -> FileResponse:
+    def api_file(request: Request, call_id: str, kind: str, who: Reader) -> Response:
         """``audio`` (``audio2``: the second file of a split layout), ``metadata`` (RFC 7865
         XML), ``summary``, ``sip_pcap``, ``evidence_pcap``, ``view``. Range requests are
         answered (206), so players can seek."""
@@ -414,18 +464,16 @@ def create_app(out_dir: str, accounts: Accounts | None = None, loopback: bool = 
             raise HTTPException(403, f"your role does not allow this (needs "
                                      f"{FILE_RIGHTS[kind]})")
         e = dash.entry(call_id, who)
-        p = dash.file_of(e, kind)
+        dash.file_of(e, kind)  # a 404 before the audit line, as before
         if not _continued(request):  # a player's later range reads are the same play
             dash.audit(request, who, "play" if kind.startswith("audio") else "download",
                        f"{call_id} {kind}")
-        ext = ".pcap" if p.endswith(".pcap") else os.path.splitext(p)[1]
-        return FileResponse(p, media_type=MEDIA_TYPES.get(ext, "application/octet-stream"),
-                            filename=os.path.basename(p))
+        return dash.send_file(request, e, kind)
 
     @app.get("/api/calls/{call_id}/audio", summary="The recording, for a browser",
              tags=["files"], response_class=FileResponse)
     def api_audio(request: Request, call_id: str, who: Listener,
-                  format: str = "") -> FileResponse:  # noqa: A002
+                  format: str = "") -> Response:  # noqa: A002
         """The recording as stored, or transcoded to ``format`` (wav, mp3, opus, flac) when
         asked; a split layout's two files as one two-channel file (caller left)."""
         return dash.audio(request, call_id, format, who)
@@ -441,10 +489,18 @@ def create_app(out_dir: str, accounts: Accounts | None = None, loopback: bool = 
                 files.append(dash.file_of(e, kind))
             except HTTPException:
                 continue
-        spool = tempfile.SpooledTemporaryFile(max_size=32 << 20)  # noqa: SIM115
+        spool: Any
+        if e.get("encrypted"):  # the plain files, zipped in memory (never on disk)
+            spool = os.fdopen(memfile("zip"), "w+b")
+        else:
+            spool = tempfile.SpooledTemporaryFile(max_size=32 << 20)  # noqa: SIM115
         with zipfile.ZipFile(spool, "w", zipfile.ZIP_DEFLATED) as z:
             for p in files:
-                z.write(p, os.path.basename(p))
+                if e.get("encrypted"):
+                    z.writestr(os.path.basename(p.removesuffix(SUFFIX)),
+                               dash.unsealer.read(e, p))
+                else:
+                    z.write(p, os.path.basename(p))
         spool.seek(0)
 
         def chunks() -> Iterator[bytes]:
@@ -554,7 +610,7 @@ def is_loopback(host: str) -> bool:
 def serve(out_dir: str, listen: str, access: str = "", secure_cookies: bool = False,
           trusted_proxy: str = "", redis_url: str = "", prefix: str = "calltap",
           spool_dir: str = "", oidc: Oidc | None = None,
-          options: WriteOptions | None = None) -> int:
+          options: WriteOptions | None = None, decrypt_key: str = "") -> int:
     """Run the dashboard on ``listen`` (host:port) until interrupted."""
     import uvicorn
 
@@ -587,7 +643,7 @@ def serve(out_dir: str, listen: str, access: str = "", secure_cookies: bool = Fa
         print("calltap: note: ffmpeg not found; recordings in formats browsers do not play "
               "cannot be transcoded", flush=True)
     app = create_app(out_dir, accounts, loopback, secure_cookies, redis_url, prefix, spool_dir,
-                     oidc, options)
+                     oidc, options, decrypt_key)
     # behind a TLS proxy: the client's address from its X-Forwarded-For, if it is trusted
     uvicorn.run(app, host=host.strip("[]"), port=int(port), log_level="warning",
                 proxy_headers=bool(trusted_proxy), forwarded_allow_ips=trusted_proxy or None)

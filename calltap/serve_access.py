@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import (
-    FileResponse,
     HTMLResponse,
     JSONResponse,
     RedirectResponse,
@@ -239,12 +238,11 @@ def add_access_routes(app: FastAPI, dash: Dashboard, oidc: Oidc | None,
     @app.get("/s/{token}/view", include_in_schema=False)
     def share_view(request: Request, token: str) -> JSONResponse:
         who = shared(request, token, "audio")
-        with open(dash.file_of(dash.entry(who.share_call, who), "view"),
-                  encoding="utf-8") as f:
-            return JSONResponse(view_for(json.load(f), who))
+        return JSONResponse(view_for(dash.read_json(dash.entry(who.share_call, who), "view"),
+                                     who))
 
     @app.get("/s/{token}/audio", include_in_schema=False)
-    def share_audio(request: Request, token: str, format: str = "") -> FileResponse:  # noqa: A002
+    def share_audio(request: Request, token: str, format: str = "") -> Response:  # noqa: A002
         who = shared(request, token, "audio")
         return dash.audio(request, who.share_call, format, who)
 

@@ -43,3 +43,34 @@ def test_memory_bound_flushes_everything(tmp_path: Path,
         s.add(i, i, 0, b"x" * 20)
     assert s._buffered < 1000  # noqa: SLF001 - the bound is the point
     assert sum(len(list(read_spool(p))) for p in map(str, tmp_path.iterdir())) > 60
+
+
+def test_sealed_spool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sealed spool holds no payload in plain; its key opens it, frame by frame, and a
+    frame torn by a crash is left out; a restarted process goes on with the same key."""
+    from writer.columns import spool_columns
+    from writer.errors import SpoolError
+
+    monkeypatch.setattr(spool, "FLUSH_BYTES", 300)
+    s = SpoolSet(str(tmp_path / "sp"), sealed=True)
+    payloads = [bytes([0x80, 0]) + bytes([i]) * 170 for i in range(40)]
+    for i, p in enumerate(payloads[:30]):
+        s.add(7, i * 20_000_000, i % 2, p)
+    key = s.key(7)
+    assert key is not None and SpoolSet(str(tmp_path / "x")).key(7) is None
+    s.flush_all()
+    again = SpoolSet(str(tmp_path / "sp"), sealed=True)  # a restarted capture process
+    again.adopt(7, key)
+    for i, p in enumerate(payloads[30:], 30):
+        again.add(7, i * 20_000_000, i % 2, p)
+    path = again.close_call(7)
+    assert path is not None and again.release(7) == key and again.release(7) is None
+    data = Path(path).read_bytes()
+    assert not any(p[2:40] in data for p in payloads)
+    cols = spool_columns(path, key)
+    assert [cols.payload(i) for i in range(len(cols))] == payloads
+    assert cols.ts.tolist() == [i * 20_000_000 for i in range(40)]
+    Path(path).write_bytes(data[:-5])  # a torn last frame
+    assert 0 < len(spool_columns(path, key)) < 40
+    with pytest.raises(SpoolError, match="does not open"):
+        spool_columns(path, bytes(32))
