@@ -550,3 +550,52 @@ def test_pause_and_resume_by_command(sipp_base: Sipp, redis_server: Redis,
     # the summary gives the span to the millisecond: a sample's worth of rounding each side
     assert not audio[a + 8:b - 8].any()
     assert audio[:a, 0].any() and audio[b:, 0].any()  # speech before and after
+
+
+def test_sealed_live_recording(sipp_base: Sipp, tmp_path: Path) -> None:
+    """With encrypt_to, neither the spool of a call in progress nor any file the writers
+    leave holds its audio in plain; decrypted, the recording is the import's of a tcpdump
+    capture of the same call, sample for sample."""
+    from calltap.decrypt import decrypt
+    from capture.pcapfile import close_capture, open_capture
+    from writer.seal import new_key_pair
+
+    new_key_pair(str(tmp_path / "enc.key"), str(tmp_path / "enc.pub"))
+    cfg = tmp_path / "calltap.toml"
+    cfg.write_text(f'encrypt_to = "{tmp_path / "enc.pub"}"\n')
+    td = tcpdump(sipp_base.bpf, tmp_path / "cap.pcap")
+    out = tmp_path / "live"
+    run = appliance(out, sipp_base.bpf, "--config", str(cfg))
+    sipp_base.start(calls=1)
+    time.sleep(3.0)
+    spool = out / ".calltap" / "spool"
+    during = {p.name: p.read_bytes() for p in spool.glob("*.spool")}
+    sipp_base.wait()
+    time.sleep(3.0)
+    stop(run)
+    td.send_signal(signal.SIGINT)
+    td.wait(10)
+    assert during and all(during.values())  # the call was being spooled
+    payloads = []
+    r = open_capture(str(tmp_path / "cap.pcap"))
+    for _ts, _link, frame in r:
+        udp = frame[42:]
+        if len(udp) >= 100 and udp[0] == 0x80:
+            payloads.append(udp[12:])
+    close_capture(r)
+    imported = import_of(tmp_path / "cap.pcap", tmp_path / "imp")
+    ((cid, (_e, ref)),) = imported.items()
+    needles = [p[20:52] for p in payloads[::5]] + [
+        ref[k:k + 16].tobytes() for k in range(400, len(ref), 2000) if ref[k:k + 16].any()]
+    assert len(payloads) > 100 and len(needles) > 100
+    for name, data in during.items():
+        assert not any(n in data for n in needles), name
+    for p in out.rglob("*"):
+        if p.is_file():
+            data = p.read_bytes()
+            assert not any(n in data for n in needles), p
+    rep = decrypt(str(out), str(tmp_path / "enc.key"), str(tmp_path / "plain"))
+    assert rep.problems == [] and rep.calls == 1
+    (e,) = load_index(out)  # the index names the plain files; decrypt restored them
+    audio = read_wav(tmp_path / "plain" / e["audio"])[0]
+    assert e["call_id"] == cid and audio.shape == ref.shape and (audio == ref).all()
