@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from calltap.catalog import call_key, index_entries
 from writer.keystore import KeyStore, store_dir
 from writer.output import tmp_name
-from writer.seal import SUFFIX, SealedReader, SealError, load_private
+from writer.seal import SUFFIX, SealedReader, SealError, key_id_of, load_private
 
 
 @dataclass
@@ -54,11 +54,6 @@ def decrypt(out: str, private_key: str, dest: str, call: str = "",
         if not sealed:
             continue
         key = call_key(e)
-        try:
-            data_key = store.data_key(sealed["key_id"], private)
-        except SealError as exc:
-            rep.problems.append(f"{key}: {exc}")
-            continue
         digests = _manifest_digests(out, e.get("manifest"))
         rel_dir = os.path.dirname(e["summary"])
         folder = os.path.join(out, rel_dir)
@@ -70,6 +65,9 @@ def decrypt(out: str, private_key: str, dest: str, call: str = "",
             plain_name = name[:-len(SUFFIX)]
             target = os.path.join(dest, rel_dir, plain_name)
             try:
+                # the file's header names its key (a call written again has a new one)
+                data_key = store.data_key(key_id_of(os.path.join(folder, name)).hex(),
+                                          private)
                 h = hashlib.sha256()
                 with SealedReader(os.path.join(folder, name), data_key) as r, \
                         open(tmp_name(target), "wb") as f:

@@ -7,6 +7,7 @@ the catalog forgets the call at once, and a rebuild of it skips what the log say
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -17,6 +18,7 @@ from typing import Any
 from calltap.catalog import Query, Scope, SqliteCatalog, call_key, index_entries
 from writer import translog
 from writer.keystore import KeyStore, store_dir
+from writer.seal import SUFFIX, SealError, key_id_of
 from writer.view import parse_time
 
 HOLDS_FILE = os.path.join(".calltap", "holds.json")
@@ -176,15 +178,23 @@ def remove_call(out: str, key: str, key_store: str = "") -> tuple[list[str], str
     entry = next((e for e in index_entries(out) if call_key(e) == key), None)
     if entry is None:
         raise RetentionError(f"{key}: no such call in {os.path.join(out, 'index.jsonl')}")
-    key_id = (entry.get("encrypted") or {}).get("key_id")
-    if key_id:
-        KeyStore(store_dir(out, key_store)).erase(key_id)
     folder = os.path.join(out, os.path.dirname(entry["summary"]))
+    names = [n for n in sorted(os.listdir(folder)) if n.startswith((key + ".", key + "-"))]
+    key_id = (entry.get("encrypted") or {}).get("key_id")
+    if key_id:  # the index line's key and each file's (a call written again has a new one)
+        ids = {key_id}
+        for n in names:
+            if n.endswith(SUFFIX):
+                with contextlib.suppress(SealError):
+                    ids.add(key_id_of(os.path.join(folder, n)).hex())
+        store = KeyStore(store_dir(out, key_store))
+        for k in sorted(ids):
+            store.erase(k)
+        key_id = ",".join(sorted(ids))
     removed = []
-    for name in sorted(os.listdir(folder)):
-        if name.startswith(key + ".") or name.startswith(key + "-"):
-            os.unlink(os.path.join(folder, name))
-            removed.append(os.path.relpath(os.path.join(folder, name), out))
+    for name in names:
+        os.unlink(os.path.join(folder, name))
+        removed.append(os.path.relpath(os.path.join(folder, name), out))
     cat = SqliteCatalog.beside(out)
     try:
         cat.remove(key)

@@ -15,7 +15,7 @@ from fastapi import HTTPException, Request
 from fastapi.responses import Response, StreamingResponse
 
 from writer.keystore import KeyStore, store_dir
-from writer.seal import CHUNK, SealedReader, SealError, load_private
+from writer.seal import CHUNK, SealedReader, SealError, key_id_of, load_private
 
 RANGE = re.compile(r"bytes=(\d*)-(\d*)$")
 # Plain bytes decrypted per piece of a streamed answer.
@@ -30,18 +30,20 @@ class Unsealer:
         self.private = load_private(private_key) if private_key else None
         self.store = KeyStore(store_dir(out, key_store))
 
-    def data_key(self, e: dict[str, Any]) -> bytes:
+    def data_key(self, path: str) -> bytes:
+        """The key of a sealed file (its header names it: a call written again has another
+        key than its first index line says)."""
         if self.private is None:
             raise HTTPException(409, "this recording is encrypted and the dashboard has no "
                                      "decrypt_key")
         try:
-            return self.store.data_key(e["encrypted"]["key_id"], self.private)
+            return self.store.data_key(key_id_of(path).hex(), self.private)
         except SealError as exc:
             raise HTTPException(410, f"this recording cannot be opened: {exc}") from None
 
     def read(self, e: dict[str, Any], path: str) -> bytes:
         try:
-            with SealedReader(path, self.data_key(e)) as r:
+            with SealedReader(path, self.data_key(path)) as r:
                 return b"".join(r)
         except SealError as exc:
             raise HTTPException(500, str(exc)) from None
@@ -49,7 +51,7 @@ class Unsealer:
     def respond(self, request: Request, e: dict[str, Any], path: str, media_type: str,
                 filename: str | None = None) -> Response:
         """The plain file, whole or the Range asked for (206), decrypted as it is sent."""
-        key = self.data_key(e)
+        key = self.data_key(path)
         try:
             reader = SealedReader(path, key)
         except SealError as exc:

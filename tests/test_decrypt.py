@@ -210,3 +210,25 @@ def test_erasure_reaches_every_copy(world: dict[str, Path], tmp_path: Path) -> N
     rep = decrypt(str(backup), str(world["keys"] / "encryption.key"), str(tmp_path / "r"),
                   call=key)
     assert rep.files == 0 and "not in the key store" in rep.problems[0]
+
+
+def test_a_call_written_again_gets_a_new_key_and_the_old_one_goes(tmp_path: Path) -> None:
+    seal.new_key_pair(str(tmp_path / "e.key"), str(tmp_path / "e.pub"))
+    sample = ROOT / "pcaps" / "sample-calls.pcap"
+    out = tmp_path / "out"
+    for _ in range(2):  # the same capture imported twice: the files are replaced
+        imp = Importer(Config(out=str(out), jobs=1, progress=False,
+                              encrypt_to=str(tmp_path / "e.pub")))
+        imp.import_file(str(sample))
+        imp.finish()
+    index = load_index(out)
+    assert len(index) == 4  # one line per call, naming the first write's key
+    keys = list((out / ".calltap" / "keys").rglob("*.json"))
+    assert len(keys) == 4 and not any(e["encrypted"]["key_id"] in str(k) for e in index
+                                      for k in keys)
+    rep = decrypt(str(out), str(tmp_path / "e.key"), str(tmp_path / "plain"))
+    assert rep.problems == [] and rep.calls == 4 and rep.files == 20
+    e = index[0]
+    files = erase(str(out), os.path.basename(e["summary"]).removesuffix(".json"), "test",
+                  "test", "", "2026-12-02T00:00:00Z", 0.0)
+    assert len(files) == 5 and len(list((out / ".calltap" / "keys").rglob("*.json"))) == 3

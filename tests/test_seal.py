@@ -45,7 +45,7 @@ def test_writer_streams_and_goes_back_into_the_first_chunk(tmp_path: Path, size:
         w.seek(0, 2)
     w.close()
     assert seal.open_bytes(p, key) == bytes(data)
-    if size:  # never the plain bytes on disk
+    if size >= 16:  # never the plain bytes on disk (shorter ones could occur by chance)
         assert bytes(data[-min(size, 64):]) not in Path(p).read_bytes()
 
 

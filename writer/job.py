@@ -46,7 +46,7 @@ from writer.pause import PauseMask
 from writer.pci import DtmfMask, event_spans, redact_sip
 from writer.peaks import Peaks
 from writer.render import Plan, place_audio, plan, stream_stats
-from writer.seal import SUFFIX, SealedWriter, load_public
+from writer.seal import SUFFIX, SealedWriter, SealError, key_id_of, load_public
 from writer.summary import call_json, direction_json, dtmf_digits, integrity
 from writer.timefmt import rfc3339
 from writer.timeline import (
@@ -138,6 +138,13 @@ def _sealer(out_dir: str, options: WriteOptions) -> Sealer | None:
                       load_public(options.encrypt_to), options.durable)
 
 
+def _key_of(path: str) -> str | None:
+    try:
+        return key_id_of(path).hex()
+    except SealError:
+        return None
+
+
 def search_fields(summary: dict[str, Any]) -> dict[str, Any]:
     """What the catalog reads from a summary (addresses, names, identities, headers), kept
     in the index line of a sealed call, whose summary it cannot read."""
@@ -205,6 +212,8 @@ def write_call(record: CallRecord, spool: Media | list[Media], out_dir: str,
         remove_stale_parts(target, stem)
     sealer = _sealer(out_dir, options)
     sfx = SUFFIX if sealer else ""
+    # a sealed call written again (a re-import): the files it replaces had a key of their own
+    superseded = _key_of(os.path.join(target, stem + ".json" + sfx)) if sealer else None
 
     def put(path: str, data: bytes) -> None:
         write_atomic(path + sfx, sealer.seal(data) if sealer else data, options.durable)
@@ -361,6 +370,9 @@ def write_call(record: CallRecord, spool: Media | list[Media], out_dir: str,
         write_atomic(os.path.join(out_dir, manifest_rel), token, options.durable)
     if options.durable:
         sync_path(target)  # the renames above
+    if sealer and superseded and superseded != sealer.key_id.hex():
+        # the replaced version's key goes: copies of it left anywhere stay unreadable
+        KeyStore(store_dir(out_dir, options.key_store)).erase(superseded)
     entry = {
         "call_id": call.call_id,
         "audio": audio_rel,
