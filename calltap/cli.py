@@ -201,7 +201,8 @@ def cmd_policy(args: argparse.Namespace) -> int:
 
 
 def _live_config(args: argparse.Namespace) -> Any:
-    return load_config(args.config, {"policy": getattr(args, "policy", None)})
+    return load_config(args.config, {"policy": getattr(args, "policy", None),
+                                     "probe_name": getattr(args, "probe", None)})
 
 
 def cmd_capture(args: argparse.Namespace) -> int:
@@ -222,7 +223,8 @@ def cmd_capture(args: argparse.Namespace) -> int:
     reload_on_sighup(cap)
     if args.metrics_port:
         serve(args.metrics_port, lambda: capture_metrics(cap, source))
-    log("capture", "started", interface=args.interface, restored_calls=cap.restored,
+    log("capture", "started", interface=args.interface, probe=cap.probe,
+        restored_calls=cap.restored,
         linktype=source.linktype)
     try:
         cap.run(source)
@@ -261,9 +263,11 @@ def capture_metrics(cap: LiveCapture, source: Any) -> list[tuple[str, str, dict[
     try:  # the writers' backlog: jobs not yet read, and read but not yet written
         from correlate.keys import WRITERS_GROUP
 
+        # writers delete the jobs they finish: the stream is what waits or is written now
+        total = cap.link.client.xlen(cap.keys.jobs)
         for g in cap.link.client.xinfo_groups(cap.keys.jobs):
             if g["name"].decode() == WRITERS_GROUP:
-                out.append(("calltap_jobs_waiting", "gauge", {}, g.get("lag") or 0))
+                out.append(("calltap_jobs_waiting", "gauge", {}, max(0, total - g["pending"])))
                 out.append(("calltap_jobs_in_progress", "gauge", {}, g["pending"]))
     except Exception:  # noqa: BLE001 - Redis down or no stream yet: no backlog figures
         pass
@@ -489,6 +493,9 @@ def build_parser() -> argparse.ArgumentParser:
     cap.add_argument("--buffer-mb", type=int, default=64, help="kernel buffer size")
     cap.add_argument("--metrics-port", type=int, default=0)
     cap.add_argument("--prefix", default="calltap", help="Redis key prefix")
+    cap.add_argument("--probe", metavar="NAME",
+                     help="this probe's name (default: probe_name, or the host name); "
+                          "probes sharing a Redis need distinct names")
     cap.add_argument("--config")
     cap.add_argument("--policy", metavar="POLICY.toml")
     cap.set_defaults(func=cmd_capture)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from typing import Any
@@ -75,6 +76,10 @@ class Config:
     manifest and an entry in the append-only log (`calltap verify` checks both)."""
     recorder_name: str = ""
     """This recorder's name in manifests (default: the host name)."""
+    probe_name: str = ""
+    """This capture probe's name (letters, digits, '.', '_', '-'; default: the host name).
+    Probes sharing a Redis need distinct names: a restarted probe takes up only its own
+    calls in progress."""
     encrypt_to: str = ""
     """X25519 public key (PEM, from `calltap keys init`): every call's files are sealed
     with a data key of their own, wrapped for this key; live spools are sealed too.
@@ -140,6 +145,9 @@ class Config:
                     load_private(self.decrypt_key)
             except SealError as exc:
                 raise ConfigError(f"encryption key: {exc}") from None
+        if self.probe_name and not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", self.probe_name):
+            raise ConfigError(f"probe_name {self.probe_name[:70]!r}: 1 to 64 letters, digits, "
+                              "'.', '_' or '-'")
         if self.jobs < 1:
             raise ConfigError("jobs must be at least 1")
         from writer.srtp import SrtpKeyError, parse_key_spec

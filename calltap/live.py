@@ -8,8 +8,11 @@ once it is back (with backoff); packets keep being spooled meanwhile.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
+import socket
 import threading
 import time
 from collections import Counter, deque
@@ -206,6 +209,16 @@ class RedisLink:
             self._thread.join(deadline_s + 2.5)
 
 
+# A call's record is stored again at least this often, so a call steady for a day keeps
+# its record (and its place in the probe's live set) within CALL_TTL_S.
+REFRESH_S = 3600.0
+
+
+def probe_default() -> str:
+    """The host's name, as a probe name (characters outside the allowed ones become -)."""
+    return re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname())[:64] or "probe"
+
+
 class LiveCapture:
     """A Recorder on a live source, with Redis for call state and jobs."""
 
@@ -221,6 +234,8 @@ class LiveCapture:
                                  load_policy(cfg.policy) if cfg.policy else Policy(),
                                  SpoolSink(self.spool), source_name)
         self.keys = Keys(prefix)
+        self.probe = cfg.probe_name or probe_default()
+        """This probe's name: its calls in progress are its own, and its jobs say so."""
         self._joiner = MediaJoiner() if cfg.join_by_media and cfg.join_legs else None
         setup = RedisLink(redis_url)  # start-up reads, before any packet: synchronous
         self.stopping = False
@@ -229,7 +244,7 @@ class LiveCapture:
         self.jobs_sent = 0
         self.bytes_total = 0
         self.disk_alarm = False
-        self._saved: dict[str, tuple[int, ...]] = {}
+        self._saved: dict[str, tuple[tuple[int, ...], float]] = {}
         """Per live call, what it looked like when last stored (to store only changes)."""
         # serials name spool files: never reuse one a writer may still be reading
         self.recorder.tracker.start_serials_at(time.time_ns() // 1_000_000)
@@ -285,20 +300,26 @@ class LiveCapture:
     def _restore(self, link: RedisLink) -> int:
         """Take up the calls a previous capture process had in progress."""
         r = link.client
+        live = self.keys.live(self.probe)
         try:
-            tags = r.smembers(self.keys.live)
+            r.sadd(self.keys.probes, self.probe)
+            # records older than their TTL are gone: so go their tags
+            r.zremrangebyscore(live, 0, time.time() * 1000 - CALL_TTL_S * 1000)
+            tags = [t.decode() for t in r.zrange(live, 0, -1)]
             pipe = r.pipeline(transaction=False)
             for t in tags:
-                pipe.get(self.keys.call(t.decode()))
+                pipe.get(self.keys.call(self.probe, t))
             for t in tags:
-                pipe.get(self.keys.spool_key(t.decode()))
+                pipe.get(self.keys.spool_key(self.probe, t))
             got = pipe.execute()
         except link._errors:  # noqa: SLF001 - Redis down at start: nothing to restore
             return 0
         records, spool_keys = got[:len(tags)], got[len(tags):]
         n = 0
-        for raw, spool_key in zip(records, spool_keys, strict=True):
+        for tag, raw, spool_key in zip(tags, records, spool_keys, strict=True):
             if raw is None:
+                with contextlib.suppress(*link._errors):  # noqa: SLF001
+                    r.zrem(live, tag)
                 continue
             try:
                 call = call_from_json(raw)
@@ -317,21 +338,27 @@ class LiveCapture:
                 call.answer_ns)
 
     def save_changed(self) -> None:
-        """Store the calls whose dialog, media or pauses changed since they were stored."""
+        """Store the calls whose dialog, media or pauses changed since they were stored,
+        and every call not stored for REFRESH_S (its record must outlive its TTL)."""
+        now = time.monotonic()
         for call in list(self.recorder.tracker.calls.values()):
-            if self._saved.get(call.key) != self._signature(call):
+            seen = self._saved.get(call.key)
+            if seen is None or seen[0] != self._signature(call) or now - seen[1] > REFRESH_S:
                 self._save(call)
 
     def _save(self, call: Call) -> None:
-        self._saved[call.key] = self._signature(call)
+        self._saved[call.key] = (self._signature(call), time.monotonic())
         tag = Keys.tag(call.key)
-        self.link.do("set", self.keys.call(tag), call_to_json(call), ex=CALL_TTL_S)
+        self.link.do("set", self.keys.call(self.probe, tag), call_to_json(call),
+                     ex=CALL_TTL_S)
         spool_key = self.spool.key(call.serial)
         if spool_key is not None:
-            self.link.do("set", self.keys.spool_key(tag), spool_key.hex(), ex=CALL_TTL_S)
-        self.link.do("sadd", self.keys.live, tag)
+            self.link.do("set", self.keys.spool_key(self.probe, tag), spool_key.hex(),
+                         ex=CALL_TTL_S)
+        self.link.do("zadd", self.keys.live(self.probe), {tag: int(time.time() * 1000)})
         # for dashboards: the call as a live list shows it
         self.link.do("xadd", self.keys.events, {"type": "call", "tag": tag,
+                                                "probe": self.probe,
                                                 "call": json.dumps(live_fields(call))},
                      maxlen=EVENTS_MAXLEN, approximate=True)
 
@@ -374,7 +401,8 @@ class LiveCapture:
     def _send(self, record: CallRecord, spools: list[str | None]) -> None:
         """A job for ``record`` (every leg's spool with it); the calls leave the live set."""
         keys = [self._spool_keys.pop(p, b"").hex() if p else "" for p in spools]
-        job = {"record": record_to_json(record), "spool": spools[0] or ""}
+        job = {"record": record_to_json(record), "spool": spools[0] or "",
+               "probe": self.probe}
         if any(keys):  # sealed spools: their keys travel with the job, never on disk
             job["spool_key"] = keys[0]
         if record.legs:  # a B2BUA's legs in one recording: each leg's spool
@@ -388,9 +416,11 @@ class LiveCapture:
 
     def _forget(self, call: Call) -> None:
         tag = Keys.tag(call.key)
-        self.link.do("delete", self.keys.call(tag), self.keys.spool_key(tag))
-        self.link.do("srem", self.keys.live, tag)
-        self.link.do("xadd", self.keys.events, {"type": "call-ended", "tag": tag},
+        self.link.do("delete", self.keys.call(self.probe, tag),
+                     self.keys.spool_key(self.probe, tag))
+        self.link.do("zrem", self.keys.live(self.probe), tag)
+        self.link.do("xadd", self.keys.events, {"type": "call-ended", "tag": tag,
+                                                "probe": self.probe},
                      maxlen=EVENTS_MAXLEN, approximate=True)
         self._saved.pop(call.key, None)
 

@@ -110,24 +110,39 @@ class LiveBoard:
         self._counters: dict[str, SpoolCounter] = {}
         self._lock = threading.Lock()
         """Several pages' threads refresh the counters: one at a time."""
+        self._probe_of: dict[str, str] = {}
+        """Which probe each call in progress is recorded by (from the last ``calls``)."""
 
     def spool_path(self, serial: int) -> str:
         return os.path.join(self.spool_dir, f"{serial}.spool")
 
     def spool_key(self, tag: str) -> bytes | None:
         """A call's sealed spool key, from the capture process (None: a plain spool)."""
-        raw = self.redis.get(self.keys.spool_key(tag))
+        probe = self._probe_of.get(tag)
+        if probe is None:
+            return None
+        raw = self.redis.get(self.keys.spool_key(probe, tag))
         try:
             return bytes.fromhex(raw.decode()) if raw else None
         except ValueError:
             return None
 
     def calls(self) -> dict[str, Call]:
-        """Every call in progress, by tag."""
-        tags = sorted(t.decode() for t in self.redis.smembers(self.keys.live))[:MAX_LIVE]
-        if not tags:
+        """Every call in progress of every probe, by tag."""
+        probes = sorted(p.decode() for p in self.redis.smembers(self.keys.probes))
+        pipe = self.redis.pipeline(transaction=False)
+        for p in probes:
+            pipe.zrange(self.keys.live(p), 0, -1)
+        found = sorted({(t.decode(), p) for p, tags in zip(probes, pipe.execute(), strict=True)
+                        for t in tags})[:MAX_LIVE]
+        if not found:
             return {}
-        raws = self.redis.mget([self.keys.call(t) for t in tags])
+        pipe = self.redis.pipeline(transaction=False)
+        for t, p in found:
+            pipe.get(self.keys.call(p, t))
+        raws = pipe.execute()
+        self._probe_of = dict(found)
+        tags = [t for t, _p in found]
         out: dict[str, Call] = {}
         for tag, raw in zip(tags, raws, strict=True):
             if raw is None:

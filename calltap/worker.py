@@ -15,6 +15,7 @@ import json
 import os
 import socket
 import sqlite3
+import threading
 import time
 from dataclasses import replace
 from typing import Any
@@ -42,6 +43,51 @@ BLOCK_MS = 1000
 MIN_FREE_BYTES = 512 * 1024 * 1024
 # An idle writer signs a checkpoint of the log's new entries at most this often.
 CHECKPOINT_IDLE_S = 5.0
+# Parked jobs kept (XADD MAXLEN ~): an operator reads them long before this many pile up.
+PARKED_MAXLEN = 10_000
+# The commit of a written call, one atomic step: unless the call is done already, mark it
+# done, index it, announce it; either way acknowledge and delete the job. 1 if committed.
+COMMIT = """
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('XACK', KEYS[2], ARGV[2], ARGV[1])
+  redis.call('XDEL', KEYS[2], ARGV[1])
+  return 0
+end
+redis.call('SET', KEYS[1], '1', 'EX', ARGV[3])
+redis.call('ZADD', KEYS[3], ARGV[5], ARGV[4])
+redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -tonumber(ARGV[6]) - 1)
+redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[7], '*', unpack(ARGV, 8))
+redis.call('XACK', KEYS[2], ARGV[2], ARGV[1])
+redis.call('XDEL', KEYS[2], ARGV[1])
+return 1
+"""
+
+
+class Heartbeat:
+    """While a job is written: its claim renewed every third of the claim timeout from a
+    thread, so a long write is never taken over by a second writer."""
+
+    def __init__(self, worker: Worker, job_id: str) -> None:
+        self.worker, self.job_id = worker, job_id
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, daemon=True)
+
+    def _beat(self) -> None:
+        every = self.worker.claim_idle_ms / 3000
+        while not self._stop.wait(every):
+            try:
+                self.worker.heartbeat(self.job_id)
+            except self.worker.errors as exc:
+                log("writer", "claim not renewed", "warning", job=self.job_id,
+                    error=str(exc))
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 class Worker:
@@ -66,6 +112,7 @@ class Worker:
         self.duplicates = 0
         self.disk_alarm = False
         self._catalog: SqliteCatalog | None = None
+        self._commit = self.r.register_script(COMMIT)
 
     def ensure_group(self) -> None:
         try:
@@ -102,10 +149,10 @@ class Worker:
         try:
             record = record_from_json(fields.get(b"record") or fields[b"call"])
             call = record.call
-            done = self.keys.done(Keys.tag(f"{call.key}\x00{call.start_ns}"))
+            done = self.keys.done(Keys.tag(call.key), call.start_ns)
             if self.r.exists(done):
                 # the same job again: a capture resent it after a Redis outage
-                self.r.xack(self.keys.jobs, WRITERS_GROUP, job_id)
+                self._ack(job_id)
                 self.duplicates += 1
                 return
             # a B2BUA's legs joined: the other legs' spools too
@@ -123,8 +170,9 @@ class Worker:
             media: list[Media] = [SealedSpool(p, bytes.fromhex(k)) if p and k else p
                                   for p, k in zip((spool, *legs), keys + [""] * len(legs),
                                                   strict=False)]
-            entry, _drops = write_call(record, media if legs else media[0], self.out,
-                                       options)
+            with Heartbeat(self, job_id):  # the claim stays ours while the call is written
+                entry, _drops = write_call(record, media if legs else media[0], self.out,
+                                           options)
         except (RecordError, KeyError, ValueError) as exc:
             self._park(job_id, fields, f"unreadable job: {exc}")
             return
@@ -134,16 +182,16 @@ class Worker:
         line = json.dumps(entry, sort_keys=True)
         start = calendar.timegm(time.strptime(entry["start"][:19], "%Y-%m-%dT%H:%M:%S"))
         self._index(entry)  # searchable before the event announces it
-        pipe = self.r.pipeline()
-        pipe.zadd(self.keys.index, {line: start})
-        pipe.zremrangebyrank(self.keys.index, 0, -INDEX_MAX - 1)
-        pipe.xadd(self.keys.events, {"type": "recording-ready", "call_id": entry["call_id"],
-                                     "summary": entry["summary"], "id": call_key(entry),
-                                     "tag": Keys.tag(record.call.key)},
-                  maxlen=EVENTS_MAXLEN, approximate=True)
-        pipe.set(done, "1", ex=DONE_TTL_S)
-        pipe.xack(self.keys.jobs, WRITERS_GROUP, job_id)
-        pipe.execute()
+        event = {"type": "recording-ready", "call_id": entry["call_id"],
+                 "summary": entry["summary"], "id": call_key(entry),
+                 "tag": Keys.tag(record.call.key)}
+        committed = self._commit(keys=[done, self.keys.jobs, self.keys.index, self.keys.events],
+                                 args=[job_id, WRITERS_GROUP, DONE_TTL_S, line, start, INDEX_MAX,
+                                       EVENTS_MAXLEN,
+                                       *(x for kv in event.items() for x in kv)])
+        if not committed:  # another writer finished the same call first (a resent job)
+            self.duplicates += 1
+            return
         self.written += 1
         log("writer", "recording ready", call_id=entry["call_id"], summary=entry["summary"])
         for path in (spool, *legs):
@@ -160,10 +208,24 @@ class Worker:
         except sqlite3.Error as exc:
             log("writer", "catalog not updated", call_id=entry["call_id"], error=str(exc))
 
+    def _ack(self, job_id: str) -> None:
+        """Done with a job: acknowledged and deleted (the stream keeps only pending jobs)."""
+        pipe = self.r.pipeline()
+        pipe.xack(self.keys.jobs, WRITERS_GROUP, job_id)
+        pipe.xdel(self.keys.jobs, job_id)
+        pipe.execute()
+
+    def heartbeat(self, job_id: str) -> None:
+        """The job's idle time back to zero, so no other writer claims it (JUSTID: the
+        delivery count stays)."""
+        self.r.xclaim(self.keys.jobs, WRITERS_GROUP, self.name, 0, [job_id], justid=True)
+
     def _park(self, job_id: str, fields: dict[bytes, bytes], why: str) -> None:
         pipe = self.r.pipeline()
-        pipe.xadd(self.keys.parked, {**fields, b"error": why.encode(), b"job": job_id})
+        pipe.xadd(self.keys.parked, {**fields, b"error": why.encode(), b"job": job_id},
+                  maxlen=PARKED_MAXLEN, approximate=True)
         pipe.xack(self.keys.jobs, WRITERS_GROUP, job_id)
+        pipe.xdel(self.keys.jobs, job_id)
         pipe.execute()
         self.parked += 1
         log("writer", "job parked", "error", job=job_id, error=why)

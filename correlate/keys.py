@@ -37,8 +37,8 @@ class Keys:
         """Stream of recording-ready events for dashboards."""
         self.index = f"{prefix}:index"
         """Sorted set of recorded calls by start time (member: the index line)."""
-        self.live = f"{prefix}:live"
-        """Set of the call tags of calls in progress."""
+        self.probes = f"{prefix}:probes"
+        """Set of the capture probes' names (one per probe the deployment runs)."""
         self.control = f"{prefix}:control"
         """Stream of commands for the capture process (pause / resume a call's recording)."""
 
@@ -47,17 +47,25 @@ class Keys:
         """A short stable tag for a call (never raw header text in a key name)."""
         return hashlib.sha256(call_key.encode("utf-8", "surrogateescape")).hexdigest()[:20]
 
-    def call(self, tag: str) -> str:
-        """String: the call record (JSON) of a call in progress."""
-        return f"{self.prefix}:call:{{{tag}}}"
+    def live(self, probe: str) -> str:
+        """Sorted set: the tags of a probe's calls in progress, scored by their last update
+        (ms since the epoch). A restarted probe takes up only its own calls; members older
+        than CALL_TTL_S are removed (their records expired)."""
+        return f"{self.prefix}:live:{probe}"
 
-    def spool_key(self, tag: str) -> str:
+    def call(self, probe: str, tag: str) -> str:
+        """String, CALL_TTL_S: the call record (JSON) of a probe's call in progress (two
+        probes seeing one dialog keep a record each)."""
+        return f"{self.prefix}:call:{probe}:{{{tag}}}"
+
+    def spool_key(self, probe: str, tag: str) -> str:
         """String (hex), CALL_TTL_S: the key of a call's sealed spool while it is recorded,
         for a restarted capture process and the dashboard's live listening; the job carries
         it on to the writer."""
-        return f"{self.prefix}:spoolkey:{{{tag}}}"
+        return f"{self.prefix}:spoolkey:{probe}:{{{tag}}}"
 
-    def done(self, tag: str) -> str:
-        """String with DONE_TTL_S: this call was written (a job sent twice across a Redis
-        outage is written once)."""
-        return f"{self.prefix}:done:{{{tag}}}"
+    def done(self, tag: str, start_ns: int) -> str:
+        """String with DONE_TTL_S: this call (dialog tag and start) was written; a job sent
+        twice across a Redis outage is written once. The call's hash tag: the same slot as
+        its record."""
+        return f"{self.prefix}:done:{{{tag}}}:{start_ns}"

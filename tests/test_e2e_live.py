@@ -531,8 +531,9 @@ def test_pause_and_resume_by_command(sipp_base: Sipp, redis_server: Redis,
     sipp_base.start(calls=1)
     time.sleep(2.0)
     r = redis_server.client()
-    (tag,) = r.smembers("calltap:live")
-    call_id = json.loads(r.get(f"calltap:call:{{{tag.decode()}}}"))["call_id"]
+    (probe,) = r.smembers("calltap:probes")
+    (tag,) = r.zrange(f"calltap:live:{probe.decode()}", 0, -1)
+    call_id = json.loads(r.get(f"calltap:call:{probe.decode()}:{{{tag.decode()}}}"))["call_id"]
     ctl = ["--redis", redis_server.url, call_id]
     subprocess.run([*PY, "pause", *ctl], cwd=ROOT, check=True)
     paused = time.monotonic()

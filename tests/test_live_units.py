@@ -190,3 +190,88 @@ def test_b2bua_legs_live_make_one_recording_like_import(
         assert (a == b).all()
         s = json.loads((tmp_path / "live" / e["summary"]).read_text())
         assert [leg["call_id"] for leg in s["call"]["legs"]] == [f"b2b-{cid}"]
+
+
+def _sample_job(w: Worker) -> None:
+    from calltap.config import Config
+    from calltap.streams import calls_in
+    from correlate.record import call_to_json
+    from tests.helpers import ROOT
+
+    call = calls_in(str(ROOT / "pcaps" / "sample-calls.pcap"), Config())[0]
+    w.r.xadd(w.keys.jobs, {"call": call_to_json(call), "spool": ""})
+
+
+def test_a_slow_write_keeps_its_claim(redis_url: tuple[str, subprocess.Popen[bytes]],
+                                      tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A write that lasts three claim timeouts is never taken by another writer: the
+    heartbeat renews the claim; the job is committed once and deleted."""
+    import threading
+    import time
+
+    from calltap import worker
+    from tests.helpers import load_index
+
+    url, _proc = redis_url
+    real = worker.write_call
+
+    def slow(*args: object, **kw: object) -> object:
+        time.sleep(1.8)
+        return real(*args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(worker, "write_call", slow)
+    w1 = Worker(url, str(tmp_path / "out"), WriteOptions(), name="w1", claim_idle_ms=600)
+    w2 = Worker(url, str(tmp_path / "out"), WriteOptions(), name="w2", claim_idle_ms=600)
+    w1.ensure_group()
+    _sample_job(w1)
+    job = w1.next_job()
+    assert job is not None
+    t = threading.Thread(target=w1.handle, args=job)
+    t.start()
+    stolen = []
+    while t.is_alive():
+        got = w2.r.xautoclaim(w2.keys.jobs, WRITERS_GROUP, "w2", 600, "0-0", count=1)
+        stolen += got[1]
+        time.sleep(0.1)
+    t.join()
+    assert stolen == [] and w1.written == 1
+    assert len(load_index(tmp_path / "out")) == 1 and w1.r.xlen(w1.keys.events) == 1
+    assert w1.r.xlen(w1.keys.jobs) == 0  # committed: acknowledged and deleted
+
+
+def test_a_writer_killed_mid_write_is_replaced_and_the_call_written_once(
+        redis_url: tuple[str, subprocess.Popen[bytes]], tmp_path: Path) -> None:
+    import sys
+    import time
+
+    from tests.helpers import ROOT, load_index
+
+    url, _proc = redis_url
+    w2 = Worker(url, str(tmp_path / "out"), WriteOptions(), name="w2", claim_idle_ms=800)
+    w2.ensure_group()
+    _sample_job(w2)
+    # a writer process whose write hangs (as on a stalled disk), then is killed with -9
+    script = (
+        "import sys, time\n"
+        "from calltap import worker\n"
+        "from writer.options import WriteOptions\n"
+        "worker.write_call = lambda *a, **k: time.sleep(60)\n"
+        f"w = worker.Worker({url!r}, {str(tmp_path / 'out')!r}, WriteOptions(), name='w1',"
+        " claim_idle_ms=800)\n"
+        "job = w.next_job()\n"
+        "print('took', flush=True)\n"
+        "w.handle(*job)\n")
+    p = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE)
+    assert p.stdout is not None and p.stdout.readline().strip() == b"took"
+    time.sleep(1.5)  # its heartbeat keeps the claim while it lives
+    assert w2.next_job() is None
+    p.kill()
+    p.wait()
+    deadline = time.monotonic() + 5
+    job = None
+    while job is None and time.monotonic() < deadline:
+        job = w2.next_job()  # taken over once the dead writer's claim goes idle
+    assert job is not None and w2.attempts(job[0]) == 2
+    w2.handle(*job)
+    assert w2.written == 1 and len(load_index(tmp_path / "out")) == 1
+    assert w2.r.xlen(w2.keys.jobs) == 0 and w2.r.xlen(w2.keys.events) == 1

@@ -1,0 +1,85 @@
+"""Several probes on one Redis (real SIPp traffic on loopback, real capture processes, a
+redis-server and a writer): a probe killed with -9 mid-call and restarted takes up its
+own calls only, and every call of every probe is recorded once, with its audio."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from tests.helpers import ROOT, load_index, read_wav
+from tests.test_e2e_live import PY, Redis, Sipp, _need
+
+
+def _capture(url: str, name: str, sipp: Sipp, spool: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([*PY, "capture", "--interface", "lo", "--redis", url,
+                             "--spool", str(spool), "--filter", sipp.bpf, "--probe", name],
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _live_call_ids(r: object, probe: str) -> list[str]:
+    ids = []
+    for tag in r.zrange(f"calltap:live:{probe}", 0, -1):  # type: ignore[attr-defined]
+        raw = r.get(f"calltap:call:{probe}:{{{tag.decode()}}}")  # type: ignore[attr-defined]
+        ids.append(json.loads(raw)["call_id"])
+    return ids
+
+
+def test_a_probe_killed_mid_call_takes_up_only_its_own_calls(tmp_path: Path) -> None:
+    _need()
+    redis = Redis(tmp_path)
+    a = Sipp(13100, tmp_path)
+    b = Sipp(13500, tmp_path)
+    out = tmp_path / "out"
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        writer = subprocess.Popen([*PY, "writer", "--redis", redis.url, "--out", str(out)],
+                                  cwd=ROOT, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+        cap_a = _capture(redis.url, "probe-a", a, tmp_path / "spool-a")
+        cap_b = _capture(redis.url, "probe-b", b, tmp_path / "spool-b")
+        procs += [writer, cap_a, cap_b]
+        time.sleep(2.0)
+        a.start(calls=1)
+        b.start(calls=1)
+        time.sleep(2.5)
+        r = redis.client()
+        before = {p: _live_call_ids(r, p) for p in ("probe-a", "probe-b")}
+        assert [len(v) for v in before.values()] == [1, 1], before
+        cap_a.kill()  # -9, mid-call
+        cap_a.wait()
+        time.sleep(0.5)
+        cap_a = _capture(redis.url, "probe-a", a, tmp_path / "spool-a")
+        procs.append(cap_a)
+        time.sleep(2.0)
+        # the restarted probe holds its own call again, and nothing of the other's
+        after = {p: _live_call_ids(r, p) for p in ("probe-a", "probe-b")}
+        assert after == before, (before, after)
+        a.wait()
+        b.wait()
+        deadline = time.monotonic() + 20
+        while len(load_index(out)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        for p in (cap_a, cap_b):
+            p.send_signal(signal.SIGTERM)
+            p.wait(15)
+        time.sleep(1.0)
+        index = load_index(out)
+        assert sorted(e["call_id"] for e in index) == sorted(
+            before["probe-a"] + before["probe-b"])  # each call once
+        for e in index:
+            audio, _rate = read_wav(out / e["audio"])
+            assert audio[:, 0].any() and audio[:, 1].any(), e["call_id"]
+        assert r.xlen("calltap:parked") == 0 and r.xlen("calltap:jobs") == 0
+        assert not r.zcard("calltap:live:probe-a") and not r.zcard("calltap:live:probe-b")
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        a.stop()
+        b.stop()
+        redis.stop()
