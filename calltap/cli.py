@@ -263,12 +263,15 @@ def capture_metrics(cap: LiveCapture, source: Any) -> list[tuple[str, str, dict[
     try:  # the writers' backlog: jobs not yet read, and read but not yet written
         from correlate.keys import WRITERS_GROUP
 
-        # writers delete the jobs they finish: the stream is what waits or is written now
-        total = cap.link.client.xlen(cap.keys.jobs)
-        for g in cap.link.client.xinfo_groups(cap.keys.jobs):
-            if g["name"].decode() == WRITERS_GROUP:
-                out.append(("calltap_jobs_waiting", "gauge", {}, max(0, total - g["pending"])))
-                out.append(("calltap_jobs_in_progress", "gauge", {}, g["pending"]))
+        # writers delete the jobs they finish: the streams hold what waits or is written
+        total = pending = 0
+        for k in cap.keys.shards:
+            total += cap.link.client.xlen(cap.keys.jobs(k))
+            for g in cap.link.client.xinfo_groups(cap.keys.jobs(k)):
+                if g["name"].decode() == WRITERS_GROUP:
+                    pending += g["pending"]
+        out.append(("calltap_jobs_waiting", "gauge", {}, max(0, total - pending)))
+        out.append(("calltap_jobs_in_progress", "gauge", {}, pending))
     except Exception:  # noqa: BLE001 - Redis down or no stream yet: no backlog figures
         pass
     return out

@@ -27,7 +27,7 @@ from capture.live import LiveSource
 from capture.spool import SpoolSet
 from correlate.call import Call
 from correlate.events import CallEnded, CallStarted, FlowAdded, MediaChanged
-from correlate.keys import CALL_TTL_S, EVENTS_MAXLEN, JOBS_MAXLEN, Keys
+from correlate.keys import CALL_TTL_S, EVENTS_MAXLEN, JOBS_MAXLEN, SHARDS, Keys
 from correlate.policy import Policy, set_paused
 from correlate.record import (
     CallRecord,
@@ -124,11 +124,14 @@ class RedisLink:
         return self._redis
 
     def do(self, op: str, *args: Any, **kw: Any) -> None:
-        """Queue a command (sent by the sender thread, or by ``flush``)."""
+        """Queue a command (sent by the sender thread, or by ``flush``); ``do("multi",
+        [(op, args, kw), ...])`` queues commands sent as one transaction (keys of one
+        slot)."""
         with self._lock:
             if len(self.pending) >= MAX_PENDING_OPS:
                 for k, item in enumerate(self.pending):
-                    if item[0] != "xadd":  # a state update: the next one refreshes it
+                    if item[0] not in ("xadd", "multi"):  # a state update: the next one
+                        # refreshes it
                         del self.pending[k]
                         break
                 else:
@@ -158,7 +161,14 @@ class RedisLink:
                 try:
                     pipe = self._redis.pipeline(transaction=False)
                     for op, args, kw in batch:
-                        getattr(pipe, op)(*args, **kw)
+                        if op != "multi":
+                            getattr(pipe, op)(*args, **kw)
+                            continue
+                        pipe.execute()  # what came before, then the group on its own
+                        group = self._redis.pipeline(transaction=True)
+                        for op2, args2, kw2 in args[0]:
+                            getattr(group, op2)(*args2, **kw2)
+                        group.execute()
                     pipe.execute()
                 except BaseException:
                     with self._lock:
@@ -278,9 +288,10 @@ class LiveCapture:
             for line in f:
                 try:
                     fields = json.loads(line)
-                except ValueError:
+                    k = int(fields["shard"])
+                except (ValueError, KeyError, TypeError):
                     continue
-                self.link.do("xadd", self.keys.jobs, fields, maxlen=JOBS_MAXLEN,
+                self.link.do("xadd", self.keys.jobs(k % SHARDS), fields, maxlen=JOBS_MAXLEN,
                              approximate=True)
         self.link.flush()
         os.unlink(path)
@@ -288,7 +299,10 @@ class LiveCapture:
     def _keep_unsent(self) -> None:
         """At exit with Redis unreachable: the jobs go to a file the next start sends, so a
         finished call is never lost (its spool file is on the same disk)."""
-        jobs = [args[1] for op, args, _kw in self.link.unsent() if op == "xadd"]
+        ops = [inner for op, args, kw in self.link.unsent()
+               for inner in (args[0] if op == "multi" else [(op, args, kw)])]
+        jobs = [args[1] for op, args, _kw in ops
+                if op == "xadd" and str(args[0]).endswith(":jobs")]
         if not jobs:
             return
         with open(self._unsent_path(), "a", encoding="utf-8") as f:
@@ -300,12 +314,14 @@ class LiveCapture:
     def _restore(self, link: RedisLink) -> int:
         """Take up the calls a previous capture process had in progress."""
         r = link.client
-        live = self.keys.live(self.probe)
         try:
             r.sadd(self.keys.probes, self.probe)
-            # records older than their TTL are gone: so go their tags
-            r.zremrangebyscore(live, 0, time.time() * 1000 - CALL_TTL_S * 1000)
-            tags = [t.decode() for t in r.zrange(live, 0, -1)]
+            tags = []
+            for k in self.keys.shards:
+                live = self.keys.live(self.probe, k)
+                # records older than their TTL are gone: so go their tags
+                r.zremrangebyscore(live, 0, time.time() * 1000 - CALL_TTL_S * 1000)
+                tags += [t.decode() for t in r.zrange(live, 0, -1)]
             pipe = r.pipeline(transaction=False)
             for t in tags:
                 pipe.get(self.keys.call(self.probe, t))
@@ -319,7 +335,7 @@ class LiveCapture:
         for tag, raw, spool_key in zip(tags, records, spool_keys, strict=True):
             if raw is None:
                 with contextlib.suppress(*link._errors):  # noqa: SLF001
-                    r.zrem(live, tag)
+                    r.zrem(self.keys.live(self.probe, Keys.shard(tag)), tag)
                 continue
             try:
                 call = call_from_json(raw)
@@ -349,18 +365,21 @@ class LiveCapture:
     def _save(self, call: Call) -> None:
         self._saved[call.key] = (self._signature(call), time.monotonic())
         tag = Keys.tag(call.key)
-        self.link.do("set", self.keys.call(self.probe, tag), call_to_json(call),
-                     ex=CALL_TTL_S)
+        k = Keys.shard(tag)
+        ops: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = [
+            ("set", (self.keys.call(self.probe, tag), call_to_json(call)), {"ex": CALL_TTL_S})]
         spool_key = self.spool.key(call.serial)
         if spool_key is not None:
-            self.link.do("set", self.keys.spool_key(self.probe, tag), spool_key.hex(),
-                         ex=CALL_TTL_S)
-        self.link.do("zadd", self.keys.live(self.probe), {tag: int(time.time() * 1000)})
+            ops.append(("set", (self.keys.spool_key(self.probe, tag), spool_key.hex()),
+                        {"ex": CALL_TTL_S}))
+        ops.append(("zadd", (self.keys.live(self.probe, k), {tag: int(time.time() * 1000)}),
+                    {}))
         # for dashboards: the call as a live list shows it
-        self.link.do("xadd", self.keys.events, {"type": "call", "tag": tag,
-                                                "probe": self.probe,
-                                                "call": json.dumps(live_fields(call))},
-                     maxlen=EVENTS_MAXLEN, approximate=True)
+        ops.append(("xadd", (self.keys.events(k), {"type": "call", "tag": tag,
+                                                   "probe": self.probe,
+                                                   "call": json.dumps(live_fields(call))}),
+                    {"maxlen": EVENTS_MAXLEN, "approximate": True}))
+        self.link.do("multi", ops)
 
     def _events(self) -> None:
         calls = self.recorder.tracker.calls
@@ -377,7 +396,7 @@ class LiveCapture:
         spool = self._close_spool(call)
         record = ev.record
         if record is None:
-            self._forget(call)
+            self.link.do("multi", self._forget(call))
             if spool:
                 self._spool_keys.pop(spool, None)
             return
@@ -401,28 +420,33 @@ class LiveCapture:
     def _send(self, record: CallRecord, spools: list[str | None]) -> None:
         """A job for ``record`` (every leg's spool with it); the calls leave the live set."""
         keys = [self._spool_keys.pop(p, b"").hex() if p else "" for p in spools]
+        k = Keys.shard(Keys.tag(record.call.key))
         job = {"record": record_to_json(record), "spool": spools[0] or "",
-               "probe": self.probe}
+               "probe": self.probe, "shard": str(k)}
         if any(keys):  # sealed spools: their keys travel with the job, never on disk
             job["spool_key"] = keys[0]
         if record.legs:  # a B2BUA's legs in one recording: each leg's spool
             job["leg_spools"] = json.dumps([p or "" for p in spools[1:]])
             if any(keys):
                 job["leg_spool_keys"] = json.dumps(keys[1:])
-        self.link.do("xadd", self.keys.jobs, job, maxlen=JOBS_MAXLEN, approximate=True)
+        # the job and the call leaving the live set: one step on the call's shard
+        self.link.do("multi", [("xadd", (self.keys.jobs(k), job),
+                                {"maxlen": JOBS_MAXLEN, "approximate": True}),
+                               *self._forget(record.call)])
         self.jobs_sent += 1
-        for c in (record.call, *record.legs):
-            self._forget(c)
+        for leg in record.legs:  # each on its own shard
+            self.link.do("multi", self._forget(leg))
 
-    def _forget(self, call: Call) -> None:
+    def _forget(self, call: Call) -> list[tuple[str, tuple[Any, ...], dict[str, Any]]]:
+        """The commands that take a call out of its probe's live set (one shard)."""
         tag = Keys.tag(call.key)
-        self.link.do("delete", self.keys.call(self.probe, tag),
-                     self.keys.spool_key(self.probe, tag))
-        self.link.do("zrem", self.keys.live(self.probe), tag)
-        self.link.do("xadd", self.keys.events, {"type": "call-ended", "tag": tag,
-                                                "probe": self.probe},
-                     maxlen=EVENTS_MAXLEN, approximate=True)
         self._saved.pop(call.key, None)
+        return [("delete", (self.keys.call(self.probe, tag),
+                            self.keys.spool_key(self.probe, tag)), {}),
+                ("zrem", (self.keys.live(self.probe, Keys.shard(tag)), tag), {}),
+                ("xadd", (self.keys.events(Keys.shard(tag)),
+                          {"type": "call-ended", "tag": tag, "probe": self.probe}),
+                 {"maxlen": EVENTS_MAXLEN, "approximate": True})]
 
     def _last_control(self, link: RedisLink) -> str:
         try:

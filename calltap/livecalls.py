@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import struct
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +26,11 @@ from writer.seqnum import Extender
 RTP_HEAD = struct.Struct("!BBHII")
 # Calls a live list shows at most (the busiest appliance's calls in progress, with room).
 MAX_LIVE = 5000
+# A stream entry id, as one shard's part of an event id.
+STREAM_ID = re.compile(r"\d{1,20}-\d{1,20}$")
+# How long a read of the event streams waits when none has news (polled: one blocking read
+# cannot span the shards of a Cluster).
+EVENTS_POLL_MS = 250
 # Spool bytes read per call per refresh: a refresh never stalls on a huge backlog (the
 # rest is read on the next ones).
 MAX_READ = 4 << 20
@@ -131,9 +138,11 @@ class LiveBoard:
         """Every call in progress of every probe, by tag."""
         probes = sorted(p.decode() for p in self.redis.smembers(self.keys.probes))
         pipe = self.redis.pipeline(transaction=False)
-        for p in probes:
-            pipe.zrange(self.keys.live(p), 0, -1)
-        found = sorted({(t.decode(), p) for p, tags in zip(probes, pipe.execute(), strict=True)
+        where = [(p, k) for p in probes for k in self.keys.shards]
+        for p, k in where:
+            pipe.zrange(self.keys.live(p, k), 0, -1)
+        found = sorted({(t.decode(), p) for (p, _k), tags in zip(where, pipe.execute(),
+                                                                  strict=True)
                         for t in tags})[:MAX_LIVE]
         if not found:
             return {}
@@ -177,16 +186,36 @@ class LiveBoard:
         return [self.row(tag, c, f) for tag, c, f in seen if visible(f, scope)]
 
     def last_event_id(self) -> str:
-        last = self.redis.xrevrange(self.keys.events, count=1)
-        return str(last[0][0].decode()) if last else "0-0"
+        """Where the event streams end now: one position per shard, as an event id
+        (``<id of shard 0>,<id of shard 1>,...``)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for k in self.keys.shards:
+            pipe.xrevrange(self.keys.events(k), count=1)
+        return ",".join(last[0][0].decode() if last else "0-0" for last in pipe.execute())
+
+    def _positions(self, after: str) -> list[str]:
+        ids = after.split(",")
+        if len(ids) != len(self.keys.shards) or not all(STREAM_ID.match(i) for i in ids):
+            return self.last_event_id().split(",")  # an unknown position: from now on
+        return ids
 
     def events(self, after: str, block_ms: int) -> list[tuple[str, dict[str, str]]]:
-        got = self.redis.xread({self.keys.events: after}, count=500, block=block_ms)
+        """The events of every shard after ``after`` (see last_event_id), each with the
+        position after it; waits up to ``block_ms`` when there are none."""
+        ids = self._positions(after)
+        streams = {self.keys.events(k): ids[k] for k in self.keys.shards}
+        got = self.redis.xread(streams, count=500)
+        if not got and block_ms:
+            time.sleep(block_ms / 1000 if block_ms < EVENTS_POLL_MS else EVENTS_POLL_MS / 1000)
+            got = self.redis.xread(streams, count=500)
         out: list[tuple[str, dict[str, str]]] = []
-        for _stream, entries in got or []:
+        shard_of = {self.keys.events(k): k for k in self.keys.shards}
+        for stream, entries in got or []:
+            k = shard_of[stream.decode()]
             for eid, fields in entries:
-                out.append((eid.decode(), {k.decode(): v.decode("utf-8", "replace")
-                                           for k, v in fields.items()}))
+                ids[k] = eid.decode()
+                out.append((",".join(ids), {f.decode(): v.decode("utf-8", "replace")
+                                            for f, v in fields.items()}))
         return out
 
 

@@ -21,6 +21,7 @@ from calltap.live import live_fields
 from calltap.livecalls import MAX_LIVE, LiveBoard, event_call, visible
 from calltap.pages import live_page
 from correlate.call import Call
+from correlate.keys import SHARDS
 from writer.options import WriteOptions
 
 if TYPE_CHECKING:
@@ -36,7 +37,7 @@ PROGRESS_EVERY_S = 1.0
 WAIT_FOR_MEDIA_S = 30.0
 # Listeners remembered for their position (the page shows how far behind live it plays).
 MAX_POSITIONS = 64
-EVENT_ID_CHARS = set("0123456789-")
+EVENT_ID_CHARS = set("0123456789-,")
 
 
 def _sse(event: str, data: Any, eid: str = "") -> str:
@@ -83,7 +84,7 @@ def add_live_routes(app: FastAPI, dash: Dashboard, board: LiveBoard | None,
         if dash.event_streams >= MAX_EVENT_STREAMS:
             raise HTTPException(503, "too many live pages open; try again shortly")
         resume = request.headers.get("last-event-id", "")
-        if not resume or len(resume) > 40 or not set(resume) <= EVENT_ID_CHARS:
+        if not resume or len(resume) > 40 * SHARDS or not set(resume) <= EVENT_ID_CHARS:
             resume = ""
 
         async def stream() -> AsyncIterator[str]:

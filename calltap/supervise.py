@@ -178,7 +178,7 @@ class Supervisor:
             while time.monotonic() < until:
                 # writers delete each job they finish: the stream holds only jobs waiting
                 # or being written
-                if not r.exists(keys.jobs) or r.xlen(keys.jobs) == 0:
+                if sum(r.xlen(keys.jobs(k)) for k in keys.shards) == 0:
                     return
                 time.sleep(0.05)
         except (redis.RedisError, OSError):

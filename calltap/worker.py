@@ -36,8 +36,9 @@ from writer.timefmt import rfc3339
 CLAIM_IDLE_MS = 30_000
 # Attempts before a job is parked: a call that breaks the writer three times will again.
 MAX_ATTEMPTS = 3
-# How long one read waits for a job before the loop checks for stop and stale jobs.
-BLOCK_MS = 1000
+# How long a read waits on one shard when no shard has a job, before the loop checks for
+# stop and sweeps the shards again (a job on another shard waits at most this long).
+BLOCK_MS = 100
 # Below this free space on the output's file system no job is taken (they wait in the
 # stream) and an alarm is raised; taking them would only fail half-way.
 MIN_FREE_BYTES = 512 * 1024 * 1024
@@ -113,31 +114,57 @@ class Worker:
         self.disk_alarm = False
         self._catalog: SqliteCatalog | None = None
         self._commit = self.r.register_script(COMMIT)
+        self._turn = 0
+        """Which shard the next read starts at (each in turn: none is starved)."""
+        self._claim_at = 0.0
+        """When next to look for jobs a dead writer held (monotonic)."""
 
     def ensure_group(self) -> None:
-        try:
-            self.r.xgroup_create(self.keys.jobs, WRITERS_GROUP, id="0", mkstream=True)
-        except Exception as exc:  # noqa: BLE001 - BUSYGROUP: it exists already
-            if "BUSYGROUP" not in str(exc):
-                raise
+        for k in self.keys.shards:
+            try:
+                self.r.xgroup_create(self.keys.jobs(k), WRITERS_GROUP, id="0", mkstream=True)
+            except Exception as exc:  # noqa: BLE001 - BUSYGROUP: it exists already
+                if "BUSYGROUP" not in str(exc):
+                    raise
+
+    @staticmethod
+    def _where(job_id: str) -> tuple[int, str]:
+        """(shard, stream entry id) of a job id ``<shard>/<entry id>``."""
+        k, _, entry = job_id.partition("/")
+        return int(k), entry
 
     def next_job(self) -> tuple[str, dict[bytes, bytes]] | None:
-        """A stale job of a dead writer first, else a new one (waits up to BLOCK_MS)."""
-        claimed = self.r.xautoclaim(self.keys.jobs, WRITERS_GROUP, self.name,
-                                    self.claim_idle_ms, "0-0", count=1)
-        if claimed and claimed[1]:
-            job_id, fields = claimed[1][0]
-            if fields:
-                return job_id.decode(), fields
-        got = self.r.xreadgroup(WRITERS_GROUP, self.name, {self.keys.jobs: ">"}, count=1,
-                                block=BLOCK_MS)
-        if not got:
-            return None
-        job_id, fields = got[0][1][0]
-        return job_id.decode(), fields
+        """A stale job of a dead writer first, else a new one from the shards in turn
+        (one job at a time, so none waits behind this writer); waits up to BLOCK_MS on one
+        shard when none has any. The id is ``<shard>/<entry id>``."""
+        shards = list(self.keys.shards)
+        first = self._turn % len(shards)
+        self._turn += 1
+        order = shards[first:] + shards[:first]
+        if time.monotonic() >= self._claim_at:  # a dead writer's jobs, now and then
+            self._claim_at = time.monotonic() + self.claim_idle_ms / 3000
+            for k in order:
+                claimed = self.r.xautoclaim(self.keys.jobs(k), WRITERS_GROUP, self.name,
+                                            self.claim_idle_ms, "0-0", count=1)
+                if claimed and claimed[1] and claimed[1][0][1]:
+                    job_id, fields = claimed[1][0]
+                    return f"{k}/{job_id.decode()}", fields
+        for k in order:
+            got = self.r.xreadgroup(WRITERS_GROUP, self.name, {self.keys.jobs(k): ">"},
+                                    count=1)
+            if got and got[0][1]:
+                job_id, fields = got[0][1][0]
+                return f"{k}/{job_id.decode()}", fields
+        got = self.r.xreadgroup(WRITERS_GROUP, self.name, {self.keys.jobs(first): ">"},
+                                count=1, block=BLOCK_MS)
+        if got and got[0][1]:
+            job_id, fields = got[0][1][0]
+            return f"{first}/{job_id.decode()}", fields
+        return None
 
     def attempts(self, job_id: str) -> int:
-        info = self.r.xpending_range(self.keys.jobs, WRITERS_GROUP, job_id, job_id, 1)
+        k, entry = self._where(job_id)
+        info = self.r.xpending_range(self.keys.jobs(k), WRITERS_GROUP, entry, entry, 1)
         return int(info[0]["times_delivered"]) if info else 1
 
     def handle(self, job_id: str, fields: dict[bytes, bytes]) -> None:
@@ -179,15 +206,16 @@ class Worker:
         except Exception:  # noqa: BLE001 - left pending: another attempt, then parked
             self.failed += 1
             raise
-        line = json.dumps(entry, sort_keys=True)
         start = calendar.timegm(time.strptime(entry["start"][:19], "%Y-%m-%dT%H:%M:%S"))
         self._index(entry)  # searchable before the event announces it
+        tag = Keys.tag(record.call.key)
         event = {"type": "recording-ready", "call_id": entry["call_id"],
-                 "summary": entry["summary"], "id": call_key(entry),
-                 "tag": Keys.tag(record.call.key)}
-        committed = self._commit(keys=[done, self.keys.jobs, self.keys.index, self.keys.events],
-                                 args=[job_id, WRITERS_GROUP, DONE_TTL_S, line, start, INDEX_MAX,
-                                       EVENTS_MAXLEN,
+                 "summary": entry["summary"], "id": call_key(entry), "tag": tag}
+        k, entry_id = self._where(job_id)  # the call's shard: its done mark's too
+        committed = self._commit(keys=[done, self.keys.jobs(k), self.keys.index(k),
+                                       self.keys.events(k)],
+                                 args=[entry_id, WRITERS_GROUP, DONE_TTL_S, call_key(entry),
+                                       start, INDEX_MAX, EVENTS_MAXLEN,
                                        *(x for kv in event.items() for x in kv)])
         if not committed:  # another writer finished the same call first (a resent job)
             self.duplicates += 1
@@ -210,22 +238,25 @@ class Worker:
 
     def _ack(self, job_id: str) -> None:
         """Done with a job: acknowledged and deleted (the stream keeps only pending jobs)."""
+        k, entry = self._where(job_id)
         pipe = self.r.pipeline()
-        pipe.xack(self.keys.jobs, WRITERS_GROUP, job_id)
-        pipe.xdel(self.keys.jobs, job_id)
+        pipe.xack(self.keys.jobs(k), WRITERS_GROUP, entry)
+        pipe.xdel(self.keys.jobs(k), entry)
         pipe.execute()
 
     def heartbeat(self, job_id: str) -> None:
         """The job's idle time back to zero, so no other writer claims it (JUSTID: the
         delivery count stays)."""
-        self.r.xclaim(self.keys.jobs, WRITERS_GROUP, self.name, 0, [job_id], justid=True)
+        k, entry = self._where(job_id)
+        self.r.xclaim(self.keys.jobs(k), WRITERS_GROUP, self.name, 0, [entry], justid=True)
 
     def _park(self, job_id: str, fields: dict[bytes, bytes], why: str) -> None:
+        k, entry = self._where(job_id)
         pipe = self.r.pipeline()
-        pipe.xadd(self.keys.parked, {**fields, b"error": why.encode(), b"job": job_id},
+        pipe.xadd(self.keys.parked(k), {**fields, b"error": why.encode(), b"job": entry},
                   maxlen=PARKED_MAXLEN, approximate=True)
-        pipe.xack(self.keys.jobs, WRITERS_GROUP, job_id)
-        pipe.xdel(self.keys.jobs, job_id)
+        pipe.xack(self.keys.jobs(k), WRITERS_GROUP, entry)
+        pipe.xdel(self.keys.jobs(k), entry)
         pipe.execute()
         self.parked += 1
         log("writer", "job parked", "error", job=job_id, error=why)

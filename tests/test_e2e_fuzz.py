@@ -48,3 +48,21 @@ def test_mangled_captures_import_without_error(tmp_path: Path) -> None:
         assert sum(1 for e in index if e["audio"]) >= 4, variant
         for e in index:
             assert (tmp_path / f"o{n}" / e["summary"]).exists()
+
+
+def test_an_sdp_format_past_127_is_no_payload_type(tmp_path: Path) -> None:
+    """Found by bench/fuzz_atheris.py: an m= line offering "202" made the writer index its
+    128-entry payload type table out of bounds. RTP payload types have 7 bits (RFC 3550
+    section 5.1); such a format is no RTP payload type and the call is written as usual."""
+    clean = tmp_path / "clean.pcap"
+    generate(str(clean), GenOptions(calls=1, duration=2.0, seed=23))
+    frames = [(t, f.replace(b"RTP/AVP 0 101", b"RTP/AVP 0 202")
+               .replace(b"rtpmap:101", b"rtpmap:202").replace(b"fmtp:101", b"fmtp:202"))
+              for t, _l, f in open_capture(str(clean))]
+    assert sum(b"RTP/AVP 0 202" in f for _t, f in frames) >= 2  # offer and answer
+    pcap = tmp_path / "pt202.pcap"
+    pcap.write_bytes(pcap_bytes(frames))
+    imp = run_import([pcap], tmp_path / "out")
+    assert imp.errors == []
+    (e,) = load_index(tmp_path / "out")
+    assert e["audio"] and e["status"] == "completed"

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from correlate.keys import Keys
 from tests.helpers import ROOT, load_index, load_summary, read_wav
 
 PY = [sys.executable, "-m", "calltap.cli"]
@@ -446,8 +447,14 @@ def test_a_writer_killed_mid_job_is_replaced(redis_server: Redis, tmp_path: Path
                           "--claim-idle-ms", "500"], cwd=ROOT, stdout=subprocess.DEVNULL,
                          env=slow)
     deadline = time.monotonic() + 20
-    while not r.xpending("calltap:jobs", "writers")["pending"] if r.exists("calltap:jobs") \
-            and r.xinfo_groups("calltap:jobs") else True:
+    keys = Keys()
+    jobs = [keys.jobs(k) for k in keys.shards]
+
+    def pending() -> int:
+        return sum(r.xpending(j, "writers")["pending"] for j in jobs
+                   if r.exists(j) and r.xinfo_groups(j))
+
+    while not pending():
         assert time.monotonic() < deadline and a.poll() is None
         time.sleep(0.005)
     a.kill()  # mid-job: the 4-minute call takes seconds to write as MP3
@@ -467,10 +474,13 @@ def test_a_writer_killed_mid_job_is_replaced(redis_server: Redis, tmp_path: Path
     summary = load_summary(out, e)
     assert summary["call"]["status"] == "completed" and e["audio"]
     assert [p for p in out.rglob(".*.part")] == []
-    ready = [f for _id, f in r.xrange("calltap:events") if f[b"type"] == b"recording-ready"]
-    assert r.zcard("calltap:index") == 1 and len(ready) == 1
-    assert r.xpending("calltap:jobs", "writers")["pending"] == 0
-    assert json.loads(r.zrange("calltap:index", 0, 0)[0])["call_id"] == e["call_id"]
+    ready = [f for k in keys.shards for _id, f in r.xrange(keys.events(k))
+             if f[b"type"] == b"recording-ready"]
+    (k,) = [k for k in keys.shards if r.zcard(keys.index(k))]
+    assert r.zcard(keys.index(k)) == 1 and len(ready) == 1
+    assert pending() == 0 and sum(r.xlen(j) for j in jobs) == 0
+    assert r.zrange(keys.index(k), 0, 0)[0].decode() == os.path.basename(
+        e["summary"]).removesuffix(".json")
 
 
 def test_metrics_report_kernel_drops_under_overload(redis_server: Redis,
@@ -531,9 +541,10 @@ def test_pause_and_resume_by_command(sipp_base: Sipp, redis_server: Redis,
     sipp_base.start(calls=1)
     time.sleep(2.0)
     r = redis_server.client()
-    (probe,) = r.smembers("calltap:probes")
-    (tag,) = r.zrange(f"calltap:live:{probe.decode()}", 0, -1)
-    call_id = json.loads(r.get(f"calltap:call:{probe.decode()}:{{{tag.decode()}}}"))["call_id"]
+    keys = Keys()
+    (probe,) = [p.decode() for p in r.smembers(keys.probes)]
+    (tag,) = [t.decode() for k in keys.shards for t in r.zrange(keys.live(probe, k), 0, -1)]
+    call_id = json.loads(r.get(keys.call(probe, tag)))["call_id"]
     ctl = ["--redis", redis_server.url, call_id]
     subprocess.run([*PY, "pause", *ctl], cwd=ROOT, check=True)
     paused = time.monotonic()

@@ -9,7 +9,9 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
+from correlate.keys import Keys
 from tests.helpers import ROOT, load_index, read_wav
 from tests.test_e2e_live import PY, Redis, Sipp, _need
 
@@ -20,11 +22,14 @@ def _capture(url: str, name: str, sipp: Sipp, spool: Path) -> subprocess.Popen[b
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def _live_call_ids(r: object, probe: str) -> list[str]:
+KEYS = Keys()
+
+
+def _live_call_ids(r: Any, probe: str) -> list[str]:
     ids = []
-    for tag in r.zrange(f"calltap:live:{probe}", 0, -1):  # type: ignore[attr-defined]
-        raw = r.get(f"calltap:call:{probe}:{{{tag.decode()}}}")  # type: ignore[attr-defined]
-        ids.append(json.loads(raw)["call_id"])
+    for k in KEYS.shards:
+        for tag in r.zrange(KEYS.live(probe, k), 0, -1):
+            ids.append(json.loads(r.get(KEYS.call(probe, tag.decode())))["call_id"])
     return ids
 
 
@@ -73,8 +78,9 @@ def test_a_probe_killed_mid_call_takes_up_only_its_own_calls(tmp_path: Path) -> 
         for e in index:
             audio, _rate = read_wav(out / e["audio"])
             assert audio[:, 0].any() and audio[:, 1].any(), e["call_id"]
-        assert r.xlen("calltap:parked") == 0 and r.xlen("calltap:jobs") == 0
-        assert not r.zcard("calltap:live:probe-a") and not r.zcard("calltap:live:probe-b")
+        for k in KEYS.shards:  # nothing parked, no job left, no call left live
+            assert not r.exists(KEYS.parked(k)) and r.xlen(KEYS.jobs(k)) == 0
+            assert not r.zcard(KEYS.live("probe-a", k)) and not r.zcard(KEYS.live("probe-b", k))
     finally:
         for p in procs:
             if p.poll() is None:

@@ -5,14 +5,20 @@ from __future__ import annotations
 import signal
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from calltap import live
 from calltap.live import MAX_PENDING_OPS, RedisLink
 from calltap.worker import Worker
-from correlate.keys import WRITERS_GROUP
+from correlate.keys import WRITERS_GROUP, Keys
 from writer.options import WriteOptions
+
+
+def _shard(call: Any) -> int:
+    """The shard the capture puts a call's job in."""
+    return Keys.shard(Keys.tag(call.key))
 
 
 def test_outage_queue_is_bounded_and_replayed_in_order(
@@ -45,14 +51,14 @@ def test_an_unreadable_job_is_parked_not_retried(
     url, _proc = redis_url
     w = Worker(url, str(tmp_path / "out"), WriteOptions(), name="w1")
     w.ensure_group()
-    w.r.xadd(w.keys.jobs, {"call": b"{not json", "spool": b""})
+    w.r.xadd(w.keys.jobs(0), {"call": b"{not json", "spool": b""})
     job = w.next_job()
     assert job is not None
     w.handle(*job)
-    assert w.parked == 1 and w.r.xlen(w.keys.parked) == 1
-    (entry,) = w.r.xrange(w.keys.parked)
+    assert w.parked == 1 and w.r.xlen(w.keys.parked(0)) == 1
+    (entry,) = w.r.xrange(w.keys.parked(0))
     assert entry[1][b"error"].startswith(b"unreadable job")
-    assert w.r.xpending(w.keys.jobs, WRITERS_GROUP)["pending"] == 0
+    assert w.r.xpending(w.keys.jobs(0), WRITERS_GROUP)["pending"] == 0
     assert w.next_job() is None
 
 
@@ -89,13 +95,14 @@ def test_a_job_delivered_twice_is_written_once(
     w = Worker(url, str(tmp_path / "out"), WriteOptions(), name="w1")
     w.ensure_group()
     for _ in range(2):
-        w.r.xadd(w.keys.jobs, {"call": call_to_json(call), "spool": ""})
+        w.r.xadd(w.keys.jobs(_shard(call)), {"call": call_to_json(call), "spool": ""})
     for _ in range(2):
         job = w.next_job()
         assert job is not None
         w.handle(*job)
     assert (w.written, w.duplicates) == (1, 1)
-    assert len(load_index(tmp_path / "out")) == 1 and w.r.xlen(w.keys.events) == 1
+    assert len(load_index(tmp_path / "out")) == 1
+    assert w.r.xlen(w.keys.events(_shard(call))) == 1
 
 
 def test_writer_takes_no_job_when_the_output_disk_is_nearly_full(
@@ -117,7 +124,7 @@ def test_jobs_unsent_at_exit_are_sent_by_the_next_start(
     url, proc = redis_url
     cap = live.LiveCapture(Config(), url, str(tmp_path / "spool"), "test")
     proc.send_signal(signal.SIGSTOP)
-    cap.link.do("xadd", cap.keys.jobs, {"call": "{}", "spool": ""})
+    cap.link.do("xadd", cap.keys.jobs(3), {"call": "{}", "spool": "", "shard": "3"})
     assert len(cap.link.unsent()) == 1  # queued, or in flight to the stopped server
     cap._keep_unsent()  # noqa: SLF001 - what finish_live does when Redis stays away
     assert (tmp_path / "spool" / live.UNSENT_JOBS).exists()
@@ -126,7 +133,7 @@ def test_jobs_unsent_at_exit_are_sent_by_the_next_start(
     assert not (tmp_path / "spool" / live.UNSENT_JOBS).exists()
     # at least once (the stopped server may have read the first attempt): writers
     # recognise a job they already wrote
-    assert again.link.client.xlen(again.keys.jobs) in (1, 2)
+    assert again.link.client.xlen(again.keys.jobs(3)) in (1, 2)
 
 
 def test_a_job_whose_spool_is_missing_is_parked(
@@ -140,12 +147,13 @@ def test_a_job_whose_spool_is_missing_is_parked(
     call = calls_in(str(ROOT / "pcaps" / "sample-calls.pcap"), Config())[0]
     w = Worker(url, str(tmp_path / "out"), WriteOptions(), name="w1")
     w.ensure_group()
-    w.r.xadd(w.keys.jobs, {"call": call_to_json(call), "spool": str(tmp_path / "gone.spool")})
+    w.r.xadd(w.keys.jobs(_shard(call)), {"call": call_to_json(call),
+                                         "spool": str(tmp_path / "gone.spool")})
     job = w.next_job()
     assert job is not None
     w.handle(*job)
     assert w.parked == 1 and w.written == 0
-    (entry,) = w.r.xrange(w.keys.parked)
+    (entry,) = w.r.xrange(w.keys.parked(_shard(call)))
     assert entry[1][b"error"].startswith(b"spool file missing")
 
 
@@ -192,14 +200,15 @@ def test_b2bua_legs_live_make_one_recording_like_import(
         assert [leg["call_id"] for leg in s["call"]["legs"]] == [f"b2b-{cid}"]
 
 
-def _sample_job(w: Worker) -> None:
+def _sample_job(w: Worker) -> int:
     from calltap.config import Config
     from calltap.streams import calls_in
     from correlate.record import call_to_json
     from tests.helpers import ROOT
 
     call = calls_in(str(ROOT / "pcaps" / "sample-calls.pcap"), Config())[0]
-    w.r.xadd(w.keys.jobs, {"call": call_to_json(call), "spool": ""})
+    w.r.xadd(w.keys.jobs(_shard(call)), {"call": call_to_json(call), "spool": ""})
+    return _shard(call)
 
 
 def test_a_slow_write_keeps_its_claim(redis_url: tuple[str, subprocess.Popen[bytes]],
@@ -223,20 +232,20 @@ def test_a_slow_write_keeps_its_claim(redis_url: tuple[str, subprocess.Popen[byt
     w1 = Worker(url, str(tmp_path / "out"), WriteOptions(), name="w1", claim_idle_ms=600)
     w2 = Worker(url, str(tmp_path / "out"), WriteOptions(), name="w2", claim_idle_ms=600)
     w1.ensure_group()
-    _sample_job(w1)
+    k = _sample_job(w1)
     job = w1.next_job()
     assert job is not None
     t = threading.Thread(target=w1.handle, args=job)
     t.start()
     stolen = []
     while t.is_alive():
-        got = w2.r.xautoclaim(w2.keys.jobs, WRITERS_GROUP, "w2", 600, "0-0", count=1)
+        got = w2.r.xautoclaim(w2.keys.jobs(k), WRITERS_GROUP, "w2", 600, "0-0", count=1)
         stolen += got[1]
         time.sleep(0.1)
     t.join()
     assert stolen == [] and w1.written == 1
-    assert len(load_index(tmp_path / "out")) == 1 and w1.r.xlen(w1.keys.events) == 1
-    assert w1.r.xlen(w1.keys.jobs) == 0  # committed: acknowledged and deleted
+    assert len(load_index(tmp_path / "out")) == 1 and w1.r.xlen(w1.keys.events(k)) == 1
+    assert w1.r.xlen(w1.keys.jobs(k)) == 0  # committed: acknowledged and deleted
 
 
 def test_a_writer_killed_mid_write_is_replaced_and_the_call_written_once(
@@ -274,4 +283,5 @@ def test_a_writer_killed_mid_write_is_replaced_and_the_call_written_once(
     assert job is not None and w2.attempts(job[0]) == 2
     w2.handle(*job)
     assert w2.written == 1 and len(load_index(tmp_path / "out")) == 1
-    assert w2.r.xlen(w2.keys.jobs) == 0 and w2.r.xlen(w2.keys.events) == 1
+    k = int(job[0].split("/")[0])
+    assert w2.r.xlen(w2.keys.jobs(k)) == 0 and w2.r.xlen(w2.keys.events(k)) == 1

@@ -51,8 +51,10 @@ class Direction:
         self.decode_errors = 0
         # Payload types either side offered: anything else on these ports is not this
         # call's audio (T.38 UDPTL after a re-INVITE, stray traffic) and is kept out.
+        # An SDP format past 127 is no RTP payload type (7 bits, RFC 3550 section 5.1).
         self.allowed = {
-            int(f) for side in call.offers for o in side for f in o.formats if f.isdigit()
+            int(f) for side in call.offers for o in side for f in o.formats
+            if f.isdigit() and int(f) < 128
         } or ANY_PT  # no SDP (an unsignalled call): any RTP payload type
         self.unexpected_pt = 0
         self.unknown_packets = 0
