@@ -337,10 +337,11 @@ def cmd_control(args: argparse.Namespace) -> int:
     """`calltap pause|resume CALL-ID`: tell the capture process, through Redis."""
     import redis
 
+    from calltap.redisconn import connect
     from correlate.keys import CONTROL_MAXLEN, Keys
 
     try:
-        r = redis.Redis.from_url(args.redis, socket_timeout=5)
+        r = connect(args.redis, socket_timeout=5)
         r.xadd(Keys(args.prefix).control, {"action": args.command, "call_id": args.call_id},
                maxlen=CONTROL_MAXLEN, approximate=True)
     except (redis.RedisError, OSError, ValueError) as exc:

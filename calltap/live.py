@@ -22,6 +22,7 @@ from calltap.config import Config
 from calltap.importer import settings_from
 from calltap.log import disk_low, log
 from calltap.policyfile import PolicyError, load_policy
+from calltap.redisconn import primaries
 from capture.decode import format_ip
 from capture.live import LiveSource
 from capture.spool import SpoolSet
@@ -57,6 +58,12 @@ MAX_COMMANDS = 1000
 # Spool buffers are written, and changed calls stored, this often: a crash of the capture
 # process loses at most this much before the outage itself.
 FLUSH_S = 0.25
+# Jobs sent this recently are sent again when Redis comes back after an error: a master that
+# failed over may not have passed its last writes to the replica now in charge (writers
+# write a job sent twice once). Far longer than a Sentinel or Cluster failover takes.
+RESEND_S = 30.0
+# At most this many recent jobs are kept for that (a few minutes of a busy site's calls).
+MAX_RECENT_JOBS = 10_000
 # Below this free space on the spool's file system, no new call gets a spool (active calls
 # keep recording) and an alarm is raised.
 MIN_FREE_BYTES = 256 * 1024 * 1024
@@ -85,6 +92,12 @@ def live_fields(call: Call) -> dict[str, Any]:
 _STATIC = {0: "PCMU", 8: "PCMA", 9: "G722", 18: "G729", 3: "GSM", 4: "G723"}
 
 
+def _carries_job(item: tuple[str, tuple[Any, ...], dict[str, Any]]) -> bool:
+    op, args, _kw = item
+    inner = args[0] if op == "multi" else [item]
+    return any(o == "xadd" and str(a[0]).endswith(":jobs") for o, a, _k in inner)
+
+
 class RedisLink:
     """Redis commands that never hold up the capture loop: ``do`` only queues (bounded); a
     sender thread sends in order, pipelined, and reconnects with backoff while Redis is
@@ -95,7 +108,9 @@ class RedisLink:
                  control_id: str = "0-0") -> None:
         import redis
 
-        self._redis = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+        from calltap.redisconn import connect
+
+        self._redis = connect(url, socket_timeout=2, socket_connect_timeout=2)
         self._errors = (redis.RedisError, OSError)
         self.pending: deque[tuple[str, tuple[Any, ...], dict[str, Any]]] = deque()
         self.dropped = 0
@@ -113,6 +128,15 @@ class RedisLink:
         self.control_id = control_id
         self.commands: deque[tuple[str, dict[bytes, bytes]]] = deque(maxlen=MAX_COMMANDS)
         """Control entries read and not yet taken by the capture loop."""
+        self.recent: deque[tuple[float, tuple[str, tuple[Any, ...], dict[str, Any]]]] = \
+            deque(maxlen=MAX_RECENT_JOBS)
+        """Commands that carried a job, with when they were sent (monotonic)."""
+        self.reconnects = 0
+        """Times Redis came back after an error: the capture stores its calls again."""
+        self.watch: list[str] = []
+        """Keys whose servers are watched: when another server takes them over (a failover
+        the client rode through without an error), recent jobs go again too."""
+        self._primaries: Any = None
         self._thread: threading.Thread | None = None
         if background:
             self._thread = threading.Thread(target=self._run, name="redis-outbox",
@@ -177,6 +201,8 @@ class RedisLink:
                     raise
                 with self._lock:
                     self._inflight = []
+                now = time.monotonic()
+                self.recent.extend((now, item) for item in batch if _carries_job(item))
             if self.control:
                 got: Any = self._redis.xread({self.control: self.control_id}, count=100)
                 for _stream, entries in got or []:
@@ -185,6 +211,13 @@ class RedisLink:
                         self.commands.append((self.control_id, fields))
             if not self.up:
                 log("capture", "redis reachable again", dropped_ops=self.dropped)
+                self._resend_recent()
+            elif self.watch:
+                now_primaries = primaries(self._redis, self.watch)
+                if self._primaries is not None and now_primaries != self._primaries:
+                    log("capture", "redis failed over", "warning")
+                    self._resend_recent()
+                self._primaries = now_primaries
             self.up, self._backoff = True, BACKOFF_FIRST_S
         except self._errors as exc:
             if self.up:
@@ -192,6 +225,18 @@ class RedisLink:
             self.up = False
             self._retry_at = time.monotonic() + self._backoff
             self._backoff = min(BACKOFF_MAX_S, self._backoff * 2)
+
+    def _resend_recent(self) -> None:
+        """After an error: the jobs of the last RESEND_S go again (a failed-over master may
+        have lost them), and the capture is told to store its calls again."""
+        horizon = time.monotonic() - RESEND_S
+        again = [item for t, item in self.recent if t >= horizon]
+        self.recent.clear()
+        with self._lock:
+            self.pending.extend(again)
+        self.reconnects += 1
+        if again:
+            log("capture", "jobs sent again after a redis error", jobs=len(again))
 
     def unsent(self) -> list[tuple[str, tuple[Any, ...], dict[str, Any]]]:
         """Every command not yet known to be sent, the batch in flight first."""
@@ -263,8 +308,10 @@ class LiveCapture:
         """Commands sent while no capture ran are not replayed (a pause is a decision about
         audio flowing now)."""
         self.link = RedisLink(redis_url, background, self.keys.control, control_id)
+        self.link.watch = [self.keys.jobs(k) for k in self.keys.shards]
         self._resend_unsent()
         self.controls_applied = 0
+        self._reconnects_seen = 0
 
     # what the Recorder counted (metrics)
     packets = property(lambda self: self.recorder.packets)
@@ -355,7 +402,11 @@ class LiveCapture:
 
     def save_changed(self) -> None:
         """Store the calls whose dialog, media or pauses changed since they were stored,
-        and every call not stored for REFRESH_S (its record must outlive its TTL)."""
+        and every call not stored for REFRESH_S (its record must outlive its TTL); after a
+        Redis error, every call (a failed-over master may have lost the last updates)."""
+        if self.link.reconnects != self._reconnects_seen:
+            self._reconnects_seen = self.link.reconnects
+            self._saved.clear()
         now = time.monotonic()
         for call in list(self.recorder.tracker.calls.values()):
             seen = self._saved.get(call.key)

@@ -109,7 +109,9 @@ class LiveBoard:
     def __init__(self, redis_url: str, prefix: str, spool_dir: str) -> None:
         import redis
 
-        self.redis: Any = redis.Redis.from_url(redis_url, socket_timeout=5,
+        from calltap.redisconn import connect
+
+        self.redis: Any = connect(redis_url, socket_timeout=5,
                                                socket_connect_timeout=2)
         self.errors = (redis.RedisError, OSError)
         self.keys = Keys(prefix)
@@ -203,15 +205,22 @@ class LiveBoard:
         """The events of every shard after ``after`` (see last_event_id), each with the
         position after it; waits up to ``block_ms`` when there are none."""
         ids = self._positions(after)
-        streams = {self.keys.events(k): ids[k] for k in self.keys.shards}
-        got = self.redis.xread(streams, count=500)
+
+        def read() -> list[Any]:
+            # a read per shard (in one round trip): one command cannot span a Cluster's slots
+            pipe = self.redis.pipeline(transaction=False)
+            for k in self.keys.shards:
+                pipe.xread({self.keys.events(k): ids[k]}, count=500)
+            return [x for x in pipe.execute() if x]
+
+        got = read()
         if not got and block_ms:
-            time.sleep(block_ms / 1000 if block_ms < EVENTS_POLL_MS else EVENTS_POLL_MS / 1000)
-            got = self.redis.xread(streams, count=500)
+            time.sleep(min(block_ms, EVENTS_POLL_MS) / 1000)
+            got = read()
         out: list[tuple[str, dict[str, str]]] = []
         shard_of = {self.keys.events(k): k for k in self.keys.shards}
-        for stream, entries in got or []:
-            k = shard_of[stream.decode()]
+        for stream, entries in (item for x in got for item in x):
+            k = shard_of[stream.decode() if isinstance(stream, bytes) else stream]
             for eid, fields in entries:
                 ids[k] = eid.decode()
                 out.append((",".join(ids), {f.decode(): v.decode("utf-8", "replace")

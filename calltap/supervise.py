@@ -170,10 +170,11 @@ class Supervisor:
         """Wait until no job is waiting or being written, or ``until``."""
         import redis
 
+        from calltap.redisconn import connect
         from correlate.keys import Keys
 
         try:
-            r = redis.Redis.from_url(self.redis_url, socket_timeout=1)
+            r = connect(self.redis_url, socket_timeout=1)
             keys = Keys()
             while time.monotonic() < until:
                 # writers delete each job they finish: the stream holds only jobs waiting

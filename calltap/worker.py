@@ -97,7 +97,9 @@ class Worker:
                  ) -> None:
         import redis
 
-        self.r: Any = redis.Redis.from_url(redis_url, socket_timeout=10,
+        from calltap.redisconn import connect
+
+        self.r: Any = connect(redis_url, socket_timeout=10,
                                            socket_connect_timeout=2)
         self.errors = (redis.RedisError, OSError)
         self.keys = Keys(prefix)
