@@ -284,9 +284,12 @@ def cmd_writer(args: argparse.Namespace) -> int:
 
     try:
         cfg = _live_config(args)
+        from calltap.objects import store_from
+        from writer.errors import WriterError
+
         w = Worker(args.redis, args.out, options_from(cfg), args.prefix,
-                   claim_idle_ms=args.claim_idle_ms)
-    except (ConfigError, PolicyError) as exc:
+                   claim_idle_ms=args.claim_idle_ms, store=store_from(cfg))
+    except (ConfigError, PolicyError, WriterError) as exc:
         print(f"calltap: {exc}", file=sys.stderr)
         return 2
 

@@ -76,6 +76,14 @@ class Config:
     manifest and an entry in the append-only log (`calltap verify` checks both)."""
     recorder_name: str = ""
     """This recorder's name in manifests (default: the host name)."""
+    storage_url: str = ""
+    """Object storage for recordings and finished spools, ``s3://BUCKET[/PREFIX]`` (empty:
+    the local directories only). Credentials come from the environment, as for any AWS
+    client (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, or an instance role)."""
+    s3_endpoint_url: str = ""
+    """An S3-compatible server's URL (MinIO, Ceph...); empty: AWS."""
+    s3_region: str = ""
+    """The bucket's region (default us-east-1)."""
     probe_name: str = ""
     """This capture probe's name (letters, digits, '.', '_', '-'; default: the host name).
     Probes sharing a Redis need distinct names: a restarted probe takes up only its own
@@ -148,6 +156,9 @@ class Config:
         if self.probe_name and not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", self.probe_name):
             raise ConfigError(f"probe_name {self.probe_name[:70]!r}: 1 to 64 letters, digits, "
                               "'.', '_' or '-'")
+        if self.storage_url and not re.fullmatch(r"s3://[a-z0-9.-]{3,63}(/.*)?",
+                                                 self.storage_url):
+            raise ConfigError(f"storage_url {self.storage_url[:80]!r}: s3://BUCKET[/PREFIX]")
         if self.jobs < 1:
             raise ConfigError("jobs must be at least 1")
         from writer.srtp import SrtpKeyError, parse_key_spec

@@ -21,6 +21,7 @@ from typing import Any
 from calltap.config import Config
 from calltap.importer import settings_from
 from calltap.log import disk_low, log
+from calltap.objects import store_from
 from calltap.policyfile import PolicyError, load_policy
 from calltap.redisconn import primaries
 from capture.decode import format_ip
@@ -41,6 +42,7 @@ from correlate.recorder import Recorder
 from correlate.router import SpoolSink
 from writer.columns import spool_columns
 from writer.mediajoin import MediaJoiner
+from writer.storage import Uploader
 
 NS = 1_000_000_000
 # Redis operations waiting while Redis is unreachable: each is a call record or a job of a
@@ -309,6 +311,11 @@ class LiveCapture:
         audio flowing now)."""
         self.link = RedisLink(redis_url, background, self.keys.control, control_id)
         self.link.watch = [self.keys.jobs(k) for k in self.keys.shards]
+        store = store_from(cfg)
+        self.uploader = Uploader(store, os.path.join(spool_dir, "upload-queue"),
+                                 self._uploaded, "spool-uploads").start() if store else None
+        """Object storage: a finished call's spools go there (then its job), so writers on
+        any host reach them; what waits is on this disk, taken up again after a restart."""
         self._resend_unsent()
         self.controls_applied = 0
         self._reconnects_seen = 0
@@ -480,13 +487,35 @@ class LiveCapture:
             job["leg_spools"] = json.dumps([p or "" for p in spools[1:]])
             if any(keys):
                 job["leg_spool_keys"] = json.dumps(keys[1:])
-        # the job and the call leaving the live set: one step on the call's shard
-        self.link.do("multi", [("xadd", (self.keys.jobs(k), job),
-                                {"maxlen": JOBS_MAXLEN, "approximate": True}),
-                               *self._forget(record.call)])
+        if self.uploader is not None and any(spools):
+            # the spools to the store first, the job once they are there
+            objs = [f"spools/{self.probe}/{os.path.basename(p)}" if p else "" for p in spools]
+            job["spool_obj"] = objs[0]
+            if record.legs:
+                job["leg_spool_objs"] = json.dumps(objs[1:])
+            self.uploader.add([(o, p) for o, p in zip(objs, spools, strict=True) if p],
+                              remove=True, then={"shard": k, "job": job})
+            self.link.do("multi", self._forget(record.call))
+        else:
+            # the job and the call leaving the live set: one step on the call's shard
+            self.link.do("multi", [("xadd", (self.keys.jobs(k), job),
+                                    {"maxlen": JOBS_MAXLEN, "approximate": True}),
+                                   *self._forget(record.call)])
         self.jobs_sent += 1
         for leg in record.legs:  # each on its own shard
             self.link.do("multi", self._forget(leg))
+
+    def _uploaded(self, then: dict[str, Any]) -> None:
+        """A call's spools are stored: its job goes (from the uploader's thread), and only
+        once Redis has it does the upload task (and the local spool) go; else the task is
+        tried again later (a job sent twice is written once)."""
+        if not self.link.up:
+            raise ConnectionError("redis unreachable: the job waits with its upload task")
+        self.link.do("xadd", self.keys.jobs(int(then["shard"]) % SHARDS), then["job"],
+                     maxlen=JOBS_MAXLEN, approximate=True)
+        self.link.flush()
+        if not self.link.up:
+            raise ConnectionError("redis unreachable: the job waits with its upload task")
 
     def _forget(self, call: Call) -> list[tuple[str, tuple[Any, ...], dict[str, Any]]]:
         """The commands that take a call out of its probe's live set (one shard)."""
@@ -588,6 +617,8 @@ class LiveCapture:
         if self._joiner is not None:
             for record, parts in self._joiner.flush():
                 self._send(record, parts)
+        if self.uploader is not None:  # the rest is on disk for the next start
+            self.uploader.stop(3.0)
         self.link.close(3.0)
         self._keep_unsent()
 

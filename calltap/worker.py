@@ -13,6 +13,7 @@ from __future__ import annotations
 import calendar
 import json
 import os
+import re
 import socket
 import sqlite3
 import threading
@@ -23,12 +24,14 @@ from typing import Any
 from calltap.catalog import SqliteCatalog, call_key, read_summary
 from calltap.heap import keep_freed_blocks
 from calltap.log import disk_low, log
+from calltap.objects import WriterStorage
 from correlate.keys import DONE_TTL_S, EVENTS_MAXLEN, INDEX_MAX, WRITERS_GROUP, Keys
 from correlate.record import RecordError, record_from_json
 from writer import translog
 from writer.columns import SealedSpool
 from writer.job import Media, write_call
 from writer.options import WriteOptions
+from writer.storage import S3Store
 from writer.timefmt import rfc3339
 
 # A job held this long by a writer that stopped answering is taken by another: longer than
@@ -44,6 +47,8 @@ BLOCK_MS = 100
 MIN_FREE_BYTES = 512 * 1024 * 1024
 # An idle writer signs a checkpoint of the log's new entries at most this often.
 CHECKPOINT_IDLE_S = 5.0
+# How long a stopping writer waits for its queued uploads (the rest go at its next start).
+UPLOAD_DRAIN_S = 10.0
 # Parked jobs kept (XADD MAXLEN ~): an operator reads them long before this many pile up.
 PARKED_MAXLEN = 10_000
 # The commit of a written call, one atomic step: unless the call is done already, mark it
@@ -93,8 +98,8 @@ class Heartbeat:
 
 class Worker:
     def __init__(self, redis_url: str, out_dir: str, options: WriteOptions,
-                 prefix: str = "calltap", name: str = "", claim_idle_ms: int = CLAIM_IDLE_MS
-                 ) -> None:
+                 prefix: str = "calltap", name: str = "", claim_idle_ms: int = CLAIM_IDLE_MS,
+                 store: S3Store | None = None) -> None:
         import redis
 
         from calltap.redisconn import connect
@@ -120,6 +125,9 @@ class Worker:
         """Which shard the next read starts at (each in turn: none is starved)."""
         self._claim_at = 0.0
         """When next to look for jobs a dead writer held (monotonic)."""
+        self.storage = WriterStorage(store, out_dir, re.sub(r"[^A-Za-z0-9._-]", "-",
+                                                            self.name)) if store else None
+        """Object storage: spools fetched from it, recordings and index segments to it."""
 
     def ensure_group(self) -> None:
         for k in self.keys.shards:
@@ -175,6 +183,8 @@ class Worker:
         if attempts > MAX_ATTEMPTS:
             self._park(job_id, fields, "failed too many times")
             return
+        fetched: list[str] = []
+        objs: list[str] = []
         try:
             record = record_from_json(fields.get(b"record") or fields[b"call"])
             call = record.call
@@ -186,6 +196,12 @@ class Worker:
                 return
             # a B2BUA's legs joined: the other legs' spools too
             legs = [p or None for p in json.loads(fields.get(b"leg_spools") or b"[]")]
+            objs = [fields.get(b"spool_obj", b"").decode(),
+                    *json.loads(fields.get(b"leg_spool_objs") or b"[]")]
+            if any(objs) and self.storage is not None:  # the probe stored its spools
+                got = [self.storage.fetch(o) if o else None for o in objs]
+                fetched = [p for p in got if p]
+                spool, legs = got[0], got[1:] + legs[len(got) - 1:]
             for path in (spool, *legs):
                 if path and not os.path.exists(path):
                     # on another host without the shared spool, or deleted: never write a
@@ -221,10 +237,17 @@ class Worker:
                                        *(x for kv in event.items() for x in kv)])
         if not committed:  # another writer finished the same call first (a resent job)
             self.duplicates += 1
+            for path in fetched:
+                os.unlink(path)
             return
         self.written += 1
         log("writer", "recording ready", call_id=entry["call_id"], summary=entry["summary"])
-        for path in (spool, *legs):
+        if self.storage is not None:
+            self.storage.written(entry, json.dumps(entry, sort_keys=True))
+            for obj in objs:
+                if obj:  # the recording is made: the stored spool is not needed
+                    self.storage.store.delete(obj)
+        for path in (spool, *legs, *fetched):
             if path and os.path.exists(path):
                 os.unlink(path)
 
@@ -283,6 +306,8 @@ class Worker:
                 job = self.next_job()
                 if job is None:
                     self._checkpoint()
+                    if self.storage is not None:
+                        self.storage.rotate()
                 if job is not None:
                     try:
                         self.handle(*job)
@@ -296,6 +321,8 @@ class Worker:
                 log("writer", "redis unreachable; retrying", "warning", error=str(exc))
                 time.sleep(1.0)
         self._checkpoint(force=True)
+        if self.storage is not None:  # what is not stored yet stays queued on disk
+            self.storage.close(UPLOAD_DRAIN_S)
 
     def _checkpoint(self, force: bool = False) -> None:
         """While idle (at most every CHECKPOINT_IDLE_S) and when stopping: the log's newest
