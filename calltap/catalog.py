@@ -295,8 +295,12 @@ class SqliteCatalog:
     def close(self) -> None:
         self.db.close()
 
+    def _exec(self, sql: str, args: Any = ()) -> Any:
+        """Run one statement of the shared query builder (a server backend translates)."""
+        return self.db.execute(sql, args)
+
     def count(self) -> int:
-        return int(self.db.execute("SELECT count(*) FROM calls").fetchone()[0])
+        return int(self._exec("SELECT count(*) FROM calls").fetchone()[0])
 
     def add(self, entry: dict[str, Any], summary: dict[str, Any] | None) -> None:
         """Index one written call (again: a call already in replaces its old row)."""
@@ -346,8 +350,8 @@ class SqliteCatalog:
     def get(self, key: str, scope: Scope | None = None) -> dict[str, Any] | None:
         """A call's index entry; None if there is none, or it is outside ``scope``."""
         where, args = _scope_where(scope)
-        row = self.db.execute(" AND ".join(["SELECT entry FROM calls WHERE key = ?", *where]),
-                              (key, *args)).fetchone()
+        row = self._exec(" AND ".join(["SELECT entry FROM calls WHERE key = ?", *where]),
+                         (key, *args)).fetchone()
         return json.loads(row[0]) if row else None
 
     def _where(self, q: Query) -> tuple[list[str], list[Any]]:
@@ -427,7 +431,7 @@ class SqliteCatalog:
             raise CatalogError(f"limit: 1 to {MAX_PAGE}")
         where, args = self._where(q)
         col, d = self._order(q)
-        total = int(self.db.execute(
+        total = int(self._exec(
             "SELECT count(*) FROM calls" + (" WHERE " + " AND ".join(where) if where else ""),
             args).fetchone()[0])
         page_where, page_args = list(where), list(args)
@@ -439,7 +443,7 @@ class SqliteCatalog:
         sql = (f"SELECT id, {col}, entry FROM calls"
                + (" WHERE " + " AND ".join(page_where) if page_where else "")
                + f" ORDER BY {col} {d}, id {d} LIMIT ?")
-        rows = self.db.execute(sql, [*page_args, q.limit + 1]).fetchall()
+        rows = self._exec(sql, [*page_args, q.limit + 1]).fetchall()
         more = len(rows) > q.limit
         rows = rows[:q.limit]
         calls = [{"id": call_key(e), **e} for e in (json.loads(r[2]) for r in rows)]
@@ -451,7 +455,7 @@ class SqliteCatalog:
         col, d = self._order(q)
         sql = ("SELECT entry FROM calls" + (" WHERE " + " AND ".join(where) if where else "")
                + f" ORDER BY {col} {d}, id {d} LIMIT {MAX_EXPORT}")
-        for (text,) in self.db.execute(sql, args):
+        for (text,) in self._exec(sql, args):
             e = json.loads(text)
             yield {"id": call_key(e), **e}
 
@@ -467,8 +471,144 @@ class SqliteCatalog:
             where.append("start_ns < ?")
             args.append(start_to)
         sql = ("SELECT start_ns, duration, status, mos_min, key FROM calls"
-               + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY start_ns")
-        yield from self.db.execute(sql, args)
+               + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY start_ns, id")
+        yield from self._exec(sql, args)
+
+
+PG_SCHEMA = """
+CREATE EXTENSION IF NOT EXISTS pg_trgm;
+CREATE TABLE IF NOT EXISTS calltap_catalog (version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS calls (
+    id BIGSERIAL PRIMARY KEY,
+    key TEXT NOT NULL UNIQUE,
+    call_id TEXT NOT NULL,
+    start_ns BIGINT NOT NULL,
+    duration DOUBLE PRECISION,
+    caller TEXT, callee TEXT, caller_user TEXT, callee_user TEXT,
+    caller_rev TEXT, callee_rev TEXT,
+    status TEXT, end_reason TEXT, final_code INTEGER, codecs TEXT,
+    mos_caller DOUBLE PRECISION, mos_callee DOUBLE PRECISION, mos_min DOUBLE PRECISION,
+    loss_caller DOUBLE PRECISION, loss_callee DOUBLE PRECISION, loss_max DOUBLE PRECISION,
+    dtmf TEXT, grp TEXT, policy_rule TEXT,
+    entry TEXT NOT NULL,
+    words TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS calls_start ON calls (start_ns, id);
+CREATE INDEX IF NOT EXISTS calls_duration ON calls (duration, id);
+CREATE INDEX IF NOT EXISTS calls_mos ON calls (mos_min, id);
+CREATE INDEX IF NOT EXISTS calls_loss ON calls (loss_max, id);
+CREATE INDEX IF NOT EXISTS calls_users ON calls USING gin (caller_user gin_trgm_ops,
+    callee_user gin_trgm_ops, caller_rev gin_trgm_ops, callee_rev gin_trgm_ops);
+CREATE INDEX IF NOT EXISTS calls_call_id ON calls (call_id);
+CREATE INDEX IF NOT EXISTS calls_words ON calls USING gin (words gin_trgm_ops);
+CREATE TABLE IF NOT EXISTS addrs (addr BYTEA NOT NULL,
+                                  call BIGINT NOT NULL REFERENCES calls (id) ON DELETE CASCADE);
+CREATE INDEX IF NOT EXISTS addrs_addr ON addrs (addr, call);
+"""
+# The shared query builder writes SQLite; these make it PostgreSQL (SQLite's LIKE and
+# NOCASE columns ignore ASCII case: ILIKE and lower() do here; the words index is a
+# trigram index on a column instead of an FTS5 table).
+PG_REWRITES = (
+    ("id IN (SELECT rowid FROM words WHERE text LIKE ? ESCAPE '\\')",
+     "words LIKE ? ESCAPE '\\'"),
+    ("id IN (SELECT rowid FROM words WHERE text LIKE ?)", "words LIKE ?"),
+    ("instr(dtmf, ?) > 0", "strpos(dtmf, ?) > 0"),
+    ("caller = ? COLLATE NOCASE", "lower(caller) = lower(?)"),
+    ("callee = ? COLLATE NOCASE", "lower(callee) = lower(?)"),
+    ("caller_user = ?", "lower(caller_user) = lower(?)"),
+    ("callee_user = ?", "lower(callee_user) = lower(?)"),
+    (" LIKE ", " ILIKE "),
+)
+
+
+def pg_sql(sql: str) -> str:
+    """A statement of the shared builder, for PostgreSQL (psycopg's %s placeholders)."""
+    for a, b in PG_REWRITES:
+        sql = sql.replace(a, b)
+    return sql.replace("%", "%%").replace("?", "%s")
+
+
+class PgCatalog(SqliteCatalog):
+    """The catalog in PostgreSQL (``catalog_url``), for writers on several hosts: the same
+    rows, searches and scopes as the SQLite one, through one connection per process."""
+
+    def __init__(self, url: str) -> None:  # noqa: D107 - no SQLite file here
+        import psycopg
+
+        self.path = url
+        self.stale = False
+        try:
+            self.pg: Any = psycopg.connect(url, autocommit=True, connect_timeout=5)
+            self._create()
+        except psycopg.Error as exc:
+            raise CatalogError(f"{_safe_url(url)}: {exc}") from None
+
+    def _create(self) -> None:
+        url = self.path
+        with self.pg.transaction():
+            self.pg.execute("SELECT pg_advisory_xact_lock(7365301)")  # one creator at once
+            self.pg.execute(PG_SCHEMA)
+            row = self.pg.execute("SELECT version FROM calltap_catalog").fetchone()
+            if row is None:
+                self.pg.execute("INSERT INTO calltap_catalog VALUES (%s)", (CATALOG_VERSION,))
+            elif row[0] != CATALOG_VERSION:
+                raise CatalogError(f"{_safe_url(url)}: catalog version {row[0]}, this "
+                                   f"calltap needs {CATALOG_VERSION} (calltap catalog rebuild)")
+
+    def _exec(self, sql: str, args: Any = ()) -> Any:
+        import psycopg
+
+        try:
+            return self.pg.execute(pg_sql(sql), list(args))
+        except psycopg.Error as exc:
+            raise CatalogError(f"{_safe_url(self.path)}: {exc}") from None
+
+    def close(self) -> None:
+        self.pg.close()
+
+    def add_many(self, calls: list[tuple[dict[str, Any], dict[str, Any] | None]]) -> None:
+        import psycopg
+
+        try:
+            self._add_many(calls)
+        except psycopg.Error as exc:
+            raise CatalogError(f"{_safe_url(self.path)}: {exc}") from None
+
+    def _add_many(self, calls: list[tuple[dict[str, Any], dict[str, Any] | None]]) -> None:
+        with self.pg.transaction():
+            for entry, summary in calls:
+                # a call already in is replaced (its addresses go with it: ON DELETE CASCADE)
+                self.pg.execute("DELETE FROM calls WHERE key = %s", (call_key(entry),))
+                rid = self.pg.execute(
+                    f"INSERT INTO calls ({COLUMNS}, words) VALUES "
+                    f"({', '.join(['%s'] * 25)}) RETURNING id",
+                    (*_row(entry), _words(entry, summary))).fetchone()[0]
+                addrs = [(a, rid) for a in _addresses(summary)]
+                if addrs:
+                    with self.pg.cursor() as cur:
+                        cur.executemany("INSERT INTO addrs (addr, call) VALUES (%s, %s)",
+                                        addrs)
+
+    def remove(self, key: str) -> None:
+        self.pg.execute("DELETE FROM calls WHERE key = %s", (key,))
+
+    def clear(self) -> None:
+        self.pg.execute("DELETE FROM calls")
+
+
+def _safe_url(url: str) -> str:
+    """A database URL without its password (for messages)."""
+    import re
+
+    return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url)
+
+
+def open_catalog(out_dir: str, url: str = "", readonly: bool = False) -> SqliteCatalog:
+    """The catalog of an output directory: PostgreSQL when ``catalog_url`` names one (a
+    site whose writers run on several hosts), else the SQLite file beside the recordings."""
+    if url:
+        return PgCatalog(url)
+    return SqliteCatalog.beside(out_dir, readonly)
 
 
 def _scope_where(scope: Scope | None) -> tuple[list[str], list[Any]]:
@@ -581,10 +721,10 @@ def read_summary(out_dir: str, entry: dict[str, Any]) -> dict[str, Any] | None:
 REBUILD_BATCH = 2000
 
 
-def rebuild(out_dir: str) -> int:
-    """The catalog from ``index.jsonl`` alone (and each call's summary): returns the
-    calls indexed."""
-    cat = SqliteCatalog.beside(out_dir)
+def rebuild(out_dir: str, url: str = "") -> int:
+    """The catalog (``url``'s, or the SQLite one) from ``index.jsonl`` alone (and each
+    call's summary): returns the calls indexed."""
+    cat = open_catalog(out_dir, url)
     try:
         cat.clear()
         return cat.refill(out_dir)

@@ -288,7 +288,8 @@ def cmd_writer(args: argparse.Namespace) -> int:
         from writer.errors import WriterError
 
         w = Worker(args.redis, args.out, options_from(cfg), args.prefix,
-                   claim_idle_ms=args.claim_idle_ms, store=store_from(cfg))
+                   claim_idle_ms=args.claim_idle_ms, store=store_from(cfg),
+                   catalog_url=cfg.catalog_url)
     except (ConfigError, PolicyError, WriterError) as exc:
         print(f"calltap: {exc}", file=sys.stderr)
         return 2
@@ -708,6 +709,7 @@ def build_parser() -> argparse.ArgumentParser:
     cat = sub.add_parser("catalog", help="the search catalog of an output directory")
     cat.add_argument("action", choices=("rebuild",), help="rebuild: from index.jsonl")
     cat.add_argument("--out", required=True, help="output directory of import or run")
+    cat.add_argument("--config", help="TOML configuration file (catalog_url)")
     cat.set_defaults(func=cmd_catalog)
     return p
 
@@ -731,7 +733,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from calltap.importer import options_from
 
     return serve(args.out, args.listen, args.access, args.secure_cookies, args.trusted_proxy,
-                 args.redis, args.prefix, args.spool, oidc, options_from(cfg), cfg.decrypt_key)
+                 args.redis, args.prefix, args.spool, oidc, options_from(cfg), cfg.decrypt_key,
+                 cfg.catalog_url)
 
 
 def cmd_users(args: argparse.Namespace) -> int:
@@ -872,15 +875,21 @@ def cmd_catalog(args: argparse.Namespace) -> int:
     import os
     import sqlite3
 
-    from calltap.catalog import CATALOG_FILE, rebuild
+    from calltap.catalog import CATALOG_FILE, CatalogError, rebuild
 
     if not os.path.isdir(args.out):
         print(f"calltap: {args.out}: no such output directory", file=sys.stderr)
         return 2
     try:
-        n = rebuild(args.out)
+        n = rebuild(args.out, load_config(args.config, {}).catalog_url)
+    except ConfigError as exc:
+        print(f"calltap: {exc}", file=sys.stderr)
+        return 2
     except sqlite3.Error as exc:
         print(f"calltap: {os.path.join(args.out, CATALOG_FILE)}: {exc}", file=sys.stderr)
+        return 1
+    except CatalogError as exc:
+        print(f"calltap: catalog: {exc}", file=sys.stderr)
         return 1
     print(f"catalog rebuilt: {n} calls from {os.path.join(args.out, 'index.jsonl')}")
     return 0

@@ -76,6 +76,10 @@ class Config:
     manifest and an entry in the append-only log (`calltap verify` checks both)."""
     recorder_name: str = ""
     """This recorder's name in manifests (default: the host name)."""
+    catalog_url: str = ""
+    """A PostgreSQL database for the catalog (``postgresql://USER:PASS@HOST/DB``), shared
+    by writers on several hosts and the dashboard; empty: catalog.sqlite beside the
+    recordings."""
     storage_url: str = ""
     """Object storage for recordings and finished spools, ``s3://BUCKET[/PREFIX]`` (empty:
     the local directories only). Credentials come from the environment, as for any AWS

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from calltap.catalog import SqliteCatalog, read_summary
+from calltap.catalog import CatalogError, SqliteCatalog, open_catalog, read_summary
 from calltap.config import Config
 from calltap.heap import keep_freed_blocks
 from calltap.policyfile import PolicyError, load_policy
@@ -248,8 +248,8 @@ class Importer:
         self.warnings: list[str] = []
         self._catalog: SqliteCatalog | None = None
         try:
-            self._catalog = SqliteCatalog.beside(self.out)
-        except sqlite3.Error as exc:
+            self._catalog = open_catalog(self.out, self.cfg.catalog_url)
+        except (sqlite3.Error, CatalogError) as exc:
             self.warnings.append(f"catalog: {exc}; calls are written but not indexed for "
                                  "search (`calltap catalog rebuild` later)")
         self._catalog_batch: list[tuple[dict[str, Any], dict[str, Any] | None]] = []
@@ -494,7 +494,7 @@ class Importer:
             return
         try:
             self._catalog.add_many(self._catalog_batch)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, CatalogError) as exc:
             self.warnings.append(f"catalog: {exc}; rebuild it with `calltap catalog rebuild`")
             self._catalog = None
         self._catalog_batch = []

@@ -15,7 +15,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from calltap.catalog import Query, Scope, SqliteCatalog, call_key, index_entries
+from calltap.catalog import Query, Scope, call_key, index_entries, open_catalog
 from writer import translog
 from writer.keystore import KeyStore, store_dir
 from writer.seal import SUFFIX, SealError, key_id_of
@@ -43,8 +43,9 @@ class Holds:
     """Legal holds in ``OUT/.calltap/holds.json``: on one call, or on every call a search
     finds (its filters as the dashboard's API takes them)."""
 
-    def __init__(self, out: str) -> None:
+    def __init__(self, out: str, catalog_url: str = "") -> None:
         self.out = out
+        self.catalog_url = catalog_url
         self.path = os.path.join(out, HOLDS_FILE)
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
 
@@ -111,7 +112,7 @@ class Holds:
         active = [h for h in self.load() if not h["released"]]
         if not active:
             return keep
-        cat = SqliteCatalog.beside(self.out)
+        cat = open_catalog(self.out, self.catalog_url)
         try:
             for h in active:
                 if h["call"]:
@@ -171,7 +172,8 @@ def due(out: str, classes: dict[str, int], now_ns: int) -> list[Disposal]:
     return sorted(seen.values(), key=lambda d: d.expired_ns)
 
 
-def remove_call(out: str, key: str, key_store: str = "") -> tuple[list[str], str | None]:
+def remove_call(out: str, key: str, key_store: str = "", catalog_url: str = ""
+                ) -> tuple[list[str], str | None]:
     """Delete a sealed call's data key from the key store (which leaves every copy of its
     files unreadable, backups included), then every file of the call (found by its index
     line) and its catalog row: the files removed, relative to ``out``, and the key id."""
@@ -195,7 +197,7 @@ def remove_call(out: str, key: str, key_store: str = "") -> tuple[list[str], str
     for name in names:
         os.unlink(os.path.join(folder, name))
         removed.append(os.path.relpath(os.path.join(folder, name), out))
-    cat = SqliteCatalog.beside(out)
+    cat = open_catalog(out, catalog_url)
     try:
         cat.remove(key)
     finally:
@@ -204,8 +206,8 @@ def remove_call(out: str, key: str, key_store: str = "") -> tuple[list[str], str
 
 
 def dispose(out: str, d: Disposal, key_path: str, when: str, now_s: float,
-            key_store: str = "") -> list[str]:
-    files, key_id = remove_call(out, d.key, key_store)
+            key_store: str = "", catalog_url: str = "") -> list[str]:
+    files, key_id = remove_call(out, d.key, key_store, catalog_url)
     translog.append(out, {"type": "disposal", "call": d.key, "call_id": d.call_id,
                           "retention": d.retention, "files": files,
                           **({"key_erased": key_id} if key_id else {})},
@@ -214,15 +216,15 @@ def dispose(out: str, d: Disposal, key_path: str, when: str, now_s: float,
 
 
 def erase(out: str, key: str, reason: str, by: str, key_path: str, when: str,
-          now_s: float, key_store: str = "") -> list[str]:
+          now_s: float, key_store: str = "", catalog_url: str = "") -> list[str]:
     """Remove one call now (a data subject's erasure request), unless a hold keeps it."""
     if not reason:
         raise RetentionError("an erasure needs a reason")
     if key in translog.gone_calls(out):
         raise RetentionError(f"{key}: already gone")
-    if key in Holds(out).held():
+    if key in Holds(out, catalog_url).held():
         raise RetentionError(f"{key}: a legal hold keeps it; release the hold first")
-    files, key_id = remove_call(out, key, key_store)
+    files, key_id = remove_call(out, key, key_store, catalog_url)
     translog.append(out, {"type": "erasure", "call": key, "reason": reason, "by": by,
                           "files": files, **({"key_erased": key_id} if key_id else {})},
                     key_path, when, now_s)

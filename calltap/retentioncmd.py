@@ -59,6 +59,10 @@ def _key_store(args: argparse.Namespace) -> str:
     return load_config(args.config, {}).key_store
 
 
+def _catalog_url(args: argparse.Namespace) -> str:
+    return load_config(args.config, {}).catalog_url
+
+
 def _who() -> str:
     return "cli:" + getpass.getuser()
 
@@ -83,7 +87,7 @@ def cmd_retention(args: argparse.Namespace) -> int:
         return 2
     classes = dict(policy.retention)
     try:
-        held = Holds(args.out).held()
+        held = Holds(args.out, _catalog_url(args)).held()
     except RetentionError as exc:
         print(f"calltap: {exc}", file=sys.stderr)
         return 2
@@ -98,7 +102,8 @@ def cmd_retention(args: argparse.Namespace) -> int:
             print(f"would remove: {d.key} ({d.retention}, expired {rfc3339(d.expired_ns)})")
         else:
             now = time.time()
-            dispose(args.out, d, key, rfc3339(int(now * NS)), now, _key_store(args))
+            dispose(args.out, d, key, rfc3339(int(now * NS)), now, _key_store(args),
+                    _catalog_url(args))
             print(f"removed: {d.key} ({d.retention}, expired {rfc3339(d.expired_ns)})")
         gone += 1
     verb = "would remove" if args.dry_run else "removed"
@@ -107,7 +112,7 @@ def cmd_retention(args: argparse.Namespace) -> int:
 
 
 def cmd_hold(args: argparse.Namespace) -> int:
-    holds = Holds(args.out)
+    holds = Holds(args.out, _catalog_url(args))
     try:
         key = _key(args)
         now = time.time()
@@ -140,7 +145,7 @@ def cmd_erase(args: argparse.Namespace) -> int:
         key = _key(args)
         now = time.time()
         files = erase(args.out, args.call, args.reason, _who(), key, rfc3339(int(now * NS)),
-                      now, _key_store(args))
+                      now, _key_store(args), _catalog_url(args))
     except (RetentionError, ConfigError) as exc:
         print(f"calltap: erase: {exc}", file=sys.stderr)
         return 1

@@ -50,8 +50,8 @@ from calltap.access import (
 from calltap.accounts import OPEN, AccessError, Accounts, Principal
 from calltap.catalog import (
     CatalogError,
-    SqliteCatalog,
     Store,
+    open_catalog,
     read_summary,
 )
 from calltap.catalog import (
@@ -123,12 +123,13 @@ class Dashboard:
     """The application's state: the output directory, its catalog and its access file."""
 
     def __init__(self, out_dir: str, accounts: Accounts | None = None,
-                 loopback: bool = True, decrypt_key: str = "", key_store: str = "") -> None:
+                 loopback: bool = True, decrypt_key: str = "", key_store: str = "",
+                 catalog_url: str = "") -> None:
         self.out = os.path.realpath(out_dir)
         if not os.path.isdir(self.out):
             raise FileNotFoundError(f"{out_dir}: no such output directory")
         self.unsealer = Unsealer(self.out, decrypt_key, key_store)
-        self.catalog: Store = SqliteCatalog.beside(self.out)
+        self.catalog: Store = open_catalog(self.out, catalog_url)
         self._lock = threading.Lock()
         self.cache_dir = os.path.join(self.out, ".calltap", "transcoded")
         self.accounts = accounts or Accounts(access_path(self.out))
@@ -332,12 +333,13 @@ CSV_FIELDS = ("id", "call_id", "start", "answer", "end", "duration", "caller", "
 def create_app(out_dir: str, accounts: Accounts | None = None, loopback: bool = True,
                secure_cookies: bool = False, redis_url: str = "", prefix: str = "calltap",
                spool_dir: str = "", oidc: Oidc | None = None,
-               options: WriteOptions | None = None, decrypt_key: str = "") -> FastAPI:
+               options: WriteOptions | None = None, decrypt_key: str = "",
+               catalog_url: str = "") -> FastAPI:
     """The dashboard over ``out_dir`` (its catalog is created if missing). With users in
     the access file every route but the login and share links needs a session or token;
     without, the server answers on loopback only and everyone is an administrator."""
     dash = Dashboard(out_dir, accounts, loopback, decrypt_key,
-                     options.key_store if options else "")
+                     options.key_store if options else "", catalog_url)
     board = LiveBoard(redis_url, prefix, spool_dir or os.path.join(dash.out, ".calltap",
                                                                    "spool")) \
         if redis_url else None
@@ -610,7 +612,8 @@ def is_loopback(host: str) -> bool:
 def serve(out_dir: str, listen: str, access: str = "", secure_cookies: bool = False,
           trusted_proxy: str = "", redis_url: str = "", prefix: str = "calltap",
           spool_dir: str = "", oidc: Oidc | None = None,
-          options: WriteOptions | None = None, decrypt_key: str = "") -> int:
+          options: WriteOptions | None = None, decrypt_key: str = "",
+          catalog_url: str = "") -> int:
     """Run the dashboard on ``listen`` (host:port) until interrupted."""
     import uvicorn
 
@@ -643,7 +646,7 @@ def serve(out_dir: str, listen: str, access: str = "", secure_cookies: bool = Fa
         print("calltap: note: ffmpeg not found; recordings in formats browsers do not play "
               "cannot be transcoded", flush=True)
     app = create_app(out_dir, accounts, loopback, secure_cookies, redis_url, prefix, spool_dir,
-                     oidc, options, decrypt_key)
+                     oidc, options, decrypt_key, catalog_url)
     # behind a TLS proxy: the client's address from its X-Forwarded-For, if it is trusted
     uvicorn.run(app, host=host.strip("[]"), port=int(port), log_level="warning",
                 proxy_headers=bool(trusted_proxy), forwarded_allow_ips=trusted_proxy or None)

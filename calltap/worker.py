@@ -21,7 +21,13 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from calltap.catalog import SqliteCatalog, call_key, read_summary
+from calltap.catalog import (
+    CatalogError,
+    SqliteCatalog,
+    call_key,
+    open_catalog,
+    read_summary,
+)
 from calltap.heap import keep_freed_blocks
 from calltap.log import disk_low, log
 from calltap.objects import WriterStorage
@@ -99,7 +105,7 @@ class Heartbeat:
 class Worker:
     def __init__(self, redis_url: str, out_dir: str, options: WriteOptions,
                  prefix: str = "calltap", name: str = "", claim_idle_ms: int = CLAIM_IDLE_MS,
-                 store: S3Store | None = None) -> None:
+                 store: S3Store | None = None, catalog_url: str = "") -> None:
         import redis
 
         from calltap.redisconn import connect
@@ -120,6 +126,7 @@ class Worker:
         self.duplicates = 0
         self.disk_alarm = False
         self._catalog: SqliteCatalog | None = None
+        self.catalog_url = catalog_url
         self._commit = self.r.register_script(COMMIT)
         self._turn = 0
         """Which shard the next read starts at (each in turn: none is starved)."""
@@ -256,9 +263,9 @@ class Worker:
         written is reported and left to `calltap catalog rebuild`, never fails the job."""
         try:
             if self._catalog is None:
-                self._catalog = SqliteCatalog.beside(self.out)
+                self._catalog = open_catalog(self.out, self.catalog_url)
             self._catalog.add(entry, read_summary(self.out, entry))
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, CatalogError) as exc:
             log("writer", "catalog not updated", call_id=entry["call_id"], error=str(exc))
 
     def _ack(self, job_id: str) -> None:

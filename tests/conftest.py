@@ -25,3 +25,39 @@ def redis_url(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     p.send_signal(signal.SIGCONT)
     p.terminate()
     p.wait(10)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A PostgreSQL server of the test session's own (Debian's postgresql, run as the
+    postgres user from a directory of its own, on a loopback port)."""
+    import glob
+    import os
+    import pwd
+    import tempfile
+
+    bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if not bins:
+        pytest.skip("PostgreSQL is not installed (.ci/setup installs postgresql)")
+    if os.geteuid() != 0:
+        pytest.skip("starting PostgreSQL as its own user needs root")
+    try:
+        pg = pwd.getpwnam("postgres")
+    except KeyError:
+        pytest.skip("no postgres user (the postgresql package makes it)")
+    bindir = os.path.dirname(bins[-1])
+    home = tempfile.mkdtemp(prefix="calltap-pg-")
+    os.chown(home, pg.pw_uid, pg.pw_gid)
+    port = 17700 + os.getpid() % 200
+    as_pg = ["runuser", "-u", "postgres", "--"]
+    subprocess.run([*as_pg, f"{bindir}/initdb", "-D", f"{home}/data", "-A", "trust", "-U",
+                    "postgres", "--no-sync"], check=True, capture_output=True)
+    subprocess.run([*as_pg, f"{bindir}/pg_ctl", "-D", f"{home}/data", "-w", "-l",
+                    f"{home}/log", "-o", f"-p {port} -k {home} -c listen_addresses=127.0.0.1 "
+                    "-c fsync=off", "start"], check=True, capture_output=True)
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([*as_pg, f"{bindir}/pg_ctl", "-D", f"{home}/data", "-m", "immediate",
+                        "stop"], check=False, capture_output=True)
+        shutil.rmtree(home, ignore_errors=True)

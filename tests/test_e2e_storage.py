@@ -38,7 +38,7 @@ def _moto(where: Path) -> subprocess.Popen[bytes]:
     return p
 
 
-def test_probe_and_writer_through_object_storage(tmp_path: Path) -> None:
+def test_probe_and_writer_through_object_storage(tmp_path: Path, postgres_url: str) -> None:
     _need()
     if shutil.which("unshare") is None:
         pytest.skip("unshare (util-linux) is needed to hide the probe's disk")
@@ -50,9 +50,16 @@ def test_probe_and_writer_through_object_storage(tmp_path: Path) -> None:
     moto = _moto(tmp_path)
     store = S3Store("s3://recordings/site1", f"http://127.0.0.1:{S3_PORT}")
     store.client.create_bucket(Bucket="recordings")
+    import psycopg
+
+    with psycopg.connect(postgres_url, autocommit=True) as db:  # a catalog of its own
+        db.execute("DROP DATABASE IF EXISTS calltap_storage")
+        db.execute("CREATE DATABASE calltap_storage")
+    catalog_url = postgres_url.rsplit("/", 1)[0] + "/calltap_storage"
     cfg = tmp_path / "calltap.toml"
     cfg.write_text('storage_url = "s3://recordings/site1"\n'
-                   f's3_endpoint_url = "http://127.0.0.1:{S3_PORT}"\n')
+                   f's3_endpoint_url = "http://127.0.0.1:{S3_PORT}"\n'
+                   f'catalog_url = "{catalog_url}"\n')
     sipp = Sipp(14300, tmp_path)
     spool, out, logs = tmp_path / "probe-spool", tmp_path / "writer-out", tmp_path / "logs"
     spool.mkdir()
@@ -119,6 +126,16 @@ def test_probe_and_writer_through_object_storage(tmp_path: Path) -> None:
         logged = (logs / "writer.log").read_text() + (logs / "capture.log").read_text()
         assert "uploads wait on disk" in logged  # the outage was felt, and ridden out
         assert "Traceback" not in logged
+        # the recordings are in the shared catalog, and the dashboard's search finds them
+        from fastapi.testclient import TestClient
+
+        from calltap.serve import create_app
+
+        (tmp_path / "dashboard-host").mkdir()  # another host: no recordings on its disk
+        found = TestClient(create_app(str(tmp_path / "dashboard-host"),
+                                      catalog_url=catalog_url)).get("/api/calls").json()
+        assert sorted(c["call_id"] for c in found["calls"]) == sorted(
+            e["call_id"] for e in index)
         # the recordings are the calls' audio: the same as importing the tcpdump capture
         subprocess.run([*PY, "import", "--no-progress", "--out", str(tmp_path / "imp"),
                         str(tmp_path / "cap.pcap")], cwd=ROOT, check=True,
