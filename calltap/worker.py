@@ -11,6 +11,7 @@ finished call, and the job in the stream for the next writer.
 from __future__ import annotations
 
 import calendar
+import contextlib
 import json
 import os
 import re
@@ -267,6 +268,10 @@ class Worker:
             self._catalog.add(entry, read_summary(self.out, entry))
         except (sqlite3.Error, CatalogError) as exc:
             log("writer", "catalog not updated", call_id=entry["call_id"], error=str(exc))
+            if self.catalog_url and self._catalog is not None:  # a server: connect anew
+                with contextlib.suppress(Exception):
+                    self._catalog.close()
+                self._catalog = None
 
     def _ack(self, job_id: str) -> None:
         """Done with a job: acknowledged and deleted (the stream keeps only pending jobs)."""
