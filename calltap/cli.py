@@ -856,10 +856,13 @@ def cmd_export(args: argparse.Namespace) -> int:
         return 2
     os.makedirs(args.to, exist_ok=True)
     host = cfg.recorder_name or socket.getfqdn()
-    n = 0
+    n = sealed = 0
     for entry in index_entries(args.out):
         key = call_key(entry)
         if args.call and args.call not in (key, entry.get("call_id")):
+            continue
+        if entry.get("encrypted"):  # its summary and audio are sealed: nothing to read
+            sealed += 1
             continue
         summary = read_summary(args.out, entry) or {}
         vcon = build(summary, entry, args.out, args.base_url, key, rfc3339(time.time_ns()),
@@ -868,7 +871,10 @@ def cmd_export(args: argparse.Namespace) -> int:
             json.dump(sign(vcon, cfg.signing_key, cert), g)
         n += 1
     print(f"{n} vCons written to {args.to}")
-    return 0 if n or not args.call else 1
+    if sealed:
+        print(f"calltap: {sealed} sealed calls not exported: export them from the copy "
+              "`calltap decrypt` restores", file=sys.stderr)
+    return 0 if n or not (args.call or sealed) else 1
 
 
 def cmd_catalog(args: argparse.Namespace) -> int:

@@ -1,6 +1,8 @@
 """``calltap decrypt``: a sealed output directory's recordings restored to plain files
-under another directory, in the same layout, with the private key. Each restored file is
-checked against the plain digest its signed manifest records, when there is one."""
+under another directory, in the same layout, with the private key, and their index lines
+(without the sealing fields and the manifest, which names the sealed files) in its
+``index.jsonl``. Each restored file is checked against the plain digest its signed
+manifest records, when there is one."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from dataclasses import dataclass, field
 
 from calltap.catalog import call_key, index_entries
 from writer.keystore import KeyStore, store_dir
-from writer.output import tmp_name
+from writer.output import append_index, tmp_name
 from writer.seal import SUFFIX, SealedReader, SealError, key_id_of, load_private
 
 
@@ -59,6 +61,7 @@ def decrypt(out: str, private_key: str, dest: str, call: str = "",
         folder = os.path.join(out, rel_dir)
         os.makedirs(os.path.join(dest, rel_dir), exist_ok=True)
         rep.calls += 1
+        restored_all = True
         for name in sorted(os.listdir(folder)):
             if not (name.endswith(SUFFIX) and name.startswith((key + ".", key + "-"))):
                 continue
@@ -85,4 +88,9 @@ def decrypt(out: str, private_key: str, dest: str, call: str = "",
                 if os.path.exists(tmp_name(target)):
                     os.unlink(tmp_name(target))
                 rep.problems.append(f"{rel_dir}/{name}: {exc}")
+                restored_all = False
+        if restored_all:  # the copy is an output directory of its own (search, export)
+            plain = {k: v for k, v in e.items()
+                     if k not in ("encrypted", "search_fields", "manifest")}
+            append_index(dest, plain, durable=False)
     return rep

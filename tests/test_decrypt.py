@@ -118,10 +118,15 @@ def test_decrypt_restores_the_plain_run(world: dict[str, Path]) -> None:
     plain = sorted(p.relative_to(world["plain"]) for p in world["plain"].rglob("*")
                    if p.is_file() and p.relative_to(world["plain"]).parts[0].isdigit()
                    and not p.name.endswith(".manifest.jws"))
-    restored = sorted(p.relative_to(dest) for p in dest.rglob("*") if p.is_file())
+    restored = sorted(p.relative_to(dest) for p in dest.rglob("*") if p.is_file()
+                      and p.name != "index.jsonl")
     assert plain == restored and rep.files == len(plain)
     for rel in plain:
         assert (world["plain"] / rel).read_bytes() == (dest / rel).read_bytes(), rel
+    # and their index lines: the plain run's, less the manifest (it names sealed files)
+    assert sorted(load_index(dest), key=lambda e: e["call_id"]) == sorted(
+        ({k: v for k, v in e.items() if k != "manifest"} for e in load_index(world["plain"])),
+        key=lambda e: e["call_id"])
     # the command does the same, and checks the manifests' plain digests
     again = world["dir"] / "again"
     r = subprocess.run([*PY, "decrypt", str(world["sealed"]), "--key",
@@ -131,6 +136,22 @@ def test_decrypt_restores_the_plain_run(world: dict[str, Path]) -> None:
     assert f"restored {len(plain)} files of 3 calls" in r.stderr
     rep = verify_calls(str(world["sealed"]), str(world["keys"] / "signing.pub"))
     assert not rep.problems and rep.calls == 3
+    # vCons come from the plain copy; the sealed directory says so
+    cfg = world["dir"] / "sign.toml"
+    cfg.write_text(f'signing_key = "{world["keys"] / "signing.key"}"\n')
+    from writer.vcon import self_signed_certificate
+
+    self_signed_certificate(str(world["keys"] / "signing.key"),
+                            str(world["keys"] / "signing.crt"), "test")
+    r = subprocess.run([*PY, "export", "vcon", str(world["sealed"]), "--to",
+                        str(world["dir"] / "vcons"), "--base-url", "https://rec.example",
+                        "--config", str(cfg)], cwd=ROOT, capture_output=True, text=True,
+                       check=False)
+    assert r.returncode == 1 and "3 sealed calls not exported" in r.stderr
+    r = subprocess.run([*PY, "export", "vcon", str(dest), "--to", str(world["dir"] / "vc2"),
+                        "--base-url", "https://rec.example", "--config", str(cfg)], cwd=ROOT,
+                       capture_output=True, text=True, check=False)
+    assert r.returncode == 0 and "3 vCons written" in r.stdout, r.stderr
 
 
 def test_a_writer_with_the_public_key_only_cannot_read_back(world: dict[str, Path],
