@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import struct
 import wave
 from pathlib import Path
@@ -138,3 +139,15 @@ def record_of(call: Any) -> Any:
     from correlate.record import finished
 
     return finished(call, IdentitySpec())
+
+
+def leaked(root: Path, needles: list[bytes]) -> list[str]:
+    """The files under ``root`` holding any of ``needles`` (pieces of audio that must not
+    rest there in plain)."""
+    found = []
+    for dirpath, _dirs, files in os.walk(root):
+        for name in files:
+            data = (Path(dirpath) / name).read_bytes()
+            if any(n in data for n in needles):
+                found.append(name)
+    return found

@@ -27,7 +27,7 @@ from calltap.retention import erase
 from calltap.serve import create_app
 from calltap.verify import verify_calls
 from capture.pcapfile import close_capture, open_capture
-from tests.helpers import ROOT, load_index, read_wav
+from tests.helpers import ROOT, leaked, load_index, read_wav
 from writer import seal
 from writer.g711 import ulaw_decode
 from writer.keystore import KeyStore, store_dir
@@ -83,16 +83,6 @@ def _needles(pcap: Path) -> list[bytes]:
         ulaw_decode(np.frombuffer(p, np.uint8)).tobytes()[80:144] for p in payloads[::7]]
 
 
-def _leaked(root: Path, needles: list[bytes]) -> list[str]:
-    found = []
-    for dirpath, _dirs, files in os.walk(root):
-        for name in files:
-            data = (Path(dirpath) / name).read_bytes()
-            if any(n in data for n in needles):
-                found.append(name)
-    return found
-
-
 def test_no_plain_audio_rests_under_the_output_or_the_spool(world: dict[str, Path]) -> None:
     needles = _needles(world["pcap"])
     # the decoded pieces are the recording's: one channel of a plain run's WAV holds them
@@ -102,10 +92,10 @@ def test_no_plain_audio_rests_under_the_output_or_the_spool(world: dict[str, Pat
     # and the plain recordings as written (both channels interleaved), in pieces
     needles += [w[k:k + 16].tobytes() for w in wavs for k in range(800, len(w), 4000)
                 if w[k:k + 16].any()]
-    assert _leaked(world["plain"], needles)  # the search finds audio where it is plain
+    assert leaked(world["plain"], needles)  # the search finds audio where it is plain
     assert any(world["spool"].iterdir())
-    assert _leaked(world["spool"], needles) == []
-    assert _leaked(world["sealed"], needles) == []
+    assert leaked(world["spool"], needles) == []
+    assert leaked(world["sealed"], needles) == []
     names = [p.name for p in world["sealed"].rglob("*") if p.is_file()
              and p.relative_to(world["sealed"]).parts[0].isdigit()]
     assert names and all(n.endswith((".enc", ".manifest.jws")) for n in names)

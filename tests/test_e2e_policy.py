@@ -20,7 +20,7 @@ from calltap.generate import T0_NS, GenOptions, generate, varied_party
 from calltap.importer import Importer
 from calltap.policyfile import PolicyError
 from capture.pcapfile import close_capture, open_capture
-from tests.helpers import load_index, load_summary, read_wav
+from tests.helpers import leaked, load_index, load_summary, read_wav
 from writer.g711 import ulaw_decode
 
 POLICY = """\
@@ -197,15 +197,6 @@ def test_pause_and_resume(by: str, tmp_path: Path) -> None:
     needles = [s[40:72] for s in secrets] + [
         ulaw_decode(np.frombuffer(s, np.uint8)).tobytes()[80:144] for s in secrets]
 
-    def leaked(root: Path) -> list[str]:
-        found = []
-        for dirpath, _dirs, files in os.walk(root):
-            for name in files:
-                data = (Path(dirpath) / name).read_bytes()
-                if any(n in data for n in needles):
-                    found.append(name)
-        return found
-
     out = tmp_path / "out"
     imp = Importer(Config(out=str(out), policy=str(policy), jobs=1, progress=False))
     # as pcapng, read as a stream: a call's media is spooled (a classic pcap's stays in
@@ -218,9 +209,9 @@ def test_pause_and_resume(by: str, tmp_path: Path) -> None:
     imp.import_file(str(streamed))
     spools = [p for p in out.iterdir() if p.name.startswith(".spool-")]
     assert spools and any(f for s in spools for f in s.iterdir())  # the call is spooled
-    assert leaked(out) == []  # not in the spool, while the call is still open
+    assert leaked(out, needles) == []  # not in the spool, while the call is still open
     imp.finish()
-    assert leaked(out) == []  # nor in any file written
+    assert leaked(out, needles) == []  # nor in any file written
     (e,) = load_index(out)
     summary = load_summary(out, e)
     (pause,) = summary["call"]["paused"]
