@@ -685,6 +685,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="the signer's public key (signing.pub), from a trusted copy")
     ver.add_argument("--call", default="", help="only this call (its id or Call-ID)")
     ver.add_argument("--log", action="store_true", help="also the append-only log")
+    ver.add_argument("--tsa-ca", default="", metavar="PEM",
+                     help="with --log: check each checkpoint's RFC 3161 timestamp against "
+                          "this time-stamping authority's CA certificate")
     ver.add_argument("--proof", default="", metavar="ID",
                      help="print the inclusion proof of a call's log entry (JSON)")
     ver.set_defaults(func=cmd_verify)
@@ -811,7 +814,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             return 0
         rep = verify_calls(args.out, args.key, args.call)
         if args.log:
-            verify_log(args.out, args.key, rep)
+            verify_log(args.out, args.key, rep, args.tsa_ca)
     except WriterError as exc:
         print(f"calltap: {exc}", file=sys.stderr)
         return 2
@@ -820,6 +823,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     log_part = (f"; log: {rep.entries} entries, {rep.checkpoints} signed checkpoint"
                 + ("s" if rep.checkpoints != 1 else "")
                 + (f", {rep.uncovered} after the last" if rep.uncovered else "")
+                + (f", {rep.stamped} timestamped" if args.tsa_ca else "")
+                + (f" ({rep.unstamped} not yet)" if rep.unstamped else "")
                 if args.log else "")
     print(f"{'FAILED' if rep.problems else 'ok'}: {rep.calls} calls, {rep.files} files"
           f"{log_part}; {len(rep.problems)} problems", file=sys.stderr)

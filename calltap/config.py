@@ -88,6 +88,9 @@ class Config:
     """An S3-compatible server's URL (MinIO, Ceph...); empty: AWS."""
     s3_region: str = ""
     """The bucket's region (default us-east-1)."""
+    tsa_url: str = ""
+    """An RFC 3161 time-stamping authority (HTTP URL): every signed checkpoint of the log
+    is timestamped by it (``calltap verify --log --tsa-ca`` checks the stamps)."""
     probe_name: str = ""
     """This capture probe's name (letters, digits, '.', '_', '-'; default: the host name).
     Probes sharing a Redis need distinct names: a restarted probe takes up only its own

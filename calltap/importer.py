@@ -43,6 +43,7 @@ from writer.options import WriteOptions
 from writer.output import sync_filesystem
 from writer.srtp import parse_key_spec
 from writer.timefmt import rfc3339
+from writer.timestamps import TimestampError, stamp_new
 
 NS = 1_000_000_000
 I64 = npt.NDArray[np.int64]
@@ -72,6 +73,7 @@ def options_from(cfg: Config) -> WriteOptions:
         jitter_buffer_mode=cfg.jitter_buffer, jitter_buffer_ms=cfg.jitter_buffer_ms,
         jitter_buffer_max_ms=cfg.jitter_buffer_max_ms, signing_key=cfg.signing_key,
         pci_dtmf=cfg.pci_dtmf, encrypt_to=cfg.encrypt_to, key_store=cfg.key_store,
+        tsa_url=cfg.tsa_url,
         recorder_name=cfg.recorder_name)
 
 
@@ -515,6 +517,11 @@ class Importer:
                 now = time.time()
                 translog.checkpoint(self.out, self.options.signing_key,
                                     rfc3339(int(now * NS)), now, durable=False)
+                if self.options.tsa_url:  # the checkpoints stamped by an outside authority
+                    try:
+                        stamp_new(self.out, self.options.tsa_url)
+                    except TimestampError as exc:
+                        self.warnings.append(f"checkpoint not timestamped yet: {exc}")
         finally:
             if self._catalog is not None:
                 self._catalog.close()

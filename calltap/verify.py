@@ -22,6 +22,7 @@ from writer.merkle import (
     root,
     verify_consistency,
 )
+from writer.timestamps import TimestampError, stamps_dir, verify_stamp
 from writer.translog import gone_calls, log_dir
 
 
@@ -36,6 +37,10 @@ class Report:
     """Log entries after the last checkpoint (checked against the manifests only)."""
     gone: int = 0
     """Calls disposed of or erased (the log says when and why)."""
+    stamped: int = 0
+    """Checkpoints whose RFC 3161 timestamp verified."""
+    unstamped: int = 0
+    """Checkpoints without a timestamp (with ``tsa_ca``)."""
 
 
 def _index(out: str) -> dict[str, dict[str, Any]]:
@@ -106,7 +111,8 @@ def read_log(out: str) -> tuple[list[bytes], list[bytes]]:
     return lines, tokens
 
 
-def verify_log(out: str, public_key: str, report: Report | None = None) -> Report:
+def verify_log(out: str, public_key: str, report: Report | None = None,
+               tsa_ca: str = "") -> Report:
     """The log: entries in sequence, every checkpoint's signature and root, consistency
     from each checkpoint to the next, each call's newest entry against its manifest. A
     root that matches covers every entry under it, so no per-call inclusion proof is
@@ -147,6 +153,17 @@ def verify_log(out: str, public_key: str, report: Report | None = None) -> Repor
         fr.append(leaf)
         if fr.size in wanted:
             roots[fr.size] = fr.root()
+    if tsa_ca:  # each checkpoint's RFC 3161 timestamp, with the authority's CA
+        for k, token in enumerate(tokens):
+            tsr = os.path.join(stamps_dir(out), f"{k}.tsr")
+            if not os.path.exists(tsr):
+                rep.unstamped += 1
+                continue
+            try:
+                verify_stamp(token, tsr, tsa_ca)
+                rep.stamped += 1
+            except TimestampError as exc:
+                rep.problems.append(f"checkpoint {k}: timestamp {exc}")
     prev: tuple[int, bytes] | None = None
     for k, size, signed_root in signed:
         rep.checkpoints += 1

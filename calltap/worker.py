@@ -40,6 +40,7 @@ from writer.job import Media, write_call
 from writer.options import WriteOptions
 from writer.storage import S3Store
 from writer.timefmt import rfc3339
+from writer.timestamps import TimestampError, stamp_new
 
 # A job held this long by a writer that stopped answering is taken by another: longer than
 # the longest call a writer takes to write (an hour of audio takes seconds).
@@ -345,3 +346,8 @@ class Worker:
             return
         self._checkpoint_at = now
         translog.checkpoint(self.out, self.options.signing_key, rfc3339(int(now * 1e9)), now)
+        if self.options.tsa_url:  # every checkpoint stamped by an outside authority
+            try:
+                stamp_new(self.out, self.options.tsa_url)
+            except TimestampError as exc:
+                log("writer", "checkpoint not timestamped yet", "warning", error=str(exc))

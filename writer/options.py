@@ -45,6 +45,8 @@ class WriteOptions:
     key wrapped for it. Empty: plain files."""
     key_store: str = ""
     """The key store's directory (empty: OUT/.calltap/keys)."""
+    tsa_url: str = ""
+    """An RFC 3161 authority that timestamps each signed checkpoint (empty: none)."""
     durable: bool = True
     """fsync every file of a call and its directory before the call counts as written (live
     writers: a job is acknowledged only then). Import writes without it and syncs the
