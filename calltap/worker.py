@@ -255,7 +255,11 @@ class Worker:
             self.storage.written(entry, json.dumps(entry, sort_keys=True))
             for obj in objs:
                 if obj:  # the recording is made: the stored spool is not needed
-                    self.storage.store.delete(obj)
+                    try:
+                        self.storage.store.delete(obj)
+                    except Exception as exc:  # noqa: BLE001 - the call is written: report
+                        log("writer", "stored spool not deleted", "warning", spool=obj,
+                            error=str(exc)[:200])
         for path in (spool, *legs, *fetched):
             if path and os.path.exists(path):
                 os.unlink(path)
