@@ -51,25 +51,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     era.set_defaults(func=cmd_erase)
 
 
-def _key(args: argparse.Namespace) -> str:
-    return load_config(args.config, {}).signing_key
-
-
-def _key_store(args: argparse.Namespace) -> str:
-    return load_config(args.config, {}).key_store
-
-
-def _catalog_url(args: argparse.Namespace) -> str:
-    return load_config(args.config, {}).catalog_url
-
-
 def _who() -> str:
     return "cli:" + getpass.getuser()
 
 
 def cmd_retention(args: argparse.Namespace) -> int:
     try:
-        key = _key(args)
+        cfg = load_config(args.config, {})
         policy = load_policy(args.policy)
     except (ConfigError, PolicyError) as exc:
         print(f"calltap: {exc}", file=sys.stderr)
@@ -87,7 +75,7 @@ def cmd_retention(args: argparse.Namespace) -> int:
         return 2
     classes = dict(policy.retention)
     try:
-        held = Holds(args.out, _catalog_url(args)).held()
+        held = Holds(args.out, cfg.catalog_url).held()
     except RetentionError as exc:
         print(f"calltap: {exc}", file=sys.stderr)
         return 2
@@ -102,8 +90,8 @@ def cmd_retention(args: argparse.Namespace) -> int:
             print(f"would remove: {d.key} ({d.retention}, expired {rfc3339(d.expired_ns)})")
         else:
             now = time.time()
-            dispose(args.out, d, key, rfc3339(int(now * NS)), now, _key_store(args),
-                    _catalog_url(args))
+            dispose(args.out, d, cfg.signing_key, rfc3339(int(now * NS)), now, cfg.key_store,
+                    cfg.catalog_url)
             print(f"removed: {d.key} ({d.retention}, expired {rfc3339(d.expired_ns)})")
         gone += 1
     verb = "would remove" if args.dry_run else "removed"
@@ -112,9 +100,10 @@ def cmd_retention(args: argparse.Namespace) -> int:
 
 
 def cmd_hold(args: argparse.Namespace) -> int:
-    holds = Holds(args.out, _catalog_url(args))
     try:
-        key = _key(args)
+        cfg = load_config(args.config, {})
+        holds = Holds(args.out, cfg.catalog_url)
+        key = cfg.signing_key
         now = time.time()
         when = rfc3339(int(now * NS))
         if args.action == "add":
@@ -142,10 +131,10 @@ def cmd_hold(args: argparse.Namespace) -> int:
 
 def cmd_erase(args: argparse.Namespace) -> int:
     try:
-        key = _key(args)
+        cfg = load_config(args.config, {})
         now = time.time()
-        files = erase(args.out, args.call, args.reason, _who(), key, rfc3339(int(now * NS)),
-                      now, _key_store(args), _catalog_url(args))
+        files = erase(args.out, args.call, args.reason, _who(), cfg.signing_key,
+                      rfc3339(int(now * NS)), now, cfg.key_store, cfg.catalog_url)
     except (RetentionError, ConfigError) as exc:
         print(f"calltap: erase: {exc}", file=sys.stderr)
         return 1
