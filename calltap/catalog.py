@@ -141,6 +141,19 @@ def call_key(entry: dict[str, Any]) -> str:
     return os.path.basename(str(entry["summary"])).removesuffix(".json")
 
 
+def call_files(out_dir: str, entry: dict[str, Any]) -> list[str]:
+    """Every file of a call on disk, relative to ``out_dir``: its files share its stem
+    (``<stem>.<ext>``, or ``<stem>-caller.<ext>`` in a split layout; temporary names start
+    with a dot)."""
+    rel_dir = os.path.dirname(entry["summary"])
+    key = call_key(entry)
+    try:
+        names = sorted(os.listdir(os.path.join(out_dir, rel_dir)))
+    except FileNotFoundError:
+        return []
+    return [f"{rel_dir}/{n}" for n in names if n.startswith((key + ".", key + "-"))]
+
+
 def _addr_blob(text: str) -> bytes | None:
     host = text.rsplit(":", 1)[0].strip("[]") if text.count(":") == 1 or "]" in text \
         else text

@@ -11,7 +11,7 @@ import json
 import os
 from dataclasses import dataclass, field
 
-from calltap.catalog import call_key, index_entries
+from calltap.catalog import call_files, call_key, index_entries
 from writer.keystore import KeyStore, store_dir
 from writer.output import append_index, tmp_name
 from writer.seal import SUFFIX, SealedReader, SealError, key_id_of, load_private
@@ -55,24 +55,22 @@ def decrypt(out: str, private_key: str, dest: str, call: str = "",
         sealed = e.get("encrypted")
         if not sealed:
             continue
-        key = call_key(e)
         digests = _manifest_digests(out, e.get("manifest"))
         rel_dir = os.path.dirname(e["summary"])
-        folder = os.path.join(out, rel_dir)
         os.makedirs(os.path.join(dest, rel_dir), exist_ok=True)
         rep.calls += 1
         restored_all = True
-        for name in sorted(os.listdir(folder)):
-            if not (name.endswith(SUFFIX) and name.startswith((key + ".", key + "-"))):
+        for rel in call_files(out, e):
+            if not rel.endswith(SUFFIX):
                 continue
+            name = os.path.basename(rel)
             plain_name = name[:-len(SUFFIX)]
             target = os.path.join(dest, rel_dir, plain_name)
             try:
                 # the file's header names its key (a call written again has a new one)
-                data_key = store.data_key(key_id_of(os.path.join(folder, name)).hex(),
-                                          private)
+                data_key = store.data_key(key_id_of(os.path.join(out, rel)).hex(), private)
                 h = hashlib.sha256()
-                with SealedReader(os.path.join(folder, name), data_key) as r, \
+                with SealedReader(os.path.join(out, rel), data_key) as r, \
                         open(tmp_name(target), "wb") as f:
                     for block in r:
                         f.write(block)

@@ -7,7 +7,7 @@ import os
 import time
 from typing import Any
 
-from calltap.catalog import call_key
+from calltap.catalog import call_files
 from calltap.config import Config
 from writer.storage import S3Store, Uploader
 
@@ -20,15 +20,6 @@ SEGMENT_S = 60.0
 def store_from(cfg: Config) -> S3Store | None:
     return S3Store(cfg.storage_url, cfg.s3_endpoint_url, cfg.s3_region) \
         if cfg.storage_url else None
-
-
-def call_files(out: str, entry: dict[str, Any]) -> list[tuple[str, str]]:
-    """(name in the store, local path) of every file of a written call."""
-    rel_dir = os.path.dirname(entry["summary"])
-    key = call_key(entry)
-    folder = os.path.join(out, rel_dir)
-    return [(f"{rel_dir}/{n}", os.path.join(folder, n)) for n in sorted(os.listdir(folder))
-            if n.startswith((key + ".", key + "-")) and not n.endswith(".part")]
 
 
 class WriterStorage:
@@ -52,7 +43,9 @@ class WriterStorage:
 
     def written(self, entry: dict[str, Any], line: str) -> None:
         """A call is on the local disk: its files to the store, its line to a segment."""
-        self.uploader.add(call_files(self.out, entry), remove=False)
+        # each file under its name in the output directory
+        self.uploader.add([(rel, os.path.join(self.out, rel))
+                           for rel in call_files(self.out, entry)], remove=False)
         if self._segment is None:
             self._segment = os.path.join(self.segments,
                                          f"{self.writer}-{time.time_ns():020d}.jsonl")

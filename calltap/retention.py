@@ -15,7 +15,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from calltap.catalog import Query, Scope, call_key, index_entries, open_catalog
+from calltap.catalog import Query, Scope, call_files, call_key, index_entries, open_catalog
 from writer import translog
 from writer.keystore import KeyStore, store_dir
 from writer.seal import SUFFIX, SealError, key_id_of
@@ -180,29 +180,26 @@ def remove_call(out: str, key: str, key_store: str = "", catalog_url: str = ""
     entry = next((e for e in index_entries(out) if call_key(e) == key), None)
     if entry is None:
         raise RetentionError(f"{key}: no such call in {os.path.join(out, 'index.jsonl')}")
-    folder = os.path.join(out, os.path.dirname(entry["summary"]))
-    names = [n for n in sorted(os.listdir(folder)) if n.startswith((key + ".", key + "-"))]
+    files = call_files(out, entry)
     key_id = (entry.get("encrypted") or {}).get("key_id")
     if key_id:  # the index line's key and each file's (a call written again has a new one)
         ids = {key_id}
-        for n in names:
-            if n.endswith(SUFFIX):
+        for rel in files:
+            if rel.endswith(SUFFIX):
                 with contextlib.suppress(SealError):
-                    ids.add(key_id_of(os.path.join(folder, n)).hex())
+                    ids.add(key_id_of(os.path.join(out, rel)).hex())
         store = KeyStore(store_dir(out, key_store))
         for k in sorted(ids):
             store.erase(k)
         key_id = ",".join(sorted(ids))
-    removed = []
-    for name in names:
-        os.unlink(os.path.join(folder, name))
-        removed.append(os.path.relpath(os.path.join(folder, name), out))
+    for rel in files:
+        os.unlink(os.path.join(out, rel))
     cat = open_catalog(out, catalog_url)
     try:
         cat.remove(key)
     finally:
         cat.close()
-    return removed, key_id
+    return files, key_id
 
 
 def dispose(out: str, d: Disposal, key_path: str, when: str, now_s: float,
