@@ -94,10 +94,11 @@ def live_fields(call: Call) -> dict[str, Any]:
 _STATIC = {0: "PCMU", 8: "PCMA", 9: "G722", 18: "G729", 3: "GSM", 4: "G723"}
 
 
-def _carries_job(item: tuple[str, tuple[Any, ...], dict[str, Any]]) -> bool:
+def _jobs_in(item: tuple[str, tuple[Any, ...], dict[str, Any]]) -> list[dict[str, Any]]:
+    """The jobs a queued command (or transaction) adds to a jobs stream."""
     op, args, _kw = item
     inner = args[0] if op == "multi" else [item]
-    return any(o == "xadd" and str(a[0]).endswith(":jobs") for o, a, _k in inner)
+    return [a[1] for o, a, _k in inner if o == "xadd" and str(a[0]).endswith(":jobs")]
 
 
 class RedisLink:
@@ -204,7 +205,7 @@ class RedisLink:
                 with self._lock:
                     self._inflight = []
                 now = time.monotonic()
-                self.recent.extend((now, item) for item in batch if _carries_job(item))
+                self.recent.extend((now, item) for item in batch if _jobs_in(item))
             if self.control:
                 got: Any = self._redis.xread({self.control: self.control_id}, count=100)
                 for _stream, entries in got or []:
@@ -353,10 +354,7 @@ class LiveCapture:
     def _keep_unsent(self) -> None:
         """At exit with Redis unreachable: the jobs go to a file the next start sends, so a
         finished call is never lost (its spool file is on the same disk)."""
-        ops = [inner for op, args, kw in self.link.unsent()
-               for inner in (args[0] if op == "multi" else [(op, args, kw)])]
-        jobs = [args[1] for op, args, _kw in ops
-                if op == "xadd" and str(args[0]).endswith(":jobs")]
+        jobs = [job for item in self.link.unsent() for job in _jobs_in(item)]
         if not jobs:
             return
         with open(self._unsent_path(), "a", encoding="utf-8") as f:
