@@ -13,7 +13,6 @@ import os
 import re
 import shutil
 import sqlite3
-import subprocess
 import tempfile
 import threading
 import time
@@ -35,6 +34,7 @@ from fastapi.responses import (
 from fastapi.staticfiles import StaticFiles
 
 from calltap import __version__
+from calltap import transcode as transcoding
 from calltap.access import (
     CSRF_HEADER,
     SAFE_METHODS,
@@ -87,8 +87,6 @@ MEDIA_TYPES = {".wav": "audio/wav", ".mp3": "audio/mpeg", ".opus": "audio/ogg",
 # Transcoded copies kept for the player (it seeks with Range requests, so each is a file);
 # the oldest go beyond this many.
 TRANSCODE_CACHE = 32
-# An FFmpeg transcoding of one recording that takes longer has hung.
-TRANSCODE_TIMEOUT_S = 600
 # Worst calls listed on the overview page.
 WORST_CALLS = 20
 # Bars of the calls-per-period chart at most (a year of days).
@@ -176,9 +174,7 @@ class Dashboard:
             if fmt == have and not split:
                 return self.unsealer.respond(request, e, src, BROWSER_FORMATS[fmt])
             srcs = [src, self.file_of(e, "audio2")] if split else [src]
-            ext, codec, merge = _transcoding(fmt, len(srcs))
-            data = transcode([self.unsealer.read(e, p) for p in srcs], codec, merge, ext,
-                             TRANSCODE_TIMEOUT_S)
+            data = transcode([self.unsealer.read(e, p) for p in srcs], fmt)
             return Response(data, media_type=BROWSER_FORMATS[fmt])
         if len(e.get("audio_files") or []) > 1:  # split layout: both parties, one file
             return FileResponse(self.transcoded([src, self.file_of(e, "audio2")], call_id,
@@ -242,38 +238,24 @@ class Dashboard:
         """``sources`` as one ``fmt`` file (FFmpeg), cached under the output directory;
         two sources (a split layout's caller and callee files) become its two channels."""
         os.makedirs(self.cache_dir, exist_ok=True)
-        ext, codec, merge = _transcoding(fmt, len(sources))
+        ext = transcoding.EXTENSIONS[fmt]
         dst = os.path.join(self.cache_dir, f"{key}.{ext}")
         if os.path.exists(dst) and all(os.path.getmtime(dst) >= os.path.getmtime(src)
                                        for src in sources):
             return dst
         fd, tmp = tempfile.mkstemp(suffix="." + ext, dir=self.cache_dir)
         os.close(fd)
-        inputs = [x for src in sources for x in ("-i", src)]
-        r = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", *inputs, *merge, *codec,
-                            tmp], capture_output=True, check=False,
-                           timeout=TRANSCODE_TIMEOUT_S)
-        if r.returncode:
+        try:
+            transcoding.run(sources, fmt, tmp)
+        except HTTPException:
             os.unlink(tmp)
-            raise HTTPException(500, "transcoding failed: "
-                                + r.stderr.decode(errors="replace").strip()[:200])
+            raise
         os.replace(tmp, dst)
         kept = sorted((os.path.getmtime(os.path.join(self.cache_dir, f)), f)
                       for f in os.listdir(self.cache_dir))
         for _t, f in kept[:-TRANSCODE_CACHE]:
             os.unlink(os.path.join(self.cache_dir, f))
         return dst
-
-
-def _transcoding(fmt: str, sources: int) -> tuple[str, list[str], list[str]]:
-    """(file extension, FFmpeg codec options, channel merge options) for ``fmt``."""
-    ext = {"opus": "ogg"}.get(fmt, fmt)
-    codec = {"mp3": ["-c:a", "libmp3lame", "-q:a", "4"],
-             "opus": ["-c:a", "libopus", "-b:a", "32k"],
-             "wav": ["-c:a", "pcm_s16le"], "flac": ["-c:a", "flac"]}[fmt]
-    merge = (["-filter_complex", "[0:a][1:a]amerge=inputs=2[a]", "-map", "[a]", "-ac", "2"]
-             if sources == 2 else [])
-    return ext, codec, merge
 
 
 def _query(q: str, party: str, party_mode: str, start_from: str | None,

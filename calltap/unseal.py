@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 from collections.abc import Iterator
 from typing import Any
 
 from fastapi import HTTPException, Request
 from fastapi.responses import Response, StreamingResponse
 
+from calltap import transcode as transcoding
 from writer.keystore import KeyStore, store_dir
 from writer.seal import CHUNK, SealedReader, SealError, key_id_of, load_private
 
@@ -100,20 +100,13 @@ def read_fd(fd: int) -> bytes:
         return f.read()
 
 
-def transcode(sources: list[bytes], codec: list[str], merge: list[str], ext: str,
-              timeout: int) -> bytes:
-    """FFmpeg over memory-backed files: the plain inputs in, the transcoded file out."""
+def transcode(sources: list[bytes], fmt: str) -> bytes:
+    """The plain recordings transcoded through memory-backed files (never on disk)."""
     fds = [memfile(f"in{k}", data) for k, data in enumerate(sources)]
     out = memfile("out")
     try:
-        inputs = [x for fd in fds for x in ("-i", f"/dev/fd/{fd}")]
-        fmt = {"ogg": "ogg", "mp3": "mp3", "wav": "wav", "flac": "flac"}[ext]
-        r = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", *inputs, *merge,
-                            *codec, "-f", fmt, f"/dev/fd/{out}"], capture_output=True,
-                           check=False, timeout=timeout, pass_fds=(*fds, out))
-        if r.returncode:
-            raise HTTPException(500, "transcoding failed: "
-                                + r.stderr.decode(errors="replace").strip()[:200])
+        transcoding.run([f"/dev/fd/{fd}" for fd in fds], fmt, f"/dev/fd/{out}",
+                        pass_fds=(*fds, out))
         return read_fd(out)
     finally:
         for fd in (*fds, out):
