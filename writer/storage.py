@@ -19,9 +19,8 @@ from collections.abc import Callable
 from typing import Any
 
 from writer.errors import WriterError
+from writer.manifest import HASH_CHUNK, file_digest
 
-# Bytes read at a time to hash a file.
-HASH_CHUNK = 1 << 20
 # Retry delays of an upload while the storage is away (seconds).
 RETRY_FIRST_S, RETRY_MAX_S = 0.5, 8.0
 # A request the storage has not answered this long is given up and retried (a stalled
@@ -37,11 +36,7 @@ class StorageError(WriterError):
 
 def sha256_b64(path: str) -> str:
     """A file's SHA-256, base64 (as S3's ChecksumSHA256)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(HASH_CHUNK):
-            h.update(block)
-    return base64.b64encode(h.digest()).decode()
+    return base64.b64encode(bytes.fromhex(file_digest(path)[0])).decode()
 
 
 class S3Store:
