@@ -20,6 +20,7 @@ import hashlib
 import os
 import secrets
 from collections.abc import Iterator
+from functools import lru_cache
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
@@ -69,7 +70,9 @@ def fingerprint(public: X25519PublicKey) -> str:
     return hashlib.sha256(public.public_bytes_raw()).hexdigest()[:32]
 
 
+@lru_cache(maxsize=4)
 def load_public(path: str) -> X25519PublicKey:
+    """An X25519 public key from a PEM file (cached: a writer reads it once, not per call)."""
     try:
         with open(path, "rb") as f:
             key = serialization.load_pem_public_key(f.read())
