@@ -169,16 +169,18 @@ class Worker:
                     job_id, fields = claimed[1][0]
                     return f"{k}/{job_id.decode()}", fields
         for k in order:
-            got = self.r.xreadgroup(WRITERS_GROUP, self.name, {self.keys.jobs(k): ">"},
-                                    count=1)
-            if got and got[0][1]:
-                job_id, fields = got[0][1][0]
-                return f"{k}/{job_id.decode()}", fields
-        got = self.r.xreadgroup(WRITERS_GROUP, self.name, {self.keys.jobs(first): ">"},
-                                count=1, block=BLOCK_MS)
+            if (job := self._read(k)) is not None:
+                return job
+        return self._read(first, BLOCK_MS)
+
+    def _read(self, k: int, block_ms: int | None = None
+              ) -> tuple[str, dict[bytes, bytes]] | None:
+        """A new job of shard ``k``, if one waits (or comes within ``block_ms``)."""
+        got = self.r.xreadgroup(WRITERS_GROUP, self.name, {self.keys.jobs(k): ">"},
+                                count=1, block=block_ms)
         if got and got[0][1]:
             job_id, fields = got[0][1][0]
-            return f"{first}/{job_id.decode()}", fields
+            return f"{k}/{job_id.decode()}", fields
         return None
 
     def attempts(self, job_id: str) -> int:
