@@ -139,14 +139,16 @@ def add_live_routes(app: FastAPI, dash: Dashboard, board: LiveBoard | None,
             dash.listeners += 1
             started = time.monotonic()
             last_call = call
-            try:
+            key = None  # a sealed spool's key: read while the call is live, then kept (it
+            try:        # leaves Redis with the call, and the last render still needs it)
                 while True:
                     c = (await anyio.to_thread.run_sync(b.calls)).get(tag)
                     final = c is None  # the call ended: what is left, then the end
                     c = c or last_call
                     last_call = c
                     try:
-                        key = await anyio.to_thread.run_sync(b.spool_key, tag)
+                        if key is None and not final:
+                            key = await anyio.to_thread.run_sync(b.spool_key, tag)
                         rate, start, pcm = await anyio.to_thread.run_sync(
                             render_so_far, c, b.spool_path(c.serial), options, key)
                     except Exception:  # noqa: BLE001 - the spool went to the writer (or
