@@ -126,6 +126,7 @@ class Call:
         "decision",
         "source",
         "vlan",
+        "remote",
         "_seen",
     )
 
@@ -221,6 +222,9 @@ class Call:
         """Where the INVITE was captured: the interface, or the capture file's name."""
         self.vlan = -1
         """The INVITE's outermost 802.1Q VLAN id, -1 without one."""
+        self.remote = ""
+        """For media recorded here of a call whose signalling another capture process or
+        probe sees: that one's name ("" for a call whose signalling is seen here)."""
 
     @property
     def paused(self) -> bool:

@@ -131,9 +131,18 @@ class DialogTracker:
             # RFC 3261 section 12: a dialog is Call-ID plus tags; two legs of a B2BUA may
             # share the Call-ID and differ in From-tag.
             key = f"{msg.call_id}\x00{msg.from_.tag}"
-            if key in self.calls:  # the same dialog again after it ended: a new call
-                key = f"{key}\x00{self._serial}"
-            call = Call(key, msg.call_id, ts_ns, self._serial)
+            prior = self.calls.get(key)
+            if prior is not None and prior.remote:
+                # its media was recorded here for another process: the call goes on in
+                # the same spool, now with its signalling
+                del self.calls[key]
+                self.media.drop_call(key)
+                call = Call(key, msg.call_id, ts_ns, prior.serial)
+                call.flows, call.flow_ids = prior.flows, prior.flow_ids
+            else:
+                if prior is not None:  # the same dialog again after it ended: a new call
+                    key = f"{key}\x00{self._serial}"
+                call = Call(key, msg.call_id, ts_ns, self._serial)
             call.caller_uri, call.caller_name = msg.from_.uri, msg.from_.display
             call.callee_uri, call.callee_name = msg.to.uri, msg.to.display
             call.caller_tag = msg.from_.tag
@@ -396,6 +405,26 @@ class DialogTracker:
         self.media.set_side(key, CALLER, [src], [])
         self.media.set_side(key, CALLEE, [dst], [])
         return call
+
+    def add_remote(self, key: str, call_id: str, start_ns: int, owner: str, now_ns: int
+                   ) -> Call | None:
+        """A call whose signalling ``owner`` sees, for the media that reaches this process
+        (it ends by ``end_remote`` or by inactivity). None when the call table is full."""
+        if len(self.calls) >= self.max_calls:
+            self.drops["call_table_full"] += 1
+            return None
+        self._serial += 1
+        call = Call(key, call_id, start_ns, self._serial)
+        call.state, call.status, call.remote, call.responded = CONFIRMED, "answered", owner, True
+        call.last_ns = max(now_ns, start_ns)
+        self.calls[key] = call
+        return call
+
+    def end_remote(self, call: Call, now_ns: int) -> None:
+        """The owner of a remote call saw its dialog end: it lingers, then finishes."""
+        if call.state not in TERMINAL:
+            call.state, call.ended_ns, call.end_ns = ENDED, now_ns, now_ns
+            call.end_reason = "bye"
 
     def handle_timer(self, now_ns: int) -> list[Event]:
         """Finish calls whose linger expired or that fell silent; ``now_ns`` is capture time."""

@@ -85,6 +85,25 @@ class MediaTable:
             if prior is None or prior[0] != key:
                 mine.append(ep)
 
+    def entries(self, key: str) -> list[tuple[Endpoint, int, int]]:
+        """Call ``key``'s endpoints: (endpoint, side, kind) for each it owns or shares."""
+        out = []
+        for ep in self._by_call.get(key, ()):
+            owner = self.owner_for(ep, key)
+            if owner is not None:
+                out.append((ep, owner[1], owner[2]))
+        return out
+
+    def set_remote(self, key: str, entries: list[tuple[Endpoint, int, int]]) -> None:
+        """Call ``key``'s endpoints as another process announced them (its whole set:
+        what it no longer names is forgotten)."""
+        self.drop_call(key)
+        for side in (0, 1):
+            audio = [ep for ep, s, k in entries if s == side and k == RTP]
+            other = [ep for ep, s, k in entries if s == side and k == OTHER]
+            if audio or other:
+                self.set_side(key, side, audio, other)
+
     def owner_for(self, ep: Endpoint, key: str) -> Owner | None:
         """The entry call ``key`` has for ``ep``, newest or shared."""
         owner = self._map.get(ep)

@@ -36,15 +36,16 @@ from capture.index import PacketIndex
 from capture.rtphead import header_only
 from capture.tcp import TcpSip
 from capture.vector import UdpBatch, decode_udp, rtp_like
-from correlate.call import MAX_FLOWS, Call
+from correlate.call import MAX_FLOWS, Call, MediaOffer
 from correlate.dialog import DialogTracker
 from correlate.errors import SipError
 from correlate.events import CallEnded, CallFinished, CallStarted, Event, FlowAdded, MediaChanged
 from correlate.legs import Legs
-from correlate.media import OTHER, RTCP, MediaTable
+from correlate.media import OTHER, RTCP, RTP, MediaTable
 from correlate.policy import RFC4733_DIGITS, Decision, Policy, feed_digit
 from correlate.record import finished
 from correlate.router import ColumnSink, MediaSink, Router
+from correlate.shared import Announcement
 from correlate.sip import looks_like_sip, parse_sip
 
 NS = 1_000_000_000
@@ -61,6 +62,14 @@ PROMOTE_AFTER = 5
 MAX_AUDIO_PAYLOAD = 600
 NON_AUDIO = -2
 TOO_MANY = -1
+
+# With a shared media map (several capture processes or probes), UDP that looks like RTP
+# or RTCP but has no owner waits this long (capture time) for the process that sees its
+# call's SIP to announce the call here, then goes the unsignalled way.
+HOLD_NS = NS
+# Packets held so at once: about a second of the first media of a few hundred new calls
+# (at most MAX_HELD frames of up to 64 KiB, in practice 200 bytes each).
+MAX_HELD = 32_768
 
 # Packets between two looks by the shell while a whole capture is fed (finished calls go
 # to the writers meanwhile, so reading and writing overlap).
@@ -82,6 +91,9 @@ class Settings:
     """B2BUA legs (Session-ID, ``join_header``) are written as one recording."""
     join_header: str = ""
     """A header carrying the other leg's Call-ID (X-CID style); '' for none."""
+    shared: bool = False
+    """Other processes share this one's media map (``announce``): media nobody here
+    announced waits HOLD_NS for theirs."""
 
 
 class Recorder:
@@ -133,6 +145,10 @@ class Recorder:
         self._vlan = -1
         self._event_pts: dict[int, frozenset[int]] = {}
         self._candidates: dict[tuple[bytes, int, bytes, int], list[Any]] = {}
+        self._held: dict[tuple[bytes, int, bytes, int], list[Packet]] | None = (
+            {} if settings.shared else None)
+        """Per flow, media waiting for another process's announcement (shared mode)."""
+        self._held_count = 0
 
     # -- the shell's side -------------------------------------------------------------
 
@@ -160,6 +176,7 @@ class Recorder:
     def finish(self) -> None:
         """End of all input: every open call ends."""
         self.fragments.expire(1 << 62)  # nothing more will arrive
+        self._release(1 << 62)  # held media: its call, else the unsignalled way
         self._finished(self.tracker.finish())
         if self.legs.waiting:  # partners that never ended: each leg on its own
             for call in self.legs.all_waiting():
@@ -204,6 +221,7 @@ class Recorder:
         dedup = self.dedup.seen if self.dedup is not None and dedup_here else None
         shared = self.media.shared
         watch_dtmf = bool(self.policy.pause.dtmf_pause or self.policy.pause.dtmf_resume)
+        held = self._held
         n = 0
         for ts, link, frame in packets:
             n += 1
@@ -278,6 +296,9 @@ class Recorder:
                         call.video_span = (first, max(ts, call.video_span[1]))
                     continue
             if not looks_like_sip(payload):
+                if held is not None and self._hold(ts, link, frame, src, sport, dst, dport,
+                                                   payload):
+                    continue
                 if not self._rtp_candidate(ts, src, sport, dst, dport, payload):
                     drops["udp_not_sip_or_known_media"] += 1
                 continue
@@ -490,7 +511,86 @@ class Recorder:
             return None
         return (call, call.flow_ids.get((src, dkey)), src, dkey)
 
+    # -- the shared media map ---------------------------------------------------------------
+
+    def announce(self, a: Announcement) -> None:
+        """Another process's word on a call whose signalling it sees: where the call's
+        media arrives. Media of it reaching this process is recorded here, in a call of its
+        own marked ``remote`` (its part of the recording), unless this process sees the
+        call's signalling too."""
+        call = self.tracker.calls.get(a.key)
+        if call is not None and not call.remote:
+            return  # its own SDP places its media here
+        if call is None:
+            if a.ended or not a.record:
+                return
+            call = self.tracker.add_remote(a.key, a.call_id, a.start_ns, a.owner, self.clock)
+            if call is None:
+                return
+            call.decision = Decision("shared")
+            self._events.append(CallStarted(call))
+        if not a.record:
+            call.decision = Decision("shared", record=False)
+        if a.ended or not a.record:  # its endpoints stay for the linger
+            self.tracker.end_remote(call, self.clock)
+            return
+        self.media.set_remote(a.key, list(a.endpoints))
+        # for a restarted process: where the call's audio arrives, as a call's offers say it
+        call.offers = tuple([MediaOffer(ep[0], ep[1], {}, [], "sendrecv", 0, self.clock)
+                             for ep, s, kind in a.endpoints if s == side and kind == RTP]
+                            for side in (0, 1))  # type: ignore[assignment]
+        for i, (src, dst, d_side, s_side, rtcp) in enumerate(call.flows):
+            if d_side < 0 or s_side < 0:  # an end announced only now (the answer's)
+                d_owner, s_owner = (self.media.owner_for(dst, a.key),
+                                    self.media.owner_for(src, a.key))
+                call.flows[i] = (src, dst, d_owner[1] if d_owner else d_side,
+                                 s_owner[1] if s_owner else s_side, rtcp)
+        self._events.append(MediaChanged(call, 0))
+        self._release()
+
+    def _hold(self, ts: int, link: int, frame: bytes, src: bytes, sport: int, dst: bytes,
+              dport: int, payload: bytes) -> bool:
+        """Keep RTP- or RTCP-looking UDP nobody here announced, for HOLD_NS (RFC 3550
+        section 5.1: version 2; ports below 1024 are no media)."""
+        held = self._held
+        if (held is None or len(payload) < 8 or payload[0] >> 6 != 2
+                or min(sport, dport) < 1024 or self._held_count >= MAX_HELD):
+            return False
+        key = (src, sport, dst, dport)
+        frames = held.get(key)
+        if frames is None:
+            frames = held[key] = []
+        frames.append((ts, link, frame))
+        self._held_count += 1
+        return True
+
+    def _release(self, expired_before: int = -1) -> None:
+        """Held media whose call is known now goes to it; media held since before
+        ``expired_before`` goes the unsignalled way (promoted or dropped)."""
+        held = self._held
+        if not held:
+            return
+        get = self.media.get
+        ready = [k for k, frames in held.items()
+                 if get((k[2], k[3])) is not None or get((k[0], k[1])) is not None
+                 or frames[0][0] < expired_before]
+        if not ready:
+            return
+        clock, packets, timer = self.clock, self.packets, self._next_timer
+        # what has no owner now is not held again, and old packets run no timers
+        self._held, self._next_timer = None, 1 << 62
+        try:
+            for k in ready:
+                frames = held.pop(k)
+                self._held_count -= len(frames)
+                self.feed(frames, dedup_here=False)
+        finally:
+            self._held = held
+            self.clock, self.packets, self._next_timer = clock, packets, timer
+
     def _timers(self, now: int) -> None:
+        if self._held:
+            self._release(now - HOLD_NS)
         if self._router is not None:
             self._router.sync_all()  # inactivity is judged on every call's latest media
         self._finished(self.tracker.handle_timer(now))
@@ -592,6 +692,11 @@ class Recorder:
                 if self._router is not None:
                     self._router.sync_call(call)
                 self._event_pts.pop(call.serial, None)
+                if call.remote:  # media of a call signalled elsewhere: its part, if any
+                    record = (finished(call, self.policy.identity)
+                              if call.flows and call.decision.record else None)
+                    self._events.append(CallEnded(call, record, "" if record else "remote"))
+                    continue
                 if self.stopping and call.end_reason == "end-of-input":
                     # still in progress when the recorder stopped (RFC 3261's dialog never
                     # ended)

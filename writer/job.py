@@ -12,7 +12,7 @@ import json
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, BinaryIO
 
@@ -29,7 +29,7 @@ from writer.columns import CaptureMedia, MediaColumns, SealedSpool, spool_column
 from writer.direction import Direction, losing_branches
 from writer.flows import assign_channels
 from writer.hops import OTHER_HOP, choose_hops
-from writer.joined import join_media, joined_call
+from writer.joined import first_packet_order, join_media, joined_call, merged_call
 from writer.keystore import KeyStore, Sealer, store_dir
 from writer.metadata import build_metadata
 from writer.options import WriteOptions
@@ -170,24 +170,43 @@ def _manifest(out_dir: str, files: list[str], call: Call, stem: str,
                          options.signing_key)
 
 
-def write_call(record: CallRecord, spool: Media | list[Media], out_dir: str,
-               options: WriteOptions = DEFAULTS) -> WriteResult:
-    """Write the files of ``call`` under ``out_dir`` and append its index line.
-
-    The record's policy choices (format, layout) override ``options``'. Returns the index
-    entry and the call's media packets not used, by reason."""
+def call_media(record: CallRecord, spool: Media | list[Media]) -> tuple[Call, MediaColumns]:
+    """The call to write and its media: a B2BUA's legs (``record.legs``, each with its
+    spool in ``spool``'s list) become one call of all of them."""
     call = record.call
     parts = list(spool) if isinstance(spool, list) else [spool]
-    if record.legs:  # a B2BUA's legs: one call of both, their media together
-        parts += [None] * (1 + len(record.legs) - len(parts))
-        offsets, n = [], 0
-        for leg in (call, *record.legs):
-            offsets.append(n)
-            n += len(leg.flows)
-        media = join_media([media_columns(p) for p in parts], offsets)
-        call = joined_call(call, record.legs)
-    else:
-        media = media_columns(parts[0])
+    if not record.legs:
+        return call, media_columns(parts[0])
+    parts += [None] * (1 + len(record.legs) - len(parts))
+    return (joined_call(call, record.legs),
+            join_media([media_columns(p) for p in parts], _offsets([call, *record.legs])))
+
+
+def _offsets(calls: list[Call]) -> list[int]:
+    """Where each call's flows start when their flow lists are put end to end."""
+    out, n = [], 0
+    for c in calls:
+        out.append(n)
+        n += len(c.flows)
+    return out
+
+
+def write_call(record: CallRecord, spool: Media | list[Media], out_dir: str,
+               options: WriteOptions = DEFAULTS,
+               parts: Sequence[tuple[CallRecord, Media | list[Media]]] = ()) -> WriteResult:
+    """Write the files of ``call`` under ``out_dir`` and append its index line.
+
+    The record's policy choices (format, layout) override ``options``'. ``parts`` are
+    other capture processes' or probes' views of the same call, each with its media: their
+    media and SIP messages join the call's. Returns the index entry and the call's media
+    packets not used, by reason."""
+    call, media = call_media(record, spool)
+    if parts:
+        views = [call_media(r, m) for r, m in parts]
+        calls = [call, *(c for c, _m in views)]
+        media = join_media([media, *(m for _c, m in views)], _offsets(calls))
+        call = merged_call(call, calls[1:])
+        media = first_packet_order(call, media)
     if options.pci_dtmf and call.sip_log:  # INFO digits leave no trace in the SIP files
         call.sip_log = [(t, s, sp, d, dp, redact_sip(raw))
                         for t, s, sp, d, dp, raw in call.sip_log]

@@ -48,6 +48,75 @@ def joined_call(a: Call, legs: tuple[Call, ...]) -> Call:
     return m
 
 
+# Two copies of one SIP message (the same bytes between the same ends) closer than this
+# were seen by two capture processes or probes, not sent twice: a retransmission comes
+# T1 = 500 ms later at the earliest (RFC 3261 section 17.1.1.2).
+SAME_MESSAGE_NS = 100_000_000
+
+
+def merged_call(main: Call, parts: list[Call]) -> Call:
+    """One call of the views several capture processes or probes had of it: ``main``'s
+    dialog, every view's flows (``main``'s first, then each part's in turn, as
+    ``join_media`` numbers them), and SIP messages and digits seen anywhere, each once."""
+    m = copy.copy(main)
+    m.flows = list(main.flows)
+    m.offers = (list(main.offers[0]), list(main.offers[1]))
+    log = list(main.sip_log)
+    dtmf = list(main.sip_dtmf)
+    for p in parts:
+        m.flows += p.flows
+        for side in (0, 1):
+            if not m.offers[side] and not p.remote:
+                m.offers[side].extend(p.offers[side])
+        log += p.sip_log
+        dtmf += [d for d in p.sip_dtmf if d not in dtmf]
+        m.last_ns = max(m.last_ns, p.last_ns)
+        m.end_ns = max(m.end_ns, p.end_ns)
+        if not m.answer_ns and p.answer_ns:
+            m.answer_ns = p.answer_ns
+        if p.video_span[1]:
+            first = min(x for x in (m.video_span[0], p.video_span[0]) if x) \
+                if m.video_span[0] else p.video_span[0]
+            m.video_span = (first, max(m.video_span[1], p.video_span[1]))
+    log.sort(key=lambda x: x[0])
+    kept: list[tuple[int, bytes, int, bytes, int, bytes]] = []
+    last: dict[tuple[bytes, int, bytes, int, bytes], int] = {}
+    for entry in log:
+        key = entry[1:]
+        t = last.get(key)
+        if t is not None and entry[0] - t < SAME_MESSAGE_NS:
+            continue
+        last[key] = entry[0]
+        kept.append(entry)
+    m.sip_messages += len(kept) - len(main.sip_log)
+    m.sip_log = kept
+    m.sip_dtmf = sorted(dtmf, key=lambda x: x[0])
+    return m
+
+
+def first_packet_order(call: Call, media: MediaColumns) -> MediaColumns:
+    """Renumber ``call``'s flows in the order of their first packet, as one process seeing
+    every packet numbers them (flows without a packet last, in their order)."""
+    n = len(call.flows)
+    if not n:
+        return media
+    first = np.full(n, np.iinfo(np.int64).max, np.int64)
+    inside = media.flow < n
+    np.minimum.at(first, media.flow[inside], media.ts[inside])
+    order = np.argsort(first, kind="stable")
+    if (order == np.arange(n)).all():
+        return media
+    new = np.empty(n + 1, np.int64)
+    new[order] = np.arange(n)
+    new[n] = n
+    call.flows = [call.flows[i] for i in order.tolist()]
+    call.flow_ids = {pair: int(new[i]) if 0 <= i < n else i
+                     for pair, i in call.flow_ids.items()}
+    flow = new[np.minimum(media.flow, n)]
+    return MediaColumns(media.ts, np.where(media.flow < n, flow, media.flow), media.off,
+                        media.length, media.data)
+
+
 def _tagged(offer: MediaOffer, tag: str) -> MediaOffer:
     o = copy.copy(offer)
     o.tag = tag
