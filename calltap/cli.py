@@ -212,9 +212,18 @@ def cmd_capture(args: argparse.Namespace) -> int:
 
     try:
         cfg = _live_config(args)
+        if args.procs > 1:  # N processes on the interface: this one starts and watches them
+            from calltap.fanout import MAX_PROCS, run_fanout
+            from calltap.live import probe_default
+
+            if args.procs > MAX_PROCS:
+                raise ConfigError(f"--procs {args.procs}: at most {MAX_PROCS}")
+            return run_fanout(sys.argv[1:], args.procs, cfg.probe_name or probe_default(),
+                              args.spool, args.metrics_port)
         source = LiveSource(args.interface, args.filter or DEFAULT_FILTER, args.snaplen,
-                            args.buffer_mb)
-        cap = LiveCapture(cfg, args.redis, args.spool, args.interface, args.prefix)
+                            args.buffer_mb, fanout=args.fanout_group)
+        cap = LiveCapture(cfg, args.redis, args.spool, args.interface, args.prefix,
+                          shared=args.fanout_group >= 0)
     except (ConfigError, CaptureError, PolicyError) as exc:
         print(f"calltap: {exc}", file=sys.stderr)
         return 2
@@ -360,7 +369,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         sup = Supervisor(args.interface, args.out or "recordings", args.redis or "",
                          args.writers, args.config or "", args.policy or "",
-                         args.metrics_port or 0, args.filter or "", args.serve)
+                         args.metrics_port or 0, args.filter or "", args.serve,
+                         args.capture_procs)
     except (OSError, RuntimeError, ConfigError, PolicyError) as exc:
         print(f"calltap: {exc}", file=sys.stderr)
         return 2
@@ -504,6 +514,10 @@ def build_parser() -> argparse.ArgumentParser:
     cap.add_argument("--probe", metavar="NAME",
                      help="this probe's name (default: probe_name, or the host name); "
                           "probes sharing a Redis need distinct names")
+    cap.add_argument("--procs", type=int, default=1, metavar="N",
+                     help="N capture processes on the interface (AF_PACKET fanout), "
+                          "sharing calls through Redis")
+    cap.add_argument("--fanout-group", type=int, default=-1, help=argparse.SUPPRESS)
     cap.add_argument("--config")
     cap.add_argument("--policy", metavar="POLICY.toml")
     cap.set_defaults(func=cmd_capture)
@@ -530,6 +544,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", "-o", help="output directory (default: recordings)")
     run.add_argument("--redis", metavar="URL", help="default: a private redis-server")
     run.add_argument("--writers", type=int, default=2)
+    run.add_argument("--capture-procs", type=int, default=1, metavar="N",
+                     help="capture processes on the interface (capture --procs)")
     run.add_argument("--filter", metavar="BPF")
     run.add_argument("--metrics-port", type=int, default=0)
     run.add_argument("--config")

@@ -95,6 +95,11 @@ class Config:
     """This capture probe's name (letters, digits, '.', '_', '-'; default: the host name).
     Probes sharing a Redis need distinct names: a restarted probe takes up only its own
     calls in progress."""
+    shared_media: bool = False
+    """Probes share one media map through Redis: a call whose legs or media another probe
+    sees (caller side at one site, callee side at another; SIP at one, RTP at another) is
+    recorded in parts that become one recording. Every probe of the site sets it. Always on
+    between the processes of ``calltap capture --procs N``."""
     encrypt_to: str = ""
     """X25519 public key (PEM, from `calltap keys init`): every call's files are sealed
     with a data key of their own, wrapped for this key; live spools are sealed too.

@@ -16,12 +16,14 @@ import socket
 import threading
 import time
 from collections import Counter, deque
+from dataclasses import replace
 from typing import Any
 
 from calltap.config import Config
 from calltap.importer import settings_from
 from calltap.log import disk_low, log
 from calltap.objects import store_from
+from calltap.parts import PART_REFRESH_S, open_ops, part_op
 from calltap.policyfile import PolicyError, load_policy
 from calltap.redisconn import primaries
 from capture.decode import format_ip
@@ -29,7 +31,7 @@ from capture.live import LiveSource
 from capture.spool import SpoolSet
 from correlate.call import Call
 from correlate.events import CallEnded, CallStarted, FlowAdded, MediaChanged
-from correlate.keys import CALL_TTL_S, EVENTS_MAXLEN, JOBS_MAXLEN, SHARDS, Keys
+from correlate.keys import CALL_TTL_S, EVENTS_MAXLEN, JOBS_MAXLEN, MEDIA_MAP_MAXLEN, SHARDS, Keys
 from correlate.policy import Policy, set_paused
 from correlate.record import (
     CallRecord,
@@ -40,6 +42,7 @@ from correlate.record import (
 )
 from correlate.recorder import Recorder
 from correlate.router import SpoolSink
+from correlate.shared import Announcement, AnnouncementError, announcements, from_json, to_json
 from writer.columns import spool_columns
 from writer.mediajoin import MediaJoiner
 from writer.storage import Uploader
@@ -66,6 +69,12 @@ FLUSH_S = 0.25
 RESEND_S = 30.0
 # At most this many recent jobs are kept for that (a few minutes of a busy site's calls).
 MAX_RECENT_JOBS = 10_000
+# Shared media map entries read and not yet applied: a few per call starting or changing.
+MAX_ANNOUNCEMENTS = 100_000
+# A starting process reads the map this far back: calls in progress it may hold media of.
+MAP_REPLAY_S = 120.0
+# How long one read of the map waits for an entry (the reader's own connection).
+MAP_BLOCK_MS = 200
 # Below this free space on the spool's file system, no new call gets a spool (active calls
 # keep recording) and an alarm is raised.
 MIN_FREE_BYTES = 256 * 1024 * 1024
@@ -277,18 +286,67 @@ def probe_default() -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname())[:64] or "probe"
 
 
+class MapReader:
+    """Reads the shared media map on a thread and connection of its own (a blocking read:
+    an announcement reaches the capture loop within milliseconds); the loop takes what it
+    read from ``got``. Entries of ``me`` are skipped."""
+
+    def __init__(self, url: str, stream: str, me: str, start_ms: int) -> None:
+        from calltap.redisconn import connect
+
+        self._redis = connect(url, socket_timeout=5, socket_connect_timeout=2)
+        self.stream, self.me = stream, me
+        self.last_id = f"{start_ms}-0"
+        self.got: deque[Announcement] = deque(maxlen=MAX_ANNOUNCEMENTS)
+        self.unreadable = 0
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, name="media-map", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        import redis
+
+        backoff = BACKOFF_FIRST_S
+        while not self._stop:
+            try:
+                got: Any = self._redis.xread({self.stream: self.last_id}, count=500,
+                                             block=MAP_BLOCK_MS)
+                backoff = BACKOFF_FIRST_S
+            except (redis.RedisError, OSError):
+                time.sleep(backoff)
+                backoff = min(BACKOFF_MAX_S, backoff * 2)
+                continue
+            for _stream, entries in got or []:
+                for entry_id, fields in entries:
+                    self.last_id = entry_id.decode()
+                    try:
+                        a = from_json(fields.get(b"a", b""))
+                    except AnnouncementError:
+                        self.unreadable += 1
+                        continue
+                    if a.owner != self.me:
+                        self.got.append(a)
+
+    def close(self) -> None:
+        self._stop = True
+        self._thread.join(MAP_BLOCK_MS / 1000 + 5.5)
+
+
 class LiveCapture:
     """A Recorder on a live source, with Redis for call state and jobs."""
 
     def __init__(self, cfg: Config, redis_url: str, spool_dir: str, source_name: str,
-                 prefix: str = "calltap", background: bool = True) -> None:
+                 prefix: str = "calltap", background: bool = True,
+                 shared: bool = False) -> None:
         os.makedirs(spool_dir, exist_ok=True)
         self.cfg = cfg
+        self.shared = shared or cfg.shared_media
+        """Calls are recorded in parts with other processes or probes (the media map)."""
         self.spool = SpoolSet(spool_dir, sealed=bool(cfg.encrypt_to))
         # sealed spools' keys from a call's end until its job is sent (a call held for a
         # join by media waits here too): bounded as the calls and the joiner are
         self._spool_keys: dict[str, bytes] = {}
-        self.recorder = Recorder(settings_from(cfg),
+        self.recorder = Recorder(replace(settings_from(cfg), shared=self.shared),
                                  load_policy(cfg.policy) if cfg.policy else Policy(),
                                  SpoolSink(self.spool), source_name)
         self.keys = Keys(prefix)
@@ -320,6 +378,10 @@ class LiveCapture:
         self._resend_unsent()
         self.controls_applied = 0
         self._reconnects_seen = 0
+        self._opened: dict[str, float] = {}
+        """Per call recorded in parts, when its open mark was last refreshed."""
+        self.map = MapReader(redis_url, self.keys.media_map, self.probe,
+                             int((time.time() - MAP_REPLAY_S) * 1000)) if self.shared else None
 
     # what the Recorder counted (metrics)
     packets = property(lambda self: self.recorder.packets)
@@ -417,6 +479,10 @@ class LiveCapture:
             seen = self._saved.get(call.key)
             if seen is None or seen[0] != self._signature(call) or now - seen[1] > REFRESH_S:
                 self._save(call)
+            elif self.shared and now - self._opened.get(call.key, 0.0) > PART_REFRESH_S:
+                self._opened[call.key] = now
+                self.link.do("multi", open_ops(self.keys, Keys.tag(call.key), self.probe,
+                                               int(time.time() * 1000)))
 
     def _save(self, call: Call) -> None:
         self._saved[call.key] = (self._signature(call), time.monotonic())
@@ -430,16 +496,24 @@ class LiveCapture:
                         {"ex": CALL_TTL_S}))
         ops.append(("zadd", (self.keys.live(self.probe, k), {tag: int(time.time() * 1000)}),
                     {}))
-        # for dashboards: the call as a live list shows it
-        ops.append(("xadd", (self.keys.events(k), {"type": "call", "tag": tag,
-                                                   "probe": self.probe,
-                                                   "call": json.dumps(live_fields(call))}),
-                    {"maxlen": EVENTS_MAXLEN, "approximate": True}))
+        if self.shared:  # this process records part of the call
+            self._opened[call.key] = time.monotonic()
+            ops += open_ops(self.keys, tag, self.probe, int(time.time() * 1000))
+        if not call.remote:  # for dashboards: the call as a live list shows it
+            ops.append(("xadd", (self.keys.events(k), {"type": "call", "tag": tag,
+                                                       "probe": self.probe,
+                                                       "call": json.dumps(live_fields(call))}),
+                        {"maxlen": EVENTS_MAXLEN, "approximate": True}))
         self.link.do("multi", ops)
 
     def _events(self) -> None:
         calls = self.recorder.tracker.calls
-        for ev in self.recorder.events():
+        events = self.recorder.events()
+        if self.shared:  # the others hear of this process's calls before their parts go
+            for a in announcements(events, self.recorder.media, self.probe):
+                self.link.do("xadd", self.keys.media_map, {"a": to_json(a)},
+                             maxlen=MEDIA_MAP_MAXLEN, approximate=True)
+        for ev in events:
             if isinstance(ev, CallEnded):
                 self._ended(ev)
             elif isinstance(ev, CallStarted | MediaChanged | FlowAdded) \
@@ -452,12 +526,17 @@ class LiveCapture:
         spool = self._close_spool(call)
         record = ev.record
         if record is None:
-            self.link.do("multi", self._forget(call))
+            forget = self._forget(call)
+            if self.shared:  # no part of this process's to wait for
+                forget.append(part_op(self.keys, Keys.tag(call.key), self.probe, None,
+                                      int(time.time() * 1000)))
+            self.link.do("multi", forget)
             if spool:
                 self._spool_keys.pop(spool, None)
             return
         spools = [spool, *(self._close_spool(leg) for leg in record.legs)]
-        if self._joiner is not None and not record.legs and not record.related:
+        if self._joiner is not None and not record.legs and not record.related \
+                and not call.remote:
             # legs linked by nothing but their audio (join_by_media): the call waits
             columns = spool_columns(spool, self._spool_keys.get(spool or ""))
             for rec, parts in self._joiner.ended(record, spool, columns,
@@ -492,12 +571,12 @@ class LiveCapture:
             if record.legs:
                 job["leg_spool_objs"] = json.dumps(objs[1:])
             self.uploader.add([(o, p) for o, p in zip(objs, spools, strict=True) if p],
-                              remove=True, then={"shard": k, "job": job})
+                              remove=True, then={"shard": k, "job": job,
+                                                 "tag": Keys.tag(record.call.key)})
             self.link.do("multi", self._forget(record.call))
         else:
             # the job and the call leaving the live set: one step on the call's shard
-            self.link.do("multi", [("xadd", (self.keys.jobs(k), job),
-                                    {"maxlen": JOBS_MAXLEN, "approximate": True}),
+            self.link.do("multi", [self._job_op(k, Keys.tag(record.call.key), job),
                                    *self._forget(record.call)])
         self.jobs_sent += 1
         for leg in record.legs:  # each on its own shard
@@ -509,16 +588,26 @@ class LiveCapture:
         tried again later (a job sent twice is written once)."""
         if not self.link.up:
             raise ConnectionError("redis unreachable: the job waits with its upload task")
-        self.link.do("xadd", self.keys.jobs(int(then["shard"]) % SHARDS), then["job"],
-                     maxlen=JOBS_MAXLEN, approximate=True)
+        op, args, kw = self._job_op(int(then["shard"]) % SHARDS, str(then.get("tag", "")),
+                                    then["job"])
+        self.link.do(op, *args, **kw)
         self.link.flush()
         if not self.link.up:
             raise ConnectionError("redis unreachable: the job waits with its upload task")
+
+    def _job_op(self, k: int, tag: str, job: dict[str, Any]
+                ) -> tuple[str, tuple[Any, ...], dict[str, Any]]:
+        """The command that hands a finished call to the writers: its job, or, recorded
+        in parts, its part (the last part in makes the job)."""
+        if self.shared and tag:
+            return part_op(self.keys, tag, self.probe, job, int(time.time() * 1000))
+        return ("xadd", (self.keys.jobs(k), job), {"maxlen": JOBS_MAXLEN, "approximate": True})
 
     def _forget(self, call: Call) -> list[tuple[str, tuple[Any, ...], dict[str, Any]]]:
         """The commands that take a call out of its probe's live set (one shard)."""
         tag = Keys.tag(call.key)
         self._saved.pop(call.key, None)
+        self._opened.pop(call.key, None)
         return [("delete", (self.keys.call(self.probe, tag),
                             self.keys.spool_key(self.probe, tag)), {}),
                 ("zrem", (self.keys.live(self.probe, Keys.shard(tag)), tag), {}),
@@ -586,6 +675,10 @@ class LiveCapture:
                 now_ns = time.time_ns()
                 if now_ns >= rec.next_deadline():
                     rec.handle_timer(now_ns)
+            if self.map is not None:
+                got = self.map.got
+                while got:
+                    rec.announce(got.popleft())
             self._events()
             if self._joiner is not None and self._joiner.held:
                 for record, parts in self._joiner.expire(rec.clock):
@@ -617,6 +710,8 @@ class LiveCapture:
                 self._send(record, parts)
         if self.uploader is not None:  # the rest is on disk for the next start
             self.uploader.stop(3.0)
+        if self.map is not None:
+            self.map.close()
         self.link.close(3.0)
         self._keep_unsent()
 

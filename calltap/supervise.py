@@ -45,7 +45,7 @@ class Child:
 class Supervisor:
     def __init__(self, interface: str, out: str, redis_url: str = "", writers: int = 2,
                  config: str = "", policy: str = "", metrics_port: int = 0,
-                 bpf: str = "", listen: str = "") -> None:
+                 bpf: str = "", listen: str = "", capture_procs: int = 1) -> None:
         from calltap.config import load_config
 
         cfg = load_config(config or None, {})  # a bad file fails here, before any child
@@ -66,6 +66,8 @@ class Supervisor:
             cap += ["--metrics-port", str(metrics_port)]
         if bpf:
             cap += ["--filter", bpf]
+        if capture_procs > 1:
+            cap += ["--procs", str(capture_procs)]
         self.capture = Child("capture", cap)
         self.writers = [Child(f"writer-{k}", [*py, "writer", "--out", self.out, *common])
                         for k in range(writers)]
@@ -125,19 +127,7 @@ class Supervisor:
             c.start()
         while not self.stopping:
             now = time.monotonic()
-            for c in self.children():
-                if not c.alive() and not self.stopping:
-                    if c.next_start == 0.0:
-                        c.next_start = now + c.backoff
-                        c.backoff = min(RESTART_MAX_S, c.backoff * 2)
-                    elif now >= c.next_start:
-                        log("run", "child exited; restarting", "warning", child=c.name,
-                            code=c.proc.returncode if c.proc else None, restarts=c.restarts + 1)
-                        c.restarts += 1
-                        c.next_start = 0.0
-                        c.start()
-                elif c.alive() and c.next_start == 0.0:
-                    c.backoff = max(RESTART_FIRST_S, c.backoff / 2)
+            keep_alive(self.children(), now)
             if self.retention and now >= self.retention_at and (
                     self.retention_proc is None or self.retention_proc.poll() is not None):
                 self.retention_at = now + RETENTION_EVERY_S
@@ -156,8 +146,8 @@ class Supervisor:
                 self.capture.proc.kill()
         # let the writers write what the capture handed over
         self._drain(deadline - 1.0)
-        _stop(self.writers, deadline - 0.3)
-        _stop(self.extras, deadline - 0.2)
+        stop_all(self.writers, deadline - 0.3)
+        stop_all(self.extras, deadline - 0.2)
         if self.redis_proc is not None:
             self.redis_proc.send_signal(signal.SIGTERM)
             try:
@@ -186,7 +176,25 @@ class Supervisor:
             return
 
 
-def _stop(children: list[Child], until: float) -> None:
+def keep_alive(children: list[Child], now: float, who: str = "run") -> None:
+    """Restart each child that exited, after a backoff that doubles while it keeps dying
+    and halves while it stays up."""
+    for c in children:
+        if not c.alive():
+            if c.next_start == 0.0:
+                c.next_start = now + c.backoff
+                c.backoff = min(RESTART_MAX_S, c.backoff * 2)
+            elif now >= c.next_start:
+                log(who, "child exited; restarting", "warning", child=c.name,
+                    code=c.proc.returncode if c.proc else None, restarts=c.restarts + 1)
+                c.restarts += 1
+                c.next_start = 0.0
+                c.start()
+        elif c.next_start == 0.0:
+            c.backoff = max(RESTART_FIRST_S, c.backoff / 2)
+
+
+def stop_all(children: list[Child], until: float) -> None:
     """SIGTERM each child, then wait for them until ``until`` (monotonic); kill the rest."""
     for c in children:
         if c.alive() and c.proc:

@@ -32,6 +32,7 @@ from calltap.catalog import (
 from calltap.heap import keep_freed_blocks
 from calltap.log import disk_low, log
 from calltap.objects import WriterStorage
+from calltap.parts import PART_STALE_S, sweep
 from correlate.keys import DONE_TTL_S, EVENTS_MAXLEN, INDEX_MAX, WRITERS_GROUP, Keys
 from correlate.record import RecordError, record_from_json
 from writer import translog
@@ -133,6 +134,8 @@ class Worker:
         self._turn = 0
         """Which shard the next read starts at (each in turn: none is starved)."""
         self._claim_at = 0.0
+        self._sweep_at = 0.0
+        """When next to look for calls whose parts wait for a contributor gone (monotonic)."""
         """When next to look for jobs a dead writer held (monotonic)."""
         self.storage = WriterStorage(store, out_dir, re.sub(r"[^A-Za-z0-9._-]", "-",
                                                             self.name)) if store else None
@@ -189,46 +192,44 @@ class Worker:
         return int(info[0]["times_delivered"]) if info else 1
 
     def handle(self, job_id: str, fields: dict[bytes, bytes]) -> None:
-        spool = fields.get(b"spool", b"").decode() or None
         attempts = self.attempts(job_id)
         if attempts > MAX_ATTEMPTS:
             self._park(job_id, fields, "failed too many times")
             return
         fetched: list[str] = []
         objs: list[str] = []
+        local: list[str] = []
         try:
-            record = record_from_json(fields.get(b"record") or fields[b"call"])
+            # a call recorded in parts (capture processes, probes): each part a job's fields
+            jobs = [{str(k).encode(): str(v).encode() for k, v in d.items()}
+                    for d in json.loads(fields[b"parts"])] if b"parts" in fields else [fields]
+            records = [record_from_json(j.get(b"record") or j[b"call"]) for j in jobs]
+            main = min(range(len(records)), key=lambda i: (
+                records[i].call.remote != "", -records[i].call.sip_messages,
+                records[i].call.start_ns))
+            record = records[main]
             call = record.call
             done = self.keys.done(Keys.tag(call.key), call.start_ns)
             if self.r.exists(done):
                 # the same job again: a capture resent it after a Redis outage
+                if len(jobs) == 1 and b"parts" in fields:
+                    log("writer", "a part came after its call was written", "warning",
+                        call_id=call.call_id)
                 self._ack(job_id)
                 self.duplicates += 1
                 return
-            # a B2BUA's legs joined: the other legs' spools too
-            legs = [p or None for p in json.loads(fields.get(b"leg_spools") or b"[]")]
-            objs = [fields.get(b"spool_obj", b"").decode(),
-                    *json.loads(fields.get(b"leg_spool_objs") or b"[]")]
-            if any(objs) and self.storage is not None:  # the probe stored its spools
-                got = [self.storage.fetch(o) if o else None for o in objs]
-                fetched = [p for p in got if p]
-                spool, legs = got[0], got[1:] + legs[len(got) - 1:]
-            for path in (spool, *legs):
-                if path and not os.path.exists(path):
-                    # on another host without the shared spool, or deleted: never write a
-                    # call as if it had no media
-                    self._park(job_id, fields, f"spool file missing: {path}")
+            medias: list[list[Media]] = []
+            for j in jobs:
+                media = self._media_of(j, fetched, objs, local)
+                if isinstance(media, str):
+                    self._park(job_id, fields, media)
                     return
+                medias.append(media)
             options = replace(self.options, retry=True) if attempts > 1 else self.options
-            # sealed spools: the job carries each one's key (hex; empty for a plain spool)
-            keys = [fields.get(b"spool_key", b"").decode(),
-                    *json.loads(fields.get(b"leg_spool_keys") or b"[]")]
-            media: list[Media] = [SealedSpool(p, bytes.fromhex(k)) if p and k else p
-                                  for p, k in zip((spool, *legs), keys + [""] * len(legs),
-                                                  strict=False)]
             with Heartbeat(self, job_id):  # the claim stays ours while the call is written
-                entry, _drops = write_call(record, media if legs else media[0], self.out,
-                                           options)
+                entry, _drops = write_call(record, medias[main], self.out, options,
+                                           parts=[(records[i], medias[i])
+                                                  for i in range(len(jobs)) if i != main])
         except (RecordError, KeyError, ValueError) as exc:
             self._park(job_id, fields, f"unreadable job: {exc}")
             return
@@ -252,7 +253,8 @@ class Worker:
                 os.unlink(path)
             return
         self.written += 1
-        log("writer", "recording ready", call_id=entry["call_id"], summary=entry["summary"])
+        log("writer", "recording ready", call_id=entry["call_id"], summary=entry["summary"],
+            parts=len(jobs))
         if self.storage is not None:
             self.storage.written(entry, json.dumps(entry, sort_keys=True))
             for obj in objs:
@@ -262,9 +264,38 @@ class Worker:
                     except Exception as exc:  # noqa: BLE001 - the call is written: report
                         log("writer", "stored spool not deleted", "warning", spool=obj,
                             error=str(exc)[:200])
-        for path in (spool, *legs, *fetched):
+        for path in (*local, *fetched):
             if path and os.path.exists(path):
                 os.unlink(path)
+
+    def _media_of(self, job: dict[bytes, bytes], fetched: list[str], objs: list[str],
+                  local: list[str]) -> list[Media] | str:
+        """A job's media: its spool and its legs' (fetched from object storage when the
+        probe stored them there), each sealed one with its key; or why it cannot be had.
+        Adds to the spools ``fetched``, the stored objects ``objs`` and the local spool
+        files ``local`` (all removed once the call is written)."""
+        spool = job.get(b"spool", b"").decode() or None
+        # a B2BUA's legs joined: the other legs' spools too
+        legs = [p or None for p in json.loads(job.get(b"leg_spools") or b"[]")]
+        mine = [job.get(b"spool_obj", b"").decode(),
+                *json.loads(job.get(b"leg_spool_objs") or b"[]")]
+        if any(mine) and self.storage is not None:  # the probe stored its spools
+            got = [self.storage.fetch(o) if o else None for o in mine]
+            fetched += [p for p in got if p]
+            objs += [o for o in mine if o]
+            spool, legs = got[0], got[1:] + legs[len(got) - 1:]
+        else:
+            local += [p for p in (spool, *legs) if p]
+        for path in (spool, *legs):
+            if path and not os.path.exists(path):
+                # on another host without the shared spool, or deleted: never write a
+                # call as if it had no media
+                return f"spool file missing: {path}"
+        # sealed spools: the job carries each one's key (hex; empty for a plain spool)
+        keys = [job.get(b"spool_key", b"").decode(),
+                *json.loads(job.get(b"leg_spool_keys") or b"[]")]
+        return [SealedSpool(p, bytes.fromhex(k)) if p and k else p
+                for p, k in zip((spool, *legs), keys + [""] * len(legs), strict=False)]
 
     def _index(self, entry: dict[str, Any]) -> None:
         """The call into the catalog (searchable at once); a catalog that cannot be
@@ -322,6 +353,11 @@ class Worker:
                 if self.out_of_space():
                     time.sleep(1.0)
                     continue
+                if time.monotonic() >= self._sweep_at:  # calls waiting for a dead part
+                    self._sweep_at = time.monotonic() + PART_STALE_S / 4
+                    if made := sweep(self.r, self.keys, int(time.time() * 1000)):
+                        log("writer", "calls written without a part that never came",
+                            "warning", calls=made)
                 job = self.next_job()
                 if job is None:
                     self._checkpoint()

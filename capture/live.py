@@ -14,6 +14,9 @@ from capture.errors import CaptureError
 # Default filter: all UDP (SIP, RTP, RTCP, tunnels like VXLAN or HEP) plus TCP, for SIP
 # over TCP on any port, and IP fragments (their later pieces carry no UDP header).
 DEFAULT_FILTER = "udp or tcp or (ip[6:2] & 0x1fff != 0) or ip6"
+# PACKET_FANOUT_FLAG_DEFRAG (linux/if_packet.h): fragments are reassembled before hashing,
+# so all of a datagram reaches one process.
+FANOUT_FLAG_DEFRAG = 0x8000
 # Packets taken from libpcap per call; a read returns at once when fewer are waiting.
 BATCH = 256
 # Packets one read hands the capture loop at most: its timers and Redis flushes run between
@@ -25,7 +28,9 @@ class LiveSource:
     """An interface opened promiscuous, in immediate-ish mode (a short read timeout)."""
 
     def __init__(self, interface: str, bpf: str = DEFAULT_FILTER, snaplen: int = 65535,
-                 buffer_mb: int = 64, timeout_ms: int = 50) -> None:
+                 buffer_mb: int = 64, timeout_ms: int = 50, fanout: int = -1) -> None:
+        """``fanout`` >= 0: join that AF_PACKET fanout group, flows spread by a hash of
+        their ends (the same both ways), IP fragments put together first."""
         import pcapy  # type: ignore[import-not-found]
 
         self.interface = interface
@@ -37,6 +42,8 @@ class LiveSource:
             p.set_buffer_size(buffer_mb * 1024 * 1024)
             p.activate()
             p.setfilter(bpf)
+            if fanout >= 0:
+                p.set_fanout(fanout, pcapy.PACKET_FANOUT_HASH | FANOUT_FLAG_DEFRAG)
             # non-blocking reads after a select(): with TPACKET_V3 a blocking read may not
             # return on its timeout while no packet arrives, and stopping must not wait
             p.setnonblock(1)

@@ -28,6 +28,9 @@ SHARDS = 8
 WRITERS_GROUP = "writers"
 # Control commands kept (XADD MAXLEN ~): each is read within a quarter second.
 CONTROL_MAXLEN = 10_000
+# Shared media map entries kept (XADD MAXLEN ~): three or four per call, read within a
+# second by every capture process; an hour of a busy site's calls.
+MEDIA_MAP_MAXLEN = 200_000
 # How long a written call is remembered, to recognise a job delivered twice: far longer
 # than any outage the capture process buffers through.
 DONE_TTL_S = 24 * 3600
@@ -43,6 +46,10 @@ class Keys:
         self.control = f"{prefix}:control"
         """Stream of commands for the capture processes (pause / resume a call's recording),
         read by every probe."""
+        self.media_map = f"{prefix}:mediamap"
+        """Stream of the shared media map (correlate.shared announcements): where each
+        call's media arrives, for the capture processes and probes that see its RTP
+        without its SIP. One stream every process reads, trimmed to MEDIA_MAP_MAXLEN."""
         self.shards = range(SHARDS)
 
     @staticmethod
@@ -76,6 +83,18 @@ class Keys:
     def index(self, k: int) -> str:
         """Sorted set of shard ``k``'s recorded calls (their ids) by start time."""
         return f"{self.slot(k)}:index"
+
+    def parts(self, tag: str) -> str:
+        """Hash, CALL_TTL_S: a call recorded in parts (several capture processes or probes
+        each saw some of it), one field per contributor: "open:<ms>" while it records
+        (refreshed), then its part's job, or "none"; the last part in makes the job."""
+        return f"{self.slot(self.shard(tag))}:parts:{tag}"
+
+    def assembling(self, k: int) -> str:
+        """Sorted set: tags of shard ``k``'s calls whose parts wait for a contributor still
+        open, by when the last part came; writers finish those whose wait went stale (a
+        contributor that died)."""
+        return f"{self.slot(k)}:assembling"
 
     def live(self, probe: str, k: int) -> str:
         """Sorted set: the tags of a probe's calls in progress in shard ``k``, scored by
