@@ -23,14 +23,14 @@ from calltap.config import Config
 from calltap.importer import settings_from
 from calltap.log import disk_low, log
 from calltap.objects import store_from
-from calltap.parts import PART_REFRESH_S, open_ops, part_op
+from calltap.parts import PART_REFRESH_S, PART_SCRIPT, open_ops, part_op
 from calltap.policyfile import PolicyError, load_policy
 from calltap.redisconn import primaries
 from capture.decode import format_ip
 from capture.live import LiveSource
 from capture.spool import SpoolSet
 from correlate.call import Call
-from correlate.events import CallEnded, CallStarted, FlowAdded, MediaChanged
+from correlate.events import CallEnded, CallMoved, CallStarted, FlowAdded, MediaChanged
 from correlate.keys import CALL_TTL_S, EVENTS_MAXLEN, JOBS_MAXLEN, MEDIA_MAP_MAXLEN, SHARDS, Keys
 from correlate.policy import Policy, set_paused
 from correlate.record import (
@@ -104,10 +104,13 @@ _STATIC = {0: "PCMU", 8: "PCMA", 9: "G722", 18: "G729", 3: "GSM", 4: "G723"}
 
 
 def _jobs_in(item: tuple[str, tuple[Any, ...], dict[str, Any]]) -> list[dict[str, Any]]:
-    """The jobs a queued command (or transaction) adds to a jobs stream."""
+    """The jobs a queued command (or transaction) adds to a jobs stream, and the parts it
+    hands in (as ``{"part": the script's keys and arguments}``)."""
     op, args, _kw = item
     inner = args[0] if op == "multi" else [item]
-    return [a[1] for o, a, _k in inner if o == "xadd" and str(a[0]).endswith(":jobs")]
+    return [a[1] if o == "xadd" else {"part": list(a[1:])} for o, a, _k in inner
+            if (o == "xadd" and str(a[0]).endswith(":jobs"))
+            or (o == "eval" and a[0] == PART_SCRIPT and a[6] != "none")]
 
 
 class RedisLink:
@@ -405,6 +408,9 @@ class LiveCapture:
             for line in f:
                 try:
                     fields = json.loads(line)
+                    if "part" in fields:  # a call's part, handed in as it was
+                        self.link.do("eval", PART_SCRIPT, *fields["part"])
+                        continue
                     k = int(fields["shard"])
                 except (ValueError, KeyError, TypeError):
                     continue
@@ -516,6 +522,11 @@ class LiveCapture:
         for ev in events:
             if isinstance(ev, CallEnded):
                 self._ended(ev)
+            elif isinstance(ev, CallMoved):  # its records under the old key go
+                self.link.do("multi", [*self._forget_key(ev.old_key),
+                                       part_op(self.keys, Keys.tag(ev.old_key), self.probe,
+                                               None, int(time.time() * 1000))])
+                self._save(ev.call)
             elif isinstance(ev, CallStarted | MediaChanged | FlowAdded) \
                     and ev.call.key in calls:
                 # flows index the spool: a restarted process needs them
@@ -605,9 +616,12 @@ class LiveCapture:
 
     def _forget(self, call: Call) -> list[tuple[str, tuple[Any, ...], dict[str, Any]]]:
         """The commands that take a call out of its probe's live set (one shard)."""
-        tag = Keys.tag(call.key)
-        self._saved.pop(call.key, None)
-        self._opened.pop(call.key, None)
+        return self._forget_key(call.key)
+
+    def _forget_key(self, key: str) -> list[tuple[str, tuple[Any, ...], dict[str, Any]]]:
+        tag = Keys.tag(key)
+        self._saved.pop(key, None)
+        self._opened.pop(key, None)
         return [("delete", (self.keys.call(self.probe, tag),
                             self.keys.spool_key(self.probe, tag)), {}),
                 ("zrem", (self.keys.live(self.probe, Keys.shard(tag)), tag), {}),

@@ -122,7 +122,12 @@ class LiveBoard:
         self._probe_of: dict[str, str] = {}
         """Which probe each call in progress is recorded by (from the last ``calls``)."""
 
-    def spool_path(self, serial: int) -> str:
+    def spool_path(self, tag: str, serial: int) -> str:
+        """Where a call's spool is: in the spool directory, or, recorded by process ``i``
+        of ``capture --procs`` (probe ``<name>.<i>``), in its subdirectory ``i``."""
+        sub = self._probe_of.get(tag, "").rpartition(".")[2]
+        if sub.isdigit() and os.path.isdir(os.path.join(self.spool_dir, sub)):
+            return os.path.join(self.spool_dir, sub, f"{serial}.spool")
         return os.path.join(self.spool_dir, f"{serial}.spool")
 
     def spool_key(self, tag: str) -> bytes | None:
@@ -152,16 +157,19 @@ class LiveBoard:
         for t, p in found:
             pipe.get(self.keys.call(p, t))
         raws = pipe.execute()
-        self._probe_of = dict(found)
-        tags = [t for t, _p in found]
         out: dict[str, Call] = {}
-        for tag, raw in zip(tags, raws, strict=True):
+        probe_of: dict[str, str] = {}
+        for (tag, probe), raw in zip(found, raws, strict=True):
             if raw is None:
                 continue
             try:
-                out[tag] = call_from_json(raw)
+                call = call_from_json(raw)
             except RecordError:
                 continue
+            if tag in out and (call.remote or not out[tag].remote):
+                continue  # a call recorded in parts: the view with its signalling
+            out[tag], probe_of[tag] = call, probe
+        self._probe_of = probe_of
         return out
 
     def row(self, tag: str, call: Call, fields: dict[str, Any] | None = None
@@ -172,7 +180,7 @@ class LiveBoard:
         with self._lock:
             counter = self._counters.get(tag)
             if counter is None:
-                counter = self._counters[tag] = SpoolCounter(self.spool_path(call.serial),
+                counter = self._counters[tag] = SpoolCounter(self.spool_path(tag, call.serial),
                                                              self.spool_key(tag))
             counter.update()
             packets, lost = counter.per_direction(assign_channels(call.flows))

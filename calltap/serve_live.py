@@ -150,7 +150,7 @@ def add_live_routes(app: FastAPI, dash: Dashboard, board: LiveBoard | None,
                         if key is None and not final:
                             key = await anyio.to_thread.run_sync(b.spool_key, tag)
                         rate, start, pcm = await anyio.to_thread.run_sync(
-                            render_so_far, c, b.spool_path(c.serial), options, key)
+                            render_so_far, c, b.spool_path(tag, c.serial), options, key)
                     except Exception:  # noqa: BLE001 - the spool went to the writer (or
                         if final:      # is being replaced): at the end, the end; else retry
                             return

@@ -420,6 +420,14 @@ class DialogTracker:
         self.calls[key] = call
         return call
 
+    def rekey(self, call: Call, key: str) -> None:
+        """The call goes by ``key`` from now on (its media table entries are dropped: the
+        caller sets the new ones)."""
+        del self.calls[call.key]
+        self.media.drop_call(call.key)
+        call.key = key
+        self.calls[key] = call
+
     def end_remote(self, call: Call, now_ns: int) -> None:
         """The owner of a remote call saw its dialog end: it lingers, then finishes."""
         if call.state not in TERMINAL:

@@ -51,6 +51,18 @@ class FlowAdded:
         self.call = call
 
 
+class CallMoved:
+    """A call goes by another key from now on: media taken for unsignalled RTP turned out
+    to be a call another process announced (``Recorder.announce``)."""
+
+    __slots__ = ("call", "old_key")
+
+    def __init__(self, call: Call, old_key: str) -> None:
+        self.call = call
+        self.old_key = old_key
+        """The key the call had until now."""
+
+
 class CallEnded:
     """The Recorder's word on a finished call: its record to write, or why nothing is."""
 
@@ -65,4 +77,4 @@ class CallEnded:
         nobody answered, with no media)."""
 
 
-Event = CallStarted | MediaChanged | CallFinished | FlowAdded | CallEnded
+Event = CallStarted | MediaChanged | CallFinished | FlowAdded | CallEnded | CallMoved

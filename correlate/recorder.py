@@ -39,7 +39,15 @@ from capture.vector import UdpBatch, decode_udp, rtp_like
 from correlate.call import MAX_FLOWS, Call, MediaOffer
 from correlate.dialog import DialogTracker
 from correlate.errors import SipError
-from correlate.events import CallEnded, CallFinished, CallStarted, Event, FlowAdded, MediaChanged
+from correlate.events import (
+    CallEnded,
+    CallFinished,
+    CallMoved,
+    CallStarted,
+    Event,
+    FlowAdded,
+    MediaChanged,
+)
 from correlate.legs import Legs
 from correlate.media import OTHER, RTCP, RTP, MediaTable
 from correlate.policy import RFC4733_DIGITS, Decision, Policy, feed_digit
@@ -524,6 +532,8 @@ class Recorder:
         if call is None:
             if a.ended or not a.record:
                 return
+            call = self._adopt(a)
+        if call is None:
             call = self.tracker.add_remote(a.key, a.call_id, a.start_ns, a.owner, self.clock)
             if call is None:
                 return
@@ -540,13 +550,31 @@ class Recorder:
                              for ep, s, kind in a.endpoints if s == side and kind == RTP]
                             for side in (0, 1))  # type: ignore[assignment]
         for i, (src, dst, d_side, s_side, rtcp) in enumerate(call.flows):
-            if d_side < 0 or s_side < 0:  # an end announced only now (the answer's)
-                d_owner, s_owner = (self.media.owner_for(dst, a.key),
-                                    self.media.owner_for(src, a.key))
-                call.flows[i] = (src, dst, d_owner[1] if d_owner else d_side,
-                                 s_owner[1] if s_owner else s_side, rtcp)
+            # each end's side as announced (the answer's ends may come only now)
+            d_owner, s_owner = self.media.owner_for(dst, a.key), self.media.owner_for(src, a.key)
+            call.flows[i] = (src, dst, d_owner[1] if d_owner else d_side,
+                             s_owner[1] if s_owner else s_side,
+                             int((d_owner or s_owner or (0, 0, rtcp))[2] == RTCP))
         self._events.append(MediaChanged(call, 0))
         self._release()
+
+    def _adopt(self, a: Announcement) -> Call | None:
+        """The unsignalled call this process made of media the announcement names (the
+        announcement came after the media's hold ran out): it becomes the announced call's
+        part here, its spool and flows kept."""
+        for ep, _side, kind in a.endpoints:
+            owner = self.media.get(ep) if kind == RTP else None
+            call = self.tracker.calls.get(owner[0]) if owner is not None else None
+            if call is not None and call.unsignalled:
+                old = call.key
+                self.tracker.rekey(call, a.key)
+                call.call_id, call.start_ns, call.remote = a.call_id, a.start_ns, a.owner
+                call.unsignalled, call.status = False, "answered"
+                call.caller_uri = call.callee_uri = ""
+                call.decision = Decision("shared")
+                self._events.append(CallMoved(call, old))
+                return call
+        return None
 
     def _hold(self, ts: int, link: int, frame: bytes, src: bytes, sport: int, dst: bytes,
               dport: int, payload: bytes) -> bool:

@@ -73,7 +73,7 @@ def test_two_capture_processes_record_what_one_records(tmp_path: Path) -> None:
         split, rounds, calls = 0, 0, 0
         while not split and rounds < 2:
             pairs = [Sipp(14100 + 400 * k + 2400 * rounds, tmp_path) for k in range(PAIRS)]
-            bpf = " or ".join(f"({p.bpf})" for p in pairs)
+            bpf = " or ".join(f"({pair.bpf})" for pair in pairs)
             pcap = tmp_path / f"cap-{rounds}.pcap"
             td = tcpdump(bpf, pcap)
             cap = subprocess.Popen([*PY, "capture", "--interface", "lo", "--redis", redis.url,
@@ -82,10 +82,10 @@ def test_two_capture_processes_record_what_one_records(tmp_path: Path) -> None:
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             procs.append(cap)
             time.sleep(3.0)
-            for p in pairs:
-                p.start(calls=1)
-            for p in pairs:
-                p.wait()
+            for pair in pairs:
+                pair.start(calls=1)
+            for pair in pairs:
+                pair.wait()
             calls += PAIRS
             index = _wait_index(out, calls, 30)
             assert len(index) == calls, len(index)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 from pathlib import Path
@@ -134,6 +135,31 @@ def test_jobs_unsent_at_exit_are_sent_by_the_next_start(
     # at least once (the stopped server may have read the first attempt): writers
     # recognise a job they already wrote
     assert again.link.client.xlen(again.keys.jobs(3)) in (1, 2)
+
+
+def test_parts_unsent_at_exit_are_handed_in_by_the_next_start(
+        redis_url: tuple[str, subprocess.Popen[bytes]], tmp_path: Path) -> None:
+    """A call recorded in parts (``--procs``): a part not handed to Redis before the
+    capture stopped is kept on disk and handed in by the next start, which makes the job."""
+    from calltap.config import Config
+    from calltap.parts import part_op
+    from correlate.keys import Keys
+
+    url, proc = redis_url
+    cap = live.LiveCapture(Config(), url, str(tmp_path / "spool"), "test", shared=True)
+    tag = Keys.tag("c\x00t")
+    proc.send_signal(signal.SIGSTOP)
+    cap.link.do("multi", [part_op(cap.keys, tag, "p.0", {"spool": "/s/0"}, 1)])
+    cap.link.do("multi", [part_op(cap.keys, tag, "p.1", None, 1)])  # nothing: not kept
+    cap._keep_unsent()  # noqa: SLF001 - what finish_live does when Redis stays away
+    cap.map.close()  # type: ignore[union-attr]
+    assert len((tmp_path / "spool" / live.UNSENT_JOBS).read_text().splitlines()) == 1
+    proc.send_signal(signal.SIGCONT)
+    again = live.LiveCapture(Config(), url, str(tmp_path / "spool"), "test", shared=True)
+    again.link.flush()
+    again.map.close()  # type: ignore[union-attr]
+    (entry,) = again.link.client.xrange(again.keys.jobs(Keys.shard(tag)))
+    assert [p["spool"] for p in json.loads(entry[1][b"parts"])] == ["/s/0"]
 
 
 def test_a_job_whose_spool_is_missing_is_parked(

@@ -95,3 +95,30 @@ def test_each_role_works_under_its_own_user(server: str, tmp_path: Path) -> None
         writer.get(keys.call("p", Keys.tag("c")))
     with pytest.raises(redis.exceptions.AuthenticationError):
         redis.Redis(host="127.0.0.1", port=PORT).ping()  # no default user
+
+
+def test_calls_in_parts_work_under_the_probe_and_writer_users(server: str) -> None:
+    """The commands of calls recorded in parts (``capture --procs``, ``shared_media``):
+    the media map and the parts script for probes, the stale sweep for writers, commands
+    run inside the script included."""
+    import redis
+
+    from calltap.parts import PART_STALE_S, open_ops, part_op, sweep
+
+    keys = Keys()
+    tag = Keys.tag("c\x00t")
+    now = 1_800_000_000_000
+    probe = redis.Redis.from_url(_url("probe", server))
+    probe.xadd(keys.media_map, {"a": "{}"})
+    assert probe.xread({keys.media_map: "0-0"})
+    pipe = probe.pipeline(transaction=True)
+    for op, args, kw in [*open_ops(keys, tag, "a", now), *open_ops(keys, tag, "b", now),
+                         part_op(keys, tag, "a", {"spool": "/s"}, now)]:
+        getattr(pipe, op)(*args, **kw)
+    assert pipe.execute()[-1] == 0
+    writer = redis.Redis.from_url(_url("writer", server))
+    assert sweep(writer, keys, now + int(PART_STALE_S * 1000) + 1) == 1
+    assert writer.xlen(keys.jobs(Keys.shard(tag))) == 1
+    dash = redis.Redis.from_url(_url("dashboard", server))
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        dash.eval("return 1", 0)
