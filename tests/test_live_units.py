@@ -158,8 +158,12 @@ def test_parts_unsent_at_exit_are_handed_in_by_the_next_start(
     again = live.LiveCapture(Config(), url, str(tmp_path / "spool"), "test", shared=True)
     again.link.flush()
     again.map.close()  # type: ignore[union-attr]
-    (entry,) = again.link.client.xrange(again.keys.jobs(Keys.shard(tag)))
-    assert [p["spool"] for p in json.loads(entry[1][b"parts"])] == ["/s/0"]
+    # at least once (the stopped server may have read the first attempt, which the first
+    # process's sender also sends again once the server answers): writers recognise a call
+    # they already wrote
+    entries = again.link.client.xrange(again.keys.jobs(Keys.shard(tag)))
+    assert 1 <= len(entries) <= 3
+    assert all([p["spool"] for p in json.loads(e[1][b"parts"])] == ["/s/0"] for e in entries)
 
 
 def test_a_job_whose_spool_is_missing_is_parked(

@@ -118,7 +118,7 @@ def test_calls_in_parts_work_under_the_probe_and_writer_users(server: str) -> No
     assert pipe.execute()[-1] == 0
     writer = redis.Redis.from_url(_url("writer", server))
     assert sweep(writer, keys, now + int(PART_STALE_S * 1000) + 1) == 1
-    assert writer.xlen(keys.jobs(Keys.shard(tag))) == 1
+    assert probe.xlen(keys.jobs(Keys.shard(tag))) == 1
     dash = redis.Redis.from_url(_url("dashboard", server))
     with pytest.raises(redis.exceptions.NoPermissionError):
         dash.eval("return 1", 0)
