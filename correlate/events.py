@@ -51,6 +51,16 @@ class FlowAdded:
         self.call = call
 
 
+class MediaActive:
+    """Media of a call signalled elsewhere still reaches this process (the process with
+    the signalling is told, so that it does not end the call as silent)."""
+
+    __slots__ = ("call",)
+
+    def __init__(self, call: Call) -> None:
+        self.call = call
+
+
 class CallMoved:
     """A call goes by another key from now on: media taken for unsignalled RTP turned out
     to be a call another process announced (``Recorder.announce``)."""
@@ -77,4 +87,5 @@ class CallEnded:
         nobody answered, with no media)."""
 
 
-Event = CallStarted | MediaChanged | CallFinished | FlowAdded | CallEnded | CallMoved
+Event = (CallStarted | MediaChanged | CallFinished | FlowAdded | CallEnded | CallMoved
+         | MediaActive)

@@ -46,6 +46,7 @@ from correlate.events import (
     CallStarted,
     Event,
     FlowAdded,
+    MediaActive,
     MediaChanged,
 )
 from correlate.legs import Legs
@@ -75,9 +76,12 @@ TOO_MANY = -1
 # or RTCP but has no owner waits this long (capture time) for the process that sees its
 # call's SIP to announce the call here, then goes the unsignalled way.
 HOLD_NS = NS
-# Packets held so at once: about a second of the first media of a few hundred new calls
-# (at most MAX_HELD frames of up to 64 KiB, in practice 200 bytes each).
-MAX_HELD = 32_768
+# Bytes of frames held so at once: a second of the first media of a few hundred new calls
+# (about 200 bytes a packet, 50 packets a second each way); past it, media goes unheld.
+MAX_HELD_BYTES = 16 << 20
+# A process recording media of a call signalled elsewhere tells the owner it flows every
+# quarter of the inactivity timeout, at most this far apart.
+MAX_ACTIVITY_NS = 30 * NS
 
 # Packets between two looks by the shell while a whole capture is fed (finished calls go
 # to the writers meanwhile, so reading and writing overlap).
@@ -156,7 +160,9 @@ class Recorder:
         self._held: dict[tuple[bytes, int, bytes, int], list[Packet]] | None = (
             {} if settings.shared else None)
         """Per flow, media waiting for another process's announcement (shared mode)."""
-        self._held_count = 0
+        self._held_bytes = 0
+        self._told: dict[int, int] = {}
+        """Per remote call (serial), its latest media time its owner was told of."""
 
     # -- the shell's side -------------------------------------------------------------
 
@@ -527,6 +533,10 @@ class Recorder:
         own marked ``remote`` (its part of the recording), unless this process sees the
         call's signalling too."""
         call = self.tracker.calls.get(a.key)
+        if a.active_ns:  # media still flows there: the call is not silent
+            if call is not None and not call.remote and a.active_ns > call.last_ns:
+                call.last_ns = a.active_ns
+            return
         if call is not None and not call.remote:
             return  # its own SDP places its media here
         if call is None:
@@ -582,14 +592,14 @@ class Recorder:
         section 5.1: version 2; ports below 1024 are no media)."""
         held = self._held
         if (held is None or len(payload) < 8 or payload[0] >> 6 != 2
-                or min(sport, dport) < 1024 or self._held_count >= MAX_HELD):
+                or min(sport, dport) < 1024 or self._held_bytes >= MAX_HELD_BYTES):
             return False
         key = (src, sport, dst, dport)
         frames = held.get(key)
         if frames is None:
             frames = held[key] = []
         frames.append((ts, link, frame))
-        self._held_count += 1
+        self._held_bytes += len(frame)
         return True
 
     def _release(self, expired_before: int = -1) -> None:
@@ -610,15 +620,22 @@ class Recorder:
         try:
             for k in ready:
                 frames = held.pop(k)
-                self._held_count -= len(frames)
+                self._held_bytes -= sum(len(f[2]) for f in frames)
                 self.feed(frames, dedup_here=False)
         finally:
             self._held = held
             self.clock, self.packets, self._next_timer = clock, packets, timer
 
     def _timers(self, now: int) -> None:
-        if self._held:
-            self._release(now - HOLD_NS)
+        if self._held is not None:  # shared: the owners hear that their calls' media flows
+            if self._held:
+                self._release(now - HOLD_NS)
+            every = max(TIMER_NS, min(MAX_ACTIVITY_NS, self.settings.inactivity_ns // 4))
+            told = self._told
+            for call in self.tracker.calls.values():
+                if call.remote and call.last_ns - told.get(call.serial, call.start_ns) >= every:
+                    told[call.serial] = call.last_ns
+                    self._events.append(MediaActive(call))
         if self._router is not None:
             self._router.sync_all()  # inactivity is judged on every call's latest media
         self._finished(self.tracker.handle_timer(now))
@@ -721,6 +738,7 @@ class Recorder:
                     self._router.sync_call(call)
                 self._event_pts.pop(call.serial, None)
                 if call.remote:  # media of a call signalled elsewhere: its part, if any
+                    self._told.pop(call.serial, None)
                     record = (finished(call, self.policy.identity)
                               if call.flows and call.decision.record else None)
                     self._events.append(CallEnded(call, record, "" if record else "remote"))

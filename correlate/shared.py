@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from correlate.call import Call, Endpoint
 from correlate.errors import CorrelateError
-from correlate.events import CallEnded, CallStarted, Event, MediaChanged
+from correlate.events import CallEnded, CallStarted, Event, MediaActive, MediaChanged
 from correlate.media import MediaTable
 
 # Endpoints one announcement names at most: RTP, RTCP and non-audio streams of both sides
@@ -38,6 +38,10 @@ class Announcement:
     """False when the policy said not to record the call: its media is not kept anywhere."""
     ended: bool = False
     """The call's dialog is over: media of it still collects for the linger time."""
+    active_ns: int = 0
+    """Not 0: only news that the call's media still flows at the announcer, the capture
+    time of its latest packet there (the process with the signalling may see none of it,
+    and must not end the call as silent)."""
 
 
 def announcement(call: Call, media: MediaTable, owner: str, ended: bool = False
@@ -54,6 +58,10 @@ def announcements(events: list[Event], media: MediaTable, owner: str) -> list[An
     out = []
     for ev in events:
         call = ev.call
+        if isinstance(ev, MediaActive):
+            out.append(Announcement(call.key, call.call_id, call.start_ns, owner, (),
+                                    active_ns=call.last_ns))
+            continue
         if call.remote:
             continue
         if isinstance(ev, CallStarted | MediaChanged):
@@ -68,6 +76,7 @@ def announcements(events: list[Event], media: MediaTable, owner: str) -> list[An
 def to_json(a: Announcement) -> str:
     return json.dumps({"key": a.key, "call_id": a.call_id, "start_ns": a.start_ns,
                        "owner": a.owner, "record": a.record, "ended": a.ended,
+                       "active_ns": a.active_ns,
                        "eps": [[ep[0].hex(), ep[1], side, kind]
                                for ep, side, kind in a.endpoints]},
                       separators=(",", ":"))
@@ -82,6 +91,7 @@ def from_json(text: str | bytes) -> Announcement:
                or k not in (0, 1, 2) for ep, s, k in eps):
             raise ValueError("endpoint out of range")
         return Announcement(str(d["key"]), str(d["call_id"]), int(d["start_ns"]),
-                            str(d["owner"]), eps, bool(d["record"]), bool(d["ended"]))
+                            str(d["owner"]), eps, bool(d["record"]), bool(d["ended"]),
+                            int(d.get("active_ns", 0)))
     except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
         raise AnnouncementError(f"shared media map entry unreadable: {exc}") from None

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import zlib
+from dataclasses import replace
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from correlate.call import Call
 from correlate.events import CallEnded, CallMoved, CallStarted
 from correlate.policy import Policy
 from correlate.record import CallRecord
-from correlate.recorder import HOLD_NS, MAX_HELD, Recorder, Settings
+from correlate.recorder import HOLD_NS, Recorder, Settings
 from correlate.shared import (
     Announcement,
     AnnouncementError,
@@ -60,29 +61,31 @@ class MemSink:
                             np.array([f for _t, f, _p in got], np.int64), offs, lengths, data)
 
 
-def _capture(tmp_path: Path) -> list[Packet]:
+def _capture(tmp_path: Path, duration: float = 4.0) -> list[Packet]:
     pcap = tmp_path / "calls.pcap"
-    generate(str(pcap), GenOptions(calls=3, duration=4.0, seed=11, rtcp=True,
+    generate(str(pcap), GenOptions(calls=3, duration=duration, seed=11, rtcp=True,
                                    codecs=("PCMU", "PCMA")))
     return list(open_capture(str(pcap)))
 
 
-def _one(packets: list[Packet]) -> dict[str, tuple[CallRecord, MediaColumns]]:
+def _one(packets: list[Packet], settings: Settings = Settings()
+         ) -> dict[str, tuple[CallRecord, MediaColumns]]:
     sink = MemSink()
-    rec = Recorder(Settings(), Policy(), sink)
+    rec = Recorder(settings, Policy(), sink)
     rec.feed(packets)
     rec.finish()
     return {e.record.call.call_id: (e.record, sink.columns(e.call.serial))
             for e in rec.events() if isinstance(e, CallEnded) and e.record is not None}
 
 
-def _split(packets: list[Packet], where: Callable[[Any], str], delay_ns: int = DELAY_NS
+def _split(packets: list[Packet], where: Callable[[Any], str], delay_ns: int = DELAY_NS,
+           settings: Settings = Settings(shared=True)
            ) -> dict[str, list[tuple[str, CallRecord, MediaColumns]]]:
     """Feed each packet to the Recorder(s) ``where`` names ("a", "b" or "ab"), passing
     each one's announcements to the other DELAY_NS later; every part that ended, by
     Call-ID."""
     sinks = {"a": MemSink(), "b": MemSink()}
-    recs = {n: Recorder(Settings(shared=True), Policy(), sinks[n]) for n in "ab"}
+    recs = {n: Recorder(settings, Policy(), sinks[n]) for n in "ab"}
     pending: list[tuple[int, str, Announcement]] = []
     parts: dict[str, list[tuple[str, CallRecord, MediaColumns]]] = {}
     moved.clear()
@@ -107,8 +110,12 @@ def _split(packets: list[Packet], where: Callable[[Any], str], delay_ns: int = D
 
     for ts, link, frame in packets:
         deliver(ts)
-        for name in where(decode(link, frame)):
-            recs[name].feed([(ts, link, frame)])
+        mine = where(decode(link, frame))
+        for name, rec in recs.items():
+            if name in mine:
+                rec.feed([(ts, link, frame)])
+            elif 0 <= rec.next_deadline() <= ts:  # idle, time passes (live: the wall clock)
+                rec.handle_timer(ts)
         drain(ts)
     end = packets[-1][0]
     for step in range(1, 12 + 2 * delay_ns // NS):  # time passes: lingers end
@@ -177,6 +184,22 @@ def test_media_without_its_signalling_is_recorded_for_the_call(tmp_path: Path,
     assert all(k.startswith("rtp ") for k in moved)
 
 
+def test_a_call_whose_media_is_elsewhere_is_not_ended_as_silent(tmp_path: Path) -> None:
+    """The process with a call's SIP sees none of its RTP: the one recording it hears
+    that the media flows, so a call longer than the inactivity timeout is not cut."""
+    packets = _capture(tmp_path, duration=12.0)
+    quiet = Settings(inactivity_ns=3 * NS)
+    whole = _one(packets, quiet)
+
+    def where(d: Any) -> str:
+        sip = isinstance(d, tuple) and (d[3] in (5060, 5061) or d[4] in (5060, 5061))
+        return "a" if sip or not isinstance(d, tuple) else "b"
+
+    parts = _split(packets, where, settings=replace(quiet, shared=True))
+    assert _same(tmp_path, whole, parts) == len(whole)
+    assert {r.call.end_reason for v in parts.values() for n, r, _c in v if n == "a"} == {"bye"}
+
+
 def test_each_probe_seeing_one_side_makes_one_recording(tmp_path: Path) -> None:
     """Two sites: each probe sees every SIP message, and only the RTP its own party
     sends (and the RTCP about it)."""
@@ -223,13 +246,13 @@ def test_held_media_waits_for_an_announcement_and_then_goes_unsignalled(
     sink = MemSink()
     rec = Recorder(Settings(shared=True), Policy(), sink)
     rec.feed(packets[:40])
-    assert rec.media_packets == 0 and rec._held_count == 40  # noqa: SLF001
+    assert rec.media_packets == 0
+    assert rec._held_bytes == sum(len(p[2]) for p in packets[:40])  # noqa: SLF001
     rec.feed(packets[40:])
     rec.finish()
     ended = [e for e in rec.events() if isinstance(e, CallEnded) and e.record is not None]
     assert len(ended) == 3 and all(e.call.unsignalled for e in ended)
-    assert rec.media_packets == rtp and rec._held_count == 0  # noqa: SLF001
-    assert HOLD_NS <= NS and MAX_HELD > 0
+    assert rec.media_packets == rtp and rec._held_bytes == 0  # noqa: SLF001
 
 
 def test_an_announcement_of_a_call_not_recorded_keeps_nothing(tmp_path: Path) -> None:
@@ -262,3 +285,18 @@ def test_announcements_round_trip() -> None:
     for cut in range(len(to_json(a))):
         with pytest.raises(AnnouncementError):
             from_json(to_json(a)[:cut])
+
+
+def test_held_media_is_bounded_in_bytes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                        ) -> None:
+    """Past MAX_HELD_BYTES nothing more is held: it goes the unsignalled way at once."""
+    from correlate import recorder
+
+    monkeypatch.setattr(recorder, "MAX_HELD_BYTES", 2000)
+    packets = [p for p in _capture(tmp_path)
+               if isinstance(d := decode(p[1], p[2]), tuple) and b"SIP/2.0" not in d[5]]
+    rec = Recorder(Settings(shared=True), Policy(), MemSink())
+    rec.feed(packets[:60])
+    held = rec._held_bytes  # noqa: SLF001
+    assert 2000 <= held < 2000 + max(len(p[2]) for p in packets)
+    assert rec.media_packets > 0  # the rest was promoted as before, after five packets
