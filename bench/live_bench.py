@@ -159,6 +159,7 @@ def measure(args: argparse.Namespace, work: Path, pcap: Path, packets: int, proc
             lost = {k: v - m0.get(k, 0.0) for k, v in drops(m1).items()}
             lost = {k: v for k, v in lost.items() if v}
             out = work / f"out-{procs}-{step}"
+            shutil.rmtree(out, ignore_errors=True)  # a kept directory's earlier run
             writer = subprocess.Popen([*PY, "writer", "--redis", url, "--out", str(out)],
                                       cwd=work, stdout=subprocess.DEVNULL,
                                       stderr=subprocess.DEVNULL)
@@ -171,7 +172,11 @@ def measure(args: argparse.Namespace, work: Path, pcap: Path, packets: int, proc
                 time.sleep(0.5)
             writer.terminate()
             writer.wait(30)
-            written = len(index.read_text().splitlines()) if index.exists() else 0
+            lines = [json.loads(x) for x in index.read_text().splitlines()] \
+                if index.exists() else []
+            written = len(lines)
+            # every call of the capture ends with its BYE: one ended otherwise was cut
+            cut = sum(1 for e in lines if e.get("end_reason") != "bye")
             # the rate tcpreplay reached (it may fall behind the multiplier), averaged over
             # the replay; calls ramp up and down at its ends, so the peak is higher
             pps = got / max(wall, 0.001)
@@ -179,7 +184,8 @@ def measure(args: argparse.Namespace, work: Path, pcap: Path, packets: int, proc
                          "expected": packets, "packets_per_s": round(pps),
                          "concurrent_calls": round(pps / 100),
                          "cpu_us_per_packet": round(cpu / max(got, 1) * 1e6, 2),
-                         "replay_s": round(wall, 1), "drops": lost, "calls_written": written})
+                         "replay_s": round(wall, 1), "drops": lost, "calls_written": written,
+                         "calls_cut": cut})
             print(json.dumps(rows[-1]), flush=True)
     finally:
         if cap is not None:
@@ -189,7 +195,8 @@ def measure(args: argparse.Namespace, work: Path, pcap: Path, packets: int, proc
         redis.wait(10)
         subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
         subprocess.run(["ip", "link", "del", near], capture_output=True, check=False)
-    clean = [r for r in rows if not r["drops"] and r["calls_written"] >= args.calls
+    clean = [r for r in rows if not r["drops"] and r["calls_written"] == args.calls
+             and not r["calls_cut"]
              and r["packets"] >= 0.999 * (r["expected"] or r["packets"])]
     return max(clean, key=lambda r: r["packets_per_s"], default=None)
 

@@ -523,9 +523,7 @@ class LiveCapture:
             if isinstance(ev, CallEnded):
                 self._ended(ev)
             elif isinstance(ev, CallMoved):  # its records under the old key go
-                self.link.do("multi", [*self._forget_key(ev.old_key),
-                                       part_op(self.keys, Keys.tag(ev.old_key), self.probe,
-                                               None, int(time.time() * 1000))])
+                self.link.do("multi", self._withdrawn(ev.old_key))
                 self._save(ev.call)
             elif isinstance(ev, CallStarted | MediaChanged | FlowAdded) \
                     and ev.call.key in calls:
@@ -537,11 +535,7 @@ class LiveCapture:
         spool = self._close_spool(call)
         record = ev.record
         if record is None:
-            forget = self._forget(call)
-            if self.shared:  # no part of this process's to wait for
-                forget.append(part_op(self.keys, Keys.tag(call.key), self.probe, None,
-                                      int(time.time() * 1000)))
-            self.link.do("multi", forget)
+            self.link.do("multi", self._withdrawn(call.key))
             if spool:
                 self._spool_keys.pop(spool, None)
             return
@@ -590,8 +584,8 @@ class LiveCapture:
             self.link.do("multi", [self._job_op(k, Keys.tag(record.call.key), job),
                                    *self._forget(record.call)])
         self.jobs_sent += 1
-        for leg in record.legs:  # each on its own shard
-            self.link.do("multi", self._forget(leg))
+        for leg in record.legs:  # each on its own shard; recorded in parts, a leg has no
+            self.link.do("multi", self._withdrawn(leg.key))  # part of its own here
 
     def _uploaded(self, then: dict[str, Any]) -> None:
         """A call's spools are stored: its job goes (from the uploader's thread), and only
@@ -617,6 +611,15 @@ class LiveCapture:
     def _forget(self, call: Call) -> list[tuple[str, tuple[Any, ...], dict[str, Any]]]:
         """The commands that take a call out of its probe's live set (one shard)."""
         return self._forget_key(call.key)
+
+    def _withdrawn(self, key: str) -> list[tuple[str, tuple[Any, ...], dict[str, Any]]]:
+        """``_forget_key``, and, recorded in parts, this process's part of the call handed
+        in as nothing to write (the call's job is made without it)."""
+        ops = self._forget_key(key)
+        if self.shared:
+            ops.append(part_op(self.keys, Keys.tag(key), self.probe, None,
+                               int(time.time() * 1000)))
+        return ops
 
     def _forget_key(self, key: str) -> list[tuple[str, tuple[Any, ...], dict[str, Any]]]:
         tag = Keys.tag(key)
