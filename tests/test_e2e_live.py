@@ -39,10 +39,14 @@ def _need() -> None:
 
 
 class Sipp:
-    """A SIPp UAS and UAC on loopback streaming the project's speech captures."""
+    """A SIPp UAS and UAC streaming the project's speech captures: on loopback, or the UAC
+    at ``uac_ip`` and the UAS at ``uas_ip`` in network namespace ``uas_ns``."""
 
-    def __init__(self, base: int, workdir: Path) -> None:
+    def __init__(self, base: int, workdir: Path, uac_ip: str = "127.0.0.1",
+                 uas_ip: str = "127.0.0.1", uas_ns: str = "") -> None:
         self.workdir = workdir  # SIPp writes its logs into its working directory
+        self.uac_ip, self.uas_ip = uac_ip, uas_ip
+        self.uas_in = ["ip", "netns", "exec", uas_ns] if uas_ns else []
         self.uas_port, self.uac_port = base, base + 1
         self.uas_media, self.uac_media = base + 100, base + 200
         self.bpf = BPF.format(sip=base, sip2=base + 1, m=base + 100, m2=base + 300)
@@ -53,14 +57,15 @@ class Sipp:
         """``calls`` calls, one every ``rate_ms``, at most ``limit`` at once (SIPp's UAS
         gives every call the same media address; see the README on shared addresses)."""
         uas = subprocess.Popen(
-            ["sipp", "-sf", str(SCENARIOS / "uas.xml"), "-i", "127.0.0.1", "-p", str(self.uas_port),
-             "-mi", "127.0.0.1", "-mp", str(self.uas_media), "-m", str(calls), "-nostdin"],
+            [*self.uas_in, "sipp", "-sf", str(SCENARIOS / "uas.xml"), "-i", self.uas_ip, "-p",
+             str(self.uas_port), "-mi", self.uas_ip, "-mp", str(self.uas_media), "-m",
+             str(calls), "-nostdin"],
             cwd=self.workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(0.5)
         uac = subprocess.Popen(
-            ["sipp", "-sf", str(SCENARIOS / "uac.xml"), "-i", "127.0.0.1", "-p", str(self.uac_port),
-             "-mi", "127.0.0.1", "-mp", str(self.uac_media), "-s", "bob",
-             f"127.0.0.1:{self.uas_port}", "-m", str(calls), "-l", str(limit), "-r", "1",
+            ["sipp", "-sf", str(SCENARIOS / "uac.xml"), "-i", self.uac_ip, "-p",
+             str(self.uac_port), "-mi", self.uac_ip, "-mp", str(self.uac_media), "-s", "bob",
+             f"{self.uas_ip}:{self.uas_port}", "-m", str(calls), "-l", str(limit), "-r", "1",
              "-rp", str(rate_ms), "-nostdin"],
             cwd=self.workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.procs += [uas, uac]
