@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import json
 import zlib
-from dataclasses import replace
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +68,10 @@ def _capture(tmp_path: Path, duration: float = 4.0) -> list[Packet]:
     return list(open_capture(str(pcap)))
 
 
-def _one(packets: list[Packet], settings: Settings = Settings()
+PLAIN, SHARED = Settings(), Settings(shared=True)
+
+
+def _one(packets: list[Packet], settings: Settings = PLAIN
          ) -> dict[str, tuple[CallRecord, MediaColumns]]:
     sink = MemSink()
     rec = Recorder(settings, Policy(), sink)
@@ -79,7 +82,7 @@ def _one(packets: list[Packet], settings: Settings = Settings()
 
 
 def _split(packets: list[Packet], where: Callable[[Any], str], delay_ns: int = DELAY_NS,
-           settings: Settings = Settings(shared=True)
+           settings: Settings = SHARED
            ) -> dict[str, list[tuple[str, CallRecord, MediaColumns]]]:
     """Feed each packet to the Recorder(s) ``where`` names ("a", "b" or "ab"), passing
     each one's announcements to the other DELAY_NS later; every part that ended, by
