@@ -7,12 +7,15 @@ each) is replayed with tcpreplay into a veth pair whose far end lives in a netwo
 this script creates; ``calltap capture`` reads the near end (pinned to one core, tcpreplay
 to the other), with its own redis-server. Each step replays the capture at a higher
 ``--multiplier``: the packet rate, and so the equivalent number of concurrent calls, grows
-with it. After each step the capture's metrics give kernel and application drops and its
-CPU time; then writers write the step's calls and the index is counted. The highest step
+with it. A step must last well beyond what the kernel buffer (256 MiB, about 1.1 million
+packets) can hide of a deficit: use ``--duration 120`` for the capacity (a 30-second
+capture replayed at 8x lasts 4 s). After each step the capture's metrics give kernel and
+application drops and its CPU time; then writers write the step's calls and the index is
+counted. The highest step
 with zero drops is the result. One capture process runs on the second core, tcpreplay on
 the first; two capture processes get both cores (tcpreplay shares the first). Needs root.
 
-    .venv/bin/python bench/live_bench.py [--calls 500] [--duration 30] [--steps 1,2,3,4]
+    .venv/bin/python bench/live_bench.py [--calls 500] [--duration 120] [--steps 2,2.5,3]
                                          [--procs 1,2]
 """
 
@@ -36,6 +39,8 @@ PY = [sys.executable, "-m", "calltap.cli"]
 HZ = os.sysconf("SC_CLK_TCK")
 # tcpreplay's own start before its first packet (reading the file's first block), seconds.
 REPLAY_START_S = 0.3
+# A step's writer has written all there is once its index stops growing this long.
+WRITER_IDLE_S = 20.0
 
 
 def metrics(port: int) -> dict[str, float]:
@@ -78,8 +83,8 @@ def drops(m: dict[str, float]) -> dict[str, float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--calls", type=int, default=500)
-    ap.add_argument("--duration", type=float, default=30.0)
-    ap.add_argument("--steps", default="1,2,3,4", help="tcpreplay multipliers, in order")
+    ap.add_argument("--duration", type=float, default=120.0)
+    ap.add_argument("--steps", default="2,2.5,3", help="tcpreplay multipliers, in order")
     ap.add_argument("--procs", default="1", help="capture processes to measure, in order")
     ap.add_argument("--keep", help="directory to keep the generated capture in")
     args = ap.parse_args()
@@ -173,9 +178,14 @@ def measure(args: argparse.Namespace, work: Path, pcap: Path, packets: int, proc
                                       stderr=subprocess.DEVNULL)
             deadline = time.monotonic() + 600
             index = out / "index.jsonl"
+            seen, still = -1, time.monotonic()
             while time.monotonic() < deadline:
                 n = len(index.read_text().splitlines()) if index.exists() else 0
                 if n >= args.calls:
+                    break
+                if n != seen:
+                    seen, still = n, time.monotonic()
+                elif time.monotonic() - still > WRITER_IDLE_S:  # calls lost: no more come
                     break
                 time.sleep(0.5)
             writer.terminate()
