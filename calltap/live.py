@@ -331,8 +331,10 @@ class MapReader:
                         self.got.append(a)
 
     def close(self) -> None:
+        """Stop reading: the thread ends after its current read (a daemon, it never holds
+        up the process's exit when Redis does not answer)."""
         self._stop = True
-        self._thread.join(MAP_BLOCK_MS / 1000 + 5.5)
+        self._thread.join(MAP_BLOCK_MS / 1000 + 0.3)
 
 
 class LiveCapture:

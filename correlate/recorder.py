@@ -737,8 +737,8 @@ class Recorder:
                 if self._router is not None:
                     self._router.sync_call(call)
                 self._event_pts.pop(call.serial, None)
+                self._told.pop(call.serial, None)
                 if call.remote:  # media of a call signalled elsewhere: its part, if any
-                    self._told.pop(call.serial, None)
                     record = (finished(call, self.policy.identity)
                               if call.flows and call.decision.record else None)
                     self._events.append(CallEnded(call, record, "" if record else "remote"))

@@ -181,7 +181,6 @@ def test_two_probes_each_seeing_one_side_make_one_recording(tmp_path: Path) -> N
         sipp.start(calls=1)
         sipp.wait()
         index = _wait_index(out, 1, 30)
-        time.sleep(1.0)
         td.send_signal(signal.SIGINT)
         td.wait(10)
         assert len(load_index(out)) == 1, index
