@@ -42,6 +42,14 @@ def run_import(files: list[str | Path], out: Path, **cfg: Any) -> Importer:
     return imp
 
 
+def kill_all(procs: list[Any]) -> None:
+    """Kill (-9) every process of a test still running, and reap it."""
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
 def load_index(out: Path) -> list[dict[str, Any]]:
     path = out / "index.jsonl"
     if not path.exists():

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.helpers import ROOT, load_index
+from tests.helpers import ROOT, kill_all, load_index
 from tests.test_e2e_live import PY, Redis, Sipp, _need, import_of, recordings, tcpdump
 
 # SIPp pairs run at once: each call's SIP and RTP flows are hashed apart by the kernel with
@@ -142,10 +142,7 @@ def test_two_capture_processes_record_what_one_records(tmp_path: Path) -> None:
         assert not r.keys("*:parts:*") and not any(r.zcard(f"{{calltap:s{k}}}:assembling")
                                                    for k in range(8))
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
+        kill_all(procs)
         for rd in redis.values():
             rd.stop()
         veth.close()
@@ -187,9 +184,6 @@ def test_two_probes_each_seeing_one_side_make_one_recording(tmp_path: Path) -> N
         assert _parts(wlog) == [2]
         _same_audio(recordings(out), import_of(tmp_path / "cap.pcap", tmp_path / "imp"))
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
+        kill_all(procs)
         sipp.stop()
         redis.stop()

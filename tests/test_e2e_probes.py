@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from correlate.keys import Keys
-from tests.helpers import ROOT, load_index, read_wav
+from tests.helpers import ROOT, kill_all, load_index, read_wav
 from tests.test_e2e_live import PY, Redis, Sipp, _need
 
 
@@ -82,10 +82,7 @@ def test_a_probe_killed_mid_call_takes_up_only_its_own_calls(tmp_path: Path) -> 
             assert not r.exists(KEYS.parked(k)) and r.xlen(KEYS.jobs(k)) == 0
             assert not r.zcard(KEYS.live("probe-a", k)) and not r.zcard(KEYS.live("probe-b", k))
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
+        kill_all(procs)
         a.stop()
         b.stop()
         redis.stop()
