@@ -5,18 +5,21 @@ processes on the interface (``calltap capture --procs 2``, AF_PACKET fanout).
 A capture of ``--calls`` concurrent calls (all in progress at once, ``--duration`` seconds
 each) is replayed with tcpreplay into a veth pair whose far end lives in a network namespace
 this script creates; ``calltap capture`` reads the near end (pinned to one core, tcpreplay
-to the other), with its own redis-server. Each step replays the capture at a higher
-``--multiplier``: the packet rate, and so the equivalent number of concurrent calls, grows
-with it. A step must last well beyond what the kernel buffer (256 MiB, about 1.1 million
-packets) can hide of a deficit: use ``--duration 120`` for the capacity (a 30-second
-capture replayed at 8x lasts 4 s). After each step the capture's metrics give kernel and
-application drops and its CPU time; then writers write the step's calls and the index is
-counted. The highest step
-with zero drops is the result. One capture process runs on the second core, tcpreplay on
-the first; two capture processes get both cores (tcpreplay shares the first). Needs root.
+to the other), with its own redis-server. Each step replays the whole capture at a fixed,
+higher packet rate (tcpreplay ``--pps``), so the rate is what the step says, every packet
+of it: a G.711 call in both directions is 100 packets/s, so 100,000 packets/s stands for
+1,000 concurrent calls. (tcpreplay's ``--multiplier`` follows the capture's timestamps and
+falls behind them at these rates, by a third and more, so the rate it reaches is not the
+one asked for.) A step must last well beyond what the kernel buffer (256 MiB, about 1.1
+million packets) can hide of a deficit: the default capture, 500 calls of 120 s, is 6
+million packets, a minute at 100,000 packets/s. After each step the capture's metrics give
+kernel and application drops and its CPU time; then writers write the step's calls and the
+index is counted. The highest step with zero drops is the result. One capture process runs
+on the second core, tcpreplay on the first; two capture processes get both cores (tcpreplay
+shares the first). Needs root.
 
-    .venv/bin/python bench/live_bench.py [--calls 500] [--duration 120] [--steps 2,2.5,3]
-                                         [--procs 1,2]
+    .venv/bin/python bench/live_bench.py [--calls 500] [--duration 120]
+                                         [--rates 90000,100000,110000] [--procs 1,2]
 """
 
 from __future__ import annotations
@@ -39,6 +42,9 @@ PY = [sys.executable, "-m", "calltap.cli"]
 HZ = os.sysconf("SC_CLK_TCK")
 # tcpreplay's own start before its first packet (reading the file's first block), seconds.
 REPLAY_START_S = 0.3
+# A step counts as kept up with when the capture read its last packet at most this long
+# after the replay ended (the metrics are polled every 50 ms).
+MAX_DRAIN_S = 0.5
 # A step's writer has written all there is once its index stops growing this long.
 WRITER_IDLE_S = 20.0
 
@@ -59,6 +65,22 @@ def cpu_s(pid: int) -> float:
     own = (int(fields[11]) + int(fields[12])) / HZ
     kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
     return own + sum(cpu_s(int(k)) for k in kids)
+
+
+def backlog(port: int, procs: int, before: dict[str, float], packets: int) -> float:
+    """Seconds after the replay ended until the capture had read every packet of it: the
+    backlog the kernel buffer held. A capture that keeps up has next to none; one that
+    does not can still end a minute's step without a drop, the buffer hiding the deficit."""
+    t0, key = time.monotonic(), 'calltap_packets_total{kind="all"}'
+    last, still = -1.0, t0
+    while time.monotonic() - still < 2.0:
+        got = all_metrics(port, procs).get(key, 0.0) - before.get(key, 0.0)
+        if packets and got >= packets:
+            return time.monotonic() - t0
+        if got != last:
+            last, still = got, time.monotonic()
+        time.sleep(0.05)
+    return still - t0
 
 
 def all_metrics(port: int, procs: int) -> dict[str, float]:
@@ -84,7 +106,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--calls", type=int, default=500)
     ap.add_argument("--duration", type=float, default=120.0)
-    ap.add_argument("--steps", default="2,2.5,3", help="tcpreplay multipliers, in order")
+    ap.add_argument("--rates", default="90000,100000,110000,120000",
+                    help="packets per second of each step, in order")
     ap.add_argument("--procs", default="1", help="capture processes to measure, in order")
     ap.add_argument("--keep", help="directory to keep the generated capture in")
     args = ap.parse_args()
@@ -149,14 +172,14 @@ def measure(args: argparse.Namespace, work: Path, pcap: Path, packets: int, proc
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                env=dict(os.environ, CALLTAP_INACTIVITY_TIMEOUT="5"))
         time.sleep(3.0 + procs)
-        for step in [float(x) for x in args.steps.split(",")]:
+        for step in [int(x) for x in args.rates.split(",")]:
             cpu0 = cpu_s(cap.pid)
             m0 = all_metrics(port, procs)
             t0 = time.perf_counter()
             # the capture read into memory first (--preload-pcap): tcpreplay, sharing a core
             # with a capture process when there are two, spends its CPU on sending only
             done = subprocess.run(["ip", "netns", "exec", ns, "taskset", "-c", "0",
-                                   "tcpreplay", "--preload-pcap", "-i", far, "--multiplier",
+                                   "tcpreplay", "--preload-pcap", "-i", far, "--pps",
                                    str(step), str(pcap)],
                                   check=True, capture_output=True, text=True)
             # tcpreplay's own count of the sending time ("... sent in 12.93 seconds"), not
@@ -164,6 +187,7 @@ def measure(args: argparse.Namespace, work: Path, pcap: Path, packets: int, proc
             sent = re.search(r"sent in ([0-9.]+) seconds", done.stdout)
             wall = float(sent.group(1)) if sent else (time.perf_counter() - t0
                                                       - REPLAY_START_S)
+            drain = backlog(port, procs, m0, packets)
             time.sleep(7.0)  # the calls' inactivity timeout and linger: all handed over
             m1 = all_metrics(port, procs)
             cpu = cpu_s(cap.pid) - cpu0
@@ -195,14 +219,14 @@ def measure(args: argparse.Namespace, work: Path, pcap: Path, packets: int, proc
             written = len(lines)
             # every call of the capture ends with its BYE: one ended otherwise was cut
             cut = sum(1 for e in lines if e.get("end_reason") != "bye")
-            # the rate tcpreplay reached (it may fall behind the multiplier), averaged over
-            # the replay; calls ramp up and down at its ends, so the peak is higher
+            # the rate tcpreplay reached, which a fixed --pps keeps to within a fraction
             pps = got / max(wall, 0.001)
-            rows.append({"procs": procs, "multiplier": step, "packets": int(got),
+            rows.append({"procs": procs, "asked_pps": step, "packets": int(got),
                          "expected": packets, "packets_per_s": round(pps),
                          "concurrent_calls": round(pps / 100),
                          "cpu_us_per_packet": round(cpu / max(got, 1) * 1e6, 2),
-                         "replay_s": round(wall, 1), "drops": lost, "calls_written": written,
+                         "replay_s": round(wall, 1), "drain_s": round(drain, 2),
+                         "drops": lost, "calls_written": written,
                          "calls_cut": cut})
             print(json.dumps(rows[-1]), flush=True)
     finally:
@@ -214,7 +238,7 @@ def measure(args: argparse.Namespace, work: Path, pcap: Path, packets: int, proc
         subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
         subprocess.run(["ip", "link", "del", near], capture_output=True, check=False)
     clean = [r for r in rows if not r["drops"] and r["calls_written"] == args.calls
-             and not r["calls_cut"]
+             and not r["calls_cut"] and r["drain_s"] <= MAX_DRAIN_S
              and r["packets"] >= 0.999 * (r["expected"] or r["packets"])]
     return max(clean, key=lambda r: r["packets_per_s"], default=None)
 

@@ -727,6 +727,7 @@ class LiveCapture:
         if self._joiner is not None:
             for record, parts in self._joiner.flush():
                 self._send(record, parts)
+        self.spool.close_all()
         if self.uploader is not None:  # the rest is on disk for the next start
             self.uploader.stop(3.0)
         if self.map is not None:

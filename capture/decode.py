@@ -80,9 +80,29 @@ Decoded = tuple[int, bytes, bytes, int, int, bytes]
 payload); for TCP the payload is the whole segment, header included."""
 
 
+# The common frame in one unpack: Ethernet without tags, IPv4 without options, UDP.
+# (ethertype, version+IHL, total length, flags+fragment offset, protocol, source,
+# destination, source port, destination port, UDP length)
+_ETH_IPV4_UDP = struct.Struct("!12xHBxH2xHxB2x4s4sHHH")
+
+
 def decode(linktype: int, frame: bytes) -> Decoded | int:
     """Decode one captured frame down to its UDP payload, or return a drop reason. Tunnels
     (GRE, ERSPAN, VXLAN, IP-in-IP, MPLS) are opened: the result is the innermost UDP."""
+    if linktype == LINKTYPE_ETHERNET and len(frame) >= 42:
+        # the hot path: one unpack for what nearly every packet is. Any other frame, and
+        # any check this one would fail, goes the whole way below, so the result is the same.
+        etype, vihl, total, frag, proto, src, dst, sport, dport, ulen = \
+            _ETH_IPV4_UDP.unpack_from(frame)
+        if (etype == 0x0800 and vihl == 0x45 and proto == UDP and not frag & 0x3FFF
+                and 28 <= total <= len(frame) - 14 and 8 <= ulen <= total - 20
+                and dport != VXLAN_PORT):
+            return UDP, src, dst, sport, dport, frame[42 : 34 + ulen]
+    return decode_layers(linktype, frame)
+
+
+def decode_layers(linktype: int, frame: bytes) -> Decoded | int:
+    """``decode`` layer by layer, with no fast path."""
     link = _link(linktype, frame)
     if type(link) is int:
         return link

@@ -24,16 +24,20 @@ class Deduplicator:
     def __init__(self, window_ns: int = WINDOW_NS, max_entries: int = MAX_ENTRIES) -> None:
         self.window_ns = window_ns
         self.max_entries = max_entries
-        self._order: deque[tuple[int, int]] = deque()
+        # two deques of plain ints rather than one of (time, key) tuples: a tuple per
+        # remembered packet was the larger part of a live call's dedup memory
+        self._times: deque[int] = deque()
+        self._keys: deque[int] = deque()
         self._seen: dict[int, int] = {}
         self.duplicates = 0
 
     def seen(self, ts_ns: int, key: int) -> bool:
         """True when ``key`` was seen within the window (a duplicate, to be dropped)."""
-        order, seen = self._order, self._seen
+        times, keys, seen = self._times, self._keys, self._seen
         limit = ts_ns - self.window_ns
-        while order and (order[0][0] < limit or len(order) >= self.max_entries):
-            old_ts, old_key = order.popleft()
+        while times and (times[0] < limit or len(times) >= self.max_entries):
+            old_ts = times.popleft()
+            old_key = keys.popleft()
             if seen.get(old_key) == old_ts:
                 del seen[old_key]
         last = seen.get(key)
@@ -41,7 +45,8 @@ class Deduplicator:
             self.duplicates += 1
             return True
         seen[key] = ts_ns
-        order.append((ts_ns, key))
+        times.append(ts_ns)
+        keys.append(key)
         return False
 
 

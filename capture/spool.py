@@ -15,8 +15,10 @@ with the same key and no count of what was written before.
 from __future__ import annotations
 
 import os
+import resource
 import secrets
 import struct
+from collections import OrderedDict
 from collections.abc import Iterator
 
 from capture.errors import CaptureError
@@ -30,6 +32,10 @@ KEY_BYTES = 32
 FLUSH_BYTES = 32 * 1024
 # Bytes buffered across all calls; past it every buffer is written out.
 MAX_BUFFERED = 64 * 1024 * 1024
+# Spool files kept open between flushes (the least recently flushed is closed past it):
+# opening and closing each call's file every second cost as much as its appends. Half the
+# process's file limit at most, for Redis, sockets and writers' files.
+MAX_OPEN_SPOOLS = 4096
 
 SpoolRecord = tuple[int, int, bytes]
 """(capture time ns, flow index, UDP payload)."""
@@ -46,6 +52,11 @@ class SpoolSet:
         self.sealed = sealed
         self._keys: dict[int, bytes] = {}
         """Each open call's spool key (sealed spools); one per concurrent call."""
+        self._fds: OrderedDict[int, int] = OrderedDict()
+        """Open spool files by serial, least recently flushed first."""
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        self.max_open = MAX_OPEN_SPOOLS if soft == resource.RLIM_INFINITY \
+            else max(1, min(MAX_OPEN_SPOOLS, soft // 2))
 
     def key(self, serial: int) -> bytes | None:
         """The call's spool key (made on first use), or None when spools are plain."""
@@ -85,9 +96,29 @@ class SpoolSet:
         if not buf:
             return
         k = self.key(key)
-        with open(self.path(key), "ab") as f:
-            f.write(seal_frame(k, buf) if k else buf)
+        data = memoryview(seal_frame(k, buf) if k else buf)
+        fd = self._fds.get(key)
+        if fd is None:
+            fd = os.open(self.path(key), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+            self._fds[key] = fd
+            if len(self._fds) > self.max_open:
+                os.close(self._fds.popitem(last=False)[1])
+        else:
+            self._fds.move_to_end(key)
+        while data:
+            data = data[os.write(fd, data):]
         self._buffered -= len(buf)
+
+    def _close(self, key: int) -> None:
+        fd = self._fds.pop(key, None)
+        if fd is not None:
+            os.close(fd)
+
+    def close_all(self) -> None:
+        """Write what is buffered and close every spool file (the capture stops)."""
+        self.flush_all()
+        while self._fds:
+            os.close(self._fds.popitem()[1])
 
     def flush_all(self) -> None:
         """Write every buffered record (live capture does it each second, so a crash loses
@@ -98,6 +129,7 @@ class SpoolSet:
     def close_call(self, key: int) -> str | None:
         """Flush the call's records; its spool path, or None when it has no media."""
         self._flush(key)
+        self._close(key)
         path = self.path(key)
         return path if os.path.exists(path) else None
 

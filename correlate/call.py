@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import struct
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from capture.decode import format_ip
@@ -24,6 +26,32 @@ MAX_FLOWS = 256
 # SIP messages kept per call for its ladder and SIP pcap: far more than a real call sends
 # (a long call with session timers and re-INVITEs sends dozens); a flood is cut there.
 MAX_SIP_LOG = 1000
+
+SipEntry = tuple[int, bytes, int, bytes, int, bytes]
+"""A SIP message as seen: (capture time, source address, port, destination address, port,
+message bytes)."""
+
+# A kept SIP message is one bytes object, this header then both addresses and the message:
+# a tuple of six objects costs about 280 bytes more, and a live call keeps several.
+_SIP_HEAD = struct.Struct("<qHHBB")
+
+
+def pack_sip(ts_ns: int, src: bytes, sport: int, dst: bytes, dport: int, raw: bytes) -> bytes:
+    """One SIP message of a call's log in its compact form."""
+    return b"".join((_SIP_HEAD.pack(ts_ns, sport, dport, len(src), len(dst)), src, dst, raw))
+
+
+def sip_entries(log: Iterable[bytes | SipEntry]) -> Iterator[SipEntry]:
+    """A call's SIP log as (time, source, port, destination, port, message) tuples; a log
+    stored as tuples (jobs from before the compact form) is read as it is."""
+    head = _SIP_HEAD.size
+    for e in log:
+        if not isinstance(e, bytes):
+            yield e
+            continue
+        ts, sport, dport, ns, nd = _SIP_HEAD.unpack_from(e)
+        yield ts, e[head:head + ns], sport, e[head + ns:head + ns + nd], dport, \
+            e[head + ns + nd:]
 
 
 class MediaOffer:
@@ -198,10 +226,9 @@ class Call:
         """SIP messages that did not fit the dialog state machine."""
         self.sip_messages = 0
         """SIP messages seen for the call."""
-        self.sip_log: list[tuple[int, bytes, int, bytes, int, bytes]] = []
+        self.sip_log: list[bytes] = []
         """The call's SIP messages as seen, retransmissions included (the first
-        MAX_SIP_LOG): (capture time, source address, port, destination address, port,
-        message bytes)."""
+        MAX_SIP_LOG), each in ``pack_sip``'s form: read them with ``sip_entries``."""
         self.invite_cseq = 0
         """CSeq of the latest initial INVITE (an authentication retry raises it)."""
         self.flows: list[Flow] = []

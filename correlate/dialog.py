@@ -10,7 +10,15 @@ from __future__ import annotations
 from collections import Counter
 
 from capture.decode import format_ip
-from correlate.call import CALLEE, CALLER, MAX_SIP_LOG, Call, Endpoint, MediaOffer
+from correlate.call import (
+    CALLEE,
+    CALLER,
+    MAX_SIP_LOG,
+    Call,
+    Endpoint,
+    MediaOffer,
+    pack_sip,
+)
 from correlate.errors import SdpError
 from correlate.events import CallFinished, CallStarted, Event, MediaChanged
 from correlate.media import MediaTable
@@ -170,7 +178,7 @@ class DialogTracker:
         call.last_ns = max(call.last_ns, ts_ns)
         call.sip_messages += 1
         if raw and len(call.sip_log) < MAX_SIP_LOG:
-            call.sip_log.append((ts_ns, src[0], src[1], dst[0], dst[1], raw))
+            call.sip_log.append(pack_sip(ts_ns, src[0], src[1], dst[0], dst[1], raw))
         if call.seen_before(msg.method, msg.status, msg.cseq):
             call.retransmissions += 1
         inp = self._input(msg, call)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from correlate.call import Endpoint
 
@@ -46,6 +46,11 @@ class MediaTable:
 
     def get(self, endpoint: Endpoint) -> Owner | None:
         return self._map.get(endpoint)
+
+    @property
+    def lookup(self) -> Callable[[Endpoint], Owner | None]:
+        """``get`` without a call of its own (the dictionary's), for the packet loop."""
+        return self._map.get
 
     def set_side(
         self, key: str, side: int, audio: list[Endpoint], other: list[Endpoint]

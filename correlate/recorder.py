@@ -228,8 +228,10 @@ class Recorder:
         passes a tick, on the clock as it stood before the packet: a capture whose clock
         leaps (broken timestamps) cannot time a call out under the very packet that
         continues it. Without ``dedup_here`` the caller has removed duplicates."""
-        media_get = self.media.get
+        media_get = self.media.lookup
         sink_add = self.sink.add
+        # a spool's own add by serial, when the sink is one: a call less per media packet
+        by_serial = getattr(self.sink, "by_serial", None)
         calls = self.tracker.calls
         drops = self.drops
         dedup = self.dedup.seen if self.dedup is not None and dedup_here else None
@@ -299,7 +301,10 @@ class Recorder:
                             # paused: the audio never reaches the disk, only the RTP header
                             payload = header_only(payload)
                             self.paused_packets += 1
-                        sink_add(call, ts, flow, payload)
+                        if by_serial is not None:
+                            by_serial(call.serial, ts, flow, payload)
+                        else:
+                            sink_add(call, ts, flow, payload)
                         if ts > call.last_ns:
                             call.last_ns = ts
                         self.media_packets += 1
@@ -509,7 +514,7 @@ class Recorder:
         for a flow the call has not seen, source, destination), or None (no call owns it)."""
         src = (int(udp.src[i]).to_bytes(4, "big"), int(udp.sport[i]))
         dkey = (int(udp.dst[i]).to_bytes(4, "big"), int(udp.dport[i]))
-        media_get = self.media.get
+        media_get = self.media.lookup
         d_owner = media_get(dkey)
         s_owner = None if d_owner is not None else media_get(src)
         shared = self.media.shared

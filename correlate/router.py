@@ -29,6 +29,8 @@ class SpoolSink:
 
     def __init__(self, spool: SpoolSet) -> None:
         self.spool = spool
+        self.by_serial = spool.add
+        """``add`` by the call's serial (the Recorder calls it straight)."""
 
     def add(self, call: Call, ts_ns: int, flow: int, payload: bytes) -> None:
         self.spool.add(call.serial, ts_ns, flow, payload)

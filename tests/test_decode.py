@@ -162,3 +162,30 @@ def test_outer_vlan() -> None:
     tagged = frame[:12] + b"\x81\x00\x00\x64" + frame[12:]
     assert outer_vlan(1, tagged) == 100
     assert outer_vlan(101, tagged) == -1 and outer_vlan(1, tagged[:14]) == -1
+
+
+def test_the_fast_path_decodes_as_the_layers_do() -> None:
+    """decode's one-unpack path for Ethernet/IPv4/UDP gives what the layer-by-layer walk
+    gives: on every frame of the bundled captures, and on each of them with one byte of its
+    headers changed to values that matter (IHL, lengths, fragment bits, protocol, VXLAN)."""
+    import random
+    from pathlib import Path
+
+    from capture.pcapfile import open_capture
+
+    rng = random.Random(5)
+    root = Path(__file__).resolve().parent.parent / "pcaps"
+    frames = [(link, frame) for path in sorted(root.glob("*.pcap"))
+              for _ts, link, frame in open_capture(str(path))]
+    vx = udp4("192.0.2.1", 5000, "198.51.100.2", d.VXLAN_PORT, b"\x08" + bytes(7) + ETH)
+    frames += [(1, ETH), (1, vx), (1, ETH + bytes(20)), (1, ETH[:41]), (1, ETH[:42])]
+    assert len(frames) > 1000
+    for link, frame in frames:
+        assert d.decode(link, frame) == d.decode_layers(link, frame)
+    for link, frame in frames[::7]:
+        for at in (12, 13, 14, 16, 17, 20, 21, 23, 36, 37, 38, 39):
+            if at < len(frame):
+                for value in (0, 1, 4, 5, 8, 17, 0x1F, 0x20, 0x45, 0x46, 0xFF,
+                              rng.randrange(256)):
+                    bad = frame[:at] + bytes([value]) + frame[at + 1:]
+                    assert d.decode(link, bad) == d.decode_layers(link, bad), (at, value)

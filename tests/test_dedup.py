@@ -21,7 +21,7 @@ def test_bounded() -> None:
     d = Deduplicator(window_ns=10**12, max_entries=100)
     for k in range(1000):
         d.seen(k, k)
-    assert len(d._seen) <= 100 and len(d._order) <= 100
+    assert len(d._seen) <= 100 and len(d._times) == len(d._keys) <= 100
     assert not d.seen(2000, 0)  # forgotten when the table overflowed: kept, never wrongly dropped
 
 

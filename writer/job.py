@@ -20,7 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from capture.pcapwrite import PcapWriter, udp6_frame, udp_frame
-from correlate.call import SIDE_NAMES, Call
+from correlate.call import SIDE_NAMES, Call, pack_sip, sip_entries
 from correlate.record import CallRecord
 from writer import manifest, translog
 from writer.audio_out import AudioOut
@@ -208,8 +208,8 @@ def write_call(record: CallRecord, spool: Media | list[Media], out_dir: str,
         call = merged_call(call, calls[1:])
         media = first_packet_order(call, media)
     if options.pci_dtmf and call.sip_log:  # INFO digits leave no trace in the SIP files
-        call.sip_log = [(t, s, sp, d, dp, redact_sip(raw))
-                        for t, s, sp, d, dp, raw in call.sip_log]
+        call.sip_log = [pack_sip(t, s, sp, d, dp, redact_sip(raw))
+                        for t, s, sp, d, dp, raw in sip_entries(call.sip_log)]
     if record.audio_format or record.layout or record.relay_hop:
         options = replace(options, audio_format=record.audio_format or options.audio_format,
                           layout=record.layout or options.layout,
@@ -516,7 +516,8 @@ def _sip_pcap(call: Call, path: str, durable: bool, sealer: Sealer | None) -> No
     Wireshark opens: each message one UDP datagram between the addresses and ports it was
     seen on (messages that came over TCP, TLS or WebSocket are written as UDP too)."""
     _pcap(path, ((ts, src, sport, dst, dport, raw[:MAX_SIP_DATAGRAM])
-                 for ts, src, sport, dst, dport, raw in call.sip_log), durable, sealer)
+                 for ts, src, sport, dst, dport, raw in sip_entries(call.sip_log)), durable,
+         sealer)
 
 
 def _evidence(call: Call, media: MediaColumns, path: str, durable: bool,

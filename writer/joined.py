@@ -9,7 +9,7 @@ import copy
 
 import numpy as np
 
-from correlate.call import Call, MediaOffer
+from correlate.call import Call, MediaOffer, SipEntry, pack_sip, sip_entries
 from writer.columns import MediaColumns
 
 
@@ -27,7 +27,7 @@ def joined_call(a: Call, legs: tuple[Call, ...]) -> Call:
     # each leg's answer carries its own To-tag: none of them is a losing forked branch
     m.offers = (list(a.offers[0]), [_tagged(o, a.callee_tag) for o in a.offers[1]
                                     if not o.tag or o.tag == a.callee_tag])
-    m.sip_log = list(a.sip_log)
+    log = list(sip_entries(a.sip_log))
     m.sip_dtmf = list(a.sip_dtmf)
     m.headers = dict(a.headers)
     for leg in legs:
@@ -35,7 +35,7 @@ def joined_call(a: Call, legs: tuple[Call, ...]) -> Call:
         m.offers[0].extend(leg.offers[0])
         m.offers[1].extend(_tagged(o, a.callee_tag) for o in leg.offers[1]
                            if not o.tag or o.tag == leg.callee_tag)
-        m.sip_log += leg.sip_log
+        log += sip_entries(leg.sip_log)
         m.sip_dtmf += leg.sip_dtmf
         for name, values in leg.headers.items():
             m.headers.setdefault(name, values)
@@ -43,7 +43,8 @@ def joined_call(a: Call, legs: tuple[Call, ...]) -> Call:
         m.last_ns = max(m.last_ns, leg.last_ns)
         m.sip_messages += leg.sip_messages
         m.retransmissions += leg.retransmissions
-    m.sip_log.sort(key=lambda x: x[0])
+    log.sort(key=lambda x: x[0])
+    m.sip_log = [pack_sip(*e) for e in log]
     m.sip_dtmf.sort(key=lambda x: x[0])
     return m
 
@@ -61,14 +62,14 @@ def merged_call(main: Call, parts: list[Call]) -> Call:
     m = copy.copy(main)
     m.flows = list(main.flows)
     m.offers = (list(main.offers[0]), list(main.offers[1]))
-    log = list(main.sip_log)
+    log = list(sip_entries(main.sip_log))
     dtmf = list(main.sip_dtmf)
     for p in parts:
         m.flows += p.flows
         for side in (0, 1):
             if not m.offers[side] and not p.remote:
                 m.offers[side].extend(p.offers[side])
-        log += p.sip_log
+        log += sip_entries(p.sip_log)
         dtmf += [d for d in p.sip_dtmf if d not in dtmf]
         m.last_ns = max(m.last_ns, p.last_ns)
         m.end_ns = max(m.end_ns, p.end_ns)
@@ -79,7 +80,7 @@ def merged_call(main: Call, parts: list[Call]) -> Call:
                 if m.video_span[0] else p.video_span[0]
             m.video_span = (first, max(m.video_span[1], p.video_span[1]))
     log.sort(key=lambda x: x[0])
-    kept: list[tuple[int, bytes, int, bytes, int, bytes]] = []
+    kept: list[SipEntry] = []
     last: dict[tuple[bytes, int, bytes, int, bytes], int] = {}
     for entry in log:
         key = entry[1:]
@@ -89,7 +90,7 @@ def merged_call(main: Call, parts: list[Call]) -> Call:
         last[key] = entry[0]
         kept.append(entry)
     m.sip_messages += len(kept) - len(main.sip_log)
-    m.sip_log = kept
+    m.sip_log = [pack_sip(*e) for e in kept]
     m.sip_dtmf = sorted(dtmf, key=lambda x: x[0])
     return m
 

@@ -13,7 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 from capture.decode import format_ip
-from correlate.call import Call
+from correlate.call import Call, sip_entries
 from writer.direction import Direction
 from writer.mos import mos, r_factor
 from writer.peaks import PEAK_MS
@@ -157,7 +157,7 @@ def build_view(summary: dict[str, Any], call: Call, dirs: tuple[Direction, Direc
         _span(flags[ch], zero, at, at + int((digit.get("duration_ms") or 0) * 1_000_000),
               DTMF)
     sip = []
-    for when_ns, src, sport, dst, dport, raw in call.sip_log:
+    for when_ns, src, sport, dst, dport, raw in sip_entries(call.sip_log):
         sip.append({"t": round((when_ns - zero) / NS, 6), "src": f"{format_ip(src)}:{sport}",
                     "dst": f"{format_ip(dst)}:{dport}", "label": _first_line(raw),
                     "text": raw.decode("utf-8", "replace")})
