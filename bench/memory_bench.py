@@ -5,11 +5,13 @@ stays flat as the calls go on.
 Each run is a fresh process: it generates N concurrent calls, feeds the packets of the
 first seconds to ``LiveCapture`` (the capture process's own code, with a real redis-server
 and spool) as a live source would, then measures the anonymous memory (RssAnon) once every
-call is in progress, at two points in the calls' life. The per-call figure is the growth
+call is in progress, at two points in the calls' life, each at the fullest point of the
+capture's one-second cycle (the spool buffers hold what they hold just before they are
+written out). The per-call figure is the growth
 over an empty capture process, divided by N.
 
     .venv/bin/python bench/memory_bench.py [--calls 100,1000,5000] [--duration 24]
-                                           [--marks 8,20]
+                                           [--marks 8,20] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -74,16 +76,17 @@ if calls:
             batch = []
             t = (ts - start) / 1e9
             if ts - flushed >= FLUSH_S * 1e9:  # what the capture loop does this often
+                if pending and t >= pending[0]:
+                    # measured at the fullest point of the cycle: just before the spool
+                    # buffers are written out, with what the loop holds by then; the Redis
+                    # queue sent, as the capture's sender thread keeps it
+                    cap.link.flush()
+                    live = len(cap.recorder.tracker.calls)
+                    out["at"][pending.pop(0)] = {"anon": anon(), "calls": live}
                 flushed = ts
                 cap.spool.flush_all()
                 cap.save_changed()
                 cap.link.flush()
-            if pending and t >= pending[0]:
-                cap.spool.flush_all()
-                cap.save_changed()
-                cap.link.flush()  # the state stored: nothing waits in the Redis queue
-                live = len(cap.recorder.tracker.calls)
-                out["at"][pending.pop(0)] = {"anon": anon(), "calls": live}
             if not pending:
                 break
 print(json.dumps(out))
@@ -95,6 +98,7 @@ def main() -> None:
     ap.add_argument("--calls", default="100,1000,5000")
     ap.add_argument("--duration", type=float, default=24.0)
     ap.add_argument("--marks", default="8,20", help="seconds into the capture to measure at")
+    ap.add_argument("--keep", help="directory to keep the generated captures in, and reuse")
     args = ap.parse_args()
     if shutil.which("redis-server") is None:
         sys.exit("memory_bench: redis-server is not installed")
@@ -107,16 +111,22 @@ def main() -> None:
         try:
             while not sock.exists():
                 time.sleep(0.02)
-            subprocess.run([sys.executable, "-m", "calltap.cli", "generate",
-                            str(work / "warm.pcap"), "--calls", "1", "--duration", "3",
-                            "--codecs", "PCMU", "--seed", "4"], check=True,
-                           capture_output=True, cwd=work)
+            keep = Path(args.keep) if args.keep else work
+            keep.mkdir(parents=True, exist_ok=True)
+            runs = [("warm.pcap", ["--calls", "1", "--duration", "3", "--seed", "4"])]
             if n:  # generated apart: the generator's memory is not the capture's
-                subprocess.run([sys.executable, "-m", "calltap.cli", "generate",
-                                str(work / "calls.pcap"), "--calls", str(n), "--duration",
-                                str(args.duration), "--stagger", f"{min(0.25, 2.0 / n):.6f}",
-                                "--codecs", "PCMU", "--seed", "3"], check=True,
-                               capture_output=True, cwd=work)
+                runs.append((f"calls-{n}x{args.duration:g}.pcap", [
+                    "--calls", str(n), "--duration", str(args.duration),
+                    "--stagger", f"{min(0.25, 2.0 / n):.6f}", "--seed", "3"]))
+            for name, opts in runs:
+                if not (keep / name).exists():
+                    subprocess.run([sys.executable, "-m", "calltap.cli", "generate",
+                                    str(keep / name), *opts, "--codecs", "PCMU"],
+                                   check=True, capture_output=True, cwd=work)
+                if keep != work:
+                    (work / name).symlink_to(keep / name)
+            if n:
+                (work / "calls.pcap").symlink_to(work / runs[1][0])
             r = subprocess.run([sys.executable, "-c", CHILD, str(ROOT), str(n),
                                 str(args.duration), f"unix://{sock}", str(work), args.marks],
                                capture_output=True, text=True, check=True)

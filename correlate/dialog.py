@@ -7,6 +7,7 @@ not fit the table is counted on the call and leaves the state unchanged.
 
 from __future__ import annotations
 
+import sys
 from collections import Counter
 
 from capture.decode import format_ip
@@ -30,12 +31,15 @@ from correlate.policy import (
     message_trigger,
     set_paused,
 )
-from correlate.sdp import parse_sdp
+from correlate.sdp import Media, parse_sdp
 from correlate.sip import SipMessage
 from correlate.sipinfo import MAX_DIGITS, info_digit
 
 # Dialogs tracked at once; a SIP flood must not exhaust memory. Beyond it new INVITEs are
 # counted and ignored.
+Codecs = tuple[dict[int, tuple[str, int, int]], list[str], dict[int, str], str]
+"""An m= line's rtpmap, payload types, fmtp and transport, shared between offers."""
+
 MAX_CALLS = 100_000
 
 # States. FAILED is terminal like ENDED, except that a new initial INVITE in the same
@@ -112,6 +116,21 @@ class DialogTracker:
         self._by_call_id: dict[str, list[str]] = {}
         self._orphans: dict[str, list[tuple[SipMessage, int, Endpoint, Endpoint]]] = {}
         self._orphan_count = 0
+        self._codecs: dict[tuple[object, ...], Codecs] = {}
+        """Codec lists seen in SDP, each kept once for all the calls that offer it."""
+
+    def _shared(self, m: Media) -> Codecs:
+        """An m= line's rtpmap, formats and fmtp as objects shared by every offer that has
+        the same ones: a network offers a handful of codec lists, and each live call's own
+        copies were over a kilobyte. Nothing changes them once parsed."""
+        key = (tuple(m.rtpmap.items()), tuple(m.formats), tuple(m.fmtp.items()), m.proto)
+        got = self._codecs.get(key)
+        if got is None:
+            got = (m.rtpmap, m.formats, m.fmtp, sys.intern(m.proto))
+            if len(self._codecs) >= MAX_CODEC_LISTS:
+                self._codecs.clear()
+            self._codecs[key] = got
+        return got
 
     def handle_sip(
         self, msg: SipMessage, ts_ns: int, src: Endpoint, dst: Endpoint, raw: bytes = b""
@@ -368,8 +387,10 @@ class DialogTracker:
             if m.kind != "audio":
                 other.append((m.addr, m.port))
                 continue
-            offer = MediaOffer(m.addr, m.port, m.rtpmap, m.formats, m.direction, m.ptime, ts_ns)
-            offer.fmtp, offer.proto, offer.crypto = m.fmtp, m.proto, m.crypto
+            rtpmap, formats, fmtp, proto = self._shared(m)
+            offer = MediaOffer(m.addr, m.port, rtpmap, formats, sys.intern(m.direction),
+                               m.ptime, ts_ns)
+            offer.fmtp, offer.proto, offer.crypto = fmtp, proto, m.crypto
             offer.tag = branch
             offers.append(offer)
         if held and not offers:
@@ -513,6 +534,9 @@ def _ep_text(ep: Endpoint) -> str:
 
 # Media announcements remembered per side of a call (re-INVITE history for the summary).
 MAX_OFFERS_PER_SIDE = 16
+# Distinct codec lists shared between offers (past it the cache starts again): far more
+# than the endpoints of one network announce.
+MAX_CODEC_LISTS = 1024
 # An INVITE with no response at all is over after RFC 3261 Timer B (64 * T1 = 32 s).
 SETUP_NS = 32 * 1_000_000_000
 # Dialogs sharing one Call-ID (B2BUA legs, forks, reuse) followed at once.

@@ -202,3 +202,24 @@ def test_signalling_metrics() -> None:
     assert parse_reason("SIP ;cause=200 ;text=\"Call completed elsewhere\"") == (
         "SIP", 200, "Call completed elsewhere")
     assert parse_reason("") is None and parse_reason("Q.850;cause=x") is None
+
+
+def test_offers_with_the_same_codecs_share_one_copy_and_the_log_reads_back() -> None:
+    from correlate.call import sip_entries
+
+    t = DialogTracker(MediaTable())
+    one = msg("INVITE sip:b@y SIP/2.0", "1 INVITE", body=sdp("192.0.2.1", 4000), call_id="c1")
+    two = msg("INVITE sip:b@y SIP/2.0", "1 INVITE", body=sdp("192.0.2.9", 4100), call_id="c2")
+    other = msg("INVITE sip:b@y SIP/2.0", "1 INVITE",
+                body=sdp("192.0.2.7", 4200).replace("RTP/AVP 0", "RTP/AVP 8"), call_id="c3")
+    for ts, data in enumerate((one, two, other)):
+        t.handle_sip(parse_sip(data), ts, A, B, data)
+    a, b, c = (call_of(t, x).offers[CALLER][0] for x in ("c1", "c2", "c3"))
+    assert a.rtpmap is b.rtpmap and a.formats is b.formats and a.fmtp is b.fmtp
+    assert a.addr != b.addr and a.port != b.port
+    assert c.formats == ["8"] and c.formats is not a.formats
+    # each message kept once, compactly, and read back as it was seen
+    assert list(sip_entries(call_of(t, "c2").sip_log)) == [(1, A[0], A[1], B[0], B[1], two)]
+    # a log stored as tuples (jobs written before the compact form) reads as it is
+    old = (5, A[0], A[1], B[0], B[1], b"BYE")
+    assert list(sip_entries([old])) == [old]

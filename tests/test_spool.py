@@ -74,3 +74,27 @@ def test_sealed_spool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert 0 < len(spool_columns(path, key)) < 40
     with pytest.raises(SpoolError, match="does not open"):
         spool_columns(path, bytes(32))
+
+
+def test_open_files_are_bounded_and_closed_with_the_call(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Files stay open between flushes up to ``max_open`` (the least recently flushed is
+    closed); a call's records still all come back, and closing the call closes its file."""
+    import os
+
+    monkeypatch.setattr(spool, "FLUSH_BYTES", 1)  # every record written at once
+    s = SpoolSet(str(tmp_path))
+    s.max_open = 3
+    fds = len(os.listdir("/proc/self/fd"))
+    for round_ in range(4):
+        for serial in range(6):
+            s.add(serial, round_, serial, bytes([round_]) * 5)
+    assert len(s._fds) == 3 and len(os.listdir("/proc/self/fd")) == fds + 3
+    for serial in range(6):
+        path = s.close_call(serial)
+        assert path is not None
+        assert list(read_spool(path)) == [(r, serial, bytes([r]) * 5) for r in range(4)]
+    assert not s._fds and len(os.listdir("/proc/self/fd")) == fds
+    s.add(9, 1, 0, b"x")
+    s.close_all()
+    assert not s._fds and list(read_spool(s.path(9))) == [(1, 0, b"x")]
