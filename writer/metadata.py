@@ -52,6 +52,14 @@ def _el(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> 
 
 def build_metadata(info: dict[str, Any]) -> bytes:
     """Serialise the metadata of one call from its summary dictionary."""
+    out = ["<?xml version='1.0' encoding='utf-8'?>\n"]
+    _serialize(metadata_tree(info), 0, out)
+    out.append("\n")
+    return "".join(out).encode("utf-8")
+
+
+def metadata_tree(info: dict[str, Any]) -> ET.Element:
+    """The metadata document of one call as an element tree."""
     call = info["call"]
     key = f"{call['call_id']}\x00{call['start_ns']}"
     session_id = make_id(key, "session")
@@ -185,9 +193,39 @@ def build_metadata(info: dict[str, Any]) -> bytes:
         _el(pst, f"{n}send", stream_ids[side])
         _el(pst, f"{n}recv", stream_ids[1 - side])
     _el(root, f"{c}recorder", version=info["recorder_version"], capture="passive")
-    ET.indent(root)
-    # serialised to text, then encoded once: ElementTree's byte output resets a codec for
-    # every one of its thousands of small writes
-    text = ET.tostring(root, encoding="unicode")
-    doc = ("<?xml version='1.0' encoding='utf-8'?>\n" + text).encode("utf-8")
-    return doc + b"\n"
+    return root
+
+
+_PREFIX = {NS: "", CT: "ct:"}
+_ROOT_NS = f' xmlns="{NS}" xmlns:ct="{CT}"'
+
+
+def _escape_text(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _escape_attr(text: str) -> str:
+    return (_escape_text(text).replace('"', "&quot;").replace("\r", "&#13;")
+            .replace("\n", "&#10;").replace("\t", "&#09;"))
+
+
+def _serialize(el: ET.Element, depth: int, out: list[str]) -> None:
+    """The document as ElementTree writes it after ``ET.indent`` (two spaces a level, both
+    namespaces declared on the root, ``<x />`` when empty), byte for byte, in a fifth of
+    its time: ``tostring`` was the largest part of writing a short call."""
+    uri, _, local = el.tag[1:].partition("}")
+    tag = _PREFIX[uri] + local
+    out.append("<" + tag + (_ROOT_NS if depth == 0 else ""))
+    for k, v in el.attrib.items():
+        out.append(f' {k}="{_escape_attr(v)}"')
+    if len(el):
+        out.append(">")
+        inner = "\n" + "  " * (depth + 1)
+        for child in el:
+            out.append(inner)
+            _serialize(child, depth + 1, out)
+        out.append("\n" + "  " * depth + "</" + tag + ">")
+    elif el.text:
+        out.append(">" + _escape_text(el.text) + "</" + tag + ">")
+    else:
+        out.append(" />")
