@@ -8,6 +8,7 @@ Addresses are the raw 4 or 16 address bytes: hashable, cheap, formatted only for
 from __future__ import annotations
 
 import ipaddress
+import socket
 import struct
 
 # Drop reasons, counted by the shells; the index is the code ``decode`` returns.
@@ -369,6 +370,8 @@ def decode_transport(proto: int, src: bytes, dst: bytes, data: bytes) -> Decoded
 
 def format_ip(addr: bytes) -> str:
     """Printable form of a 4- or 16-byte address."""
+    if len(addr) == 4:  # the common case, without building an address object
+        return socket.inet_ntoa(addr)
     return str(ipaddress.ip_address(addr))
 
 
