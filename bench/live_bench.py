@@ -14,9 +14,10 @@ one asked for.) A step must last well beyond what the kernel buffer (256 MiB, ab
 million packets) can hide of a deficit: the default capture, 500 calls of 120 s, is 6
 million packets, a minute at 100,000 packets/s. After each step the capture's metrics give
 kernel and application drops and its CPU time; then writers write the step's calls and the
-index is counted. The highest step with zero drops is the result. One capture process runs
-on the second core, tcpreplay on the first; two capture processes get both cores (tcpreplay
-shares the first). Needs root.
+index is counted. The result is the highest step with zero drops that the capture kept up
+with: it had read the replay's last packet within ``MAX_DRAIN_S`` of the replay's end.
+One capture process runs on the second core, tcpreplay on the first; two capture processes
+get both cores (tcpreplay shares the first). Needs root.
 
     .venv/bin/python bench/live_bench.py [--calls 500] [--duration 120]
                                          [--rates 90000,100000,110000] [--procs 1,2]

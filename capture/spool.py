@@ -123,8 +123,8 @@ class SpoolSet:
             os.close(self._fds.popitem()[1])
 
     def flush_all(self) -> None:
-        """Write every buffered record (live capture does it each second, so a crash loses
-        at most that much)."""
+        """Write every buffered record (live capture does it every quarter second, so a
+        crash loses at most that much)."""
         for k in list(self._bufs):
             self._flush(k)
 

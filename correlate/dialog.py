@@ -35,11 +35,11 @@ from correlate.sdp import Media, parse_sdp
 from correlate.sip import SipMessage
 from correlate.sipinfo import MAX_DIGITS, info_digit
 
-# Dialogs tracked at once; a SIP flood must not exhaust memory. Beyond it new INVITEs are
-# counted and ignored.
 Codecs = tuple[dict[int, tuple[str, int, int]], list[str], dict[int, str], str]
 """An m= line's rtpmap, payload types, fmtp and transport, shared between offers."""
 
+# Dialogs tracked at once; a SIP flood must not exhaust memory. Beyond it new INVITEs are
+# counted and ignored.
 MAX_CALLS = 100_000
 
 # States. FAILED is terminal like ENDED, except that a new initial INVITE in the same
