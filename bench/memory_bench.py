@@ -6,7 +6,7 @@ Each run is a fresh process: it generates N concurrent calls, feeds the packets 
 first seconds to ``LiveCapture`` (the capture process's own code, with a real redis-server
 and spool) as a live source would, then measures the anonymous memory (RssAnon) once every
 call is in progress, at two points in the calls' life, each at the fullest point of the
-capture's one-second cycle (the spool buffers hold what they hold just before they are
+capture's quarter-second cycle (the spool buffers hold what they hold just before they are
 written out). The per-call figure is the growth
 over an empty capture process, divided by N.
 

@@ -2,7 +2,7 @@
 redis-server, a probe recording SIPp calls and a writer that cannot see the probe's disk
 (its own mount namespace hides the spool directory). The probe stores finished spools in
 the bucket, the writer renders from there and stores recordings and index segments; the
-S3 server stopped for 10 seconds loses nothing."""
+S3 server stopped for 20 seconds loses nothing."""
 
 from __future__ import annotations
 
@@ -84,8 +84,8 @@ def test_probe_and_writer_through_object_storage(tmp_path: Path, postgres_url: s
         time.sleep(2.0)
         sipp.start(calls=CALLS, rate_ms=1500, limit=2)
         time.sleep(3.0)
-        moto.send_signal(signal.SIGSTOP)  # the object storage is away for 10 s (two read timeouts)
-        time.sleep(10.0)
+        moto.send_signal(signal.SIGSTOP)  # the object storage is away for 20 s
+        time.sleep(20.0)
         moto.send_signal(signal.SIGCONT)
         sipp.wait(60)
         deadline = time.monotonic() + 60
