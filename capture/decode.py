@@ -85,6 +85,8 @@ payload); for TCP the payload is the whole segment, header included."""
 # (ethertype, version+IHL, total length, flags+fragment offset, protocol, source,
 # destination, source port, destination port, UDP length)
 _ETH_IPV4_UDP = struct.Struct("!12xHBxH2xHxB2x4s4sHHH")
+# The same behind one 802.1Q tag (mirror ports on trunks): (TPID, then as above).
+_VLAN_IPV4_UDP = struct.Struct("!12xH2xHBxH2xHxB2x4s4sHHH")
 
 
 def decode(linktype: int, frame: bytes) -> Decoded | int:
@@ -99,6 +101,13 @@ def decode(linktype: int, frame: bytes) -> Decoded | int:
                 and 28 <= total <= len(frame) - 14 and 8 <= ulen <= total - 20
                 and dport != VXLAN_PORT):
             return UDP, src, dst, sport, dport, frame[42 : 34 + ulen]
+        if etype == 0x8100 and len(frame) >= 46:
+            _tpid, etype, vihl, total, frag, proto, src, dst, sport, dport, ulen = \
+                _VLAN_IPV4_UDP.unpack_from(frame)
+            if (etype == 0x0800 and vihl == 0x45 and proto == UDP and not frag & 0x3FFF
+                    and 28 <= total <= len(frame) - 18 and 8 <= ulen <= total - 20
+                    and dport != VXLAN_PORT):
+                return UDP, src, dst, sport, dport, frame[46 : 38 + ulen]
     return decode_layers(linktype, frame)
 
 

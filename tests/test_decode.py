@@ -165,9 +165,10 @@ def test_outer_vlan() -> None:
 
 
 def test_the_fast_path_decodes_as_the_layers_do() -> None:
-    """decode's one-unpack path for Ethernet/IPv4/UDP gives what the layer-by-layer walk
-    gives: on every frame of the bundled captures, and on each of them with one byte of its
-    headers changed to values that matter (IHL, lengths, fragment bits, protocol, VXLAN)."""
+    """decode's one-unpack paths for Ethernet/IPv4/UDP, bare or behind one 802.1Q tag, give
+    what the layer-by-layer walk gives: on every frame of the bundled captures, untagged and
+    tagged, and on them with one byte of their headers changed to values that matter (TPID,
+    IHL, lengths, fragment bits, protocol, VXLAN)."""
     import random
     from pathlib import Path
 
@@ -179,11 +180,16 @@ def test_the_fast_path_decodes_as_the_layers_do() -> None:
               for _ts, link, frame in open_capture(str(path))]
     vx = udp4("192.0.2.1", 5000, "198.51.100.2", d.VXLAN_PORT, b"\x08" + bytes(7) + ETH)
     frames += [(1, ETH), (1, vx), (1, ETH + bytes(20)), (1, ETH[:41]), (1, ETH[:42])]
+    # each behind one 802.1Q tag as well (the second fast path), and behind 802.1ad
+    tagged = [(link, f[:12] + tag + f[12:]) for link, f in frames if link == 1
+              for tag in (b"\x81\x00\x00\x18", b"\x88\xa8\x00\x18")]
+    frames += tagged + [(1, ETH[:12] + b"\x81\x00\x00\x18" + ETH[12:45])]
     assert len(frames) > 1000
     for link, frame in frames:
         assert d.decode(link, frame) == d.decode_layers(link, frame)
     for link, frame in frames[::7]:
-        for at in (12, 13, 14, 16, 17, 20, 21, 23, 36, 37, 38, 39):
+        for at in (12, 13, 14, 16, 17, 18, 20, 21, 23, 24, 25, 27, 36, 37, 38, 39, 40, 41,
+                   42, 43):
             if at < len(frame):
                 for value in (0, 1, 4, 5, 8, 17, 0x1F, 0x20, 0x45, 0x46, 0xFF,
                               rng.randrange(256)):
