@@ -33,6 +33,10 @@ COMPACT = {
     "x": "session-expires",
 }
 
+# The methods of RFC 3261 and its extensions as one string each.
+_METHODS = {m: m for m in ("INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "PRACK",
+                           "SUBSCRIBE", "NOTIFY", "PUBLISH", "INFO", "REFER", "MESSAGE",
+                           "UPDATE")}
 _FIRST = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 
@@ -226,6 +230,7 @@ def parse_sip(data: bytes) -> SipMessage:
         if len(parts) != 3 or parts[2] != "SIP/2.0" or not parts[0].isalpha():
             raise SipError(f"bad request line {start[:60]!r}")
         method, uri = parts[0].upper(), parts[1]
+        method = _METHODS.get(method, method)  # one shared string: calls keep them
     headers: dict[str, list[str]] = {}
     last = ""
     if len(lines) - 1 > MAX_HEADERS:
