@@ -4,6 +4,7 @@ tshark (through pyshark) agrees on every stream's packet count."""
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,6 @@ import pytest
 from tests.helpers import (
     ALL_SHARED,
     SCHEMA,
-    SHARED_PCAPS,
     load_index,
     load_summary,
     need_shared,
@@ -62,17 +62,35 @@ def schema() -> Any:
     return xmlschema.XMLSchema10(str(SCHEMA))
 
 
+Imported = Callable[[str], tuple[Path, list[str]]]
+
+
+@pytest.fixture(scope="module")
+def imported(tmp_path_factory: pytest.TempPathFactory) -> Imported:
+    """A shared capture imported once with the defaults for every test of this module that
+    reads it (they only read the output): its output directory and the import's errors."""
+    done: dict[str, tuple[Path, list[str]]] = {}
+
+    def get(name: str) -> tuple[Path, list[str]]:
+        if name not in done:
+            out = tmp_path_factory.mktemp("shared-import")
+            done[name] = (out, list(run_import([need_shared() / name], out).errors))
+        return done[name]
+
+    return get
+
+
 @pytest.mark.parametrize("name", ALL or ["(no shared corpus)"])
-def test_every_shared_capture_imports(name: str, tmp_path: Path, schema: Any) -> None:
+def test_every_shared_capture_imports(name: str, imported: Imported, schema: Any) -> None:
     need_shared()
-    imp = run_import([SHARED_PCAPS / name], tmp_path)
-    assert imp.errors == []
-    for e in load_index(tmp_path):
-        schema.validate(str(tmp_path / e["metadata"]))
-        assert (tmp_path / e["summary"]).exists()
+    out, errors = imported(name)
+    assert errors == []
+    for e in load_index(out):
+        schema.validate(str(out / e["metadata"]))
+        assert (out / e["summary"]).exists()
         if e["audio"]:
-            assert (tmp_path / e["audio"]).exists()
-    assert not list(tmp_path.rglob("*.part")) and not list(tmp_path.glob(".spool-*"))
+            assert (out / e["audio"]).exists()
+    assert not list(out.rglob("*.part")) and not list(out.glob(".spool-*"))
 
 
 def tshark_streams(path: Path) -> Counter[int]:
@@ -99,17 +117,17 @@ def tshark_streams(path: Path) -> Counter[int]:
 
 
 @pytest.mark.parametrize("name", sorted(ACCEPTANCE))
-def test_recorded_audible_and_tshark_agrees(name: str, tmp_path: Path) -> None:
+def test_recorded_audible_and_tshark_agrees(name: str, imported: Imported) -> None:
     path = need_shared() / name
-    run_import([path], tmp_path)
-    entries = {e["call_id"]: e for e in load_index(tmp_path)}
+    out = imported(name)[0]
+    entries = {e["call_id"]: e for e in load_index(out)}
     with_audio = {cid for cid, e in entries.items() if e["audio"]}
     assert with_audio == ACCEPTANCE[name]
     signalled: Counter[int] = Counter()  # tshark only follows SDP that SIP carried
     for cid in with_audio:
         e = entries[cid]
-        summary = load_summary(tmp_path, e)
-        audio, rate = read_wav(tmp_path / e["audio"])
+        summary = load_summary(out, e)
+        audio, rate = read_wav(out / e["audio"])
         for d in summary["directions"]:
             for s in d["ssrcs"]:
                 if e["status"] != "unsignalled":
@@ -143,15 +161,14 @@ SPEECH_RMS = 800.0
 
 
 @pytest.mark.parametrize("name", sorted(CODEC_FILES))
-def test_codec_captures_have_speech(name: str, tmp_path: Path) -> None:
-    path = need_shared() / name
-    run_import([path], tmp_path)
+def test_codec_captures_have_speech(name: str, imported: Imported) -> None:
+    out = imported(name)[0]
     codecs, rate = CODEC_FILES[name]
     seen = set()
-    for e in load_index(tmp_path):
+    for e in load_index(out):
         assert e["audio"], e["call_id"]
-        summary = load_summary(tmp_path, e)
-        audio, got_rate = read_wav(tmp_path / e["audio"])
+        summary = load_summary(out, e)
+        audio, got_rate = read_wav(out / e["audio"])
         if rate:
             assert got_rate == rate
         seen.update(e["codecs"])
@@ -442,14 +459,14 @@ PINNED: dict[str, tuple[int, dict[str, str]]] = {
 
 
 @pytest.mark.parametrize("name", sorted(PINNED))
-def test_pinned_recordings(name: str, tmp_path: Path) -> None:
+def test_pinned_recordings(name: str, imported: Imported) -> None:
     """Issue contract: per shared file, the calls recorded with audio, their Call-IDs and which
     channels carry sound, at or above CATALOG.md's recordable count (reasons beside)."""
-    run_import([need_shared() / name], tmp_path)
+    out = imported(name)[0]
     got = {}
-    for e in load_index(tmp_path):
+    for e in load_index(out):
         if e["audio"]:
-            audio, _ = read_wav(tmp_path / e["audio"])
+            audio, _ = read_wav(out / e["audio"])
             got[e["call_id"]] = "".join(str(c) for c in (0, 1) if audio[:, c].any())
     count, calls = PINNED[name]
     assert (len(got), got) == (count, calls)
