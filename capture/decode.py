@@ -83,10 +83,9 @@ payload); for TCP the payload is the whole segment, header included."""
 
 # The common frame in one unpack: Ethernet without tags, IPv4 without options, UDP.
 # (ethertype, version+IHL, total length, flags+fragment offset, protocol, source,
-# destination, source port, destination port, UDP length)
+# destination, source port, destination port, UDP length). Read 4 bytes on, the same
+# fields of a frame behind one 802.1Q tag (mirror ports on trunks).
 _ETH_IPV4_UDP = struct.Struct("!12xHBxH2xHxB2x4s4sHHH")
-# The same behind one 802.1Q tag (mirror ports on trunks): (TPID, then as above).
-_VLAN_IPV4_UDP = struct.Struct("!12xH2xHBxH2xHxB2x4s4sHHH")
 
 
 def decode(linktype: int, frame: bytes) -> Decoded | int:
@@ -95,19 +94,14 @@ def decode(linktype: int, frame: bytes) -> Decoded | int:
     if linktype == LINKTYPE_ETHERNET and len(frame) >= 42:
         # the hot path: one unpack for what nearly every packet is. Any other frame, and
         # any check this one would fail, goes the whole way below, so the result is the same.
-        etype, vihl, total, frag, proto, src, dst, sport, dport, ulen = \
-            _ETH_IPV4_UDP.unpack_from(frame)
-        if (etype == 0x0800 and vihl == 0x45 and proto == UDP and not frag & 0x3FFF
-                and 28 <= total <= len(frame) - 14 and 8 <= ulen <= total - 20
-                and dport != VXLAN_PORT):
-            return UDP, src, dst, sport, dport, frame[42 : 34 + ulen]
-        if etype == 0x8100 and len(frame) >= 46:
-            _tpid, etype, vihl, total, frag, proto, src, dst, sport, dport, ulen = \
-                _VLAN_IPV4_UDP.unpack_from(frame)
+        tag = 4 if frame[12] == 0x81 and frame[13] == 0 else 0
+        if len(frame) >= 42 + tag:
+            etype, vihl, total, frag, proto, src, dst, sport, dport, ulen = \
+                _ETH_IPV4_UDP.unpack_from(frame, tag)
             if (etype == 0x0800 and vihl == 0x45 and proto == UDP and not frag & 0x3FFF
-                    and 28 <= total <= len(frame) - 18 and 8 <= ulen <= total - 20
+                    and 28 <= total <= len(frame) - 14 - tag and 8 <= ulen <= total - 20
                     and dport != VXLAN_PORT):
-                return UDP, src, dst, sport, dport, frame[46 : 38 + ulen]
+                return UDP, src, dst, sport, dport, frame[42 + tag : 34 + tag + ulen]
     return decode_layers(linktype, frame)
 
 
