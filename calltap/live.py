@@ -67,7 +67,7 @@ FLUSH_S = 0.25
 # failed over may not have passed its last writes to the replica now in charge (writers
 # write a job sent twice once). Far longer than a Sentinel or Cluster failover takes.
 RESEND_S = 30.0
-# At most this many recent jobs are kept for that (a few minutes of a busy site's calls).
+# At most this many recent jobs are kept for that (RESEND_S of a busy site's calls).
 MAX_RECENT_JOBS = 10_000
 # Shared media map entries read and not yet applied: a few per call starting or changing.
 MAX_ANNOUNCEMENTS = 100_000
@@ -218,6 +218,8 @@ class RedisLink:
                     self._inflight = []
                 now = time.monotonic()
                 self.recent.extend((now, item) for item in batch if _jobs_in(item))
+                while self.recent and self.recent[0][0] < now - RESEND_S:
+                    self.recent.popleft()  # never sent again: only the last RESEND_S are
             if self.control:
                 got: Any = self._redis.xread({self.control: self.control_id}, count=100)
                 for _stream, entries in got or []:

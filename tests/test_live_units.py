@@ -47,6 +47,21 @@ def test_outage_queue_is_bounded_and_replayed_in_order(
     assert link.client.xlen("jobs") in (1, 2) and link.client.get(f"k{MAX_PENDING_OPS + 4}")
 
 
+def test_only_jobs_recent_enough_to_send_again_are_kept(
+        redis_url: tuple[str, subprocess.Popen[bytes]]) -> None:
+    url, _proc = redis_url
+    link = RedisLink(url)
+    link.do("xadd", "p:jobs", {"n": "0"})
+    link.do("set", "a", "1")  # carries no job: never sent again
+    link.flush()
+    assert [item[0] for _t, item in link.recent] == ["xadd"]
+    # sent longer ago than a failover can lose: no longer held
+    link.recent[0] = (link.recent[0][0] - live.RESEND_S - 1, link.recent[0][1])
+    link.do("xadd", "p:jobs", {"n": "1"})
+    link.flush()
+    assert [item[1][1] for _t, item in link.recent] == [{"n": "1"}]
+
+
 def test_an_unreadable_job_is_parked_not_retried(
         redis_url: tuple[str, subprocess.Popen[bytes]], tmp_path: Path) -> None:
     url, _proc = redis_url
