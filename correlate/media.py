@@ -37,9 +37,10 @@ class MediaTable:
         self.shared: dict[Endpoint, list[Owner]] = {}
         """Earlier, still live owners of an endpoint a newer call also announced (media
         servers and SIPp's UAS give every call one address)."""
-        self.changed: set[Endpoint | None] = set()
+        self.changed: set[Endpoint | None] | None = None
         """Endpoints whose owners changed since a router last looked (it empties the set;
-        past MAX_CHANGED it holds only None: everything changed)."""
+        past MAX_CHANGED it holds only None: everything changed). None until a router
+        looks: live capture routes through the table itself and keeps no such set."""
 
     def __len__(self) -> int:
         return len(self._map)
@@ -120,7 +121,7 @@ class MediaTable:
         return None
 
     def _changed(self, eps: Iterable[Endpoint]) -> None:
-        if None in self.changed:
+        if self.changed is None or None in self.changed:
             return
         self.changed.update(eps)
         if len(self.changed) > MAX_CHANGED:

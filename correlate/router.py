@@ -93,9 +93,10 @@ class Router:
     def forget(self, media: MediaTable) -> None:
         """Drop the routes of flows touching an endpoint whose owners changed."""
         changed = media.changed
-        if not changed:
+        media.changed = set()
+        if changed is not None and not changed:
             return
-        if None in changed:
+        if changed is None or None in changed:  # not watched until now, or too many
             self.routes.clear()
             self.by_endpoint.clear()
         else:
@@ -104,7 +105,6 @@ class Router:
                     continue
                 for pair in self.by_endpoint.pop(ep, ()):
                     self.routes.pop(pair, None)
-        media.changed = set()
         self._sorted = None
 
     def add(self, i: int, call: Call, flow: int) -> None:

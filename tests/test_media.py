@@ -41,3 +41,16 @@ def test_shared_endpoint_keeps_every_live_owner() -> None:
     assert m.get((A, 7000)) == ("c1", 1, RTP) and (A, 7000) not in m.shared
     m.drop_call("c1")
     assert m.get((A, 7000)) is None and len(m) == 0
+
+
+def test_changes_are_kept_only_once_a_router_looks() -> None:
+    from correlate.media import MAX_CHANGED
+
+    m = MediaTable()
+    m.set_side("c", 0, [(A, 4000)], [])
+    assert m.changed is None  # live capture: nobody asks, nothing is kept
+    m.changed = set()  # what a router's first look leaves
+    m.set_side("c", 0, [(A, 4100)], [])
+    assert m.changed == {(A, 4000), (A, 4001), (A, 4100), (A, 4101)}
+    m.set_side("d", 1, [(A, p) for p in range(10_000, 10_000 + MAX_CHANGED, 2)], [])
+    assert m.changed == {None}  # past the bound: everything counts as changed
