@@ -210,6 +210,11 @@ def _scatter(block: Int16Array, lo: int, start: npt.NDArray[np.int64],
         if not size:
             continue
         k = np.arange(size)
+        # the capture as overlapping rows of ``size`` bytes, one starting at every byte: a
+        # payload is one row, gathered whole rather than byte by byte through an index
+        # array eight times its size
+        rows_at = np.ndarray(shape=(len(data) - size + 1, size), dtype=np.uint8,
+                             buffer=data, strides=(1, 1))
         for c in (0, 1):
             for which, table in ((0, ULAW_DECODE), (1, ALAW_DECODE)):
                 g = np.flatnonzero(inside & (length == size) & (law == which) & (channel == c))
@@ -218,15 +223,17 @@ def _scatter(block: Int16Array, lo: int, start: npt.NDArray[np.int64],
                 rel = start[g] - lo
                 phase = int(rel[0]) % size
                 on_grid = rel % size == phase
-                decoded = table[data[src[g][:, None] + k]]
+                decoded = table.take(rows_at[src[g]])
                 rows = (width - phase) // size
                 # a view: splitting the column's one strided axis needs no copy
                 grid = block[phase:phase + rows * size, c].reshape(rows, size)
+                if on_grid.all():
+                    grid[rel // size] = decoded  # phase < size: the same rows
+                    continue
                 grid[(rel[on_grid] - phase) // size] = decoded[on_grid]
                 off = np.flatnonzero(~on_grid)
-                if len(off):
-                    at = rel[off][:, None] + k
-                    block[at.ravel(), c] = decoded[off].ravel()
+                at = rel[off][:, None] + k
+                block[at.ravel(), c] = decoded[off].ravel()
     rest = np.flatnonzero(~inside & (length > 0))
     if not len(rest):
         return
