@@ -12,8 +12,8 @@ import sys
 import tempfile
 import time
 from collections import Counter, deque
-from collections.abc import Callable
-from concurrent.futures import Future, ProcessPoolExecutor
+from collections.abc import Callable, Generator, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from itertools import islice
 from typing import Any
 
@@ -28,7 +28,7 @@ from capture.errors import CaptureError
 from capture.index import PacketIndex, index_windows
 from capture.pcapfile import PCAP_NS, PCAP_US, close_capture, open_capture
 from capture.spool import SpoolSet
-from capture.vector import UdpBatch
+from capture.vector import UdpBatch, decode_udp
 from correlate.call import Call
 from correlate.events import CallEnded
 from correlate.policy import Policy
@@ -84,6 +84,26 @@ def settings_from(cfg: Config) -> Settings:
                     unsignalled_ns=int(cfg.unsignalled_timeout * NS),
                     dedup_window_ns=int(cfg.dedup_window * NS),
                     join_legs=cfg.join_legs, join_header=cfg.join_header)
+
+
+def _decoded_ahead(windows: Iterator[PacketIndex]
+                   ) -> Generator[tuple[PacketIndex, UdpBatch], None, None]:
+    """Each window of the index with its IPv4/UDP columns, the next one indexed and decoded
+    on a thread while the recorder goes through this one: numpy lets go of the interpreter
+    for most of that work, so it runs on the other core. Two windows are held at a time."""
+
+    def ahead() -> tuple[PacketIndex, UdpBatch] | None:
+        index = next(windows, None)
+        return None if index is None else (index, decode_udp(index))
+
+    with ThreadPoolExecutor(1, thread_name_prefix="index") as pool:
+        fut = pool.submit(ahead)
+        while True:
+            got = fut.result()
+            if got is None:
+                return
+            fut = pool.submit(ahead)
+            yield got
 
 
 def _mappable(path: str) -> bool:
@@ -326,10 +346,9 @@ class Importer:
         sink = _Columns(path)
         self.recorder.sink = sink
         self._columns = sink
-        windows = index_windows(path, INDEX_WINDOW)
         last: PacketIndex | None = None
         try:
-            for index in windows:
+            for index, udp in _decoded_ahead(index_windows(path, INDEX_WINDOW)):
                 last = index
 
                 def between(done: int, index: PacketIndex = index) -> None:
@@ -340,7 +359,7 @@ class Importer:
                     if self._progress is not None:
                         self._progress(self)
 
-                self.recorder.feed_indexed(index, sink, between)
+                self.recorder.feed_indexed(index, sink, between, udp)
                 self._events()
             self.recorder.end_indexed()
             if last is not None and last.first + len(last):

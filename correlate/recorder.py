@@ -326,7 +326,8 @@ class Recorder:
         self.packets += n
 
     def feed_indexed(self, index: PacketIndex, sink: ColumnSink,
-                     between: Callable[[int], None] | None = None) -> None:
+                     between: Callable[[int], None] | None = None,
+                     udp: UdpBatch | None = None) -> None:
         """Take a whole indexed capture: the same result as ``feed`` over its packets, with
         the RTP bulk routed on columns. The IPv4/UDP layout is decoded for every packet at
         once; a run of RTP-like packets between two packets of any other kind (SIP,
@@ -336,9 +337,11 @@ class Recorder:
         go packet by packet, as do all packets while the policy watches DTMF. ``between``
         is called every BETWEEN_PACKETS or so with the packets done (the shell writes the
         calls that ended meanwhile). A long capture comes as windows of its index: routes
-        and duplicates carry over from one to the next until ``end_indexed``."""
+        and duplicates carry over from one to the next until ``end_indexed``. ``udp`` is
+        ``decode_udp(index)`` when the caller has it already."""
         n = len(index)
-        udp = decode_udp(index)
+        if udp is None:
+            udp = decode_udp(index)
         if self._router is None:
             self._router = Router(sink)
         self._router.window(index, udp)

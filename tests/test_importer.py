@@ -186,3 +186,24 @@ def test_a_capture_indexed_in_small_windows_records_the_same(
     assert windows.drops == whole.drops and whole.drops["duplicate_packet"] > 1000
     assert len(load_index(tmp_path / "whole")) == 3
     assert compare(tmp_path / "whole", tmp_path / "windows") == []
+
+
+def test_windows_decoded_ahead_are_the_windows_in_order(tmp_path: Path) -> None:
+    import numpy as np
+
+    from calltap.importer import _decoded_ahead
+    from capture.errors import CaptureError
+    from capture.index import index_windows
+    from capture.vector import decode_udp
+
+    pcap = Path(__file__).resolve().parent.parent / "pcaps" / "sample-calls.pcap"
+    plain = [(i.first, decode_udp(i).dport) for i in index_windows(str(pcap), 1000)]
+    ahead = [(i.first, u.dport) for i, u in _decoded_ahead(index_windows(str(pcap), 1000))]
+    assert len(plain) > 2 and len(ahead) == len(plain)
+    assert all(a[0] == p[0] and np.array_equal(a[1], p[1]) for a, p in
+               zip(ahead, plain, strict=True))
+    # an error indexing ahead reaches the caller, as it would without the thread
+    bad = tmp_path / "bad.pcap"
+    bad.write_bytes(b"\xd4\xc3\xb2\xa1\x03\x00" + bytes(18))
+    with pytest.raises(CaptureError, match="bad.pcap"):
+        list(_decoded_ahead(index_windows(str(bad), 1000)))
