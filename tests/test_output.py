@@ -33,3 +33,14 @@ def test_rfc3339() -> None:
     assert rfc3339(0) == "1970-01-01T00:00:00.000000Z"
     assert rfc3339(1_700_000_000_000_001_000) == "2023-11-14T22:13:20.000001Z"
     assert rfc3339(10**30).startswith("9999-12-31")
+
+
+def test_writeback_is_advice_that_changes_nothing(tmp_path: Path) -> None:
+    from writer.output import start_writeback
+
+    f = tmp_path / "call.wav"
+    data = os.urandom(1 << 20)
+    f.write_bytes(data)
+    start_writeback(str(f))
+    assert f.read_bytes() == data
+    start_writeback(str(tmp_path / "gone.wav"))  # a file already moved on: nothing to do

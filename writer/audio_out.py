@@ -11,7 +11,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from writer.keystore import Sealer
-from writer.output import sync_path, tmp_name
+from writer.output import start_writeback, sync_path, tmp_name
 from writer.resample import Resampler
 from writer.seal import SUFFIX, SealedWriter
 from writer.timeline import Int16Array
@@ -215,6 +215,8 @@ class AudioOut:
         for path in self.paths:
             if durable:
                 sync_path(tmp_name(path))
+            else:
+                start_writeback(tmp_name(path))
         for path in self.paths:
             os.replace(tmp_name(path), path)
         return self.paths
