@@ -219,7 +219,7 @@ class RedisLink:
                 now = time.monotonic()
                 self.recent.extend((now, item) for item in batch if _jobs_in(item))
                 while self.recent and self.recent[0][0] < now - RESEND_S:
-                    self.recent.popleft()  # never sent again: only the last RESEND_S are
+                    self.recent.popleft()  # older than RESEND_S: never sent again
             if self.control:
                 got: Any = self._redis.xread({self.control: self.control_id}, count=100)
                 for _stream, entries in got or []:

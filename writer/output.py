@@ -73,9 +73,9 @@ def sync_path(path: str) -> None:
 
 
 def start_writeback(path: str) -> None:
-    """Have the kernel begin writing the file to disk now, without waiting for it (and let
-    its pages go from the cache once written: nothing reads a recording back soon). What
-    import syncs once at the end is then mostly on disk already."""
+    """Have the kernel begin writing the file to disk now, without waiting for it (its pages
+    already clean leave the cache: nothing reads a recording back soon). What import syncs
+    once at the end is then mostly on disk already."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
