@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ROOT, load_index
+from tests.helpers import ROOT, load_index, load_summary
 from tests.test_e2e_live import PY, Redis, Sipp, _need, tcpdump
 
 CALLS = 4
@@ -142,8 +142,16 @@ def test_probe_and_writer_through_object_storage(tmp_path: Path, postgres_url: s
                        capture_output=True)
         imported = {e["call_id"]: e for e in load_index(tmp_path / "imp")}
         for e in index:
-            ref = (tmp_path / "imp" / imported[e["call_id"]]["audio"]).read_bytes()
-            assert (out / e["audio"]).read_bytes() == ref, e["call_id"]
+            other = imported[e["call_id"]]
+            ref = (tmp_path / "imp" / other["audio"]).read_bytes()
+            if (out / e["audio"]).read_bytes() != ref:
+                # what tells a recorder's fault from the oracle's: the packets each saw, and
+                # when (tcpdump's socket stamps a packet a microsecond or two apart)
+                s, t = load_summary(out, e), load_summary(tmp_path / "imp", other)
+                seen = [[(d["packets"], d["first_packet"], d["last_packet"])
+                         for d in x["directions"]] for x in (s, t)]
+                pytest.fail(f"{e['call_id']}: live {s.get('audio_frames')} frames, import "
+                            f"{t.get('audio_frames')}; directions live, import: {seen}")
     finally:
         moto.send_signal(signal.SIGCONT)
         for p in [*procs, moto]:
