@@ -4,6 +4,8 @@ import json
 import os
 from pathlib import Path
 
+import pytest
+
 from writer.output import append_index, call_stem, tmp_name, write_atomic
 from writer.timefmt import rfc3339
 
@@ -44,3 +46,58 @@ def test_writeback_is_advice_that_changes_nothing(tmp_path: Path) -> None:
     start_writeback(str(f))
     assert f.read_bytes() == data
     start_writeback(str(tmp_path / "gone.wav"))  # a file already moved on: nothing to do
+
+
+
+def _resident_pages(path: Path) -> int:
+    """Pages of the file in the page cache: mincore(2) over a mapping of it."""
+    import ctypes
+    import mmap
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                          ctypes.c_int, ctypes.c_long)
+    libc.mincore.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p)
+    libc.munmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t)
+    size = path.stat().st_size
+    vec = (ctypes.c_ubyte * ((size + mmap.PAGESIZE - 1) // mmap.PAGESIZE))()
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        addr = libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
+        assert addr not in (None, ctypes.c_void_p(-1).value)
+        try:
+            assert libc.mincore(addr, size, vec) == 0, os.strerror(ctypes.get_errno())
+        finally:
+            libc.munmap(addr, size)
+    finally:
+        os.close(fd)
+    return sum(v & 1 for v in vec)
+
+
+def test_written_recordings_leave_the_cache_a_few_files_later(tmp_path: Path) -> None:
+    from writer import output
+
+    data = os.urandom(1 << 20)
+    probe = tmp_path / "probe"
+    probe.write_bytes(data)
+    fd = os.open(probe, os.O_RDONLY)
+    try:  # a file system that keeps pages it was advised to drop cannot show it
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+    if _resident_pages(probe):
+        pytest.skip(f"{tmp_path}: its file system keeps pages advised away (tmpfs?)")
+    paths = [tmp_path / f"call{k}.wav" for k in range(output.WRITEBACK_LAG + 2)]
+    output._written.clear()
+    paths[0].write_bytes(data)
+    output.start_writeback(str(paths[0]))  # dirty pages: they stay for now
+    os.sync()  # its writeback done, as it is tens of milliseconds later in an import
+    assert _resident_pages(paths[0])
+    for p in paths[1:]:
+        p.write_bytes(data)
+        output.start_writeback(str(p))
+    assert _resident_pages(paths[0]) == 0  # advised again once written: gone from the cache
+    assert len(output._written) == output.WRITEBACK_LAG  # the list of files stays bounded
+    assert all(p.read_bytes() == data for p in paths)

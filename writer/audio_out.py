@@ -215,10 +215,10 @@ class AudioOut:
         for path in self.paths:
             if durable:
                 sync_path(tmp_name(path))
-            else:
-                start_writeback(tmp_name(path))
         for path in self.paths:
             os.replace(tmp_name(path), path)
+            if not durable:
+                start_writeback(path)
         return self.paths
 
     def abort(self) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections import deque
 from typing import Any, BinaryIO
 
 from writer.timefmt import date_parts
@@ -75,7 +76,23 @@ def sync_path(path: str) -> None:
 def start_writeback(path: str) -> None:
     """Have the kernel begin writing the file to disk now, without waiting for it (its pages
     already clean leave the cache: nothing reads a recording back soon). What import syncs
-    once at the end is then mostly on disk already."""
+    once at the end is then mostly on disk already. The file is advised again once
+    WRITEBACK_LAG newer ones have been, when its pages are written and can go."""
+    _advise(path)
+    _written.append(path)
+    if len(_written) > WRITEBACK_LAG:
+        _advise(_written.popleft())
+
+
+# Files advised again this many files later: by then (tens of milliseconds) their writeback
+# is done, so their pages leave the cache, and the next recordings are written into memory
+# just freed. Pages left idle may go back to a virtual machine's host, and on this project's
+# test machines writing a recording into such pages cost more than encoding it.
+WRITEBACK_LAG = 4
+_written: deque[str] = deque()
+
+
+def _advise(path: str) -> None:
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
