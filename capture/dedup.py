@@ -50,34 +50,19 @@ class Deduplicator:
         return False
 
 
-def _leading_words(data: npt.NDArray[np.uint8], at: npt.NDArray[np.int64],
-                   size: npt.NDArray[np.int64]
-                   ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    """The first 16 bytes of each payload as two big-endian 64-bit words (as int64), bytes
-    past the payload's end zero: one 8-byte gather per word over an overlapping view of
-    the capture, rather than one per byte."""
-    words = len(data) - 7
-    if words <= 0:  # no packet here holds 16 bytes: the byte at a time path
-        out = [np.zeros(len(at), np.int64), np.zeros(len(at), np.int64)]
-        for b in range(16):
-            byte = data[np.minimum(at + b, len(data) - 1)].astype(np.int64)
-            out[b // 8] |= np.where(b < size, byte, 0) << (8 * (7 - b % 8))
-        return out[0], out[1]
-    view = np.ndarray(shape=(words,), dtype=">u8", buffer=data, strides=(1,))
-    got = []
-    for w in (0, 8):
-        pos = at + w
-        word = view[np.minimum(pos, words - 1)].astype(np.uint64)
-        short = pos > words - 1  # the last bytes of the capture: shift into place
-        if short.any():
-            back = (pos[short] - (words - 1)).astype(np.uint64)
-            word[short] = word[short] << (back * np.uint64(8))
-        keep = np.clip(size - w, 0, 8).astype(np.uint64)  # bytes of this word in the payload
-        drop = (np.uint64(8) - keep) * np.uint64(8)
-        mask = np.where(keep == 0, np.uint64(0),
-                        (~np.uint64(0) >> drop) << drop)
-        got.append((word & mask).view(np.int64))
-    return got[0], got[1]
+# Odd 64-bit multipliers (splitmix64's and xxHash's): each column's bits spread over the mix.
+_MULTIPLIERS = tuple(np.uint64(k) for k in (0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F,
+                                            0x165667B19E3779F9, 0xD6E8FEB86659FD93))
+
+
+def _mix(cols: tuple[npt.NDArray[np.int64], ...]) -> npt.NDArray[np.uint64]:
+    """One 64-bit value per row of the key columns; equal rows give equal values."""
+    out = np.zeros(len(cols[0]), np.uint64)
+    with np.errstate(over="ignore"):
+        for c, k in zip(cols, _MULTIPLIERS, strict=True):
+            out ^= c.view(np.uint64) * k
+            out ^= out >> np.uint64(29)
+    return out
 
 
 def duplicates(index: PacketIndex, udp: UdpBatch, fast: npt.NDArray[np.bool_], window: int,
@@ -92,14 +77,27 @@ def duplicates(index: PacketIndex, udp: UdpBatch, fast: npt.NDArray[np.bool_], w
     dup = np.zeros(len(index), np.bool_)
     if not len(idx):
         return dup, tail
-    first, second = _leading_words(index.data, udp.payload[idx], udp.size[idx])
+    first, second = udp.lead[idx, 0], udp.lead[idx, 1]
     cols = (udp.src[idx] << 32 | udp.dst[idx], udp.sport[idx] << 32 | udp.dport[idx] << 16
             | udp.size[idx], first, second)
-    order = np.lexsort((idx, *cols))
-    same = np.ones(len(idx) - 1, np.bool_)
+    # equal keys made adjacent by one sort of a 64-bit mix of them, not a sort on four
+    # keys; two keys of one mix (a collision) side by side take the exact sort instead
+    mixed = _mix(cols)
+    order = np.argsort(mixed, kind="stable")
+    m = mixed[order]
+    same = m[1:] == m[:-1]
+    equal = same.copy()
     for c in cols:
         cs = c[order]
-        same &= cs[1:] == cs[:-1]
+        equal &= cs[1:] == cs[:-1]
+    if not np.array_equal(same, equal):
+        order = np.lexsort((idx, *cols))
+        same = np.ones(len(idx) - 1, np.bool_)
+        for c in cols:
+            cs = c[order]
+            same &= cs[1:] == cs[:-1]
+    else:
+        same = equal
     ts = index.ts_ns
     # groups of equal packets, in capture order: a copy within the window of the
     # last one kept is a duplicate; a group may go on from the index's last window

@@ -10,7 +10,7 @@ import pytest
 from calltap.generate import GenOptions, generate
 from capture.decode import decode
 from capture.index import index_capture
-from capture.vector import decode_udp, rtp_fields, rtp_like
+from capture.vector import decode_udp, leading_words, rtp_fields, rtp_like
 from tests.helpers import ALL_SHARED, need_shared, pcap_bytes, udp4
 
 
@@ -36,6 +36,9 @@ def check(path: Path) -> tuple[int, int]:
             assert (int.from_bytes(src, "big"), int.from_bytes(dst, "big")) == \
                 (udp.src[i], udp.dst[i])
             assert payload == mine
+            lead = payload[:16].ljust(16, b"\0")
+            assert [int.from_bytes(lead[:8], "big", signed=True),
+                    int.from_bytes(lead[8:], "big", signed=True)] == udp.lead[i].tolist()
             if rtp[i]:
                 b = payload
                 assert fields[i] == (b[1] & 0x7F, b[1] >> 7, int.from_bytes(b[2:4], "big"),
@@ -91,6 +94,10 @@ def test_header_copy_edges(tmp_path: Path) -> None:
     opts[14] = 0x46  # IHL 6: one word of options
     opts[14 + 20:14 + 20] = b"\x01\x01\x01\x00"
     opts[16:18] = (int.from_bytes(opts[16:18], "big") + 4).to_bytes(2, "big")
+    opts3 = bytearray(good)  # the payload's first 16 bytes end past the copy
+    opts3[14] = 0x48  # IHL 8: three words of options
+    opts3[14 + 20:14 + 20] = b"\x01" * 12
+    opts3[16:18] = (int.from_bytes(opts3[16:18], "big") + 12).to_bytes(2, "big")
     long_opts = bytearray(good)
     long_opts[14] = 0x4F  # IHL 15: the UDP header lies past the copy
     long_opts[14 + 20:14 + 20] = b"\x01" * 40
@@ -98,8 +105,22 @@ def test_header_copy_edges(tmp_path: Path) -> None:
     tiny = udp4("192.0.2.3", 4002, "192.0.2.4", 5002, rtp)  # 54 bytes, last in the file
     p = tmp_path / "edges.pcap"
     p.write_bytes(pcap_bytes([(k * 1000, f) for k, f in enumerate(
-        [good, bytes(opts), bytes(long_opts), tiny])]))
+        [good, bytes(opts), bytes(opts3), bytes(long_opts), tiny])]))
     ix = index_capture(str(p))
-    assert decode_udp(ix).taken.tolist() == [True, True, False, True]
+    assert decode_udp(ix).taken.tolist() == [True, True, True, False, True]
     ix.close()
-    assert check(p) == (3, 3)
+    assert check(p) == (4, 4)
+
+
+def test_leading_words_are_the_first_16_payload_bytes_zero_padded() -> None:
+    rng = np.random.default_rng(3)
+    for total in (1, 7, 8, 9, 15, 16, 17, 40):
+        data = rng.integers(0, 256, total, dtype=np.uint8)
+        at = np.array([a for a in range(total) for _ in range(total - a + 1)], np.int64)
+        size = np.array([n for a in range(total) for n in range(total - a + 1)], np.int64)
+        first, second = leading_words(data, at, size)
+        for a, n, f, s in zip(at.tolist(), size.tolist(), first.tolist(), second.tolist(),
+                              strict=True):
+            want = bytes(data[a:a + min(n, 16)]).ljust(16, b"\0")
+            assert f.to_bytes(8, "big", signed=True) == want[:8], (total, a, n)
+            assert s.to_bytes(8, "big", signed=True) == want[8:], (total, a, n)
