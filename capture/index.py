@@ -129,15 +129,13 @@ def index_windows(path: str, window: int) -> Generator[PacketIndex, None, None]:
         done = truncated or error or off + 16 > size
         rec = np.frombuffer(offsets, dtype=np.int64) if offsets else np.zeros(0, np.int64)
 
-        def le32(at: int, rec: npt.NDArray[np.int64] = rec) -> npt.NDArray[np.int64]:
-            word = data[rec + at].astype(np.int64)
-            for k in (1, 2, 3):
-                word |= data[rec + at + k].astype(np.int64) << (8 * k)
-            return word
-
-        index = PacketIndex(path, data, rec + 16, le32(8), le32(0) * 1_000_000_000
-                            + le32(4) * frac_ns, np.full(len(rec), network & 0xFFFF,
-                                                         dtype=np.int64),
+        # each 16-byte record header copied whole (one row of an overlapping view), then
+        # read as three little-endian words: seconds, fraction, captured length
+        heads = np.ndarray(shape=(max(size - 15, 0), 16), dtype=np.uint8, buffer=mm,
+                           strides=(1, 1))[rec].view("<u4").astype(np.int64)
+        index = PacketIndex(path, data, rec + 16, np.ascontiguousarray(heads[:, 2]),
+                            heads[:, 0] * 1_000_000_000 + heads[:, 1] * frac_ns,
+                            np.full(len(rec), network & 0xFFFF, dtype=np.int64),
                             done and (truncated or off != size), mm)
         index.first = first
         if error:
