@@ -235,6 +235,29 @@ class RtpColumns:
     """Payload end (padding cut), relative to the packet."""
 
 
+# RFC 3550 5.1: the fixed header's fields, read from each packet's 12 bytes at once.
+_FIXED = np.dtype([("b0", "u1"), ("b1", "u1"), ("seq", ">u2"), ("ts", ">u4"),
+                   ("ssrc", ">u4")])
+
+
+def _fixed_header(data: U8, off: I64) -> tuple[I64, I64, I64, I64, I64]:
+    """(first byte, second byte, sequence, timestamp, SSRC) of the headers at ``off``: each
+    one's 12 bytes copied as a row of an overlapping view of ``data``; bytes past the end
+    of ``data`` read as its last byte (those packets are too short to be RTP)."""
+    fits = off + 12 <= len(data)
+    if len(data) >= 12 and fits.all():
+        rows = np.ndarray(shape=(len(data) - 11, 12), dtype=np.uint8, buffer=data,
+                          strides=(1, 1))[off]
+        r = rows.view(_FIXED)[:, 0]
+        return (r["b0"].astype(np.int64), r["b1"].astype(np.int64),
+                r["seq"].astype(np.int64), r["ts"].astype(np.int64),
+                r["ssrc"].astype(np.int64))
+    h = data[np.minimum(off[:, None] + _HDR, len(data) - 1)].astype(np.int64)
+    return (h[:, 0], h[:, 1], (h[:, 2] << 8) | h[:, 3],
+            (h[:, 4] << 24) | (h[:, 5] << 16) | (h[:, 6] << 8) | h[:, 7],
+            (h[:, 8] << 24) | (h[:, 9] << 16) | (h[:, 10] << 8) | h[:, 11])
+
+
 def parse_rtp_columns(m: MediaColumns) -> RtpColumns:
     """``writer.rtp.parse_rtp`` for every packet at once."""
     n = len(m)
@@ -243,11 +266,7 @@ def parse_rtp_columns(m: MediaColumns) -> RtpColumns:
         z = np.zeros(n, np.int64)
         return RtpColumns(np.where(ln < 12, 1, 0) if n else z, z, z, z, z, z, z, z)
     last = len(data) - 1
-    h = data[np.minimum(off[:, None] + _HDR, last)].astype(np.int64)
-    b0, b1 = h[:, 0], h[:, 1]
-    seq = (h[:, 2] << 8) | h[:, 3]
-    rts = (h[:, 4] << 24) | (h[:, 5] << 16) | (h[:, 6] << 8) | h[:, 7]
-    ssrc = (h[:, 8] << 24) | (h[:, 9] << 16) | (h[:, 10] << 8) | h[:, 11]
+    b0, b1, seq, rts, ssrc = _fixed_header(data, off)
     error = np.zeros(n, np.int64)
     short = ln < 12
     error[short] = 1

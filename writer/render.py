@@ -147,7 +147,7 @@ def _unsignalled_types(r: RtpColumns, idx: I64) -> set[int]:
 
 
 def _segment(d: Direction, media: MediaColumns, r: RtpColumns, idx: I64, clock_of: I64,
-             origin: int) -> tuple[list[int], list[int]]:
+             origin: int) -> tuple[I64, I64]:
     """One direction's decodable packets through its segmenter, in capture order: each
     packet's (segment, extended timestamp); the direction's segments are built on the way."""
     pt = r.pt[idx]
@@ -171,7 +171,7 @@ def _segment(d: Direction, media: MediaColumns, r: RtpColumns, idx: I64, clock_o
         ext = np.array(out_ext, np.int64)
     _build_segments(d, seg, ext, cap - ext, ts, ssrc_of=r.ssrc[idx], clock=clock,
                     name_of=names, pt=pt)
-    return seg.tolist(), ext.tolist()
+    return seg, ext
 
 
 def _one_mapping(d: Direction, keys: list[int], clocks: list[int], seq: I64, rts: I64,
