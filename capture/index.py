@@ -82,11 +82,14 @@ def index_capture(path: str) -> PacketIndex:
     return index
 
 
-def index_windows(path: str, window: int) -> Generator[PacketIndex, None, None]:
+def index_windows(path: str, window: int, first_window: int = 0
+                  ) -> Generator[PacketIndex, None, None]:
     """A little-endian classic pcap, memory-mapped once, indexed ``window`` packets at a
     time: each PacketIndex covers the next packets (``first`` says where they start in the
     file's order) over the same mapping, so the index held at any time is bounded however
-    long the capture. Raises CaptureFormatError (one line, naming the file)."""
+    long the capture. The first window holds ``first_window`` packets where that is given
+    (a reader waiting for it starts sooner). Raises CaptureFormatError (one line, naming
+    the file)."""
     try:
         with open(path, "rb") as f:
             mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
@@ -111,11 +114,12 @@ def index_windows(path: str, window: int) -> Generator[PacketIndex, None, None]:
         bad = 0
         # libpcap's record lengths give the offsets at C speed; each is checked against the
         # record header it points at, and the walk below takes over where one disagrees
-        fast = lengths.offsets(data, off, window)
+        want = first_window if first == 0 and first_window > 0 else window
+        fast = lengths.offsets(data, off, want)
         if len(fast):
             offsets.frombytes(fast.tobytes())
             off = int(fast[-1]) + 16 + int(u32(mm, int(fast[-1]) + 8)[0])
-        while off + 16 <= size and len(offsets) < window:
+        while off + 16 <= size and len(offsets) < want:
             incl = u32(mm, off + 8)[0]
             if incl > MAX_RECORD:
                 error = True
@@ -186,9 +190,8 @@ class _CapturedLengths:
             offs = at + np.concatenate(([0], np.cumsum(16 + caplen)[:-1]))
             fits = offs + 16 + caplen <= size
             inside = np.minimum(offs + 8, size - 4)
-            incl = data[inside].astype(np.int64)
-            for k in (1, 2, 3):
-                incl |= data[inside + k].astype(np.int64) << (8 * k)
+            incl = np.ndarray(shape=(max(size - 3, 0),), dtype="<u4", buffer=data,
+                              strides=(1,))[inside].astype(np.int64)
             bad = np.flatnonzero(~fits | (incl != caplen))
             if len(bad):  # from here on the file's own headers are walked
                 parts.append(offs[:int(bad[0])])

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from capture.errors import CaptureFormatError
-from capture.index import index_capture
+from capture.index import index_capture, index_windows
 from capture.pcapfile import close_capture, open_capture
 from tests.helpers import ALL_SHARED, need_shared, pcap_bytes, pcapng_bytes, udp4
 
@@ -83,3 +83,18 @@ def test_not_a_capture(tmp_path: Path) -> None:
 def test_shared_captures_index_as_they_stream(name: str) -> None:
     path = need_shared() / name
     assert indexed(path) == streamed(path)
+
+
+def test_windows_with_a_small_first_one_cover_the_capture_in_order(tmp_path: Path) -> None:
+    frames = [(1_600_000_000_000_000_000 + k * 20_000_000,
+               udp4("192.0.2.1", 4000, "192.0.2.2", 5000, bytes([k % 256]) * (12 + k % 7)))
+              for k in range(1000)]
+    p = tmp_path / "w.pcap"
+    p.write_bytes(pcap_bytes(frames))
+    sizes, firsts, got = [], [], []
+    for ix in index_windows(str(p), 300, 50):
+        sizes.append(len(ix))
+        firsts.append(ix.first)
+        got += [(int(ix.ts_ns[i]), int(ix.link[i]), ix.frame(i)) for i in range(len(ix))]
+    assert sizes == [50, 300, 300, 300, 50] and firsts == [0, 50, 350, 650, 950]
+    assert got == streamed(p)
