@@ -196,7 +196,9 @@ class _Columns:
         rows = np.flatnonzero(self._slot_of >= 0).astype(np.int64)
         if len(rows):
             slots = self._slot_of[rows]
-            order = np.argsort(slots, kind="stable")
+            # stable sorts of 16-bit keys are radix sorts: ten times a 32-bit key's
+            order = np.argsort(slots.astype(np.int16) if len(self._slot_flow) < 1 << 15
+                               else slots, kind="stable")
             rows, slots = rows[order], slots[order]
             cut = np.flatnonzero(np.r_[True, slots[1:] != slots[:-1]])
             for a, b in zip(cut.tolist(), np.r_[cut[1:], len(rows)].tolist(), strict=True):

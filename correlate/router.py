@@ -11,6 +11,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
+from capture.distinct import present
 from capture.index import PacketIndex
 from capture.spool import SpoolSet
 from capture.vector import UdpBatch
@@ -146,7 +147,7 @@ class Router:
     def paused(self, slots: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
         """Packets whose call is paused now (only RTP headers are kept of those)."""
         out = np.zeros(len(slots), np.bool_)
-        for slot in np.unique(slots).tolist():
+        for slot in present(slots):
             call = self.slot_call[slot]
             if call.pauses and call.pauses[-1][1] == 0:
                 out |= slots == slot

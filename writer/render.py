@@ -18,6 +18,7 @@ from collections.abc import Callable
 import numpy as np
 import numpy.typing as npt
 
+from capture.distinct import present, unique_inverse
 from correlate.call import Call
 from writer.codecs import CONTROL, EVENTS, Decoder, resolve
 from writer.columns import RTP_ERRORS, MediaColumns, RtpColumns, parse_rtp_columns
@@ -109,8 +110,10 @@ def plan(call: Call, media: MediaColumns, dirs: tuple[Direction, Direction],
         clock_of = np.zeros(128, np.int64)
         has_dec = np.zeros(128, np.bool_)
         # decoders made in the order their payload types first appear, as packets would
-        _, first = np.unique(pts, return_index=True)
-        for pt in pts[np.sort(first)].tolist():
+        kinds = present(pts, 128)
+        first = sorted(kinds, key=lambda q: int(np.argmax(pts == q))) if len(kinds) > 1 \
+            else kinds
+        for pt in first:
             dec, clock = d.decoder(pt)
             if dec is not None:
                 has_dec[pt], clock_of[pt] = True, clock
@@ -228,7 +231,7 @@ def _build_segments(d: Direction, seg: I64, ext: I64, transit: I64, ts: I64, ssr
             continue
         width = sg.width
         bucket = (e - sg.e0) // width
-        uniq, inverse = np.unique(bucket, return_inverse=True)
+        uniq, _first, inverse = unique_inverse(bucket)
         if len(uniq) > MAX_BUCKETS:
             for i in rows[1:].tolist():
                 sg.add(int(ext[i]), int(transit[i]), int(ts[i]))
@@ -268,9 +271,9 @@ def stream_stats(media: MediaColumns, p: Plan, dirs: tuple[Direction, Direction]
         # clock; RFC 4733 section 2.2.1: an event's packets keep its start timestamp, so
         # no jitter is measured on them
         clock_of = np.zeros(128, np.int64)
-        for q in np.unique(pt).tolist():
+        for q in present(pt, 128):
             clock_of[q] = _info(d, q)[1] if q in d.allowed else packet_clock(q, d.rtpmap)
-        uniq, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+        uniq, first, inverse = unique_inverse(key)
         order = np.argsort(first, kind="stable")  # streams in order of first appearance
         for rank, u in enumerate(order.tolist()):
             sel = idx[inverse == u]
@@ -318,7 +321,7 @@ def _columnar(p: Plan, dirs: tuple[Direction, Direction]) -> bool:
     for d in dirs:
         if d.secure or d.sdes is not None or d.user_keys:
             return False
-        for pt in np.unique(p.rtp.pt[p.decodable & (p.ch == d.channel)]).tolist():
+        for pt in present(p.rtp.pt[p.decodable & (p.ch == d.channel)], 128):
             dec = d.decoders.get(pt)
             if dec is None or dec.name not in TABLES or dec.rate != p.rate:
                 return False
@@ -473,7 +476,7 @@ def _table_decode(media: MediaColumns, p: Plan, dup: npt.NDArray[np.bool_],
         if not len(mine):
             continue
         pts = r.pt[mine]
-        for q in np.unique(pts).tolist():
+        for q in present(pts, 128):
             dec = d.decoders.get(q)
             table = TABLES.get(dec.name) if dec is not None else None
             if table is None:
@@ -558,7 +561,7 @@ def _place_columns(media: MediaColumns, p: Plan, dup: npt.NDArray[np.bool_],
     decoder_pt = np.zeros((2, 128), np.bool_)
     for d in dirs:
         allowed_pt[d.channel, list(d.allowed)] = True
-        for q in np.unique(r.pt[counted & (p.ch == d.channel)]).tolist():
+        for q in present(r.pt[counted & (p.ch == d.channel)], 128):
             if q in d.allowed:
                 dec, _clock, name = _info(d, q)
                 decoder_pt[d.channel, q] = dec is not None

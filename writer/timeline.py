@@ -206,7 +206,9 @@ def _scatter(block: Int16Array, lo: int, start: npt.NDArray[np.int64],
 
     width = block.shape[0]
     inside = (start >= lo) & (start + length <= lo + width)
-    for size in np.unique(length[inside]).tolist():
+    sizes = length[inside]
+    for size in ([int(sizes[0])] if len(sizes) and (sizes == sizes[0]).all()
+                 else np.unique(sizes).tolist()):
         if not size:
             continue
         k = np.arange(size)

@@ -13,6 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 from capture.decode import format_ip
+from capture.distinct import unique_inverse
 from correlate.call import Call, sip_entries
 from writer.direction import Direction
 from writer.mos import mos, r_factor
@@ -86,7 +87,7 @@ def _losses(flags: npt.NDArray[np.uint8], zero: int, ts: npt.NDArray[np.int64],
     """Mark LOSS where a stream's sequence numbers skip: the buckets between the packets
     on either side of the missing ones (RFC 3550 A.1's wrap-around unwrapped)."""
     n = len(flags)
-    for s in np.unique(ssrc).tolist():
+    for s in unique_inverse(ssrc)[0].tolist():
         sel = np.flatnonzero(ssrc == s)
         if len(sel) < 2:
             continue
