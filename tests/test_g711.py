@@ -37,3 +37,16 @@ def test_encode_matches_reference() -> None:
 def test_round_trip_of_decoded_values_is_exact() -> None:
     assert np.array_equal(ulaw_decode(ulaw_encode(ULAW_DECODE)), ULAW_DECODE)
     assert np.array_equal(alaw_decode(alaw_encode(ALAW_DECODE)), ALAW_DECODE)
+
+
+def test_pair_decode_is_the_byte_tables() -> None:
+    from writer.g711 import decode_pairs
+
+    rng = np.random.default_rng(11)
+    every_pair = np.arange(65536, dtype="<u2").view(np.uint8).reshape(1, -1)
+    for payloads in (every_pair, rng.integers(0, 256, (40, 160), dtype=np.uint8),
+                     rng.integers(0, 256, (3, 2), dtype=np.uint8)):
+        for law, table in ((0, ULAW_DECODE), (1, ALAW_DECODE)):
+            got = decode_pairs(payloads, law)
+            assert got.shape == payloads.shape
+            assert (got == table.take(payloads)).all()

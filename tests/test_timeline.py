@@ -95,14 +95,15 @@ def test_a_packet_over_half_the_window_is_placed_whole() -> None:
 
 
 def test_fill_writes_what_put_writes() -> None:
-    # payloads of two sizes, on and off the 20 ms grid, overlapping, in both laws and both
-    # channels, across window edges: fill (the columnar path) equals put one by one
+    # payloads of three sizes (an odd one is decoded by bytes, not pairs), on and off the
+    # 20 ms grid, overlapping, in both laws and both channels, across window edges: fill
+    # (the columnar path) equals put one by one
     from writer.g711 import ALAW_DECODE, ULAW_DECODE
 
     rng = np.random.default_rng(7)
     rate = 8000
     n = 900
-    length = rng.choice([160, 80], n).astype(np.int64)
+    length = rng.choice([160, 80, 81], n).astype(np.int64)
     start = (np.arange(n) * 160 + np.where(rng.random(n) < 0.2,
                                            rng.integers(-200, 200, n), 0)).astype(np.int64)
     start = np.maximum(start, 0)

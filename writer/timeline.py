@@ -202,7 +202,7 @@ def _scatter(block: Int16Array, lo: int, start: npt.NDArray[np.int64],
     them into ``block`` (frames by channels: ``block[f - lo, c]``), clipped to it. Payloads
     of one length on one grid (the usual 20 ms packets of one clock mapping) go in as rows
     of a matrix view of the channel's column; the rest sample by sample."""
-    from writer.g711 import ALAW_DECODE, ULAW_DECODE
+    from writer.g711 import ALAW_DECODE, ULAW_DECODE, decode_pairs
 
     width = block.shape[0]
     inside = (start >= lo) & (start + length <= lo + width)
@@ -225,7 +225,8 @@ def _scatter(block: Int16Array, lo: int, start: npt.NDArray[np.int64],
                 rel = start[g] - lo
                 phase = int(rel[0]) % size
                 on_grid = rel % size == phase
-                decoded = table.take(rows_at[src[g]])
+                decoded = (decode_pairs(rows_at[src[g]], which) if size % 2 == 0
+                           else table.take(rows_at[src[g]]))
                 rows = (width - phase) // size
                 # a view: splitting the column's one strided axis needs no copy
                 grid = block[phase:phase + rows * size, c].reshape(rows, size)

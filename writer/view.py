@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import functools
 from typing import Any
 
 import numpy as np
@@ -57,6 +58,11 @@ def _span(flags: npt.NDArray[np.uint8], zero: int, a: int | None, b: int | None,
         flags[lo:hi] |= bit
 
 
+@functools.lru_cache(maxsize=4096)  # most seconds of most calls lose nothing, or one packet
+def _second_mos(codec: str, loss_pct: float, one_way_ms: float) -> float:
+    return round(mos(r_factor(codec, loss_pct, one_way_ms)), 2)
+
+
 def _quality(d: Direction, zero: int, one_way_ms: float) -> dict[str, Any]:
     """Per second of the recording: packets, loss, mean jitter and the MOS that loss
     would give (the summary's model, second by second)."""
@@ -78,7 +84,7 @@ def _quality(d: Direction, zero: int, one_way_ms: float) -> dict[str, Any]:
         out["packets"].append(int(have))
         out["loss_pct"].append(round(loss, 2))
         out["jitter_ms"].append(round(jsum / have, 2) if have else 0.0)
-        out["mos"].append(round(mos(r_factor(codec, loss, one_way_ms)), 2) if codec else None)
+        out["mos"].append(_second_mos(codec, loss, one_way_ms) if codec else None)
     return out
 
 
