@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from capture import overlap
 from capture.errors import CaptureFormatError
 from capture.pcapfile import MAX_RECORD, PCAP_NS, PCAP_US, close_capture, open_capture
 
@@ -135,8 +136,7 @@ def index_windows(path: str, window: int, first_window: int = 0
 
         # each 16-byte record header copied whole (one row of an overlapping view), then
         # read as three little-endian words: seconds, fraction, captured length
-        heads = np.ndarray(shape=(max(size - 15, 0), 16), dtype=np.uint8, buffer=mm,
-                           strides=(1, 1))[rec].view("<u4").astype(np.int64)
+        heads = overlap.rows(data, 16)[rec].view("<u4").astype(np.int64)
         index = PacketIndex(path, data, rec + 16, np.ascontiguousarray(heads[:, 2]),
                             heads[:, 0] * 1_000_000_000 + heads[:, 1] * frac_ns,
                             np.full(len(rec), network & 0xFFFF, dtype=np.int64),
@@ -190,8 +190,7 @@ class _CapturedLengths:
             offs = at + np.concatenate(([0], np.cumsum(16 + caplen)[:-1]))
             fits = offs + 16 + caplen <= size
             inside = np.minimum(offs + 8, size - 4)
-            incl = np.ndarray(shape=(max(size - 3, 0),), dtype="<u4", buffer=data,
-                              strides=(1,))[inside].astype(np.int64)
+            incl = overlap.words(data, "<u4")[inside].astype(np.int64)
             bad = np.flatnonzero(~fits | (incl != caplen))
             if len(bad):  # from here on the file's own headers are walked
                 parts.append(offs[:int(bad[0])])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from capture import overlap
 from capture.index import PacketIndex
 
 I64 = npt.NDArray[np.int64]
@@ -49,20 +50,12 @@ def _u8(data: npt.NDArray[np.uint8], at: I64) -> I64:
     return data[at].astype(np.int64)
 
 
-def _words(data: npt.NDArray[np.uint8], dtype: str) -> npt.NDArray[np.generic]:
-    """``data`` seen as a big-endian word at every byte offset (an overlapping view, no
-    copy): one gather reads a whole field instead of one per byte."""
-    width = np.dtype(dtype).itemsize
-    return np.ndarray(shape=(max(len(data) - width + 1, 0),), dtype=dtype, buffer=data,
-                      strides=(1,))
-
-
 def _be16(data: npt.NDArray[np.uint8], at: I64) -> I64:
-    return _words(data, ">u2")[at].astype(np.int64)
+    return overlap.words(data, ">u2")[at].astype(np.int64)
 
 
 def _be32(data: npt.NDArray[np.uint8], at: I64) -> I64:
-    return _words(data, ">u4")[at].astype(np.int64)
+    return overlap.words(data, ">u4")[at].astype(np.int64)
 
 
 # Leading bytes of each packet copied side by side before the headers are read: the
@@ -78,8 +71,7 @@ def _heads(data: npt.NDArray[np.uint8], start: I64) -> npt.NDArray[np.uint8]:
     the capture took a cache miss per field and packet."""
     n = len(start)
     last = len(data) - HEAD  # the last row that fits in the capture
-    rows_at = np.ndarray(shape=(max(last + 1, 0), HEAD), dtype=np.uint8, buffer=data,
-                         strides=(1, 1))
+    rows_at = overlap.rows(data, HEAD)
     near_end = start > last
     if not near_end.any():
         return rows_at[start].reshape(-1)
@@ -97,21 +89,21 @@ def leading_words(data: npt.NDArray[np.uint8], at: npt.NDArray[np.int64],
     """The first 16 bytes of each payload as two big-endian 64-bit words (as int64), bytes
     past the payload's end zero: one 8-byte gather per word over an overlapping view of
     the capture, rather than one per byte."""
-    words = len(data) - 7
-    if words <= 0:  # no packet here holds 16 bytes: the byte at a time path
+    last = len(data) - 8  # the last word that fits
+    if last < 0:  # no packet here holds 16 bytes: the byte at a time path
         out = [np.zeros(len(at), np.int64), np.zeros(len(at), np.int64)]
         for b in range(16):
             byte = data[np.minimum(at + b, len(data) - 1)].astype(np.int64)
             out[b // 8] |= np.where(b < size, byte, 0) << (8 * (7 - b % 8))
         return out[0], out[1]
-    view = np.ndarray(shape=(words,), dtype=">u8", buffer=data, strides=(1,))
+    view = overlap.words(data, ">u8")
     got = []
     for w in (0, 8):
         pos = at + w
-        word = view[np.minimum(pos, words - 1)].astype(np.uint64)
-        short = pos > words - 1  # the last bytes of the capture: shift into place
+        word = view[np.minimum(pos, last)].astype(np.uint64)
+        short = pos > last  # the last bytes of the capture: shift into place
         if short.any():
-            back = (pos[short] - (words - 1)).astype(np.uint64)
+            back = (pos[short] - last).astype(np.uint64)
             word[short] = word[short] << (back * np.uint64(8))
         keep = np.clip(size - w, 0, 8).astype(np.uint64)  # bytes of this word in the payload
         drop = (np.uint64(8) - keep) * np.uint64(8)
@@ -126,23 +118,6 @@ def _col(h: npt.NDArray[np.uint8], at: int, width: int) -> I64:
     copy: one strided copy of those bytes, no index arrays."""
     return np.ascontiguousarray(h[:, at:at + width]).view(f">u{width}")[:, 0].astype(
         np.int64)
-
-
-def _lead(h: npt.NDArray[np.uint8], at: int, size: I64) -> tuple[I64, I64]:
-    """leading_words of payloads at ``at`` in every row of the header copy."""
-    got = []
-    for w in (0, 8):
-        word = np.ascontiguousarray(h[:, at + w:at + w + 8]).view(">u8")[:, 0].astype(
-            np.uint64)
-        short = np.flatnonzero(size < w + 8)
-        if len(short):
-            drop = (np.uint64(8) - np.clip(size[short] - w, 0, 8).astype(np.uint64)) * \
-                np.uint64(8)
-            word[short] &= np.where(drop == 64, np.uint64(0),
-                                    (~np.uint64(0) >> (drop & np.uint64(63)))
-                                    << (drop & np.uint64(63)))
-        got.append(word.view(np.int64))
-    return got[0], got[1]
 
 
 def decode_udp(index: PacketIndex) -> UdpBatch:
@@ -194,7 +169,7 @@ def decode_udp(index: PacketIndex) -> UdpBatch:
         out.dport[idx] = _col(g, base + 22, 2)
         out.payload[idx] = index.offset[idx] + payload
         out.size[idx] = size
-        first, second = _lead(g, payload, size)
+        first, second = leading_words(g.reshape(-1), np.arange(len(g)) * HEAD + payload, size)
         out.lead[idx, 0] = first
         out.lead[idx, 1] = second
     if options and len(idx := np.concatenate(options)):

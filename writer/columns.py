@@ -15,6 +15,7 @@ from typing import NamedTuple
 import numpy as np
 import numpy.typing as npt
 
+from capture import overlap
 from capture.spool import REC
 from writer.errors import SpoolError
 
@@ -246,9 +247,7 @@ def _fixed_header(data: U8, off: I64) -> tuple[I64, I64, I64, I64, I64]:
     of ``data`` read as its last byte (those packets are too short to be RTP)."""
     fits = off + 12 <= len(data)
     if len(data) >= 12 and fits.all():
-        rows = np.ndarray(shape=(len(data) - 11, 12), dtype=np.uint8, buffer=data,
-                          strides=(1, 1))[off]
-        r = rows.view(_FIXED)[:, 0]
+        r = overlap.rows(data, 12)[off].view(_FIXED)[:, 0]
         return (r["b0"].astype(np.int64), r["b1"].astype(np.int64),
                 r["seq"].astype(np.int64), r["ts"].astype(np.int64),
                 r["ssrc"].astype(np.int64))

@@ -16,6 +16,8 @@ from collections.abc import Callable
 import numpy as np
 import numpy.typing as npt
 
+from capture import overlap
+
 # RTP time may drift from capture time by this much before we re-anchor (timestamp jump).
 JUMP_SECONDS = 1
 # Segments per direction; each costs a few ints. A stream that jumps more often than this
@@ -215,8 +217,7 @@ def _scatter(block: Int16Array, lo: int, start: npt.NDArray[np.int64],
         # the capture as overlapping rows of ``size`` bytes, one starting at every byte: a
         # payload is one row, gathered whole rather than byte by byte through an index
         # array eight times its size
-        rows_at = np.ndarray(shape=(len(data) - size + 1, size), dtype=np.uint8,
-                             buffer=data, strides=(1, 1))
+        rows_at = overlap.rows(data, size)
         for c in (0, 1):
             for which, table in ((0, ULAW_DECODE), (1, ALAW_DECODE)):
                 g = np.flatnonzero(inside & (length == size) & (law == which) & (channel == c))
