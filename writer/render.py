@@ -551,7 +551,7 @@ def _place_columns(media: MediaColumns, p: Plan, dup: npt.NDArray[np.bool_],
     parsed = live & (r.error == 0)
     for d in dirs:
         mine = p.ch == d.channel
-        for e in np.flatnonzero(np.bincount(r.error[live & mine], minlength=len(RTP_ERRORS))):
+        for e in present(r.error[live & mine], len(RTP_ERRORS)):
             if e:
                 d.malformed[RTP_ERRORS[e]] += int(np.count_nonzero(live & mine
                                                                     & (r.error == e)))

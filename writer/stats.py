@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from capture.distinct import present
 from writer.codecs import EVENTS, resolve
 from writer.jitterbuf import JitterBuffer
 
@@ -262,7 +263,7 @@ class StreamStats:
         self.received += m
         self.bytes += int(size.sum())
         self.markers += int(np.count_nonzero(marker))
-        self.payload_types.update(np.flatnonzero(np.bincount(pt & 0x7F)).tolist())
+        self.payload_types.update(present(pt & 0x7F, 128))
         if before == 0:
             self.first_ns = self.last_ns = int(ts_ns[0])
             self._first_ts = int(rtp_ts[0])

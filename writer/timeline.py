@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from capture import overlap
+from capture.distinct import present
 
 # RTP time may drift from capture time by this much before we re-anchor (timestamp jump).
 JUMP_SECONDS = 1
@@ -208,9 +209,7 @@ def _scatter(block: Int16Array, lo: int, start: npt.NDArray[np.int64],
 
     width = block.shape[0]
     inside = (start >= lo) & (start + length <= lo + width)
-    sizes = length[inside]
-    for size in ([int(sizes[0])] if len(sizes) and (sizes == sizes[0]).all()
-                 else np.unique(sizes).tolist()):
+    for size in present(length[inside]):
         if not size:
             continue
         k = np.arange(size)
