@@ -65,6 +65,16 @@ def _mix(cols: tuple[npt.NDArray[np.int64], ...]) -> npt.NDArray[np.uint64]:
     return out
 
 
+def _adjacent_equal(cols: tuple[npt.NDArray[np.int64], ...], order: npt.NDArray[np.int64]
+                    ) -> npt.NDArray[np.bool_]:
+    """Whether each row in ``order`` has the same key as the one after it."""
+    same = np.ones(max(len(order) - 1, 0), np.bool_)
+    for c in cols:
+        cs = c[order]
+        same &= cs[1:] == cs[:-1]
+    return same
+
+
 def duplicates(index: PacketIndex, udp: UdpBatch, fast: npt.NDArray[np.bool_], window: int,
                tail: dict[tuple[int, ...], int]
                ) -> tuple[npt.NDArray[np.bool_], dict[tuple[int, ...], int]]:
@@ -85,19 +95,10 @@ def duplicates(index: PacketIndex, udp: UdpBatch, fast: npt.NDArray[np.bool_], w
     mixed = _mix(cols)
     order = np.argsort(mixed, kind="stable")
     m = mixed[order]
-    same = m[1:] == m[:-1]
-    equal = same.copy()
-    for c in cols:
-        cs = c[order]
-        equal &= cs[1:] == cs[:-1]
-    if not np.array_equal(same, equal):
+    same = _adjacent_equal(cols, order)
+    if not np.array_equal(m[1:] == m[:-1], same):
         order = np.lexsort((idx, *cols))
-        same = np.ones(len(idx) - 1, np.bool_)
-        for c in cols:
-            cs = c[order]
-            same &= cs[1:] == cs[:-1]
-    else:
-        same = equal
+        same = _adjacent_equal(cols, order)
     ts = index.ts_ns
     # groups of equal packets, in capture order: a copy within the window of the
     # last one kept is a duplicate; a group may go on from the index's last window
