@@ -8,8 +8,31 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+# CI runs the suite in two workers (`-n 2`). These modules capture on loopback, bind fixed
+# ports, drive chromium or measure latency against wall-clock bounds: one worker runs them
+# one after another, so they never see each other's traffic or compete for a port, while
+# the other worker takes the rest of the suite a module at a time.
+SERIAL_MODULES = frozenset({
+    "test_e2e_access", "test_e2e_dashboard", "test_e2e_failover", "test_e2e_fanout",
+    "test_e2e_kamailio", "test_e2e_live", "test_e2e_live_dashboard", "test_e2e_probes",
+    "test_e2e_storage", "test_redis_acl", "test_webhooks",
+})
+
+
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist, absent without it
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SerialApart(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return "serial" if Path(module).stem in SERIAL_MODULES else module
+
+    return SerialApart(config, log)
 
 
 @pytest.fixture

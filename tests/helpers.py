@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
 import struct
+import subprocess
+import time
 import wave
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +44,58 @@ def run_import(files: list[str | Path], out: Path, **cfg: Any) -> Importer:
         imp.import_file(str(f))
     imp.finish()
     return imp
+
+
+# How long a process may take to become ready: a CI machine busy with the other half of the
+# suite can take several seconds to start Python and numpy.
+STARTUP_S = 60.0
+
+
+def wait_for_log(log: Path, proc: subprocess.Popen[bytes], ready: Callable[[str], bool],
+                 count: int = 1) -> None:
+    """Return once ``log`` (``proc``'s stderr) holds ``count`` lines ``ready`` accepts; fail
+    with the log's tail when ``proc`` exits first or STARTUP_S passes (killing it)."""
+    deadline = time.monotonic() + STARTUP_S
+    while True:
+        text = log.read_text(errors="replace") if log.exists() else ""
+        if sum(1 for line in text.splitlines() if ready(line)) >= count:
+            return
+        assert proc.poll() is None, f"{proc.args!r} exited ({proc.returncode}): {text[-1500:]}"
+        if time.monotonic() > deadline:
+            proc.kill()  # the caller never gets it to stop
+            proc.wait()
+            raise AssertionError(f"{proc.args!r} not ready: {text[-1500:]}")
+        time.sleep(0.05)
+
+
+def capture_started(line: str) -> bool:
+    """A live capture's log line saying it has its interface open: from then on the kernel
+    keeps every packet for it."""
+    if not line.startswith("{"):
+        return False
+    try:
+        rec = json.loads(line)
+    except ValueError:
+        return False
+    return bool(rec.get("component") == "capture" and rec.get("msg") == "started")
+
+
+def tcpdump_listening(line: str) -> bool:
+    """tcpdump's line saying it has its interface open."""
+    return line.startswith("tcpdump: listening on ")
+
+
+def stop_all(procs: list[Any], timeout: float = 20.0) -> None:
+    """SIGTERM every process of a test still running, give them ``timeout`` seconds to exit
+    (and to stop their own children), then kill what is left."""
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+    deadline = time.monotonic() + timeout
+    for p in procs:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            p.wait(max(0.0, deadline - time.monotonic()))
+    kill_all(procs)
 
 
 def kill_all(procs: list[Any]) -> None:

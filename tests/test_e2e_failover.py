@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from correlate.keys import Keys
-from tests.helpers import ROOT, load_index, read_wav
+from tests.helpers import ROOT, capture_started, load_index, read_wav, wait_for_log
 from tests.test_e2e_live import PY, Sipp, _need
 
 CALLS = 6
@@ -118,9 +118,9 @@ def _record_through_a_failover(url: str, kill: Any, tmp_path: Path) -> None:
 
     try:
         start("writer", "writer", "--redis", url, "--out", str(out), "--claim-idle-ms", "3000")
-        start("capture", "capture", "--interface", "lo", "--redis", url, "--spool",
-              str(tmp_path / "spool"), "--filter", sipp.bpf, "--probe", "p1")
-        time.sleep(2.0)
+        cap = start("capture", "capture", "--interface", "lo", "--redis", url, "--spool",
+                    str(tmp_path / "spool"), "--filter", sipp.bpf, "--probe", "p1")
+        wait_for_log(logs / "capture.log", cap, capture_started)
         sipp.start(calls=CALLS, rate_ms=1000, limit=3)
         time.sleep(4.0)
         kill()  # a master, -9, while calls are recorded and written

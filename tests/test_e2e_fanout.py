@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.helpers import ROOT, kill_all, load_index
+from tests.helpers import ROOT, capture_started, kill_all, load_index, stop_all, wait_for_log
 from tests.test_e2e_live import PY, Redis, Sipp, _need, import_of, recordings, tcpdump
 
 # SIPp pairs run at once: each call's SIP and RTP flows are hashed apart by the kernel with
@@ -40,22 +40,12 @@ def _wait_index(out: Path, n: int, timeout: float) -> list[dict[str, Any]]:
     return load_index(out) if (out / "index.jsonl").exists() else []
 
 
-def _same_audio(live: dict[str, Any], imported: dict[str, Any]) -> None:
-    assert set(live) == set(imported), (sorted(live), sorted(imported))
-    for cid, (e, audio) in live.items():
-        other = imported[cid][1]
-        assert audio.shape == other.shape, (cid, audio.shape, other.shape)
-        differ = np.flatnonzero((audio != other).any(axis=1))
-        assert not len(differ), (cid, len(differ), e["packets"], imported[cid][0]["packets"])
-        assert audio[:, 0].any() and audio[:, 1].any(), cid
-        assert e["packets"] == imported[cid][0]["packets"], cid
-
-
 def _same_channels(live: dict[str, Any], imported: dict[str, Any]) -> None:
-    """Each channel sample for sample the import's, one of them allowed to sit one sample
-    (125 us) earlier or later: two probes' sockets stamp the two directions, tcpdump's one
-    socket both, and where the directions start relative to each other follows those
-    stamps. Packet counts equal."""
+    """Each channel sample for sample the other recording's, one of them allowed to sit one
+    sample (125 us) earlier or later: where a call's directions were seen by two sockets
+    (two probes, or two processes of a fanout group) and by one socket on the other side,
+    where the directions start relative to each other follows each socket's stamps, which
+    differ by microseconds, and more on a busy machine. Packet counts equal."""
     assert set(live) == set(imported), (sorted(live), sorted(imported))
     for cid, (e, audio) in live.items():
         other = imported[cid][1]
@@ -110,8 +100,9 @@ class Veth:
 
 def test_two_capture_processes_record_what_one_records(tmp_path: Path) -> None:
     """On one veth at once: ``capture --procs 2`` (its own Redis and writer) and one
-    capture process (another Redis and writer) record the same calls, sample for sample;
-    at least one call was split over the two processes and joined."""
+    capture process (another Redis and writer) record the same calls, each channel sample
+    for sample (see _same_channels); at least one call was split over the two processes
+    and joined."""
     _need()
     if shutil.which("ip") is None:
         pytest.skip("ip (iproute2) is not installed")
@@ -132,13 +123,16 @@ def test_two_capture_processes_record_what_one_records(tmp_path: Path) -> None:
             pairs = [Sipp(14100 + 400 * k + 2400 * rounds, tmp_path, "10.201.0.1",
                           "10.201.0.2", veth.ns) for k in range(PAIRS)]
             bpf = " or ".join(f"({pair.bpf})" for pair in pairs)
-            caps = [subprocess.Popen([*PY, "capture", "--interface", veth.near, "--redis",
-                                      redis[name].url, "--spool", str(tmp_path / name / "spool"),
-                                      "--filter", bpf, "--probe", name, *extra], cwd=ROOT,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                    for name, extra in (("fan", ["--procs", "2"]), ("one", []))]
-            procs += caps
-            time.sleep(3.0)
+            caps = []
+            for name, extra in (("fan", ["--procs", "2"]), ("one", [])):
+                log = tmp_path / name / f"capture-{rounds}.log"
+                with log.open("wb") as err:
+                    caps.append(subprocess.Popen(
+                        [*PY, "capture", "--interface", veth.near, "--redis", redis[name].url,
+                         "--spool", str(tmp_path / name / "spool"), "--filter", bpf, "--probe",
+                         name, *extra], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err))
+                procs.append(caps[-1])
+                wait_for_log(log, caps[-1], capture_started, 2 if extra else 1)
             for pair in pairs:
                 pair.start(calls=1)
             for pair in pairs:
@@ -153,7 +147,7 @@ def test_two_capture_processes_record_what_one_records(tmp_path: Path) -> None:
             rounds += 1
             split = sum(1 for n in _parts(wlog) if n > 1)
         fan, one = recordings(tmp_path / "fan" / "out"), recordings(tmp_path / "one" / "out")
-        _same_audio(fan, one)
+        _same_channels(fan, one)
         assert split >= 1, _parts(wlog)
         assert all(e["status"] == "completed" and e["end_reason"] == "bye"
                    for e in load_index(tmp_path / "fan" / "out"))
@@ -161,7 +155,7 @@ def test_two_capture_processes_record_what_one_records(tmp_path: Path) -> None:
         assert not r.keys("*:parts:*") and not any(r.zcard(f"{{calltap:s{k}}}:assembling")
                                                    for k in range(8))
     finally:
-        kill_all(procs)
+        stop_all(procs)  # SIGTERM first: a fanout parent killed -9 would leave its children
         for rd in redis.values():
             rd.stop()
         veth.close()
@@ -189,11 +183,13 @@ def test_two_probes_each_seeing_one_side_make_one_recording(tmp_path: Path) -> N
                                       cwd=ROOT, stdout=subprocess.DEVNULL,
                                       stderr=wlog.open("w")))
         for name, bpf in (("site-a", side_a), ("site-b", side_b)):
-            procs.append(subprocess.Popen(
-                [*PY, "capture", "--interface", "lo", "--redis", redis.url, "--spool",
-                 str(tmp_path / name), "--filter", bpf, "--probe", name, "--config",
-                 str(cfg)], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        time.sleep(2.5)
+            log = tmp_path / f"{name}.log"
+            with log.open("wb") as err:
+                procs.append(subprocess.Popen(
+                    [*PY, "capture", "--interface", "lo", "--redis", redis.url, "--spool",
+                     str(tmp_path / name), "--filter", bpf, "--probe", name, "--config",
+                     str(cfg)], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err))
+            wait_for_log(log, procs[-1], capture_started)
         sipp.start(calls=1)
         sipp.wait()
         index = _wait_index(out, 1, 30)

@@ -22,7 +22,15 @@ import numpy as np
 import pytest
 
 from correlate.keys import Keys
-from tests.helpers import ROOT, load_index, load_summary, read_wav
+from tests.helpers import (
+    ROOT,
+    capture_started,
+    load_index,
+    load_summary,
+    read_wav,
+    tcpdump_listening,
+    wait_for_log,
+)
 
 PY = [sys.executable, "-m", "calltap.cli"]
 SCENARIOS = ROOT / "pcaps" / "sipp"
@@ -126,18 +134,37 @@ def redis_server(tmp_path: Path) -> Iterator[Redis]:
     r.stop()
 
 
-def tcpdump(bpf: str, path: Path) -> subprocess.Popen[bytes]:
-    p = subprocess.Popen(["tcpdump", "-i", "lo", "-U", "-s", "0", "-w", str(path), bpf],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(1.0)
+def tcpdump(bpf: str, path: Path, interface: str = "lo") -> subprocess.Popen[bytes]:
+    """tcpdump writing ``path``, once it has the interface open."""
+    log = path.with_name(path.name + ".log")
+    with log.open("wb") as err:
+        p = subprocess.Popen(["tcpdump", "-i", interface, "-U", "-s", "0", "-w", str(path),
+                              bpf], stdout=subprocess.DEVNULL, stderr=err)
+    wait_for_log(log, p, tcpdump_listening)
     return p
 
 
+_RUNNING: list[subprocess.Popen[bytes]] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_appliance_left() -> Iterator[None]:
+    """A test that fails before it stops its appliance must not leave it capturing."""
+    yield
+    while _RUNNING:
+        p = _RUNNING.pop()
+        if p.poll() is None:
+            stop(p)
+
+
 def appliance(out: Path, bpf: str, *extra: str) -> subprocess.Popen[bytes]:
-    p = subprocess.Popen([*PY, "run", "--interface", "lo", "--out", str(out), "--filter", bpf,
-                          *extra], cwd=ROOT, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL)
-    time.sleep(2.0)
+    """``calltap run`` on lo, once its capture has the interface open."""
+    log = out.with_name(out.name + "-run.log")
+    with log.open("wb") as err:
+        p = subprocess.Popen([*PY, "run", "--interface", "lo", "--out", str(out), "--filter",
+                              bpf, *extra], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err)
+    _RUNNING.append(p)
+    wait_for_log(log, p, capture_started)
     return p
 
 
@@ -334,14 +361,16 @@ def test_sigterm_during_calls_records_them_as_interrupted(sipp_base: Sipp,
         assert audio[:, 0].any() and audio[:, 1].any()
 
 
-def _capture_pid() -> int:
+def _capture_pid(parent: int) -> int:
+    """The capture process ``parent`` (a ``calltap run``) started."""
     for pid in os.listdir("/proc"):
         if pid.isdigit():
             try:
                 cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-            except OSError:
+                ppid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
                 continue
-            if b"calltap.cli" in cmd and b"capture" in cmd:
+            if ppid == parent and b"calltap.cli" in cmd and b"capture" in cmd:
                 return int(pid)
     raise AssertionError("no capture process")
 
@@ -362,12 +391,12 @@ def test_kill_9_of_the_capture_leaves_a_gap_no_longer_than_the_outage(
     run = appliance(tmp_path / "live", sipp_base.bpf)
     sipp_base.start(calls=1)
     time.sleep(3.5)  # mid-call
-    pid = _capture_pid()
+    pid = _capture_pid(run.pid)
     os.kill(pid, signal.SIGKILL)
     killed = time.monotonic()
     while True:  # the supervisor starts a new capture process
         try:
-            new = _capture_pid()
+            new = _capture_pid(run.pid)
         except AssertionError:
             new = 0
         if new and new != pid:
@@ -514,11 +543,13 @@ def test_metrics_report_kernel_drops_under_overload(redis_server: Redis,
         run("ip", "link", "set", far, "netns", ns)
         run("ip", "link", "set", near, "up")
         run(*sh, "ip", "link", "set", far, "up")
-        cap = subprocess.Popen([*PY, "capture", "--interface", near, "--redis", redis_server.url,
-                                "--spool", str(tmp_path / "spool"), "--buffer-mb", "1",
-                                "--metrics-port", str(port)], cwd=ROOT,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(2.0)
+        log = tmp_path / "capture.log"
+        with log.open("wb") as err:
+            cap = subprocess.Popen([*PY, "capture", "--interface", near, "--redis",
+                                    redis_server.url, "--spool", str(tmp_path / "spool"),
+                                    "--buffer-mb", "1", "--metrics-port", str(port)], cwd=ROOT,
+                                   stdout=subprocess.DEVNULL, stderr=err)
+        wait_for_log(log, cap, capture_started)
         run(*sh, "tcpreplay", "-i", far, "--topspeed", "--loop", "2", str(pcap))
         time.sleep(1.0)
         text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()

@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 
 from calltap.generate import write_rtp_pcap
-from tests.helpers import ROOT
+from tests.helpers import ROOT, capture_started, wait_for_log
 from tests.test_e2e_dashboard import ARGS, CHROMIUM
 from tests.test_e2e_kamailio import _speech
 from tests.test_e2e_live import PY, stop
@@ -65,9 +65,12 @@ def appliance(tmp_path: Path) -> Iterator[tuple[str, Path, Path]]:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     out = tmp_path / "out"
-    run = subprocess.Popen([*PY, "run", "--interface", "lo", "--out", str(out), "--filter",
-                            BPF, "--serve", f"127.0.0.1:{port}"], cwd=ROOT,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = tmp_path / "run.log"
+    with log.open("wb") as err:
+        run = subprocess.Popen([*PY, "run", "--interface", "lo", "--out", str(out), "--filter",
+                                BPF, "--serve", f"127.0.0.1:{port}"], cwd=ROOT,
+                               stdout=subprocess.DEVNULL, stderr=err)
+    wait_for_log(log, run, capture_started)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 20
     while True:

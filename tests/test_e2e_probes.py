@@ -12,14 +12,21 @@ from pathlib import Path
 from typing import Any
 
 from correlate.keys import Keys
-from tests.helpers import ROOT, kill_all, load_index, read_wav
+from tests.helpers import ROOT, capture_started, kill_all, load_index, read_wav, wait_for_log
 from tests.test_e2e_live import PY, Redis, Sipp, _need
 
 
 def _capture(url: str, name: str, sipp: Sipp, spool: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([*PY, "capture", "--interface", "lo", "--redis", url,
-                             "--spool", str(spool), "--filter", sipp.bpf, "--probe", name],
-                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    """A capture process, once it has lo open (its log, beside its spool, is appended to
+    across restarts)."""
+    log = spool.with_name(spool.name + ".log")
+    starts = sum(map(capture_started, log.read_text().splitlines())) if log.exists() else 0
+    with log.open("ab") as err:
+        p = subprocess.Popen([*PY, "capture", "--interface", "lo", "--redis", url,
+                              "--spool", str(spool), "--filter", sipp.bpf, "--probe", name],
+                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err)
+    wait_for_log(log, p, capture_started, starts + 1)
+    return p
 
 
 KEYS = Keys()
@@ -47,7 +54,6 @@ def test_a_probe_killed_mid_call_takes_up_only_its_own_calls(tmp_path: Path) -> 
         cap_a = _capture(redis.url, "probe-a", a, tmp_path / "spool-a")
         cap_b = _capture(redis.url, "probe-b", b, tmp_path / "spool-b")
         procs += [writer, cap_a, cap_b]
-        time.sleep(2.0)
         a.start(calls=1)
         b.start(calls=1)
         time.sleep(2.5)

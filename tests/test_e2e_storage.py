@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ROOT, load_index, load_summary
+from tests.helpers import ROOT, capture_started, load_index, load_summary, wait_for_log
 from tests.test_e2e_live import PY, Redis, Sipp, _need, tcpdump
 
 CALLS = 4
@@ -81,7 +81,7 @@ def test_probe_and_writer_through_object_storage(tmp_path: Path, postgres_url: s
                                    cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL,
                                    stderr=(logs / "capture.log").open("wb"))
         procs += [writer, capture]
-        time.sleep(2.0)
+        wait_for_log(logs / "capture.log", capture, capture_started)
         sipp.start(calls=CALLS, rate_ms=1500, limit=2)
         time.sleep(3.0)
         moto.send_signal(signal.SIGSTOP)  # the object storage is away for 20 s
