@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 
 from calltap.generate import write_rtp_pcap
-from tests.helpers import ROOT, capture_started, wait_for_log
+from tests.helpers import ROOT, capture_started, kill_all, wait_for_log
 from tests.test_e2e_dashboard import ARGS, CHROMIUM
 from tests.test_e2e_kamailio import _speech
 from tests.test_e2e_live import PY, stop
@@ -87,6 +87,17 @@ def appliance(tmp_path: Path) -> Iterator[tuple[str, Path, Path]]:
     stop(run)
 
 
+_SIPP: list[subprocess.Popen[bytes]] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_sipp_left() -> Iterator[None]:
+    """A failed test's SIPp must not hold its ports into the next test."""
+    yield
+    kill_all(_SIPP)
+    _SIPP.clear()
+
+
 def _sipp(work: Path) -> list[subprocess.Popen[bytes]]:
     uas = subprocess.Popen(["sipp", "-sf", "uas.xml", "-i", "127.0.0.1", "-p", str(BASE),
                             "-mi", "127.0.0.1", "-mp", str(BASE + 100), "-m", "1", "-nostdin"],
@@ -96,6 +107,7 @@ def _sipp(work: Path) -> list[subprocess.Popen[bytes]]:
                             "-mi", "127.0.0.1", "-mp", str(BASE + 200), "-s", "bob",
                             f"127.0.0.1:{BASE}", "-m", "1", "-nostdin"],
                            cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _SIPP.extend((uas, uac))
     return [uas, uac]
 
 
