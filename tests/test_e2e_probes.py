@@ -48,12 +48,13 @@ def test_a_probe_killed_mid_call_takes_up_only_its_own_calls(tmp_path: Path) -> 
     out = tmp_path / "out"
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        writer = subprocess.Popen([*PY, "writer", "--redis", redis.url, "--out", str(out)],
-                                  cwd=ROOT, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.DEVNULL)
+        procs.append(subprocess.Popen([*PY, "writer", "--redis", redis.url, "--out", str(out)],
+                                      cwd=ROOT, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL))
         cap_a = _capture(redis.url, "probe-a", a, tmp_path / "spool-a")
+        procs.append(cap_a)
         cap_b = _capture(redis.url, "probe-b", b, tmp_path / "spool-b")
-        procs += [writer, cap_a, cap_b]
+        procs.append(cap_b)
         a.start(calls=1)
         b.start(calls=1)
         time.sleep(2.5)
