@@ -550,11 +550,9 @@ def _place_columns(media: MediaColumns, p: Plan, dup: npt.NDArray[np.bool_],
     live = (p.ch >= 0) & ~p.rtcp
     parsed = live & (r.error == 0)
     for d in dirs:
-        mine = p.ch == d.channel
-        for e in present(r.error[live & mine], len(RTP_ERRORS)):
-            if e:
-                d.malformed[RTP_ERRORS[e]] += int(np.count_nonzero(live & mine
-                                                                    & (r.error == e)))
+        counts = np.bincount(r.error[live & (p.ch == d.channel)], minlength=len(RTP_ERRORS))
+        for e in np.flatnonzero(counts[1:]) + 1:  # 0: no error
+            d.malformed[RTP_ERRORS[e]] += int(counts[e])
     counted = parsed & ~over
     allowed_pt = np.zeros((2, 128), np.bool_)
     control_pt = np.zeros((2, 128), np.bool_)
