@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from writer.timefmt import date_parts, rfc3339
+
+
+@pytest.mark.parametrize("ts_ns", [
+    0, 1, 999, 1_000, 1_479_419_604_806_909_714, 1_479_419_604_000_000_000,
+    1_700_000_000_999_999_999, 253_402_300_799_999_999_999,
+])
+def test_rfc3339_is_utc_with_microseconds(ts_ns: int) -> None:
+    sec, ns = divmod(ts_ns, 1_000_000_000)
+    want = dt.datetime.fromtimestamp(sec, dt.UTC).replace(microsecond=ns // 1000)
+    assert rfc3339(ts_ns) == want.isoformat().replace("+00:00", "Z").replace(
+        f"{want:%S}Z", f"{want:%S}.000000Z")
+
+
+def test_rfc3339_cached_seconds_give_each_instant_its_own_fraction() -> None:
+    base = 1_479_419_604_000_000_000
+    assert [rfc3339(base + i * 250_000_000) for i in range(4)] == [
+        "2016-11-17T21:53:24.000000Z", "2016-11-17T21:53:24.250000Z",
+        "2016-11-17T21:53:24.500000Z", "2016-11-17T21:53:24.750000Z"]
+
+
+def test_times_out_of_range_are_clamped_not_fatal() -> None:
+    # a damaged capture's timestamps: before 1970, past year 9999
+    assert rfc3339(-1) == "1970-01-01T00:00:00.999999Z"
+    assert rfc3339(10**25).startswith("9999-12-31T23:59:59.")
+    assert date_parts(-5)[0] == "1970" and date_parts(10**25)[0] == "9999"
+
+
+def test_date_parts() -> None:
+    assert date_parts(1_479_419_604_806_909_714) == ("2016", "11", "17", "20161117T215324")
