@@ -243,6 +243,17 @@ def _row(entry: dict[str, Any]) -> tuple[Any, ...]:
             json.dumps(entry, separators=(",", ":")))
 
 
+Prepared = tuple[tuple[Any, ...], list[bytes], str]
+"""A call as the catalog stores it: its row, its addresses, its words."""
+
+
+def prepare(entry: dict[str, Any], summary: dict[str, Any] | None) -> Prepared:
+    """A call's catalog row from its index line and summary (or the summary's
+    ``search_fields``): made where the call is written, so the process that inserts it only
+    inserts."""
+    return _row(entry), list(_addresses(summary)), _words(entry, summary)
+
+
 COLUMNS = ("key, call_id, start_ns, duration, caller, callee, caller_user, callee_user, "
            "caller_rev, callee_rev, status, "
            "end_reason, final_code, codecs, mos_caller, mos_callee, mos_min, loss_caller, "
@@ -320,23 +331,25 @@ class SqliteCatalog:
         self.add_many([(entry, summary)])
 
     def add_many(self, calls: list[tuple[dict[str, Any], dict[str, Any] | None]]) -> None:
+        self.add_prepared([prepare(entry, summary) for entry, summary in calls])
+
+    def add_prepared(self, calls: list[Prepared]) -> None:
+        """Index calls already prepared (``prepare``), in one transaction."""
         db = self.db
         db.execute("BEGIN IMMEDIATE")
         try:
-            for entry, summary in calls:
-                key = call_key(entry)
-                old = db.execute("SELECT id FROM calls WHERE key = ?", (key,)).fetchone()
+            for row, addresses, words in calls:
+                old = db.execute("SELECT id FROM calls WHERE key = ?", (row[0],)).fetchone()
                 if old is not None:
                     db.execute("DELETE FROM calls WHERE id = ?", old)
                     db.execute("DELETE FROM addrs WHERE call = ?", old)
                     db.execute("DELETE FROM words WHERE rowid = ?", old)
                 cur = db.execute(f"INSERT INTO calls ({COLUMNS}) VALUES "
-                                 f"({', '.join('?' * 24)})", _row(entry))
+                                 f"({', '.join('?' * 24)})", row)
                 rid = cur.lastrowid
                 db.executemany("INSERT INTO addrs (addr, call) VALUES (?, ?)",
-                               [(a, rid) for a in _addresses(summary)])
-                db.execute("INSERT INTO words (rowid, text) VALUES (?, ?)",
-                           (rid, _words(entry, summary)))
+                               [(a, rid) for a in addresses])
+                db.execute("INSERT INTO words (rowid, text) VALUES (?, ?)", (rid, words))
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
@@ -579,24 +592,24 @@ class PgCatalog(SqliteCatalog):
     def close(self) -> None:
         self.pg.close()
 
-    def add_many(self, calls: list[tuple[dict[str, Any], dict[str, Any] | None]]) -> None:
+    def add_prepared(self, calls: list[Prepared]) -> None:
         import psycopg
 
         try:
-            self._add_many(calls)
+            self._add_prepared(calls)
         except psycopg.Error as exc:
             raise CatalogError(f"{_safe_url(self.path)}: {exc}") from None
 
-    def _add_many(self, calls: list[tuple[dict[str, Any], dict[str, Any] | None]]) -> None:
+    def _add_prepared(self, calls: list[Prepared]) -> None:
         with self.pg.transaction():
-            for entry, summary in calls:
+            for row, addresses, words in calls:
                 # a call already in is replaced (its addresses go with it: ON DELETE CASCADE)
-                self.pg.execute("DELETE FROM calls WHERE key = %s", (call_key(entry),))
+                self.pg.execute("DELETE FROM calls WHERE key = %s", (row[0],))
                 rid = self.pg.execute(
                     f"INSERT INTO calls ({COLUMNS}, words) VALUES "
                     f"({', '.join(['%s'] * 25)}) RETURNING id",
-                    (*_row(entry), _words(entry, summary))).fetchone()[0]
-                addrs = [(a, rid) for a in _addresses(summary)]
+                    (*row, words)).fetchone()[0]
+                addrs = [(a, rid) for a in addresses]
                 if addrs:
                     with self.pg.cursor() as cur:
                         cur.executemany("INSERT INTO addrs (addr, call) VALUES (%s, %s)",

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from calltap.catalog import CatalogError, SqliteCatalog, open_catalog, read_summary
+from calltap.catalog import CatalogError, Prepared, SqliteCatalog, open_catalog, prepare
 from calltap.config import Config
 from calltap.heap import keep_freed_blocks
 from calltap.policyfile import PolicyError, load_policy
@@ -243,6 +243,17 @@ class _Columns:
         return CaptureMedia(self.path, ts[order], flow[order], off[order], ln[order], blob)
 
 
+Written = tuple[WriteResult, Prepared]
+
+
+def _write(record: CallRecord, spool: Media | list[Media], out: str,
+           options: WriteOptions) -> Written:
+    """A call written, and its catalog row made in the same (writer) process: the import's
+    own process, which reads the capture, then only inserts it."""
+    result = write_call(record, spool, out, options)
+    return result, prepare(result.entry, result.search)
+
+
 class Importer:
     """Feeds capture files to a Recorder; spools media (or, for a classic pcap, notes where
     it lies in the mapped file); writes finished calls."""
@@ -269,7 +280,7 @@ class Importer:
             # would begin as copies of a process holding a capture's index
             for f in [self._pool.submit(os.getpid) for _ in range(cfg.jobs)]:
                 f.result()
-        self._pending: deque[tuple[Future[WriteResult], Call, Any]] = deque()
+        self._pending: deque[tuple[Future[Written], Call, Any]] = deque()
         self.drops: Counter[str] = Counter()
         """Packets not used, by reason (every stage's, once ``finish`` has run)."""
         self.warnings: list[str] = []
@@ -279,7 +290,7 @@ class Importer:
         except (sqlite3.Error, CatalogError) as exc:
             self.warnings.append(f"catalog: {exc}; calls are written but not indexed for "
                                  "search (`calltap catalog rebuild` later)")
-        self._catalog_batch: list[tuple[dict[str, Any], dict[str, Any] | None]] = []
+        self._catalog_batch: list[Prepared] = []
         self._catalog_at = time.monotonic()
         # one syncfs at the end instead of an fsync per file (finish)
         self.options = dataclasses.replace(options_from(cfg), durable=False)
@@ -470,13 +481,13 @@ class Importer:
         call = record.call
         if self._pool is None:
             try:
-                self._done(call, spool, write_call(record, spool, self.out, self.options), None)
+                self._done(call, spool, _write(record, spool, self.out, self.options), None)
             except Exception as exc:  # noqa: BLE001 - one bad call must not end the import
                 self._done(call, spool, None, exc)
             return
         while len(self._pending) >= MAX_PENDING_WRITES * (self.cfg.jobs or 1):
             self._collect()
-        fut = self._pool.submit(write_call, record, spool, self.out, self.options)
+        fut = self._pool.submit(_write, record, spool, self.out, self.options)
         self._pending.append((fut, call, spool))
         while self._pending and self._pending[0][0].done():
             self._collect()
@@ -489,11 +500,11 @@ class Importer:
             self._done(call, spool, None, exc)
 
     def _done(self, call: Call, spool: Any,
-              result: WriteResult | None,
+              result: Written | None,
               exc: BaseException | None) -> None:
         if result is not None:
-            entry, drops = result
-            self._catalog_add(entry)
+            (entry, drops, _search), row = result
+            self._catalog_add(row)
             self.drops.update(drops)
             self.calls_written += 1
             self.calls_with_audio += 1 if entry["audio"] else 0
@@ -509,18 +520,18 @@ class Importer:
         if self._progress is not None:
             self._progress(self)
 
-    def _catalog_add(self, entry: dict[str, Any], force: bool = False) -> None:
+    def _catalog_add(self, row: Prepared | None, force: bool = False) -> None:
         """Index written calls in the catalog, in batches: at most CATALOG_BATCH calls or
         CATALOG_DELAY_S behind the writers (so a call is searchable within a second)."""
-        if entry:
-            self._catalog_batch.append((entry, read_summary(self.out, entry)))
+        if row is not None:
+            self._catalog_batch.append(row)
         now = time.monotonic()
         if self._catalog is None or not self._catalog_batch or not (
                 force or len(self._catalog_batch) >= CATALOG_BATCH
                 or now - self._catalog_at >= CATALOG_DELAY_S):
             return
         try:
-            self._catalog.add_many(self._catalog_batch)
+            self._catalog.add_prepared(self._catalog_batch)
         except (sqlite3.Error, CatalogError) as exc:
             self.warnings.append(f"catalog: {exc}; rebuild it with `calltap catalog rebuild`")
             self._catalog = None
@@ -537,7 +548,7 @@ class Importer:
             while self._pending:
                 self._collect()
             self._leave_mapping()
-            self._catalog_add({}, force=True)
+            self._catalog_add(None, force=True)
             if self.options.signing_key:  # the log's newest entries under a signed root
                 now = time.time()
                 translog.checkpoint(self.out, self.options.signing_key,

@@ -27,7 +27,6 @@ from calltap.catalog import (
     SqliteCatalog,
     call_key,
     open_catalog,
-    read_summary,
 )
 from calltap.heap import keep_freed_blocks
 from calltap.log import disk_low, log
@@ -227,7 +226,7 @@ class Worker:
                 medias.append(media)
             options = replace(self.options, retry=True) if attempts > 1 else self.options
             with Heartbeat(self, job_id):  # the claim stays ours while the call is written
-                entry, _drops = write_call(record, medias[main], self.out, options,
+                entry, _drops, search = write_call(record, medias[main], self.out, options,
                                            parts=[(records[i], medias[i])
                                                   for i in range(len(jobs)) if i != main])
         except (RecordError, KeyError, ValueError) as exc:
@@ -237,7 +236,7 @@ class Worker:
             self.failed += 1
             raise
         start = calendar.timegm(time.strptime(entry["start"][:19], "%Y-%m-%dT%H:%M:%S"))
-        self._index(entry)  # searchable before the event announces it
+        self._index(entry, search)  # searchable before the event announces it
         tag = Keys.tag(record.call.key)
         event = {"type": "recording-ready", "call_id": entry["call_id"],
                  "summary": entry["summary"], "id": call_key(entry), "tag": tag}
@@ -297,13 +296,13 @@ class Worker:
         return [SealedSpool(p, bytes.fromhex(k)) if p and k else p
                 for p, k in zip((spool, *legs), keys + [""] * len(legs), strict=False)]
 
-    def _index(self, entry: dict[str, Any]) -> None:
+    def _index(self, entry: dict[str, Any], search: dict[str, Any]) -> None:
         """The call into the catalog (searchable at once); a catalog that cannot be
         written is reported and left to `calltap catalog rebuild`, never fails the job."""
         try:
             if self._catalog is None:
                 self._catalog = open_catalog(self.out, self.catalog_url)
-            self._catalog.add(entry, read_summary(self.out, entry))
+            self._catalog.add(entry, search)
         except (sqlite3.Error, CatalogError) as exc:
             log("writer", "catalog not updated", call_id=entry["call_id"], error=str(exc))
             if self.catalog_url and self._catalog is not None:  # a server: connect anew

@@ -44,7 +44,7 @@ def write(tmp: Path, packets: list[tuple[int, int, int, int, int, int]],
           pts: list[str] | None = None) -> tuple[np.ndarray, dict]:  # type: ignore[type-arg]
     call, spool = make_call(tmp, packets, pts)
     out = tmp / "out"
-    entry, _drops = write_call(record_of(call), spool, str(out))
+    entry = write_call(record_of(call), spool, str(out)).entry
     assert load_index(out) == [entry]
     audio, _ = read_wav(out / entry["audio"]) if entry["audio"] else (np.zeros((0, 2)), 0)
     return audio, load_summary(out, entry)
@@ -101,7 +101,7 @@ def test_control_and_unexpected_payload_types(tmp_path: Path) -> None:
     d = summary["directions"][0]
     assert d["control_packets"] == 2 and d["unexpected_payload_type"] == 1
     call, spool = make_call(tmp_path / "again", pk + [(2 * S, 1, 0, 1, 1, 9)])
-    _entry, drops = write_call(record_of(call), spool, str(tmp_path / "again"))
+    drops = write_call(record_of(call), spool, str(tmp_path / "again")).drops
     assert drops == {"rtp_unexpected_payload_type": 1}
 
 
@@ -116,7 +116,7 @@ def test_unknown_codec_gives_silence_and_a_warning(tmp_path: Path) -> None:
 
 def test_call_without_media(tmp_path: Path) -> None:
     call = Call("k", "nomedia@test", T0, 1)
-    entry, drops = write_call(record_of(call), None, str(tmp_path))
+    entry, drops, _ = write_call(record_of(call), None, str(tmp_path))
     assert drops == {}
     assert entry["audio"] is None and (tmp_path / entry["metadata"]).exists()
 
@@ -147,7 +147,8 @@ def test_codec_switch_mid_stream_resamples_to_the_highest_rate(tmp_path: Path) -
         hdr = struct.pack("!BBHII", 0x80, 9, 100 + k, 16000 + 160 * k, 7)
         spool.add(2, T0 + 2 * S + k * 20_000_000, 0, hdr + g722[160 * k: 160 * (k + 1)])
     call.serial = 2
-    entry, _ = write_call(record_of(call), spool.close_call(2), str(tmp_path / "o"), WriteOptions())
+    entry = write_call(record_of(call), spool.close_call(2), str(tmp_path / "o"),
+                       WriteOptions()).entry
     audio, rate = read_wav(tmp_path / "o" / entry["audio"])
     summary = load_summary(tmp_path / "o", entry)
     assert rate == 16000 and entry["codecs"] == ["G722/16000", "PCMU/8000"]
@@ -165,7 +166,7 @@ def test_comfort_noise_rendered_when_asked(tmp_path: Path) -> None:
     for mode, expect_noise in (("silence", False), ("noise", True)):
         call, spool = make_call(tmp_path / mode, pk)
         spool_cn = spool
-        entry, _ = write_call(record_of(call), spool_cn, str(tmp_path / mode / "o"),
+        entry, _, _ = write_call(record_of(call), spool_cn, str(tmp_path / mode / "o"),
                               WriteOptions(comfort_noise=mode))
         audio, _ = read_wav(tmp_path / mode / "o" / entry["audio"])
         gap = audio[8000 + 800: 16000 - 800, 0].astype(float)

@@ -137,7 +137,7 @@ def _written(tmp_path: Path, name: str, main: tuple[CallRecord, MediaColumns],
              parts: list[tuple[CallRecord, MediaColumns]]) -> tuple[dict[str, Any],
                                                                    np.ndarray]:
     out = tmp_path / name
-    entry, _drops = write_call(main[0], main[1], str(out), parts=parts)
+    entry = write_call(main[0], main[1], str(out), parts=parts).entry
     audio, _rate = read_wav(out / entry["audio"])
     summary = json.loads((out / entry["summary"]).read_text())
     return summary, audio

@@ -14,7 +14,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -75,7 +75,18 @@ def _cap(ts_ns: int, origin: int, clock: int) -> int:
     return (ts_ns - origin) * clock // NS
 
 
-WriteResult = tuple[dict[str, Any], dict[str, int]]
+class WriteResult(NamedTuple):
+    """What writing a call gives back."""
+
+    entry: dict[str, Any]
+    """Its index line."""
+    drops: dict[str, int]
+    """Packets not used, by reason."""
+    search: dict[str, Any]
+    """What the catalog reads from its summary (``search_fields``): the catalog need not
+    read the summary back."""
+
+
 Media = str | SealedSpool | MediaColumns | CaptureMedia | None
 """A call's media: a spool file, columns, places in a capture file, or none."""
 """(index entry, media packets of the call not used, by reason)."""
@@ -427,9 +438,10 @@ def write_call(record: CallRecord, spool: Media | list[Media], out_dir: str,
     }
     if manifest_rel:
         entry["manifest"] = manifest_rel
+    search = search_fields(summary)
     if sealer:  # the files are these names plus the suffix; search needs some fields plain
         entry["encrypted"] = sealer.describe()
-        entry["search_fields"] = search_fields(summary)
+        entry["search_fields"] = search
     if not indexed_before:
         append_index(out_dir, entry, options.durable)
     if manifest_rel:  # the log: after the call's files and index line are on disk
@@ -451,7 +463,7 @@ def write_call(record: CallRecord, spool: Media | list[Media], out_dir: str,
         drops["rtp_decode_error"] += d.decode_errors
         drops["srtp_auth_failed"] += d.srtp_auth_failed
         drops["srtp_no_key"] += d.srtp_no_key
-    return entry, {k: v for k, v in drops.items() if v}
+    return WriteResult(entry, {k: v for k, v in drops.items() if v}, search)
 
 
 # The per-hop figures of a stream's other copies (the recorded copy's are the direction's).
