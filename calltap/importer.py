@@ -265,7 +265,7 @@ class Importer:
         # A directory of its own, so two imports into one output directory cannot collide.
         self._spool_dir = tempfile.mkdtemp(prefix=".spool-", dir=self.out)
         # sealed with encryption on: no plain payload rests under the output directory
-        self.spool = SpoolSet(self._spool_dir, sealed=bool(cfg.encrypt_to))
+        self.spool = SpoolSet(self._spool_dir, sealed=bool(cfg.encrypt_to), fresh=True)
         policy = load_policy(cfg.policy) if cfg.policy else Policy()
         self._sink = SpoolSink(self.spool)
         self._columns: _Columns | None = None

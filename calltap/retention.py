@@ -19,7 +19,7 @@ from calltap.catalog import Query, Scope, call_files, call_key, index_entries, o
 from writer import translog
 from writer.keystore import KeyStore, store_dir
 from writer.seal import SUFFIX, SealError, key_id_of
-from writer.view import parse_time
+from writer.timefmt import parse_time
 
 HOLDS_FILE = os.path.join(".calltap", "holds.json")
 NS = 1_000_000_000

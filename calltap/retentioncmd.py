@@ -12,8 +12,7 @@ import time
 from calltap.config import ConfigError, load_config
 from calltap.policyfile import PolicyError, load_policy
 from calltap.retention import Holds, RetentionError, dispose, due, erase
-from writer.timefmt import rfc3339
-from writer.view import parse_time
+from writer.timefmt import parse_time, rfc3339
 
 NS = 1_000_000_000
 

@@ -47,9 +47,14 @@ SpoolRecord = tuple[int, int, bytes]
 class SpoolSet:
     """Buffers and appends media records for every open call (keyed by its serial)."""
 
-    def __init__(self, directory: str, sealed: bool = False) -> None:
+    def __init__(self, directory: str, sealed: bool = False, fresh: bool = False) -> None:
         self.directory = directory
         os.makedirs(directory, exist_ok=True)
+        self.fresh = fresh
+        """The directory was made empty for this set (an import's): a call has a spool
+        file only if this set wrote one, so closing a call need not look for it."""
+        self._made: set[int] = set()
+        """Open calls whose spool file this set created (one entry per open call)."""
         self._bufs: dict[int, bytearray] = {}
         self._buffered = 0
         self.sealed = sealed
@@ -104,6 +109,7 @@ class SpoolSet:
         if fd is None:
             fd = os.open(self.path(key), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
             self._fds[key] = fd
+            self._made.add(key)
             if len(self._fds) > self.max_open:
                 os.close(self._fds.popitem(last=False)[1])
         else:
@@ -134,7 +140,11 @@ class SpoolSet:
         self._flush(key)
         self._close(key)
         path = self.path(key)
-        return path if os.path.exists(path) else None
+        if key in self._made:
+            self._made.discard(key)
+            return path
+        # a call taken up after a restart may have a spool from the process before
+        return None if self.fresh or not os.path.exists(path) else path
 
 
 def seal_frame(key: bytes, plain: bytes | bytearray) -> bytes:

@@ -20,7 +20,7 @@ from calltap.catalog import (
 )
 from calltap.generate import GenOptions, generate
 from tests.helpers import ROOT, load_index, run_import
-from writer.view import parse_time
+from writer.timefmt import parse_time
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from calltap.verify import verify_calls, verify_log
 from tests.helpers import load_index, run_import
 from writer import translog
 from writer.manifest import new_key_pair
-from writer.view import parse_time
+from writer.timefmt import parse_time
 
 POLICY = """
 [retention]

@@ -23,6 +23,24 @@ def test_round_trip_and_flush(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     assert s.close_call(2) is None  # a call that never had media has no spool
 
 
+def test_a_restarted_set_finds_an_earlier_spool_a_fresh_one_never_looks(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    before = SpoolSet(str(tmp_path / "sp"))
+    before.add(3, 10, 0, b"x")
+    before.close_all()  # the process stops with call 3 open
+    after = SpoolSet(str(tmp_path / "sp"))
+    assert after.close_call(3) == before.path(3)  # taken up after the restart
+    fresh = SpoolSet(str(tmp_path / "new"), fresh=True)
+    fresh.add(1, 10, 0, b"y")
+
+    def no_stat(path: str) -> bool:
+        raise AssertionError(f"looked for {path}")
+
+    monkeypatch.setattr(spool.os.path, "exists", no_stat)
+    assert fresh.close_call(1) == fresh.path(1)
+    assert fresh.close_call(2) is None
+
+
 def test_torn_last_record_is_ignored(tmp_path: Path) -> None:
     s = SpoolSet(str(tmp_path))
     s.add(7, 1, 0, b"abc")

@@ -4,7 +4,7 @@ import datetime as dt
 
 import pytest
 
-from writer.timefmt import date_parts, rfc3339
+from writer.timefmt import date_parts, parse_time, rfc3339
 
 
 @pytest.mark.parametrize("ts_ns", [
@@ -34,3 +34,18 @@ def test_times_out_of_range_are_clamped_not_fatal() -> None:
 
 def test_date_parts() -> None:
     assert date_parts(1_479_419_604_806_909_714) == ("2016", "11", "17", "20161117T215324")
+
+
+@pytest.mark.parametrize("ts_ns", [0, 1_479_419_604_806_909_000, 1_700_000_000_000_001_000,
+                                   253_402_300_799_999_999_000])
+def test_parse_time_inverts_rfc3339(ts_ns: int) -> None:
+    assert parse_time(rfc3339(ts_ns)) == ts_ns
+
+
+def test_parse_time_other_forms_and_errors() -> None:
+    assert parse_time("2016-11-17T21:53:24.8Z") == 1_479_419_604_800_000_000
+    assert parse_time("") is None and parse_time(None) is None
+    for bad in ("2016-13-17T21:53:24.806909Z", "x" * 27, "2016-11-17T21:53:24.80690xZ",
+                "2016-11-17 21:53:24"):
+        with pytest.raises(ValueError):
+            parse_time(bad)

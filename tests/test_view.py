@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from writer.view import BUCKET_NS, LOSS, _losses, parse_time
+from writer.timefmt import parse_time
+from writer.view import BUCKET_NS, LOSS, _losses
 
 MS = 1_000_000
 

@@ -17,6 +17,9 @@ from writer.stats import StreamStats
 from writer.timeline import Segment, Segmenter
 
 ANY_PT = frozenset(range(128)) - frozenset(range(72, 77))
+# The byte histogram of a direction that is not sniffed: empty, shared and read-only.
+_NO_HISTOGRAM = np.zeros(256, dtype=np.int64)
+_NO_HISTOGRAM.flags.writeable = False
 
 
 def losing_branches(call: Call) -> frozenset[tuple[bytes, int]]:
@@ -91,7 +94,7 @@ class Direction:
         # Without SDP nothing says a stream is SRTP; encrypted payloads are byte-uniform,
         # audio is not, so an unsignalled stream's byte entropy decides.
         self.sniff = call.unsignalled
-        self.histogram = np.zeros(256, dtype=np.int64)
+        self.histogram = np.zeros(256, dtype=np.int64) if self.sniff else _NO_HISTOGRAM
         self.sniffed = 0
         self.looks_encrypted = False
         self.decoders: dict[int, Decoder | None] = {}

@@ -85,7 +85,14 @@ def plan(call: Call, media: MediaColumns, dirs: tuple[Direction, Direction],
     output rate. ``sniff`` sees the first payloads of a direction whose calls had no SDP."""
     n = len(media)
     rtp = parse_rtp_columns(media)
-    origin = int(media.ts[0]) if n else -1
+    if not n:  # a call without media (most short calls): nothing to classify
+        for d in dirs:
+            if d.sniff:
+                d.allowed = set()
+        none = np.zeros(0, np.int64)
+        return Plan(rtp, none, none.astype(np.bool_), none.astype(np.bool_), none, none, 0,
+                    -1, 0)
+    origin = int(media.ts[0])
     nflows = len(call.flows)
     flow = np.minimum(media.flow, nflows)  # a flow past the call's list has no channel
     ch = np.array([*channels, -1], np.int64)[flow]

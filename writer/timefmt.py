@@ -31,7 +31,30 @@ def rfc3339(ts_ns: int) -> str:
     return f"{_second(sec)}.{ns // 1000:06d}Z"
 
 
+@functools.lru_cache(maxsize=SECOND_CACHE)
+def _seconds_of(text: str) -> int:
+    t = dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=dt.UTC)
+    return int(t.timestamp())
+
+
+def parse_time(text: str | None) -> int | None:
+    """Nanoseconds of an RFC 3339 time as ``rfc3339`` writes it (UTC, 'Z'); ValueError
+    when it is not one."""
+    if not text:
+        return None
+    if len(text) == 27 and text[19] == "." and text[26] == "Z" and text[20:26].isdigit():
+        # rfc3339's own form: the seconds from the cache, the fraction read as it is
+        return (_seconds_of(text[:19]) * 1_000_000 + int(text[20:26])) * 1000
+    t = dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.UTC)
+    return (int(t.timestamp()) * 1_000_000 + t.microsecond) * 1000
+
+
 def date_parts(ts_ns: int) -> tuple[str, str, str, str]:
     """(YYYY, MM, DD, YYYYMMDDTHHMMSS) of a capture time, UTC."""
-    d, _ = _utc(ts_ns)
+    return _date_parts(ts_ns // 1_000_000_000)
+
+
+@functools.lru_cache(maxsize=SECOND_CACHE)
+def _date_parts(sec: int) -> tuple[str, str, str, str]:
+    d, _ = _utc(sec * 1_000_000_000)
     return f"{d.year:04d}", f"{d.month:02d}", f"{d.day:02d}", d.strftime("%Y%m%dT%H%M%S")

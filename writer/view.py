@@ -6,7 +6,6 @@ sample), so a call page needs neither the audio decoded nor the summary re-read.
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import functools
 from typing import Any
 
@@ -19,6 +18,7 @@ from correlate.call import Call, sip_entries
 from writer.direction import Direction
 from writer.mos import mos, r_factor
 from writer.peaks import PEAK_MS
+from writer.timefmt import parse_time
 
 NS = 1_000_000_000
 BUCKET_NS = PEAK_MS * 1_000_000
@@ -37,14 +37,6 @@ LABEL_CHARS = 48
 
 def _b64(a: npt.NDArray[Any]) -> str:
     return base64.b64encode(np.ascontiguousarray(a).tobytes()).decode("ascii")
-
-
-def parse_time(text: str | None) -> int | None:
-    """Nanoseconds of an RFC 3339 time as the summary writes them (UTC, 'Z')."""
-    if not text:
-        return None
-    t = dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.UTC)
-    return (int(t.timestamp()) * 1_000_000 + t.microsecond) * 1000
 
 
 def _span(flags: npt.NDArray[np.uint8], zero: int, a: int | None, b: int | None,
