@@ -57,8 +57,20 @@ INDEX_WINDOW = 350_000
 # The first window is small: the recorder starts on it at once instead of waiting for a
 # whole window to be indexed and decoded (a quarter of a second on the benchmark capture).
 FIRST_INDEX_WINDOW = 20_000
-# Finished calls queued per writer process; each holds a call record, its media is on disk.
+# Batches of finished calls queued per writer process; each holds call records, their
+# media is on disk.
 MAX_PENDING_WRITES = 4
+# Finished calls handed to a writer process together, up to this many or this many media
+# packets: each hand-over costs this process a pickle, a pipe write and a wake-up of the
+# pool's threads, about as much as parsing a short call's SIP. A long call goes alone.
+WRITE_BATCH_CALLS = 16
+WRITE_BATCH_PACKETS = 2_000
+# The longest a finished call waits in an unfilled batch (looked at as packets are fed), so
+# writers are not left idle while calls trickle in.
+WRITE_BATCH_WAIT_S = 0.05
+# Bytes of spool a media packet takes, for a spooled call's share of a batch (a 20 ms
+# G.711 packet with its record header: 12 + 12 + 160).
+SPOOL_BYTES_PER_PACKET = 184
 # Written calls indexed in the catalog per transaction, and the longest they wait for it.
 CATALOG_BATCH = 500
 CATALOG_DELAY_S = 0.5
@@ -244,6 +256,12 @@ class _Columns:
 
 
 Written = tuple[WriteResult, Prepared]
+Job = tuple[CallRecord, Media | list[Media]]
+
+
+class WriteFailed(Exception):
+    """A call a writer process could not write (its error's text: any exception pickles
+    back as this)."""
 
 
 def _write(record: CallRecord, spool: Media | list[Media], out: str,
@@ -252,6 +270,32 @@ def _write(record: CallRecord, spool: Media | list[Media], out: str,
     own process, which reads the capture, then only inserts it."""
     result = write_call(record, spool, out, options)
     return result, prepare(result.entry, result.search)
+
+
+def _write_batch(jobs: list[Job], out: str, options: WriteOptions
+                 ) -> list[Written | WriteFailed]:
+    """Calls written one after another in a writer process; one that fails does not stop
+    the others."""
+    done: list[Written | WriteFailed] = []
+    for record, spool in jobs:
+        try:
+            done.append(_write(record, spool, out, options))
+        except Exception as exc:  # noqa: BLE001 - one bad call must not end the import
+            done.append(WriteFailed(str(exc)))
+    return done
+
+
+def _packets(media: Media | list[Media]) -> int:
+    """About how many media packets a call has (its share of a write batch)."""
+    if isinstance(media, list):
+        return sum(_packets(m) for m in media)
+    if isinstance(media, str | SealedSpool):
+        try:
+            size = os.path.getsize(media if isinstance(media, str) else media.path)
+        except OSError:
+            return 0
+        return size // SPOOL_BYTES_PER_PACKET
+    return len(media.ts) if isinstance(media, CaptureMedia) else len(media or ())
 
 
 class Importer:
@@ -280,7 +324,10 @@ class Importer:
             # would begin as copies of a process holding a capture's index
             for f in [self._pool.submit(os.getpid) for _ in range(cfg.jobs)]:
                 f.result()
-        self._pending: deque[tuple[Future[Written], Call, Any]] = deque()
+        self._pending: deque[tuple[Future[list[Written | WriteFailed]], list[Job]]] = deque()
+        self._batch: list[Job] = []
+        self._batch_packets = 0
+        self._batch_since = 0.0
         self.drops: Counter[str] = Counter()
         """Packets not used, by reason (every stage's, once ``finish`` has run)."""
         self.warnings: list[str] = []
@@ -458,6 +505,7 @@ class Importer:
                     self._write(ev.record, media)
         if self._joiner is not None and self._joiner.held:
             self._write_all(self._joiner.expire(self.recorder.clock))
+        self._submit_waiting()
 
     def _write_all(self, ready: list[tuple[CallRecord, list[Media]]]) -> None:
         for record, media in ready:
@@ -485,19 +533,41 @@ class Importer:
             except Exception as exc:  # noqa: BLE001 - one bad call must not end the import
                 self._done(call, spool, None, exc)
             return
-        while len(self._pending) >= MAX_PENDING_WRITES * (self.cfg.jobs or 1):
-            self._collect()
-        fut = self._pool.submit(_write, record, spool, self.out, self.options)
-        self._pending.append((fut, call, spool))
+        if not self._batch:
+            self._batch_since = time.monotonic()
+        self._batch.append((record, spool))
+        self._batch_packets += _packets(spool)
+        if len(self._batch) >= WRITE_BATCH_CALLS or self._batch_packets >= WRITE_BATCH_PACKETS:
+            self._submit()
         while self._pending and self._pending[0][0].done():
             self._collect()
 
+    def _submit_waiting(self) -> None:
+        """Hand over a batch that has waited WRITE_BATCH_WAIT_S for more calls."""
+        if self._batch and time.monotonic() - self._batch_since >= WRITE_BATCH_WAIT_S:
+            self._submit()
+
+    def _submit(self) -> None:
+        """Hand the calls batched so far to a writer process."""
+        if not self._batch or self._pool is None:
+            return
+        while len(self._pending) >= MAX_PENDING_WRITES * (self.cfg.jobs or 1):
+            self._collect()
+        fut = self._pool.submit(_write_batch, self._batch, self.out, self.options)
+        self._pending.append((fut, self._batch))
+        self._batch, self._batch_packets = [], 0
+
     def _collect(self) -> None:
-        fut, call, spool = self._pending.popleft()
+        fut, jobs = self._pending.popleft()
         try:
-            self._done(call, spool, fut.result(), None)
-        except Exception as exc:  # noqa: BLE001 - one bad call must not end the import
-            self._done(call, spool, None, exc)
+            results: list[Written | WriteFailed] = fut.result()
+        except Exception as exc:  # noqa: BLE001 - a writer process died: its calls are lost
+            results = [WriteFailed(str(exc) or type(exc).__name__)] * len(jobs)
+        for (record, spool), result in zip(jobs, results, strict=True):
+            if isinstance(result, WriteFailed):
+                self._done(record.call, spool, None, result)
+            else:
+                self._done(record.call, spool, result, None)
 
     def _done(self, call: Call, spool: Any,
               result: Written | None,
@@ -545,6 +615,7 @@ class Importer:
             self._events()
             if self._joiner is not None:
                 self._write_all(self._joiner.flush())
+            self._submit()
             while self._pending:
                 self._collect()
             self._leave_mapping()

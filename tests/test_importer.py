@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from calltap.config import Config
 from calltap.generate import GenOptions, generate
 from tests.helpers import load_index, load_summary, pcap_bytes, run_import, sip_invite, udp4
 
@@ -207,3 +209,63 @@ def test_windows_decoded_ahead_are_the_windows_in_order(tmp_path: Path) -> None:
     bad.write_bytes(b"\xd4\xc3\xb2\xa1\x03\x00" + bytes(18))
     with pytest.raises(CaptureError, match="bad.pcap"):
         list(_decoded_ahead(index_windows(str(bad), 1000)))
+
+
+def test_calls_go_to_writers_in_batches_and_one_failing_call_costs_only_itself(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Short calls are handed to the writer processes several at a time; a call that fails
+    to write is reported, and the others of its batch are written."""
+    from calltap import importer
+    from writer.job import write_call
+
+    pcap = tmp_path / "short.pcap"
+    generate(str(pcap), GenOptions(calls=12, duration=0.5, seed=5))
+    batches: list[int] = []
+
+    def failing(record: Any, spool: Any, out: str, options: Any) -> Any:
+        if record.call.call_id.startswith(("gen-5-3@", "gen-5-8@")):
+            raise RuntimeError(f"disk on fire for {record.call.call_id}")
+        return write_call(record, spool, out, options)
+
+    # the writers are forked when the import starts: they inherit the failing write
+    monkeypatch.setattr(importer, "write_call", failing)
+    monkeypatch.setattr(importer, "WRITE_BATCH_CALLS", 4)
+    monkeypatch.setattr(importer, "WRITE_BATCH_WAIT_S", 3600.0)
+    imp = importer.Importer(Config(out=str(tmp_path / "out"), jobs=2))
+    pool = imp._pool
+    assert pool is not None
+    submit = pool.submit
+    def counted(fn: Any, jobs: list[Any], *args: Any) -> Any:
+        batches.append(len(jobs))
+        return submit(fn, jobs, *args)
+
+    monkeypatch.setattr(pool, "submit", counted)
+    imp.import_file(str(pcap))
+    imp.finish()
+    assert sum(batches) == 12 and max(batches) == 4 and len(batches) == 3
+    assert imp.calls_written == 10 and imp.error_count == 2
+    assert all("disk on fire" in e for e in imp.errors)
+    ids = sorted(e["call_id"] for e in load_index(tmp_path / "out"))
+    assert len(ids) == 10 and not any(i.startswith(("gen-5-3@", "gen-5-8@")) for i in ids)
+
+
+def test_a_call_with_much_media_goes_to_a_writer_alone(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from calltap import importer
+
+    pcap = tmp_path / "calls.pcap"
+    generate(str(pcap), GenOptions(calls=3, duration=2.0, seed=6))
+    monkeypatch.setattr(importer, "WRITE_BATCH_PACKETS", 150)  # a call: 2 x 100 packets
+    monkeypatch.setattr(importer, "WRITE_BATCH_WAIT_S", 3600.0)
+    imp = importer.Importer(Config(out=str(tmp_path / "out"), jobs=2))
+    assert imp._pool is not None
+    submit, batches = imp._pool.submit, []
+
+    def counted(fn: Any, jobs: list[Any], *args: Any) -> Any:
+        batches.append(len(jobs))
+        return submit(fn, jobs, *args)
+
+    monkeypatch.setattr(imp._pool, "submit", counted)
+    imp.import_file(str(pcap))
+    imp.finish()
+    assert batches == [1, 1, 1] and imp.calls_written == 3
