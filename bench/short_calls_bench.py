@@ -63,8 +63,10 @@ def fsync_delay_library(work: Path) -> Path:
     return lib
 
 
-def run(tree: Path | None, out: Path, jobs: int, env: dict[str, str]) -> tuple[float, float]:
-    """Wall seconds and CPU seconds (the import and its writers) of one import."""
+def run(tree: Path | None, out: Path, jobs: int, env: dict[str, str]
+        ) -> tuple[float, float, float]:
+    """Wall seconds, user and system CPU seconds (the import and its writers) of one
+    import."""
     run_env = dict(env)
     if tree is not None:
         run_env["PYTHONPATH"] = str(tree)
@@ -80,8 +82,8 @@ def run(tree: Path | None, out: Path, jobs: int, env: dict[str, str]) -> tuple[f
     if r.returncode not in (0, 1):
         sys.exit(f"short_calls_bench: import failed ({r.returncode}): "
                  f"{r.stderr.decode(errors='replace')[-500:]}")
-    return wall, (after.children_user - before.children_user
-                  + after.children_system - before.children_system)
+    return (wall, after.children_user - before.children_user,
+            after.children_system - before.children_system)
 
 
 def main() -> None:
@@ -107,7 +109,7 @@ def main() -> None:
         env["FSYNC_DELAY_US"] = str(args.fsync_delay_us)
     runs = work / f"runs-{time.strftime('%Y%m%dT%H%M%S')}"
     runs.mkdir()
-    times: dict[str, list[tuple[float, float]]] = {"old": [], "new": []}
+    times: dict[str, list[tuple[float, float, float]]] = {"old": [], "new": []}
     try:
         for i in range(args.rounds):
             for side, t in (("old", tree), ("new", None)):
@@ -115,14 +117,15 @@ def main() -> None:
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
-    med = {s: statistics.median(w for w, _ in v) for s, v in times.items()}
-    cpu = {s: statistics.median(c for _, c in v) for s, v in times.items()}
+    med = {s: statistics.median(w for w, _, _ in v) for s, v in times.items()}
+    user = {s: statistics.median(u for _, u, _ in v) for s, v in times.items()}
+    system = {s: statistics.median(k for _, _, k in v) for s, v in times.items()}
     delay = f", every fsync {args.fsync_delay_us} us longer" if args.fsync_delay_us else ""
     print(f"{CAPTURE.name}, --jobs {args.jobs}{delay}")
     for s in ("old", "new"):
-        walls = ", ".join(f"{w:.2f}" for w, _ in times[s])
+        walls = ", ".join(f"{w:.2f}" for w, _, _ in times[s])
         print(f"{s} ({args.rev if s == 'old' else 'working tree'}): median {med[s]:.2f} s "
-              f"of [{walls}], {cpu[s]:.2f} CPU-s")
+              f"of [{walls}], CPU {user[s]:.2f} s user + {system[s]:.2f} s system")
     print(f"speed-up old/new       {med['old'] / med['new']:.2f}x")
 
 

@@ -172,8 +172,28 @@ def find_sdp(ctype: str, body: bytes, depth: int = 0) -> bytes | None:
     return None
 
 
+# From/To values whose parse is kept: a dialog's messages repeat them (the INVITE's From is
+# its responses', ACK's and BYE's), and a handful of values covers the dialogs in flight.
+NAME_ADDR_CACHE = 4096
+_name_addrs: dict[str, NameAddr] = {}
+# Header names (as written) whose canonical form is kept: agents write a few dozen.
+HEADER_NAME_CACHE = 1024
+_header_names: dict[str, str] = {}
+
+
 def parse_name_addr(value: str, what: str) -> NameAddr:
     """Parse a From/To value (RFC 3261 section 20.20/20.39)."""
+    got = _name_addrs.get(value)
+    if got is not None:
+        return got
+    parsed = _parse_name_addr(value, what)
+    if len(_name_addrs) >= NAME_ADDR_CACHE:
+        _name_addrs.clear()  # a new set of dialogs: the old values are not coming back
+    _name_addrs[value] = parsed
+    return parsed
+
+
+def _parse_name_addr(value: str, what: str) -> NameAddr:
     value = value.strip()
     if not value:
         raise SipError(f"missing {what} header")
@@ -235,20 +255,30 @@ def parse_sip(data: bytes) -> SipMessage:
     last = ""
     if len(lines) - 1 > MAX_HEADERS:
         raise SipError(f"more than {MAX_HEADERS} header lines")
+    names = _header_names
     for line in lines[1:]:
-        if line[:1] in (" ", "\t"):
+        first = line[:1]
+        if first == " " or first == "\t":
             # RFC 3261 section 7.3.1: header folding continues the previous value.
             if not last:
                 raise SipError("continuation line before any header")
             headers[last][-1] += " " + line.strip()
             continue
-        name, sep, value = line.partition(":")
+        raw, sep, value = line.partition(":")
         if not sep:
             raise SipError(f"header line without ':' {line[:40]!r}")
-        name = name.strip().lower()
-        name = COMPACT.get(name, name)
+        name = names.get(raw)
+        if name is None:
+            name = raw.strip().lower()
+            name = COMPACT.get(name, name)
+            if len(names) < HEADER_NAME_CACHE:
+                names[raw] = name
         last = name
-        headers.setdefault(name, []).append(value.strip())
+        vals = headers.get(name)
+        if vals is None:
+            headers[name] = [value.strip()]
+        else:
+            vals.append(value.strip())
     clen = headers.get("content-length")
     if clen:
         text = clen[0].strip()
