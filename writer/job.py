@@ -526,10 +526,24 @@ MAX_SIP_DATAGRAM = 65_000
 def _sip_pcap(call: Call, path: str, durable: bool, sealer: Sealer | None) -> None:
     """The call's SIP messages as seen (both hops, retransmissions included) as a pcap
     Wireshark opens: each message one UDP datagram between the addresses and ports it was
-    seen on (messages that came over TCP, TLS or WebSocket are written as UDP too)."""
-    _pcap(path, ((ts, src, sport, dst, dport, raw[:MAX_SIP_DATAGRAM])
-                 for ts, src, sport, dst, dport, raw in sip_entries(call.sip_log)), durable,
-         sealer)
+    seen on (messages that came over TCP, TLS or WebSocket are written as UDP too). Built
+    in memory (a call's SIP log is bounded) and written in one go."""
+    buf = _Buffer()
+    _frames(PcapWriter(buf, nanosecond=True),
+            ((ts, src, sport, dst, dport, raw[:MAX_SIP_DATAGRAM])
+             for ts, src, sport, dst, dport, raw in sip_entries(call.sip_log)))
+    if sealer:
+        write_atomic(path + SUFFIX, sealer.seal(bytes(buf)), durable)
+    else:
+        write_atomic(path, buf, durable)
+
+
+class _Buffer(bytearray):
+    """A pcap built in memory."""
+
+    def write(self, data: bytes, /) -> int:
+        self += data
+        return len(data)
 
 
 def _evidence(call: Call, media: MediaColumns, path: str, durable: bool,
@@ -546,6 +560,15 @@ def _evidence(call: Call, media: MediaColumns, path: str, durable: bool,
     _pcap(path, packets(), durable, sealer)
 
 
+def _frames(w: PcapWriter,
+            datagrams: Iterable[tuple[int, bytes, int, bytes, int, bytes]]) -> None:
+    for ts, src, sport, dst, dport, payload in datagrams:
+        if len(src) == 4 and len(dst) == 4:
+            w.write(ts, udp_frame(src, sport, dst, dport, payload, w.count))
+        elif len(src) == 16 and len(dst) == 16:
+            w.write(ts, udp6_frame(src, sport, dst, dport, payload))
+
+
 def _pcap(path: str, datagrams: Iterable[tuple[int, bytes, int, bytes, int, bytes]],
           durable: bool, sealer: Sealer | None) -> None:
     """UDP datagrams (time, source address and port, destination, payload) as a pcap file,
@@ -555,12 +578,7 @@ def _pcap(path: str, datagrams: Iterable[tuple[int, bytes, int, bytes, int, byte
     tmp = tmp_name(path)
     f: BinaryIO | SealedWriter = sealer.writer(tmp) if sealer else open(tmp, "wb")  # noqa: SIM115
     try:
-        w = PcapWriter(f, nanosecond=True)
-        for ts, src, sport, dst, dport, payload in datagrams:
-            if len(src) == 4 and len(dst) == 4:
-                w.write(ts, udp_frame(src, sport, dst, dport, payload, w.count))
-            elif len(src) == 16 and len(dst) == 16:
-                w.write(ts, udp6_frame(src, sport, dst, dport, payload))
+        _frames(PcapWriter(f, nanosecond=True), datagrams)
         if isinstance(f, SealedWriter):
             f.close(durable)
         else:

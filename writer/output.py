@@ -121,12 +121,20 @@ def sync_filesystem(path: str) -> None:
         os.close(fd)
 
 
-def write_atomic(path: str, data: bytes, durable: bool = True) -> None:
+def write_atomic(path: str, data: bytes | bytearray, durable: bool = True) -> None:
     """Write ``data`` to ``path`` through a temporary name and a rename."""
     tmp = tmp_name(path)
-    with open(tmp, "wb") as f:
-        f.write(data)
-        sync_file(f, durable)
+    # the file descriptor itself: a Python file object cost a third of writing a short
+    # call's small file (its buffer, and an fstat for the buffer's size)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        if durable:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
     os.replace(tmp, path)
 
 
