@@ -245,6 +245,10 @@ def _attr(text: str) -> str:
 
 
 def _attrs(attrs: dict[str, str]) -> str:
+    values = "".join(attrs.values())
+    if values.isprintable() and _ATTR_SPECIAL.search(values) is None:
+        # one look at all the values: nearly always none needs cleaning or escaping
+        return "".join([f' {k}="{v}"' for k, v in attrs.items()])
     return "".join([f' {k}="{_attr(v)}"' for k, v in attrs.items()])
 
 

@@ -179,8 +179,9 @@ def build_view(summary: dict[str, Any], call: Call, dirs: tuple[Direction, Direc
         "buckets": n,
         # the high byte of each sample: what a drawing of at most a few thousand pixels uses
         "peaks": {"min": [_b64((lo[:, c] >> 8).astype(np.int8)) for c in (0, 1)],
-                  "max": [_b64((hi[:, c] >> 8).astype(np.int8)) for c in (0, 1)]},
-        "flags": [_b64(f) for f in flags],
+                  "max": [_b64((hi[:, c] >> 8).astype(np.int8)) for c in (0, 1)]}
+        if n else {"min": ["", ""], "max": ["", ""]},  # no audio (most short calls)
+        "flags": [_b64(f) for f in flags] if n else ["", ""],
         "flag_bits": FLAG_BITS,
         "quality": [_quality(d, zero, one_way[d.channel]) for d in dirs],
         "sip": sip,
