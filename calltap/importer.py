@@ -74,9 +74,11 @@ SPOOL_BYTES_PER_PACKET = 184
 # Written calls indexed in the catalog per transaction, and the longest they wait for it.
 CATALOG_BATCH = 500
 CATALOG_DELAY_S = 0.5
-# Packets fed to the Recorder at a time: the progress bar and a SIGHUP reload are looked at
-# between batches; a wall-clock read per packet would cost more than it shows.
-PROGRESS_EVERY = 8192
+# Packets read from a streamed capture (pcapng) and fed to the Recorder at a time: between
+# batches the calls that ended go to the writers, and the progress bar and a SIGHUP reload
+# are looked at. At 8,192 the writers waited for most of a short capture to be parsed
+# before their first call (sipp-branch-scenario: 2.21 s against 2.04 s at 1,024).
+PROGRESS_EVERY = 1024
 
 
 def options_from(cfg: Config) -> WriteOptions:
