@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from writer.output import json_line
 from writer.timefmt import parse_time
 
 CATALOG_FILE = "catalog.sqlite"
@@ -247,7 +248,7 @@ def _row(entry: dict[str, Any]) -> tuple[Any, ...]:
             min(known_mos) if known_mos else -1.0, loss[0], loss[1],
             max(known_loss) if known_loss else -1.0, entry.get("dtmf") or "",
             entry.get("group"), entry.get("policy_rule"),
-            json.dumps(entry, separators=(",", ":")))
+            json_line(entry)[:-1].decode("utf-8"))
 
 
 Prepared = tuple[tuple[Any, ...], list[bytes], str]

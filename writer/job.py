@@ -8,7 +8,6 @@ counters, whatever the call's length.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import time
 from collections import Counter
@@ -36,6 +35,7 @@ from writer.options import WriteOptions
 from writer.output import (
     append_index,
     call_stem,
+    json_line,
     remove_stale_parts,
     sync_file,
     sync_path,
@@ -384,11 +384,9 @@ def write_call(record: CallRecord, spool: Media | list[Media], out_dir: str,
                       ((media.ts[mine[0]], pl.rtp.seq[mine[0]], pl.rtp.ssrc[mine[0]]),
                        (media.ts[mine[1]], pl.rtp.seq[mine[1]], pl.rtp.ssrc[mine[1]])))
     view_rel = f"{rel}/{stem}.view.json"
-    put(os.path.join(target, stem + ".view.json"),
-        (json.dumps(view, separators=(",", ":")) + "\n").encode("utf-8"))
+    put(os.path.join(target, stem + ".view.json"), json_line(view))
     put(os.path.join(target, stem + ".xml"), xml)
-    # one line, by the C encoder (indent would take the pure-Python one, 5x slower)
-    put(summary_path, (json.dumps(summary, ensure_ascii=False) + "\n").encode("utf-8"))
+    put(summary_path, json_line(summary))
     manifest_rel = None
     if options.signing_key:
         manifest_rel = f"{rel}/{stem}.manifest.jws"
