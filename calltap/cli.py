@@ -36,8 +36,8 @@ def _table(entries: list[dict[str, Any]]) -> str:
             )
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
-                     for r in rows)
+    line = "  ".join(f"{{:<{w}}}" for w in widths)  # one format for every row
+    return "\n".join([line.format(*r).rstrip() for r in rows])
 
 
 def _short(uri: str, width: int = 32) -> str:
