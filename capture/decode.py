@@ -380,8 +380,13 @@ def format_ip(addr: bytes) -> str:
 
 def parse_ip(text: str) -> bytes | None:
     """Packed bytes of a textual IPv4/IPv6 address, or None when it is not one."""
+    text = text.strip()
+    try:  # dotted quads, the common case, without building an address object
+        return socket.inet_pton(socket.AF_INET, text)
+    except (OSError, ValueError):  # not one (ValueError: a NUL in it)
+        pass
     try:
-        return ipaddress.ip_address(text.strip()).packed
+        return ipaddress.ip_address(text).packed
     except ValueError:
         return None
 

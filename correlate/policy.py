@@ -163,6 +163,13 @@ class Policy:
                      call.headers, source, vlan,
                      datetime.fromtimestamp(call.start_ns / 1e9, UTC).astimezone(self.timezone))
 
+    def decide_call(self, call: Call, source: str = "", vlan: int = -1) -> Decision:
+        """The decision for a call; without rules, the default, without working out the
+        facts no rule would look at."""
+        if not self.rules:
+            return DEFAULT_DECISION
+        return self.decide(self.facts(call, source, vlan))
+
     def decide(self, facts: Facts) -> Decision:
         for rule in self.rules:
             if not _why_not(rule, facts):

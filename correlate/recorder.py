@@ -776,8 +776,7 @@ class Recorder:
                     call.decision = Decision("disk-full", record=False)
                     self.calls_refused += 1
                 elif call.decision is None:
-                    call.decision = self.policy.decide(self.policy.facts(call, call.source,
-                                                                         call.vlan))
+                    call.decision = self.policy.decide_call(call, call.source, call.vlan)
                 self.legs.started(call)
             elif isinstance(ev, MediaChanged):
                 self._event_pts.pop(ev.call.serial, None)

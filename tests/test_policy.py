@@ -74,6 +74,22 @@ def test_header_source_days_and_signalling_conditions() -> None:
     assert Policy((r,)).decide(facts(source="eth2")).rule == "default"
 
 
+def test_a_call_is_decided_on_its_facts_and_without_rules_on_none(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    c = call_with()
+    c.caller_signal = (bytes([10, 1, 2, 3]), 5060)
+    r = Rule("callee", 1, callee=Text("exact", "+4930"), action=Decision("callee", group="g"))
+    p = Policy((r,))
+    assert p.decide_call(c, "eth1", 20) == p.decide(p.facts(c, "eth1", 20))
+    assert p.decide_call(c).rule == "callee"
+
+    def no_facts(*_a: object) -> Facts:
+        raise AssertionError("facts worked out for a policy without rules")
+
+    monkeypatch.setattr(Policy, "facts", no_facts)
+    assert Policy().decide_call(c).rule == "default"
+
+
 def call_with(**headers: list[str]) -> Call:
     c = Call("k", "cid", 0)
     c.caller_uri, c.caller_name = "sip:anonymous@anonymous.invalid", "Anonymous"
