@@ -89,6 +89,13 @@ def test_quality_and_signalling_in_the_extension() -> None:
      "legs": [{"call_id": "leg\"2", "start_ns": 5, "start": "s", "end": "e",
                "caller_tag": "", "callee_tag": "t\n"}],
      "paused": [{"start": "a", "end": "b", "offset": 1.5}], "related": ["x&y"]},
+    {"identities": {"caller": [{"uri": "sip:+44@pai", "name": "A & B"},
+                               {"uri": "tel:+44", "name": ""}],
+                    "callee": [{"uri": "bad uri", "name": "x\x01"}]},
+     "reason": {"protocol": "Q.850", "cause": 17, "text": "busy <q>"}, "final_code": 486,
+     "post_dial_delay": None, "setup_time": "", "legs": [
+         {"call_id": "l2", "start_ns": 7, "start": "s2", "end": "e2", "caller_tag": "a",
+          "callee_tag": "b", "session_id": "sess"}]},
 ])
 def test_written_as_elementtree_writes_it(call: dict[str, Any]) -> None:
     """The document is serialised by hand for speed: byte for byte what ElementTree's
@@ -103,3 +110,19 @@ def test_written_as_elementtree_writes_it(call: dict[str, Any]) -> None:
     want = ("<?xml version='1.0' encoding='utf-8'?>\n"
             + ET.tostring(tree, encoding="unicode") + "\n").encode("utf-8")
     assert build_metadata(info) == want
+
+
+def test_a_call_without_media_is_written_as_elementtree_writes_it() -> None:
+    from writer.metadata import metadata_tree
+
+    info = summary()
+    info["audio"] = None
+    info["directions"] = [
+        {"codecs": [], "ssrcs": [], "packets": 0, "lost": 0, "src": "", "dst": "",
+         "jitter_ms_max": 0.0, "jitter_ms_mean": 0.0, "quality": None}] * 2
+    tree = metadata_tree(info)
+    ET.indent(tree)
+    want = ("<?xml version='1.0' encoding='utf-8'?>\n"
+            + ET.tostring(tree, encoding="unicode") + "\n").encode("utf-8")
+    assert build_metadata(info) == want
+    schema().validate(build_metadata(info).decode())

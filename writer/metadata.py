@@ -11,7 +11,7 @@ import functools
 import hashlib
 import re
 import xml.etree.ElementTree as ET
-from typing import Any, Protocol
+from typing import Any
 
 from writer.timefmt import rfc3339
 
@@ -48,20 +48,13 @@ def _clean(text: str) -> str:
     return text if text.isprintable() else _bad_xml_chars().sub("", text)
 
 
-class _Sink(Protocol):
-    """Where the document goes: tags are ``local`` (RFC 7865) or ``ct:local``."""
-
-    def open(self, tag: str, attrs: dict[str, str] | None = None) -> None: ...
-    def leaf(self, tag: str, text: str | None = None,
-             attrs: dict[str, str] | None = None) -> None: ...
-    def close(self) -> None: ...
-
-
 def build_metadata(info: dict[str, Any]) -> bytes:
-    """Serialise the metadata of one call from its summary dictionary."""
-    text = _Text()
-    _document(info, text)
-    return text.result()
+    """Serialise the metadata of one call from its summary dictionary: what ElementTree
+    writes of ``metadata_tree`` after ``ET.indent`` (two spaces a level, both namespaces
+    declared on the root, ``<x />`` when empty), byte for byte, written straight from the
+    summary. Building the tree and serialising it was the largest part of writing a short
+    call (410 us); this takes about a sixth of that."""
+    return _render(info).encode("utf-8")
 
 
 def metadata_tree(info: dict[str, Any]) -> ET.Element:
@@ -72,7 +65,9 @@ def metadata_tree(info: dict[str, Any]) -> ET.Element:
     return tree.root
 
 
-def _document(info: dict[str, Any], d: _Sink) -> None:
+def _document(info: dict[str, Any], d: _Tree) -> None:
+    """The document described to an ElementTree builder (``_render`` writes the same
+    as text)."""
     call = info["call"]
     key = f"{call['call_id']}\x00{call['start_ns']}"
     session_id = make_id(key, "session")
@@ -252,56 +247,147 @@ def _attrs(attrs: dict[str, str]) -> str:
     return "".join([f' {k}="{_attr(v)}"' for k, v in attrs.items()])
 
 
-class _Text:
-    """The document as ElementTree writes it after ``ET.indent`` (two spaces a level, both
-    namespaces declared on the root, ``<x />`` when empty), byte for byte, written as it is
-    described: building a tree and serialising it was the largest part of writing a short
-    call (about 410 us a call; this takes about a third of that)."""
+def _render(info: dict[str, Any]) -> str:
+    call = info["call"]
+    key = f"{call['call_id']}\x00{call['start_ns']}"
+    session_id = make_id(key, "session")
+    part_ids = (make_id(key, "caller"), make_id(key, "callee"))
+    stream_ids = (make_id(key, "stream", "1"), make_id(key, "stream", "2"))
+    start = rfc3339(call["start_ns"])
+    stop = rfc3339(call["end_ns"])
+    o = ["<?xml version='1.0' encoding='utf-8'?>\n",
+         f'<recording{_ROOT_NS}>\n  <datamode>complete</datamode>']
+    policy = call.get("policy") or {}
+    group_id = ""
+    if policy.get("group"):
+        group_id = make_id("group", policy["group"])
+        o.append(f'\n  <group group_id="{_attr(group_id)}">\n    <associate-time>{start}'
+                 f'</associate-time>\n    {_leaf("ct:label", policy["group"])}\n  </group>')
+    legs = call.get("legs") or []
+    if legs and not group_id:
+        group_id = make_id(key, "legs")
+        o.append(f'\n  <group group_id="{_attr(group_id)}">\n    <associate-time>{start}'
+                 '</associate-time>\n  </group>')
+    o.append(f'\n  <session session_id="{_attr(session_id)}">')
+    if legs:
+        o.append(f'\n    {_leaf("sipSessionID", call.get("session_id") or call["call_id"])}')
+    if call.get("final_code", 0) >= 300:
+        o.append("\n    " + _leaf("reason", call.get("final_reason", ""),
+                                  {"cause": str(call["final_code"]), "protocol": "SIP"}))
+    if call.get("reason"):
+        r = call["reason"]
+        o.append("\n    " + _leaf("reason", r["text"], {"cause": str(r["cause"]),
+                                                        "protocol": r["protocol"]}))
+    if group_id:
+        o.append(f"\n    <group-ref>{_text(group_id)}</group-ref>")
+    o.append(f"\n    <start-time>{start}</start-time>\n    <stop-time>{stop}</stop-time>"
+             f"\n    <ct:sip-dialog>\n      {_leaf('ct:call-id', call['call_id'])}"
+             f"\n      {_leaf('ct:from-tag', call['caller_tag'])}"
+             f"\n      {_leaf('ct:to-tag', call['callee_tag'])}\n    </ct:sip-dialog>"
+             f"\n    {_leaf('ct:status', call['status'], {'end_reason': call['end_reason']})}")
+    timing = {k.replace("_", "-"): str(call[k]) for k in
+              ("post_dial_delay", "setup_time", "hangup_by", "sip_retransmissions")
+              if call.get(k) not in (None, "")}
+    if timing:
+        o.append("\n    " + _leaf("ct:signalling", None, timing))
+    if policy:
+        o.append("\n    " + _leaf("ct:policy", None, {"rule": str(policy["rule"]), **{
+            k.replace("_", "-"): str(v).lower() if isinstance(v, bool) else str(v)
+            for k, v in policy.items() if k != "rule" and v is not None}}))
+    for p in call.get("paused", []):
+        o.append("\n    " + _leaf("ct:paused", None, {"start": p["start"], "end": p["end"],
+                                                      "offset": str(p["offset"])}))
+    for name, values in sorted(call.get("headers", {}).items()):
+        for v in values:
+            o.append("\n    " + _leaf("ct:header", v, {"name": name}))
+    if info.get("dtmf"):
+        o.append("\n    <ct:dtmf>")
+        for x in info["dtmf"]:
+            o.append("\n      " + _leaf("ct:digit", x["digit"], {
+                "time": x["time"], "side": x["side"], "source": x["source"],
+                "duration_ms": str(x["duration_ms"])}))
+        o.append("\n    </ct:dtmf>")
+    for other in call.get("related") or ():
+        o.append("\n    " + _leaf("ct:related", other))
+    o.append("\n  </session>")
+    for leg in legs:
+        lk = f"{leg['call_id']}\x00{leg['start_ns']}"
+        o.append(f'\n  <session session_id="{_attr(make_id(lk, "session"))}">'
+                 f'\n    {_leaf("sipSessionID", leg.get("session_id") or leg["call_id"])}'
+                 f"\n    {_leaf('group-ref', group_id)}"
+                 f"\n    {_leaf('start-time', leg['start'])}"
+                 f"\n    {_leaf('stop-time', leg['end'])}"
+                 f"\n    <ct:sip-dialog>\n      {_leaf('ct:call-id', leg['call_id'])}"
+                 f"\n      {_leaf('ct:from-tag', leg['caller_tag'])}"
+                 f"\n      {_leaf('ct:to-tag', leg['callee_tag'])}\n    </ct:sip-dialog>"
+                 "\n  </session>")
+    for side, role in enumerate(("caller", "callee")):
+        o.append(f'\n  <participant participant_id="{part_ids[side]}">')
+        known = call.get("identities", {}).get(role) or [
+            {"uri": call[role], "name": call[f"{role}_name"]}]
+        for ident in known:
+            aor = _attr(_aor(ident["uri"]))
+            if ident["name"]:
+                o.append(f'\n    <nameID aor="{aor}">\n      {_leaf("name", ident["name"])}'
+                         "\n    </nameID>")
+            else:
+                o.append(f'\n    <nameID aor="{aor}" />')
+        o.append(f"\n    <ct:role>{role}</ct:role>\n  </participant>")
+    for side in (0, 1):
+        direction = info["directions"][side]
+        media = {
+            "channel": str(side),
+            "codec": ",".join(direction["codecs"]),
+            "ssrc": ",".join(x["ssrc"] for x in direction["ssrcs"]),
+            "packets": str(direction["packets"]),
+            "lost": str(direction["lost"]),
+        }
+        if info.get("audio"):
+            media["file"] = info["audio"]
+        if direction["src"]:
+            media["src"] = direction["src"]
+        if direction["dst"]:
+            media["dst"] = direction["dst"]
+        q = direction.get("quality")
+        verdict = direction.get("capture_integrity", {}).get("verdict")
+        quality = {"jitter-max-ms": str(direction["jitter_ms_max"]),
+                   "jitter-mean-ms": str(direction["jitter_ms_mean"])}
+        if q:
+            quality.update({"mos": str(q["mos"]), "r-factor": str(q["r_factor"]),
+                            "loss-heard-pct": str(q["loss_heard_pct"]),
+                            "worst-second-mos": str(q["worst_second_mos"])})
+        if verdict:
+            quality["capture-integrity"] = verdict
+        o.append(f'\n  <stream stream_id="{stream_ids[side]}" session_id="{session_id}">'
+                 f"\n    <label>{side + 1}</label>\n    <ct:media{_attrs(media)} />"
+                 f"\n    <ct:quality{_attrs(quality)} />\n  </stream>")
+    media_start = rfc3339(info["media_start_ns"] or call["start_ns"])
+    o.append(f'\n  <sessionrecordingassoc session_id="{session_id}">'
+             f"\n    <associate-time>{media_start}</associate-time>"
+             f"\n    <disassociate-time>{stop}</disassociate-time>"
+             "\n  </sessionrecordingassoc>")
+    for side in (0, 1):
+        o.append(f'\n  <participantsessionassoc participant_id="{part_ids[side]}" '
+                 f'session_id="{session_id}">\n    <associate-time>{start}</associate-time>'
+                 f"\n    <disassociate-time>{stop}</disassociate-time>"
+                 "\n  </participantsessionassoc>")
+    for side in (0, 1):
+        o.append(f'\n  <participantstreamassoc participant_id="{part_ids[side]}">'
+                 f"\n    <send>{stream_ids[side]}</send>"
+                 f"\n    <recv>{stream_ids[1 - side]}</recv>\n  </participantstreamassoc>")
+    o.append("\n  " + _leaf("ct:recorder", None, {"version": info["recorder_version"],
+                                                   "capture": "passive"}))
+    o.append("\n</recording>\n")
+    return "".join(o)
 
-    __slots__ = ("_out", "_stack", "_bare")
 
-    def __init__(self) -> None:
-        self._out = ["<?xml version='1.0' encoding='utf-8'?>\n"]
-        self._stack: list[str] = []
-        self._bare = False  # the innermost open element has no child yet (its ">" is due)
-
-    def open(self, tag: str, attrs: dict[str, str] | None = None) -> None:
-        stack = self._stack
-        if stack:
-            lead = _LEAD_BARE[len(stack)] if self._bare else _LEAD[len(stack)]
-        else:
-            lead, tag = "", tag + _ROOT_NS  # both namespaces declared on the root
-        self._out.append(f"{lead}<{tag}{_attrs(attrs) if attrs else ''}")
-        stack.append(tag.partition(" ")[0])
-        self._bare = True
-
-    def leaf(self, tag: str, text: str | None = None,
-             attrs: dict[str, str] | None = None) -> None:
-        depth = len(self._stack)
-        lead = _LEAD_BARE[depth] if self._bare else _LEAD[depth]
-        self._bare = False
-        head = f"{lead}<{tag}{_attrs(attrs) if attrs else ''}"
-        self._out.append(f"{head}>{_text(text)}</{tag}>" if text else f"{head} />")
-
-    def close(self) -> None:
-        tag = self._stack.pop()
-        if self._bare:
-            self._out.append(" />")
-            self._bare = False
-        else:
-            self._out.append(f"{_LEAD[len(self._stack)]}</{tag}>")
-
-    def result(self) -> bytes:
-        self._out.append("\n")
-        return "".join(self._out).encode("utf-8")
+def _leaf(tag: str, text: str | None, attrs: dict[str, str] | None = None) -> str:
+    """An element without children (``<x />`` when it has no text)."""
+    head = f"<{tag}{_attrs(attrs) if attrs else ''}"
+    return f"{head}>{_text(text)}</{tag}>" if text else f"{head} />"
 
 
 _ROOT_NS = f' xmlns="{NS}" xmlns:ct="{CT}"'
-# The document is at most this deep (recording, session, ct:dtmf, ct:digit): the line
-# breaks and indents before an element at each depth, after a parent's ">" or not.
-_MAX_DEPTH = 8
-_LEAD = ["\n" + "  " * d for d in range(_MAX_DEPTH)]
-_LEAD_BARE = [">" + lead for lead in _LEAD]
 
 
 def _qname(tag: str) -> str:
