@@ -28,15 +28,26 @@ def ip_checksum(header: bytes) -> int:
     return ~total & 0xFFFF
 
 
+_ETH4 = b"\x02\x00\x00\x00\x00\x02" + b"\x02\x00\x00\x00\x00\x01" + b"\x08\x00"
+_ETH6 = _ETH4[:12] + b"\x86\xdd"
+_IP_UDP = struct.Struct("!BBHHHBBH4s4sHHHH")
+_ADDR_WORDS = struct.Struct("!HH")
+
+
 def udp_frame(
     src: bytes, sport: int, dst: bytes, dport: int, payload: bytes, ident: int = 0
 ) -> bytes:
     """An Ethernet II + IPv4 + UDP frame (UDP checksum 0: none, allowed by RFC 768)."""
-    udp = _UDP.pack(sport, dport, 8 + len(payload), 0) + payload
-    hdr = _IP.pack(0x45, 0, 20 + len(udp), ident & 0xFFFF, 0, 64, 17, 0, src, dst)
-    hdr = hdr[:10] + struct.pack("!H", ip_checksum(hdr)) + hdr[12:]
-    eth = b"\x02\x00\x00\x00\x00\x02" + b"\x02\x00\x00\x00\x00\x01" + b"\x08\x00"
-    return eth + hdr + udp
+    total = 28 + len(payload)
+    ident &= 0xFFFF
+    # RFC 791 header checksum: the one's complement sum of the header's 16-bit words
+    # (version/IHL/TOS 0x4500, TTL/protocol 64/17 = 0x4011, flags and offset 0)
+    s = 0x4500 + total + ident + 0x4011 + sum(_ADDR_WORDS.unpack(src)) \
+        + sum(_ADDR_WORDS.unpack(dst))
+    s = (s & 0xFFFF) + (s >> 16)
+    s = (s & 0xFFFF) + (s >> 16)
+    return b"".join((_ETH4, _IP_UDP.pack(0x45, 0, total, ident, 0, 64, 17, ~s & 0xFFFF, src,
+                                         dst, sport, dport, total - 20, 0), payload))
 
 
 def udp6_frame(src: bytes, sport: int, dst: bytes, dport: int, payload: bytes) -> bytes:
@@ -52,8 +63,7 @@ def udp6_frame(src: bytes, sport: int, dst: bytes, dport: int, payload: bytes) -
     csum = (~total & 0xFFFF) or 0xFFFF
     udp = udp[:6] + struct.pack("!H", csum) + udp[8:]
     hdr = struct.pack("!IHBB", 6 << 28, length, 17, 64) + src + dst
-    eth = b"\x02\x00\x00\x00\x00\x02" + b"\x02\x00\x00\x00\x00\x01" + b"\x86\xdd"
-    return eth + hdr + udp
+    return _ETH6 + hdr + udp
 
 
 class Sink(Protocol):
