@@ -251,6 +251,9 @@ def _row(entry: dict[str, Any]) -> tuple[Any, ...]:
             json_line(entry)[:-1].decode("utf-8"))
 
 
+# Keys looked up per query when calls are indexed (SQLite allowed 999 parameters before
+# 3.32).
+KEYS_PER_QUERY = 500
 Prepared = tuple[tuple[Any, ...], list[bytes], str]
 """A call as the catalog stores it: its row, its addresses, its words."""
 
@@ -342,22 +345,34 @@ class SqliteCatalog:
         self.add_prepared([prepare(entry, summary) for entry, summary in calls])
 
     def add_prepared(self, calls: list[Prepared]) -> None:
-        """Index calls already prepared (``prepare``), in one transaction."""
+        """Index calls already prepared (``prepare``), in one transaction: a call already in
+        (the same key) is replaced, and of one key given twice the later counts. Rows go in
+        by executemany, their ids given (the transaction holds the write lock): a statement
+        at a time took half as long again."""
+        latest = {row[0]: (row, addresses, words) for row, addresses, words in calls}
+        keys = list(latest)
         db = self.db
         db.execute("BEGIN IMMEDIATE")
         try:
-            for row, addresses, words in calls:
-                old = db.execute("SELECT id FROM calls WHERE key = ?", (row[0],)).fetchone()
-                if old is not None:
-                    db.execute("DELETE FROM calls WHERE id = ?", old)
-                    db.execute("DELETE FROM addrs WHERE call = ?", old)
-                    db.execute("DELETE FROM words WHERE rowid = ?", old)
-                cur = db.execute(f"INSERT INTO calls ({COLUMNS}) VALUES "
-                                 f"({', '.join('?' * 24)})", row)
-                rid = cur.lastrowid
-                db.executemany("INSERT INTO addrs (addr, call) VALUES (?, ?)",
-                               [(a, rid) for a in addresses])
-                db.execute("INSERT INTO words (rowid, text) VALUES (?, ?)", (rid, words))
+            old: list[tuple[int]] = []
+            for i in range(0, len(keys), KEYS_PER_QUERY):
+                part = keys[i:i + KEYS_PER_QUERY]
+                old += db.execute(f"SELECT id FROM calls WHERE key IN "
+                                  f"({', '.join('?' * len(part))})", part).fetchall()
+            if old:
+                db.executemany("DELETE FROM calls WHERE id = ?", old)
+                db.executemany("DELETE FROM addrs WHERE call = ?", old)
+                db.executemany("DELETE FROM words WHERE rowid = ?", old)
+            first = int(db.execute("SELECT coalesce(max(id), 0) + 1 FROM calls").fetchone()[0])
+            new = list(latest.values())
+            db.executemany(f"INSERT INTO calls (id, {COLUMNS}) VALUES "
+                           f"({', '.join('?' * 25)})",
+                           [(first + k, *row) for k, (row, _a, _w) in enumerate(new)])
+            db.executemany("INSERT INTO addrs (addr, call) VALUES (?, ?)",
+                           [(a, first + k) for k, (_r, addrs, _w) in enumerate(new)
+                            for a in addrs])
+            db.executemany("INSERT INTO words (rowid, text) VALUES (?, ?)",
+                           [(first + k, words) for k, (_r, _a, words) in enumerate(new)])
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")

@@ -155,6 +155,31 @@ def test_a_call_written_again_replaces_its_row(out: Path, tmp_path: Path) -> Non
     cat.close()
 
 
+def test_a_batch_replaces_calls_already_in_and_the_later_of_a_key_given_twice(
+        out: Path, tmp_path: Path) -> None:
+    entries = load_index(out)
+    summaries = {call_key(e): json.loads((out / e["summary"]).read_text()) for e in entries}
+    cat = SqliteCatalog(str(tmp_path / "c.sqlite"))
+    cat.add_many([(e, summaries[call_key(e)]) for e in entries[:6]])
+    again = {**entries[2], "status": "interrupted"}
+    twice = {**entries[7], "status": "first"}
+    cat.add_many([(again, summaries[call_key(again)]), (twice, None),
+                  ({**twice, "status": "second"}, summaries[call_key(twice)]),
+                  (entries[8], summaries[call_key(entries[8])])])
+    assert cat.count() == 8
+    assert cat.get(call_key(again))["status"] == "interrupted"  # type: ignore[index]
+    assert cat.get(call_key(twice))["status"] == "second"  # type: ignore[index]
+    rows = cat.db.execute("SELECT id, key FROM calls").fetchall()
+    assert len({i for i, _k in rows}) == 8
+    # every call's addresses and words are its own, none left of a replaced row
+    ids = {i for i, _k in rows}
+    assert {c for (c,) in cat.db.execute("SELECT call FROM addrs")} == ids
+    assert {r for (r,) in cat.db.execute("SELECT rowid FROM words")} == ids
+    by_text = _ids(cat, text=twice["call_id"])
+    assert by_text == [call_key(twice)]
+    cat.close()
+
+
 def test_a_catalog_of_another_schema_is_rebuilt_on_open(out: Path, tmp_path: Path) -> None:
     copy = tmp_path / "copy"
     shutil.copytree(out, copy)

@@ -237,7 +237,8 @@ def write_call(record: CallRecord, spool: Media | list[Media], out_dir: str,
 
     rel, stem = call_stem(call.call_id, call.start_ns)
     target = os.path.join(out_dir, rel)
-    os.makedirs(target, exist_ok=True)
+    if not os.path.isdir(target):  # one stat: most calls go where others already went
+        os.makedirs(target, exist_ok=True)
     if options.retry:
         remove_stale_parts(target, stem)
     sealer = _sealer(out_dir, options)
