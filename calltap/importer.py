@@ -57,6 +57,12 @@ INDEX_WINDOW = 350_000
 # The first window is small: the recorder starts on it at once instead of waiting for a
 # whole window to be indexed and decoded (a quarter of a second on the benchmark capture).
 FIRST_INDEX_WINDOW = 20_000
+# How much lower the writer processes' scheduling priority is than this process's (nice).
+# This process reads the capture and everything after it waits for it, while the writers'
+# bounded queue stops it whenever they fall behind, so they always get their turn: on two
+# cores, 1,259 short calls imported 5% sooner. A live capture on the same host keeps its
+# priority over an import's writers too.
+WRITER_NICE = 10
 # Batches of finished calls queued per writer process; each holds call records, their
 # media is on disk.
 MAX_PENDING_WRITES = 4
@@ -320,7 +326,9 @@ class Importer:
         self.reload_requested = False
         """Set from a SIGHUP handler: the policy file is read again between packets."""
         keep_freed_blocks()
-        self._pool = ProcessPoolExecutor(max_workers=cfg.jobs) if cfg.jobs > 1 else None
+        self._pool = (ProcessPoolExecutor(max_workers=cfg.jobs, initializer=os.nice,
+                                          initargs=(WRITER_NICE,))
+                      if cfg.jobs > 1 else None)
         if self._pool is not None:
             # start the writer processes now, while this one is small: forked later they
             # would begin as copies of a process holding a capture's index

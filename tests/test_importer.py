@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -269,3 +270,15 @@ def test_a_call_with_much_media_goes_to_a_writer_alone(
     imp.import_file(str(pcap))
     imp.finish()
     assert batches == [1, 1, 1] and imp.calls_written == 3
+
+
+def test_writers_run_below_the_process_that_reads(tmp_path: Path) -> None:
+    from calltap import importer
+
+    imp = importer.Importer(Config(out=str(tmp_path / "out"), jobs=2))
+    try:
+        assert imp._pool is not None
+        mine = os.nice(0)
+        assert imp._pool.submit(os.nice, 0).result() == min(19, mine + importer.WRITER_NICE)
+    finally:
+        imp.finish()
