@@ -166,19 +166,26 @@ def direction_json(
     ssrcs = [{**s.to_json(), "flow": flow_label(call.flows[k & 0xFFFF]),
               "cname": d.cnames.get(s.ssrc)} for k, s in d.stats.items()]
     jit_max = max((s["jitter_ms_max"] for s in ssrcs), default=0.0)
-    quality = _quality(d)
+    quality = _quality(d) if d.stats else None
     jit_mean = max((s["jitter_ms_mean"] for s in ssrcs), default=0.0)
+    packets = expected = lost = duplicates = out_of_order = 0
+    for st in d.stats.values():  # one pass (none at all for a call without media)
+        packets += st.packets
+        expected += st.expected
+        lost += st.lost
+        duplicates += st.duplicates
+        out_of_order += st.out_of_order
     return {
         "channel": d.channel,
         "side": SIDE_NAMES[d.channel],
         "src": endpoint_label(flows[0][0]) if flows else "",
         "dst": endpoint_label(flows[0][1]) if flows else "",
         "flows": [flow_label(f) for f in flows],
-        "packets": sum(s.packets for s in d.stats.values()),
-        "expected": sum(s.expected for s in d.stats.values()),
-        "lost": sum(s.lost for s in d.stats.values()),
-        "duplicates": sum(s.duplicates for s in d.stats.values()),
-        "out_of_order": sum(s.out_of_order for s in d.stats.values()),
+        "packets": packets,
+        "expected": expected,
+        "lost": lost,
+        "duplicates": duplicates,
+        "out_of_order": out_of_order,
         "late_packets": d.late_packets,
         "early_media_packets": d.early_packets,
         "paused_packets": d.paused_packets,
