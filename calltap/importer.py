@@ -277,7 +277,8 @@ def _write(record: CallRecord, spool: Media | list[Media], out: str,
     """A call written, and its catalog row made in the same (writer) process: the import's
     own process, which reads the capture, then only inserts it."""
     result = write_call(record, spool, out, options)
-    return result, prepare(result.entry, result.search)
+    # the search fields are in the row: not sent back to this process a second time
+    return result._replace(search={}), prepare(result.entry, result.search)
 
 
 def _write_batch(jobs: list[Job], out: str, options: WriteOptions

@@ -156,9 +156,12 @@ def build_view(summary: dict[str, Any], call: Call, dirs: tuple[Direction, Direc
         _span(flags[ch], zero, at, at + int((digit.get("duration_ms") or 0) * 1_000_000),
               DTMF)
     sip = []
+    names: dict[bytes, str] = {}  # a call's messages go between a few addresses
     for when_ns, src, sport, dst, dport, raw in sip_entries(call.sip_log):
-        sip.append({"t": round((when_ns - zero) / NS, 6), "src": f"{format_ip(src)}:{sport}",
-                    "dst": f"{format_ip(dst)}:{dport}", "label": _first_line(raw),
+        frm = names.get(src) or names.setdefault(src, format_ip(src))
+        to = names.get(dst) or names.setdefault(dst, format_ip(dst))
+        sip.append({"t": round((when_ns - zero) / NS, 6), "src": f"{frm}:{sport}",
+                    "dst": f"{to}:{dport}", "label": _first_line(raw),
                     "text": raw.decode("utf-8", "replace")})
     streams = []
     for x in summary["directions"]:
