@@ -11,14 +11,15 @@ import hashlib
 import hmac
 import struct
 
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-
 LABEL_ENCRYPTION, LABEL_AUTH, LABEL_SALT = 0x00, 0x01, 0x02
 SALT_LEN = 14
 AUTH_KEY_LEN = 20
 
 
 def _keystream(key: bytes, iv: int, length: int) -> bytes:
+    # loaded here: every process loads this module, few see SRTP (see writer.seal)
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
     enc = Cipher(algorithms.AES(key), modes.CTR(iv.to_bytes(16, "big"))).encryptor()
     return enc.update(b"\0" * length) + enc.finalize()
 

@@ -7,13 +7,17 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from typing import Any
-
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from typing import TYPE_CHECKING, Any
 
 from writer import seal
 from writer.output import sync_path, write_atomic
 from writer.seal import SealedWriter
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.x25519 import (
+        X25519PrivateKey,
+        X25519PublicKey,
+    )
 
 # Where the key store is when the configuration names none (inside the output directory:
 # erasure works, but a backup of the whole directory carries the wrapped keys with it).

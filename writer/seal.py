@@ -21,15 +21,19 @@ import os
 import secrets
 from collections.abc import Iterator
 from functools import lru_cache
-from typing import Any
-
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
-from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from typing import TYPE_CHECKING, Any
 
 from writer.errors import WriterError
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.x25519 import (
+        X25519PrivateKey,
+        X25519PublicKey,
+    )
+
+# cryptography is loaded where a key is used or a file sealed, not with this module: every
+# writer and import loads it (for SUFFIX and the types), few seal anything, and loading it
+# took 30-50 ms of each process start.
 
 MAGIC = b"CTSEAL01"
 KEY_ID_BYTES = 16
@@ -56,6 +60,9 @@ def new_data_key() -> tuple[bytes, bytes]:
 
 
 def _derive(key: bytes, salt: bytes, info: bytes) -> bytes:
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=salt, info=info).derive(key)
 
 
@@ -73,6 +80,9 @@ def fingerprint(public: X25519PublicKey) -> str:
 @lru_cache(maxsize=4)
 def load_public(path: str) -> X25519PublicKey:
     """An X25519 public key from a PEM file (cached: a writer reads it once, not per call)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
+
     try:
         with open(path, "rb") as f:
             key = serialization.load_pem_public_key(f.read())
@@ -84,6 +94,9 @@ def load_public(path: str) -> X25519PublicKey:
 
 
 def load_private(path: str) -> X25519PrivateKey:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
     try:
         with open(path, "rb") as f:
             key = serialization.load_pem_private_key(f.read(), password=None)
@@ -96,6 +109,9 @@ def load_private(path: str) -> X25519PrivateKey:
 
 def new_key_pair(private_path: str, public_path: str) -> None:
     """Write a new X25519 key pair as PEM (the private file readable by its owner only)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
     key = X25519PrivateKey.generate()
     fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as f:
@@ -109,6 +125,9 @@ def new_key_pair(private_path: str, public_path: str) -> None:
 
 def wrap(key_id: bytes, data_key: bytes, recipient: X25519PublicKey) -> dict[str, Any]:
     """The data key sealed for ``recipient``: only its private key opens it."""
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+    from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+
     eph = X25519PrivateKey.generate()
     epk = eph.public_key().public_bytes_raw()
     rpk = recipient.public_bytes_raw()
@@ -120,6 +139,10 @@ def wrap(key_id: bytes, data_key: bytes, recipient: X25519PublicKey) -> dict[str
 
 def unwrap(entry: dict[str, Any], private: X25519PrivateKey) -> bytes:
     """The data key of a wrapped-key entry; SealError if this key cannot open it."""
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
+    from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+
     try:
         if entry.get("alg") != WRAP_ALG:
             raise SealError(f"key {entry.get('key_id')}: unknown wrapping {entry.get('alg')!r}")
@@ -146,6 +169,8 @@ def _header(key_id: bytes, salt: bytes) -> bytes:
 
 def seal_bytes(plain: bytes, key_id: bytes, data_key: bytes) -> bytes:
     """A small file sealed whole (metadata, summary, view)."""
+    from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+
     salt = secrets.token_bytes(SALT_BYTES)
     head = _header(key_id, salt)
     aead = ChaCha20Poly1305(_derive(data_key, salt, FILE_INFO))
@@ -174,6 +199,8 @@ class SealedWriter:
     which is sealed last; going back further is refused."""
 
     def __init__(self, path: str, key_id: bytes, data_key: bytes) -> None:
+        from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+
         salt = secrets.token_bytes(SALT_BYTES)
         self._head_bytes = _header(key_id, salt)
         self._aead = ChaCha20Poly1305(_derive(data_key, salt, FILE_INFO))
@@ -307,6 +334,8 @@ class SealedReader:
             raise SealError(f"{path}: not a sealed file")
         self._head = head
         self.key_id = head[len(MAGIC):len(MAGIC) + KEY_ID_BYTES]
+        from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+
         self._aead = ChaCha20Poly1305(_derive(data_key, head[-SALT_BYTES:], FILE_INFO))
         body = total - HEADER
         self.chunks = -(-body // SEALED_CHUNK)
@@ -316,6 +345,8 @@ class SealedReader:
         self.size = body - self.chunks * TAG
 
     def chunk(self, index: int) -> bytes:
+        from cryptography.exceptions import InvalidTag
+
         self._f.seek(HEADER + index * SEALED_CHUNK)
         sealed = self._f.read(SEALED_CHUNK)
         try:
