@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import errno
 import json
 import os
 from pathlib import Path
 
 import pytest
 
+from writer import output
 from writer.output import append_index, call_stem, tmp_name, write_atomic
 from writer.timefmt import rfc3339
 
@@ -22,6 +24,45 @@ def test_atomic_write_leaves_no_temporary(tmp_path: Path) -> None:
     write_atomic(str(p), b"{}")
     assert p.read_bytes() == b"{}"
     assert not os.path.exists(tmp_name(str(p)))
+
+
+@pytest.mark.parametrize("unnamed", [True, False])
+def test_atomic_writes_are_whole_replace_and_leave_nothing_else(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, unnamed: bool) -> None:
+    """An unnamed file linked under its name, or (a file system without them) a temporary
+    name and a rename: either way the file is whole, replaces an older one, and nothing
+    else is left in the directory."""
+    monkeypatch.setattr(output, "_unnamed_ok", unnamed and output._unnamed_ok)
+    write_atomic(str(tmp_path / "a.json"), b"{}", durable=False)
+    write_atomic(str(tmp_path / "b.xml"), bytearray(b"<x />" * 1000), durable=True)
+    write_atomic(str(tmp_path / "a.json"), b'{"again": 1}', durable=False)  # written again
+    assert sorted(os.listdir(tmp_path)) == ["a.json", "b.xml"]
+    assert (tmp_path / "a.json").read_bytes() == b'{"again": 1}'
+    assert (tmp_path / "b.xml").read_bytes() == b"<x />" * 1000
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_atomic_writes_fall_back_where_unnamed_files_fail(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real_open = os.open
+    tmpfile = getattr(os, "O_TMPFILE", 0)
+
+    def no_tmpfile(path: str, flags: int, *args: int, **kw: int) -> int:
+        if tmpfile and flags & tmpfile == tmpfile:
+            raise OSError(errno.EOPNOTSUPP, "Operation not supported")
+        return real_open(path, flags, *args, **kw)
+
+    monkeypatch.setattr(output, "_unnamed_ok", True)
+    monkeypatch.setattr(output.os, "open", no_tmpfile)
+    write_atomic(str(tmp_path / "c.json"), b"[]", durable=False)
+    assert (tmp_path / "c.json").read_bytes() == b"[]" and os.listdir(tmp_path) == ["c.json"]
+    assert output._unnamed_ok is False  # remembered: names and renames from then on
+    with pytest.raises(FileNotFoundError):  # a missing directory is an error either way
+        monkeypatch.setattr(output, "_unnamed_ok", True)
+        monkeypatch.setattr(output.os, "open", real_open)
+        write_atomic(str(tmp_path / "gone" / "d.json"), b"{}", durable=False)
 
 
 def test_index_lines(tmp_path: Path) -> None:
