@@ -69,7 +69,8 @@ MAX_PENDING_WRITES = 4
 # Finished calls handed to a writer process together, up to this many or this many media
 # packets: each hand-over costs this process a pickle, a pipe write and a wake-up of the
 # pool's threads, about as much as parsing a short call's SIP. A long call goes alone.
-WRITE_BATCH_CALLS = 16
+# (1,259 short calls: 32 a batch took 5% less time than 16; 64 no better within the noise.)
+WRITE_BATCH_CALLS = 32
 WRITE_BATCH_PACKETS = 2_000
 # The longest a finished call waits in an unfilled batch (looked at as packets are fed), so
 # writers are not left idle while calls trickle in.
