@@ -89,7 +89,6 @@ class WriteResult(NamedTuple):
 
 Media = str | SealedSpool | MediaColumns | CaptureMedia | None
 """A call's media: a spool file, columns, places in a capture file, or none."""
-"""(index entry, media packets of the call not used, by reason)."""
 
 
 @dataclass

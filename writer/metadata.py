@@ -53,7 +53,7 @@ def build_metadata(info: dict[str, Any]) -> bytes:
     writes of ``metadata_tree`` after ``ET.indent`` (two spaces a level, both namespaces
     declared on the root, ``<x />`` when empty), byte for byte, written straight from the
     summary. Building the tree and serialising it was the largest part of writing a short
-    call (410 us); this takes about a sixth of that."""
+    call (410 us); this takes about a fifth of that (90 us)."""
     return _render(info).encode("utf-8")
 
 
