@@ -46,6 +46,7 @@ def test_parse_time_other_forms_and_errors() -> None:
     assert parse_time("2016-11-17T21:53:24.8Z") == 1_479_419_604_800_000_000
     assert parse_time("") is None and parse_time(None) is None
     for bad in ("2016-13-17T21:53:24.806909Z", "x" * 27, "2016-11-17T21:53:24.80690xZ",
+                "2016-11-17T21:53:24.\u0661\u0662\u0663\u0664\u0665\u0666Z",
                 "2016-11-17 21:53:24"):
         with pytest.raises(ValueError):
             parse_time(bad)

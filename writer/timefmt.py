@@ -42,7 +42,8 @@ def parse_time(text: str | None) -> int | None:
     when it is not one."""
     if not text:
         return None
-    if len(text) == 27 and text[19] == "." and text[26] == "Z" and text[20:26].isdigit():
+    if (len(text) == 27 and text[19] == "." and text[26] == "Z" and text.isascii()
+            and text[20:26].isdigit()):
         # rfc3339's own form: the seconds from the cache, the fraction read as it is
         return (_seconds_of(text[:19]) * 1_000_000 + int(text[20:26])) * 1000
     t = dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.UTC)
