@@ -65,16 +65,69 @@ def metadata_tree(info: dict[str, Any]) -> ET.Element:
     return tree.root
 
 
+def _ids(call: dict[str, Any]
+         ) -> tuple[str, str, tuple[str, str], tuple[str, str], str, str]:
+    """The call's key, its session, participant and stream identifiers, its start and
+    stop times."""
+    key = f"{call['call_id']}\x00{call['start_ns']}"
+    return (key, make_id(key, "session"), (make_id(key, "caller"), make_id(key, "callee")),
+            (make_id(key, "stream", "1"), make_id(key, "stream", "2")),
+            rfc3339(call["start_ns"]), rfc3339(call["end_ns"]))
+
+
+def _timing(call: dict[str, Any]) -> dict[str, str]:
+    return {k.replace("_", "-"): str(call[k]) for k in
+            ("post_dial_delay", "setup_time", "hangup_by", "sip_retransmissions")
+            if call.get(k) not in (None, "")}
+
+
+def _policy(policy: dict[str, Any]) -> dict[str, str]:
+    return {"rule": str(policy["rule"]), **{
+        k.replace("_", "-"): str(v).lower() if isinstance(v, bool) else str(v)
+        for k, v in policy.items() if k != "rule" and v is not None}}
+
+
+def _identities(call: dict[str, Any], role: str) -> list[dict[str, str]]:
+    """Every identity known for the party (RFC 7865 section 6.5), preferred first."""
+    known: list[dict[str, str]] = call.get("identities", {}).get(role) or [
+        {"uri": call[role], "name": call[f"{role}_name"]}]
+    return known
+
+
+def _stream(info: dict[str, Any], side: int) -> tuple[dict[str, str], dict[str, str]]:
+    """A stream's media and quality attributes (calltap's namespace)."""
+    direction = info["directions"][side]
+    media = {
+        "channel": str(side),
+        "codec": ",".join(direction["codecs"]),
+        "ssrc": ",".join(x["ssrc"] for x in direction["ssrcs"]),
+        "packets": str(direction["packets"]),
+        "lost": str(direction["lost"]),
+    }
+    if info.get("audio"):
+        media["file"] = info["audio"]
+    if direction["src"]:
+        media["src"] = direction["src"]
+    if direction["dst"]:
+        media["dst"] = direction["dst"]
+    q = direction.get("quality")
+    verdict = direction.get("capture_integrity", {}).get("verdict")
+    quality = {"jitter-max-ms": str(direction["jitter_ms_max"]),
+               "jitter-mean-ms": str(direction["jitter_ms_mean"])}
+    if q:
+        quality.update({"mos": str(q["mos"]), "r-factor": str(q["r_factor"]),
+                        "loss-heard-pct": str(q["loss_heard_pct"]),
+                        "worst-second-mos": str(q["worst_second_mos"])})
+    if verdict:
+        quality["capture-integrity"] = verdict
+    return media, quality
+
+
 def _document(info: dict[str, Any], d: _Tree) -> None:
     """The document described to an ElementTree builder (``_render`` writes the same
     as text)."""
     call = info["call"]
-    key = f"{call['call_id']}\x00{call['start_ns']}"
-    session_id = make_id(key, "session")
-    part_ids = (make_id(key, "caller"), make_id(key, "callee"))
-    stream_ids = (make_id(key, "stream", "1"), make_id(key, "stream", "2"))
-    start = rfc3339(call["start_ns"])
-    stop = rfc3339(call["end_ns"])
+    key, session_id, part_ids, stream_ids, start, stop = _ids(call)
 
     d.open("recording")
     d.leaf("datamode", "complete")
@@ -113,15 +166,11 @@ def _document(info: dict[str, Any], d: _Tree) -> None:
     d.leaf("ct:to-tag", call["callee_tag"])
     d.close()
     d.leaf("ct:status", call["status"], {"end_reason": call["end_reason"]})
-    timing = {k.replace("_", "-"): str(call[k]) for k in
-              ("post_dial_delay", "setup_time", "hangup_by", "sip_retransmissions")
-              if call.get(k) not in (None, "")}
+    timing = _timing(call)
     if timing:
         d.leaf("ct:signalling", None, timing)
     if policy:
-        d.leaf("ct:policy", None, {"rule": str(policy["rule"]), **{
-            k.replace("_", "-"): str(v).lower() if isinstance(v, bool) else str(v)
-            for k, v in policy.items() if k != "rule" and v is not None}})
+        d.leaf("ct:policy", None, _policy(policy))
     for p in call.get("paused", []):
         d.leaf("ct:paused", None, {"start": p["start"], "end": p["end"],
                                    "offset": str(p["offset"])})
@@ -154,9 +203,7 @@ def _document(info: dict[str, Any], d: _Tree) -> None:
 
     for side, role in enumerate(("caller", "callee")):
         d.open("participant", {"participant_id": part_ids[side]})
-        # every identity known for the party (RFC 7865 section 6.5), preferred first
-        known = call.get("identities", {}).get(role) or [
-            {"uri": call[role], "name": call[f"{role}_name"]}]
+        known = _identities(call, role)
         for ident in known:
             d.open("nameID", {"aor": _aor(ident["uri"])})
             if ident["name"]:
@@ -166,33 +213,10 @@ def _document(info: dict[str, Any], d: _Tree) -> None:
         d.close()
 
     for side in (0, 1):
-        direction = info["directions"][side]
+        media, quality = _stream(info, side)
         d.open("stream", {"stream_id": stream_ids[side], "session_id": session_id})
         d.leaf("label", str(side + 1))
-        media = {
-            "channel": str(side),
-            "codec": ",".join(direction["codecs"]),
-            "ssrc": ",".join(x["ssrc"] for x in direction["ssrcs"]),
-            "packets": str(direction["packets"]),
-            "lost": str(direction["lost"]),
-        }
-        if info.get("audio"):
-            media["file"] = info["audio"]
-        if direction["src"]:
-            media["src"] = direction["src"]
-        if direction["dst"]:
-            media["dst"] = direction["dst"]
         d.leaf("ct:media", None, media)
-        q = direction.get("quality")
-        verdict = direction.get("capture_integrity", {}).get("verdict")
-        quality = {"jitter-max-ms": str(direction["jitter_ms_max"]),
-                   "jitter-mean-ms": str(direction["jitter_ms_mean"])}
-        if q:
-            quality.update({"mos": str(q["mos"]), "r-factor": str(q["r_factor"]),
-                            "loss-heard-pct": str(q["loss_heard_pct"]),
-                            "worst-second-mos": str(q["worst_second_mos"])})
-        if verdict:
-            quality["capture-integrity"] = verdict
         d.leaf("ct:quality", None, quality)
         d.close()
 
@@ -249,12 +273,7 @@ def _attrs(attrs: dict[str, str]) -> str:
 
 def _render(info: dict[str, Any]) -> str:
     call = info["call"]
-    key = f"{call['call_id']}\x00{call['start_ns']}"
-    session_id = make_id(key, "session")
-    part_ids = (make_id(key, "caller"), make_id(key, "callee"))
-    stream_ids = (make_id(key, "stream", "1"), make_id(key, "stream", "2"))
-    start = rfc3339(call["start_ns"])
-    stop = rfc3339(call["end_ns"])
+    key, session_id, part_ids, stream_ids, start, stop = _ids(call)
     o = ["<?xml version='1.0' encoding='utf-8'?>\n",
          f'<recording{_ROOT_NS}>\n  <datamode>complete</datamode>']
     policy = call.get("policy") or {}
@@ -285,15 +304,11 @@ def _render(info: dict[str, Any]) -> str:
              f"\n      {_leaf('ct:from-tag', call['caller_tag'])}"
              f"\n      {_leaf('ct:to-tag', call['callee_tag'])}\n    </ct:sip-dialog>"
              f"\n    {_leaf('ct:status', call['status'], {'end_reason': call['end_reason']})}")
-    timing = {k.replace("_", "-"): str(call[k]) for k in
-              ("post_dial_delay", "setup_time", "hangup_by", "sip_retransmissions")
-              if call.get(k) not in (None, "")}
+    timing = _timing(call)
     if timing:
         o.append("\n    " + _leaf("ct:signalling", None, timing))
     if policy:
-        o.append("\n    " + _leaf("ct:policy", None, {"rule": str(policy["rule"]), **{
-            k.replace("_", "-"): str(v).lower() if isinstance(v, bool) else str(v)
-            for k, v in policy.items() if k != "rule" and v is not None}}))
+        o.append("\n    " + _leaf("ct:policy", None, _policy(policy)))
     for p in call.get("paused", []):
         o.append("\n    " + _leaf("ct:paused", None, {"start": p["start"], "end": p["end"],
                                                       "offset": str(p["offset"])}))
@@ -323,8 +338,7 @@ def _render(info: dict[str, Any]) -> str:
                  "\n  </session>")
     for side, role in enumerate(("caller", "callee")):
         o.append(f'\n  <participant participant_id="{part_ids[side]}">')
-        known = call.get("identities", {}).get(role) or [
-            {"uri": call[role], "name": call[f"{role}_name"]}]
+        known = _identities(call, role)
         for ident in known:
             aor = _attr(_aor(ident["uri"]))
             if ident["name"]:
@@ -334,30 +348,7 @@ def _render(info: dict[str, Any]) -> str:
                 o.append(f'\n    <nameID aor="{aor}" />')
         o.append(f"\n    <ct:role>{role}</ct:role>\n  </participant>")
     for side in (0, 1):
-        direction = info["directions"][side]
-        media = {
-            "channel": str(side),
-            "codec": ",".join(direction["codecs"]),
-            "ssrc": ",".join(x["ssrc"] for x in direction["ssrcs"]),
-            "packets": str(direction["packets"]),
-            "lost": str(direction["lost"]),
-        }
-        if info.get("audio"):
-            media["file"] = info["audio"]
-        if direction["src"]:
-            media["src"] = direction["src"]
-        if direction["dst"]:
-            media["dst"] = direction["dst"]
-        q = direction.get("quality")
-        verdict = direction.get("capture_integrity", {}).get("verdict")
-        quality = {"jitter-max-ms": str(direction["jitter_ms_max"]),
-                   "jitter-mean-ms": str(direction["jitter_ms_mean"])}
-        if q:
-            quality.update({"mos": str(q["mos"]), "r-factor": str(q["r_factor"]),
-                            "loss-heard-pct": str(q["loss_heard_pct"]),
-                            "worst-second-mos": str(q["worst_second_mos"])})
-        if verdict:
-            quality["capture-integrity"] = verdict
+        media, quality = _stream(info, side)
         o.append(f'\n  <stream stream_id="{stream_ids[side]}" session_id="{session_id}">'
                  f"\n    <label>{side + 1}</label>\n    <ct:media{_attrs(media)} />"
                  f"\n    <ct:quality{_attrs(quality)} />\n  </stream>")
