@@ -13,16 +13,13 @@ _MAX_SEC = 253_402_300_799
 SECOND_CACHE = 4096
 
 
-def _utc(ts_ns: int) -> tuple[dt.datetime, int]:
-    sec, ns = divmod(ts_ns, 1_000_000_000)
-    sec = min(max(sec, 0), _MAX_SEC)
-    return dt.datetime.fromtimestamp(sec, dt.UTC), ns
+def _utc(sec: int) -> dt.datetime:
+    return dt.datetime.fromtimestamp(min(max(sec, 0), _MAX_SEC), dt.UTC)
 
 
 @functools.lru_cache(maxsize=SECOND_CACHE)
 def _second(sec: int) -> str:
-    return dt.datetime.fromtimestamp(min(max(sec, 0), _MAX_SEC), dt.UTC).strftime(
-        "%Y-%m-%dT%H:%M:%S")
+    return _utc(sec).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def rfc3339(ts_ns: int) -> str:
@@ -57,5 +54,5 @@ def date_parts(ts_ns: int) -> tuple[str, str, str, str]:
 
 @functools.lru_cache(maxsize=SECOND_CACHE)
 def _date_parts(sec: int) -> tuple[str, str, str, str]:
-    d, _ = _utc(sec * 1_000_000_000)
+    d = _utc(sec)
     return f"{d.year:04d}", f"{d.month:02d}", f"{d.day:02d}", d.strftime("%Y%m%dT%H%M%S")
