@@ -622,6 +622,7 @@ class Importer:
 
     def finish(self) -> None:
         """End of all input: write every call still open and wait for the writers."""
+        syncer = None
         try:
             self.recorder.finish()
             self._events()
@@ -631,7 +632,6 @@ class Importer:
             while self._pending:
                 self._collect()
             self._leave_mapping()
-            self._catalog_add(None, force=True)
             if self.options.signing_key:  # the log's newest entries under a signed root
                 now = time.time()
                 translog.checkpoint(self.out, self.options.signing_key,
@@ -641,6 +641,11 @@ class Importer:
                         stamp_new(self.out, self.options.tsa_url)
                     except TimestampError as exc:
                         self.warnings.append(f"checkpoint not timestamped yet: {exc}")
+            # Every call's files are complete: they go to the disk while the catalog takes
+            # its last rows and closes (SQLite syncs the catalog itself as it closes).
+            syncer = ThreadPoolExecutor(1, thread_name_prefix="sync")
+            synced = syncer.submit(sync_filesystem, self.out)
+            self._catalog_add(None, force=True)
         finally:
             if self._catalog is not None:
                 self._catalog.close()
@@ -648,7 +653,11 @@ class Importer:
                 self._pool.shutdown()
             self.drops.update(self.recorder.all_drops())
             shutil.rmtree(self._spool_dir, ignore_errors=True)
-            sync_filesystem(self.out)
+            if syncer is None:
+                sync_filesystem(self.out)
+            else:
+                syncer.shutdown()
+                synced.result()
 
 
 class ProgressBar:

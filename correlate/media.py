@@ -34,7 +34,7 @@ class MediaTable:
         self.bound = bound
         self.refused = 0
         """Announcements refused because the table was full."""
-        self.shared: dict[Endpoint, list[Owner]] = {}
+        self.shared: dict[Endpoint, dict[str, Owner]] = {}
         """Earlier, still live owners of an endpoint a newer call also announced (media
         servers and SIPp's UAS give every call one address)."""
         self.changed: set[Endpoint | None] | None = None
@@ -83,10 +83,14 @@ class MediaTable:
             # The newest announcement wins lookups; the earlier owner stays reachable through
             # ``shared`` until its call ends, so concurrent calls are not mixed.
             if prior is not None and prior[0] != key:
-                older = self.shared.setdefault(ep, [])
-                older[:] = [o for o in older if o[0] != key]
-                older.append(prior)
-                del older[:-MAX_SHARED]
+                # by call key, oldest first: a media server's one address shared by
+                # MAX_SHARED calls costs no scan of them as each call comes and goes
+                older = self.shared.setdefault(ep, {})
+                older.pop(key, None)
+                older.pop(prior[0], None)
+                older[prior[0]] = prior
+                if len(older) > MAX_SHARED:
+                    del older[next(iter(older))]
             self._map[ep] = (key, side, kind)
             if prior is None or prior[0] != key:
                 mine.append(ep)
@@ -115,10 +119,8 @@ class MediaTable:
         owner = self._map.get(ep)
         if owner is not None and owner[0] == key:
             return owner
-        for o in self.shared.get(ep, ()):
-            if o[0] == key:
-                return o
-        return None
+        older = self.shared.get(ep)
+        return older.get(key) if older else None
 
     def _changed(self, eps: Iterable[Endpoint]) -> None:
         if self.changed is None or None in self.changed:
@@ -133,11 +135,11 @@ class MediaTable:
         for ep in self._by_call.pop(key, ()):
             older = self.shared.get(ep)
             if older is not None:
-                older[:] = [o for o in older if o[0] != key]
+                older.pop(key, None)
             owner = self._map.get(ep)
             if owner is not None and owner[0] == key:
-                if older:
-                    self._map[ep] = older.pop()
+                if older:  # the newest of the others
+                    self._map[ep] = older.pop(next(reversed(older)))
                 else:
                     del self._map[ep]
             if older is not None and not older:

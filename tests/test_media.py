@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from correlate.media import OTHER, RTCP, RTP, MediaTable
+from correlate.media import MAX_SHARED, OTHER, RTCP, RTP, MediaTable
 from tests.helpers import ip4
 
 A = ip4("192.0.2.1")
@@ -41,6 +41,24 @@ def test_shared_endpoint_keeps_every_live_owner() -> None:
     assert m.get((A, 7000)) == ("c1", 1, RTP) and (A, 7000) not in m.shared
     m.drop_call("c1")
     assert m.get((A, 7000)) is None and len(m) == 0
+
+
+def test_shared_endpoint_goes_back_to_the_newest_other_owner_and_is_bounded() -> None:
+    m = MediaTable()
+    calls = [f"c{i}" for i in range(MAX_SHARED + 3)]
+    for c in calls:
+        m.set_side(c, 1, [(A, 7000)], [])
+    assert len(m.shared[(A, 7000)]) == MAX_SHARED  # the oldest are forgotten
+    assert m.owner_for((A, 7000), calls[0]) is None
+    assert m.owner_for((A, 7000), calls[3]) == (calls[3], 1, RTP)
+    m.drop_call(calls[-3])  # neither the newest nor the oldest: the owner stays
+    assert m.get((A, 7000)) == (calls[-1], 1, RTP)
+    m.drop_call(calls[-1])  # the newest: the newest of the others takes the address
+    assert m.get((A, 7000)) == (calls[-2], 1, RTP)
+    m.set_side(calls[5], 1, [(A, 7000)], [])  # an older call announces it again
+    assert m.get((A, 7000)) == (calls[5], 1, RTP)
+    m.drop_call(calls[5])
+    assert m.get((A, 7000)) == (calls[-2], 1, RTP)
 
 
 def test_changes_are_kept_only_once_a_router_looks() -> None:

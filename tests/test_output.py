@@ -33,9 +33,11 @@ def test_atomic_writes_are_whole_replace_and_leave_nothing_else(
     name and a rename: either way the file is whole, replaces an older one, and nothing
     else is left in the directory."""
     monkeypatch.setattr(output, "_unnamed_ok", unnamed and output._unnamed_ok)
-    write_atomic(str(tmp_path / "a.json"), b"{}", durable=False)
-    write_atomic(str(tmp_path / "b.xml"), bytearray(b"<x />" * 1000), durable=True)
-    write_atomic(str(tmp_path / "a.json"), b'{"again": 1}', durable=False)  # written again
+    # each says whether the name was there before (a call written again)
+    assert write_atomic(str(tmp_path / "a.json"), b"{}", durable=False) is False
+    assert write_atomic(str(tmp_path / "b.xml"), bytearray(b"<x />" * 1000),
+                        durable=True) is False
+    assert write_atomic(str(tmp_path / "a.json"), b'{"again": 1}', durable=False) is True
     assert sorted(os.listdir(tmp_path)) == ["a.json", "b.xml"]
     assert (tmp_path / "a.json").read_bytes() == b'{"again": 1}'
     assert (tmp_path / "b.xml").read_bytes() == b"<x />" * 1000
@@ -56,9 +58,10 @@ def test_atomic_writes_fall_back_where_unnamed_files_fail(
 
     monkeypatch.setattr(output, "_unnamed_ok", True)
     monkeypatch.setattr(output.os, "open", no_tmpfile)
-    write_atomic(str(tmp_path / "c.json"), b"[]", durable=False)
+    assert write_atomic(str(tmp_path / "c.json"), b"[]", durable=False) is False
     assert (tmp_path / "c.json").read_bytes() == b"[]" and os.listdir(tmp_path) == ["c.json"]
     assert output._unnamed_ok is False  # remembered: names and renames from then on
+    assert write_atomic(str(tmp_path / "c.json"), b"[1]", durable=False) is True
     with pytest.raises(FileNotFoundError):  # a missing directory is an error either way
         monkeypatch.setattr(output, "_unnamed_ok", True)
         monkeypatch.setattr(output.os, "open", real_open)

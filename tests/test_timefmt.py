@@ -50,3 +50,29 @@ def test_parse_time_other_forms_and_errors() -> None:
                 "2016-11-17 21:53:24"):
         with pytest.raises(ValueError):
             parse_time(bad)
+    # before 1970, with a fraction other than rfc3339's six digits (strptime's path)
+    assert parse_time("1969-12-31T23:59:59.5Z") == -500_000_000
+
+
+def _strptime_reference(text: str) -> int | str:
+    try:
+        t = dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.UTC)
+    except ValueError:
+        return "error"
+    d = t - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+    return ((d.days * 86_400 + d.seconds) * 1_000_000 + d.microseconds) * 1000
+
+
+@pytest.mark.parametrize("seconds", [
+    "2016-11-17T21:53:24", "2016-02-29T23:59:59", "2015-02-29T00:00:00", "2016-02-30T00:00:00",
+    "2016-11-17T24:00:00", "2016-11-17T23:60:00", "2016-11-17T23:59:60", "0000-01-01T00:00:00",
+    "0001-01-01T00:00:00", "9999-12-31T23:59:59", "2016-00-17T21:53:24", "2016-11-00T21:53:24",
+    "2016-11-17 21:53:24", "2016-1a-17T21:53:24", "+016-11-17T21:53:24", " 2016-1-7T21:53:24",
+    "\u0662\u0660\u0661\u0666-11-17T21:53:24", "2016/11/17T21:53:24"])
+def test_parse_time_reads_seconds_as_strptime_does(seconds: str) -> None:
+    text = seconds + ".806909Z"
+    try:
+        got: int | str | None = parse_time(text)
+    except ValueError:
+        got = "error"
+    assert got == _strptime_reference(text)

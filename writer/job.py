@@ -245,8 +245,9 @@ def write_call(record: CallRecord, spool: Media | list[Media], out_dir: str,
     # a sealed call written again (a re-import): the files it replaces had a key of their own
     superseded = _key_of(os.path.join(target, stem + ".json" + sfx)) if sealer else None
 
-    def put(path: str, data: bytes) -> None:
-        write_atomic(path + sfx, sealer.seal(data) if sealer else data, options.durable)
+    def put(path: str, data: bytes) -> bool:
+        return write_atomic(path + sfx, sealer.seal(data) if sealer else data,
+                            options.durable)
 
     audio_files: list[str] = []
     peaks: Peaks | None = None
@@ -368,8 +369,6 @@ def write_call(record: CallRecord, spool: Media | list[Media], out_dir: str,
     }
     xml = build_metadata(summary)
     summary_path = os.path.join(target, stem + ".json")
-    # Same stem = same Call-ID and start time: a re-import of a call already indexed.
-    indexed_before = os.path.exists(summary_path + sfx)
     if decision is not None and decision.keep_pcap and len(media):
         summary["evidence_pcap"] = f"{rel}/{stem}.pcap"
         _evidence(call, media, os.path.join(target, stem + ".pcap"), options.durable, sealer)
@@ -386,7 +385,9 @@ def write_call(record: CallRecord, spool: Media | list[Media], out_dir: str,
     view_rel = f"{rel}/{stem}.view.json"
     put(os.path.join(target, stem + ".view.json"), json_line(view))
     put(os.path.join(target, stem + ".xml"), xml)
-    put(summary_path, json_line(summary))
+    # Same stem = same Call-ID and start time: a re-import of a call already indexed (its
+    # summary existed; the write says so, a stat less per call).
+    indexed_before = put(summary_path, json_line(summary))
     manifest_rel = None
     if options.signing_key:
         manifest_rel = f"{rel}/{stem}.manifest.jws"
