@@ -45,6 +45,19 @@ def _sdes_key(call: Call, sender: int) -> tuple[str, bytes] | None:
 class Direction:
     """Working state of one direction (one channel) while the call is written."""
 
+    # Slots: past 30 attributes an instance's dict no longer shares its keys and grows by
+    # resizing; a call without media spent 19 us making each of its two directions.
+    __slots__ = (
+        "channel", "rtpmap", "fmtp", "resamplers", "decode_errors", "allowed", "unexpected_pt",
+        "unknown_packets", "answer_ns", "early_packets", "paused_packets", "late_packets",
+        "events", "sr_seen", "far_end", "far_end_xr", "cnames", "audio_end", "codecs_used",
+        "cn_level", "secure", "sdes", "user_keys", "endpoints", "_decryptors",
+        "srtp_auth_failed", "srtp_no_key", "srtp_keys_used", "sniff", "histogram", "sniffed",
+        "looks_encrypted", "decoders", "seg1", "seg2", "segments", "stats", "first_index",
+        "ssrc_overflow", "malformed", "rtcp", "control", "unknown", "placed", "first_ns",
+        "last_ns",
+    )
+
     def __init__(self, call: Call, channel: int, channels: list[int],
                  user_keys: Sequence[SrtpKey]) -> None:
         self.channel = channel
