@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import orjson
+
 from writer.output import json_line
 from writer.timefmt import parse_time
 
@@ -256,6 +258,12 @@ def _row(entry: dict[str, Any]) -> tuple[Any, ...]:
 KEYS_PER_QUERY = 500
 Prepared = tuple[tuple[Any, ...], list[bytes], str]
 """A call as the catalog stores it: its row, its addresses, its words."""
+
+
+def entry_of(call: Prepared) -> dict[str, Any]:
+    """The index entry a prepared call carries (its row's last column)."""
+    entry: dict[str, Any] = orjson.loads(call[0][-1])
+    return entry
 
 
 def prepare(entry: dict[str, Any], summary: dict[str, Any] | None) -> Prepared:

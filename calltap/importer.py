@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from calltap.catalog import CatalogError, Prepared, SqliteCatalog, open_catalog, prepare
+from calltap.catalog import CatalogError, Prepared, SqliteCatalog, entry_of, open_catalog, prepare
 from calltap.config import Config
 from calltap.heap import keep_freed_blocks
 from calltap.policyfile import PolicyError, load_policy
@@ -37,7 +37,7 @@ from correlate.recorder import Recorder, Settings
 from correlate.router import SpoolSink
 from writer import translog
 from writer.columns import EXTRA, CaptureMedia, MediaColumns, SealedSpool, spool_columns
-from writer.job import Media, WriteResult, media_columns, write_call
+from writer.job import Media, media_columns, write_call
 from writer.mediajoin import MediaJoiner
 from writer.options import WriteOptions
 from writer.output import sync_filesystem
@@ -86,6 +86,9 @@ CATALOG_DELAY_S = 0.5
 # are looked at. At 8,192 the writers waited for most of a short capture to be parsed
 # before their first call (sipp-branch-scenario: 2.21 s against 2.04 s at 1,024).
 PROGRESS_EVERY = 1024
+# The first batch is smaller, doubling up to PROGRESS_EVERY: the writers start on the first
+# calls that end instead of waiting for 1,024 packets to be parsed.
+FIRST_FEED = 128
 
 
 def options_from(cfg: Config) -> WriteOptions:
@@ -264,7 +267,9 @@ class _Columns:
         return CaptureMedia(self.path, ts[order], flow[order], off[order], ln[order], blob)
 
 
-Written = tuple[WriteResult, Prepared]
+Written = tuple[Prepared, dict[str, int], bool]
+"""A call written: its catalog row (whose last column is its index entry), its media
+packets not used by reason, and whether it has audio."""
 Job = tuple[CallRecord, Media | list[Media]]
 
 
@@ -278,8 +283,8 @@ def _write(record: CallRecord, spool: Media | list[Media], out: str,
     """A call written, and its catalog row made in the same (writer) process: the import's
     own process, which reads the capture, then only inserts it."""
     result = write_call(record, spool, out, options)
-    # the search fields are in the row: not sent back to this process a second time
-    return result._replace(search={}), prepare(result.entry, result.search)
+    # the entry and search fields are in the row: not sent back a second time
+    return prepare(result.entry, result.search), result.drops, bool(result.entry["audio"])
 
 
 def _write_batch(jobs: list[Job], out: str, options: WriteOptions
@@ -472,8 +477,10 @@ class Importer:
         rec = self.recorder
         packets = iter(reader)
         before = rec.packets
+        size = FIRST_FEED
         while True:
-            batch = list(islice(packets, PROGRESS_EVERY))
+            batch = list(islice(packets, size))
+            size = min(size * 2, PROGRESS_EVERY)
             if not batch:
                 break
             rec.feed(batch)
@@ -585,13 +592,13 @@ class Importer:
               result: Written | None,
               exc: BaseException | None) -> None:
         if result is not None:
-            (entry, drops, _search), row = result
+            row, drops, audio = result
             self._catalog_add(row)
             self.drops.update(drops)
             self.calls_written += 1
-            self.calls_with_audio += 1 if entry["audio"] else 0
+            self.calls_with_audio += 1 if audio else 0
             if len(self.written) < MAX_TABLE_ROWS:
-                self.written.append(entry)
+                self.written.append(entry_of(row))
         else:
             self.error_count += 1
             if len(self.errors) < MAX_MESSAGES:

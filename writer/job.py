@@ -377,11 +377,15 @@ def write_call(record: CallRecord, spool: Media | list[Media], out_dir: str,
     if call.sip_log:
         sip_rel = f"{rel}/{stem}.sip.pcap"
         _sip_pcap(call, os.path.join(target, stem + ".sip.pcap"), options.durable, sealer)
-    ok = (pl.ch >= 0) & ~pl.rtcp & (pl.rtp.error == 0)  # each direction's well-formed RTP
-    mine = (ok & (pl.ch == 0), ok & (pl.ch == 1))
+    if len(media):
+        ok = (pl.ch >= 0) & ~pl.rtcp & (pl.rtp.error == 0)  # each direction's well-formed RTP
+        mine = (ok & (pl.ch == 0), ok & (pl.ch == 1))
+        packets = ((media.ts[mine[0]], pl.rtp.seq[mine[0]], pl.rtp.ssrc[mine[0]]),
+                   (media.ts[mine[1]], pl.rtp.seq[mine[1]], pl.rtp.ssrc[mine[1]]))
+    else:  # no media: no masks to make (most short calls)
+        packets = ((media.ts, pl.rtp.seq, pl.rtp.ssrc),) * 2
     view = build_view(summary, call, dirs, peaks.finish() if peaks is not None else None,
-                      ((media.ts[mine[0]], pl.rtp.seq[mine[0]], pl.rtp.ssrc[mine[0]]),
-                       (media.ts[mine[1]], pl.rtp.seq[mine[1]], pl.rtp.ssrc[mine[1]])))
+                      packets)
     view_rel = f"{rel}/{stem}.view.json"
     put(os.path.join(target, stem + ".view.json"), json_line(view))
     put(os.path.join(target, stem + ".xml"), xml)
