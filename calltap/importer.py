@@ -349,11 +349,12 @@ class Importer:
         """Packets not used, by reason (every stage's, once ``finish`` has run)."""
         self.warnings: list[str] = []
         self._catalog: SqliteCatalog | None = None
-        try:
-            self._catalog = open_catalog(self.out, self.cfg.catalog_url)
-        except (sqlite3.Error, CatalogError) as exc:
-            self.warnings.append(f"catalog: {exc}; calls are written but not indexed for "
-                                 "search (`calltap catalog rebuild` later)")
+        # Opened beside the first packets' parsing (after the writers are forked): making a
+        # new catalog's file and schema took 10-30 ms, all of it waiting on the disk.
+        opener = ThreadPoolExecutor(1, thread_name_prefix="catalog")
+        self._catalog_opening: Future[SqliteCatalog] | None = opener.submit(
+            open_catalog, self.out, self.cfg.catalog_url)
+        opener.shutdown(wait=False)
         self._catalog_batch: list[Prepared] = []
         self._catalog_at = time.monotonic()
         # one syncfs at the end instead of an fsync per file (finish)
@@ -609,18 +610,30 @@ class Importer:
         if self._progress is not None:
             self._progress(self)
 
+    def _catalog_ready(self) -> SqliteCatalog | None:
+        """The catalog once open; None (and a warning) where it could not be."""
+        if self._catalog_opening is not None:
+            opening, self._catalog_opening = self._catalog_opening, None
+            try:
+                self._catalog = opening.result()
+            except (sqlite3.Error, CatalogError) as exc:
+                self.warnings.append(f"catalog: {exc}; calls are written but not indexed for "
+                                     "search (`calltap catalog rebuild` later)")
+        return self._catalog
+
     def _catalog_add(self, row: Prepared | None, force: bool = False) -> None:
         """Index written calls in the catalog, in batches: at most CATALOG_BATCH calls or
         CATALOG_DELAY_S behind the writers (so a call is searchable within a second)."""
         if row is not None:
             self._catalog_batch.append(row)
         now = time.monotonic()
-        if self._catalog is None or not self._catalog_batch or not (
+        catalog = self._catalog_ready()
+        if catalog is None or not self._catalog_batch or not (
                 force or len(self._catalog_batch) >= CATALOG_BATCH
                 or now - self._catalog_at >= CATALOG_DELAY_S):
             return
         try:
-            self._catalog.add_prepared(self._catalog_batch)
+            catalog.add_prepared(self._catalog_batch)
         except (sqlite3.Error, CatalogError) as exc:
             self.warnings.append(f"catalog: {exc}; rebuild it with `calltap catalog rebuild`")
             self._catalog = None
@@ -654,8 +667,9 @@ class Importer:
             synced = syncer.submit(sync_filesystem, self.out)
             self._catalog_add(None, force=True)
         finally:
-            if self._catalog is not None:
-                self._catalog.close()
+            catalog = self._catalog_ready()
+            if catalog is not None:
+                catalog.close()
             if self._pool is not None:
                 self._pool.shutdown()
             self.drops.update(self.recorder.all_drops())

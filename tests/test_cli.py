@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import argparse
 import io
 import subprocess
 import sys
@@ -7,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from calltap.cli import main
+from calltap.cli import build_parser, cmd_import, main
 from calltap.config import Config
 from calltap.generate import GenOptions, generate
 from calltap.importer import Importer, ProgressBar
@@ -165,3 +166,23 @@ def test_dedup_window_flag(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     _code, out, _ = run(["import", str(pcap), "--out", str(tmp_path / "b"), "--no-progress",
                          "--dedup-window", "0"], capsys)
     assert "duplicate_packet" not in out and "udp_not_sip_or_known_media=3" in out
+
+
+def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    raise AssertionError("no subcommands")
+
+
+def test_a_command_builds_only_its_own_parser_and_parses_as_the_whole_one() -> None:
+    everything = _subcommands(build_parser())
+    assert "import" in everything and "hold" in everything
+    for name, full in everything.items():
+        own = _subcommands(build_parser(name))
+        assert list(own) == [name]  # no other subcommand is made
+        assert own[name].format_help() == full.format_help()
+    # not a subcommand (a typo, an option first): the whole parser, to say so
+    assert _subcommands(build_parser("nosuch")).keys() == everything.keys()
+    args = build_parser("import").parse_args(["import", "a.pcap", "--jobs", "3"])
+    assert args.files == ["a.pcap"] and args.jobs == 3 and args.func is cmd_import

@@ -282,3 +282,15 @@ def test_writers_run_below_the_process_that_reads(tmp_path: Path) -> None:
         assert imp._pool.submit(os.nice, 0).result() == min(19, mine + importer.WRITER_NICE)
     finally:
         imp.finish()
+
+
+def test_a_catalog_that_cannot_be_opened_costs_no_call(tmp_path: Path) -> None:
+    """The catalog opens beside the first packets' parsing: where it cannot be, every call
+    is still written and indexed in index.jsonl, and the import says so once."""
+    pcap = tmp_path / "g.pcap"
+    generate(str(pcap), GenOptions(calls=3, duration=1.0))
+    (tmp_path / "o" / "catalog.sqlite").mkdir(parents=True)  # not a database file
+    imp = run_import([pcap], tmp_path / "o")
+    assert len(load_index(tmp_path / "o")) == 3 and imp.calls_written == 3
+    (warning,) = [w for w in imp.warnings if w.startswith("catalog:")]
+    assert "not indexed for search" in warning
