@@ -38,8 +38,6 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import tomllib
-import zoneinfo
 from datetime import UTC, tzinfo
 from typing import Any
 
@@ -95,6 +93,8 @@ def load_policy(path: str) -> Policy:
             raw = f.read()
     except OSError as exc:
         raise PolicyError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    import tomllib  # only with a policy file: 8 ms of every command's start
+
     try:
         text = raw.decode("utf-8")
         data = tomllib.loads(text)
@@ -120,6 +120,8 @@ def parse_policy(data: dict[str, Any], text: str, path: str) -> Policy:
         raise fail(lines.key(0, key), f"unknown setting {key!r}")
     tz: tzinfo = UTC
     if "timezone" in data:
+        import zoneinfo
+
         try:
             tz = zoneinfo.ZoneInfo(str(data["timezone"]))
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):

@@ -10,16 +10,28 @@ import base64
 import functools
 import hashlib
 import re
-import xml.etree.ElementTree as ET
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 from writer.timefmt import rfc3339
+
+if TYPE_CHECKING:
+    import xml.etree.ElementTree as ET
 
 NS = "urn:ietf:params:xml:ns:recording:1"
 CT = "urn:x-calltap:metadata:1"
 XML_NS = "http://www.w3.org/XML/1998/namespace"
-ET.register_namespace("", NS)
-ET.register_namespace("ct", CT)
+
+
+@functools.cache
+def _element_tree() -> ModuleType:
+    """ElementTree, with the document's prefixes, loaded when a tree is first asked for:
+    the documents themselves are written as text."""
+    import xml.etree.ElementTree as et
+
+    et.register_namespace("", NS)
+    et.register_namespace("ct", CT)
+    return et
 
 
 def make_id(*parts: str) -> str:
@@ -390,15 +402,17 @@ class _Tree:
     """The same document as an ElementTree."""
 
     def __init__(self) -> None:
-        self.root = ET.Element("x")
+        self._et = _element_tree()
+        self.root: ET.Element = self._et.Element("x")
         self._stack: list[ET.Element] = []
 
     def _add(self, tag: str, attrs: dict[str, str] | None) -> ET.Element:
         attrib = {k: _clean(v) for k, v in (attrs or {}).items()}
         if not self._stack:
-            self.root = ET.Element(_qname(tag), attrib)
+            self.root = self._et.Element(_qname(tag), attrib)
             return self.root
-        return ET.SubElement(self._stack[-1], _qname(tag), attrib)
+        sub: ET.Element = self._et.SubElement(self._stack[-1], _qname(tag), attrib)
+        return sub
 
     def open(self, tag: str, attrs: dict[str, str] | None = None) -> None:
         self._stack.append(self._add(tag, attrs))
