@@ -55,7 +55,7 @@ from correlate.policy import RFC4733_DIGITS, Decision, Policy, feed_digit
 from correlate.record import finished
 from correlate.router import ColumnSink, MediaSink, Router
 from correlate.shared import Announcement
-from correlate.sip import looks_like_sip, parse_sip
+from correlate.sip import is_registration, looks_like_sip, parse_sip
 
 NS = 1_000_000_000
 # Capture-time interval between timer runs (inactivity and linger checks).
@@ -654,6 +654,10 @@ class Recorder:
         self.tcp.expire(now)
 
     def _sip(self, data: bytes, ts: int, src: bytes, sport: int, dst: bytes, dport: int) -> None:
+        if is_registration(data):  # in no dialog: counted as the tracker would, not parsed
+            self.sip_packets += 1
+            self.tracker.drops["sip_outside_invite_dialog"] += 1
+            return
         try:
             msg = parse_sip(data)
         except SipError:

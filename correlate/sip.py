@@ -6,6 +6,8 @@ so a hostile byte never raises anything but ``SipError``.
 
 from __future__ import annotations
 
+import re
+
 from correlate.errors import SipError
 
 # A SIP message over UDP fits a datagram; over TCP RFC 3261 allows more, but a recorder
@@ -50,6 +52,28 @@ def looks_like_sip(payload: bytes) -> bool:
     if eol < 0:
         return False
     return payload[:eol].rstrip(b"\r").endswith(b" SIP/2.0")
+
+
+# A response's CSeq naming REGISTER, its header name in any case (RFC 3261 section 7.3.1).
+_REGISTER_CSEQ = re.compile(rb"^cseq[ \t]*:[ \t]*[0-9]+[ \t]+register[ \t]*\r?$",
+                            re.IGNORECASE | re.MULTILINE)
+
+
+def is_registration(data: bytes) -> bool:
+    """A whole REGISTER request or response to one, told from its start line or CSeq
+    without parsing the message: registrations are never part of a dialog (RFC 3261
+    section 10), and on a mirror port they are often most of the SIP there is. A message
+    without the empty line after its headers is not one (the parser reports it)."""
+    if len(data) > MAX_MESSAGE:
+        return False
+    end = data.find(b"\r\n\r\n")
+    if end < 0:
+        end = data.find(b"\n\n")
+        if end < 0:
+            return False
+    if data.startswith(b"REGISTER "):
+        return True
+    return data.startswith(b"SIP/2.0 ") and _REGISTER_CSEQ.search(data, 0, end) is not None
 
 
 class NameAddr:

@@ -18,6 +18,7 @@ from correlate.call import Call
 from correlate.events import CallEnded, CallStarted, FlowAdded
 from correlate.policy import Policy
 from correlate.recorder import TIMER_NS, Recorder, Settings
+from tests.helpers import pcap_bytes, sip_invite, udp4
 
 NS = 1_000_000_000
 
@@ -123,3 +124,22 @@ def test_indexed_feed_routes_like_the_packet_feed(tmp_path: Path) -> None:
     ends = [[(e.call.call_id, e.call.status, e.call.end_ns) for e in r.events()
              if isinstance(e, CallEnded)] for r in (a, b)]
     assert ends[0] == ends[1] and len(ends[0]) == 4
+
+
+def test_registrations_are_counted_as_outside_any_dialog_without_a_call(tmp_path: Path) -> None:
+    """REGISTER and its responses (never part of a dialog, RFC 3261 section 10) are counted
+    as SIP outside any INVITE dialog, as the tracker counted them, and make no call."""
+    register = (b"REGISTER sip:x SIP/2.0\r\nCall-ID: abc@test\r\nFrom: <sip:a@x>;tag=1\r\n"
+                b"To: <sip:a@x>\r\nCSeq: 1 REGISTER\r\nContent-Length: 0\r\n\r\n")
+    ok = register.replace(b"REGISTER sip:x SIP/2.0", b"SIP/2.0 200 OK")
+    frames = [(k * NS, udp4("192.0.2.1", 5060, "192.0.2.2", 5060, m))
+              for k, m in enumerate([register, ok, sip_invite(), register, ok])]
+    pcap = tmp_path / "r.pcap"
+    pcap.write_bytes(pcap_bytes(frames))
+    rec = Recorder(Settings(), Policy(), Sink(), "r.pcap")
+    rec.feed(open_capture(str(pcap)))
+    rec.finish()
+    ended = [e for e in rec.events() if isinstance(e, CallEnded)]
+    # the INVITE's dialog shares the registrations' Call-ID, yet holds none of them
+    assert len(ended) == 1 and ended[0].call.sip_messages == 1
+    assert rec.sip_packets == 5 and rec.all_drops()["sip_outside_invite_dialog"] == 4

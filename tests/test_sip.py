@@ -3,7 +3,14 @@ from __future__ import annotations
 import pytest
 
 from correlate.errors import SipError
-from correlate.sip import find_sdp, looks_like_sip, parse_name_addr, parse_sip
+from correlate.sip import (
+    MAX_MESSAGE,
+    find_sdp,
+    is_registration,
+    looks_like_sip,
+    parse_name_addr,
+    parse_sip,
+)
 from tests.helpers import sip_invite
 
 RESPONSE = (
@@ -98,3 +105,34 @@ def test_looks_like_sip() -> None:
     assert not looks_like_sip(b"\x80\x00" + b"\0" * 170)
     assert not looks_like_sip(b"GET / HTTP/1.1\r\n\r\n")
     assert not looks_like_sip(b"")
+
+
+def _message(start: str, cseq: str, extra: str = "", body: str = "", eol: str = "\r\n") -> bytes:
+    head = [start, "Call-ID: r1@test", "From: <sip:a@x>;tag=1", "To: <sip:a@x>", cseq,
+            "Via: SIP/2.0/UDP 192.0.2.1", *([extra] if extra else []),
+            f"Content-Length: {len(body)}"]
+    return (eol.join(head) + eol + eol + body).encode()
+
+
+REGISTRATION_CASES = [
+    _message("REGISTER sip:x SIP/2.0", "CSeq: 1 REGISTER"),
+    _message("SIP/2.0 200 OK", "CSeq: 1 REGISTER"),
+    _message("SIP/2.0 401 Unauthorized", "cseq :  7\tregister ", eol="\n"),
+    _message("SIP/2.0 200 OK", "CSEQ: 2 Register", extra="Allow: INVITE, BYE"),
+    _message("INVITE sip:b@y SIP/2.0", "CSeq: 1 INVITE"),
+    _message("SIP/2.0 200 OK", "CSeq: 1 INVITE", extra="Allow: INVITE, REGISTER"),
+    _message("SIP/2.0 200 OK", "CSeq: 1 OPTIONS", body="CSeq: 1 REGISTER\r\n"),
+    _message("OPTIONS sip:b@y SIP/2.0", "CSeq: 3 OPTIONS", extra="X-Note: REGISTER later"),
+    _message("SIP/2.0 200 OK", "CSeq: 1 REGISTERED"),
+]
+
+
+@pytest.mark.parametrize("data", REGISTRATION_CASES)
+def test_registrations_are_told_apart_as_the_parser_would(data: bytes) -> None:
+    msg = parse_sip(data)
+    assert is_registration(data) == ("REGISTER" in (msg.method, msg.cseq_method))
+    for cut in range(len(data)):  # a message cut before its empty line is the parser's
+        if is_registration(data[:cut]):
+            part = parse_sip(data[:cut])
+            assert "REGISTER" in (part.method, part.cseq_method)
+    assert not is_registration(b"REGISTER " + b"x" * MAX_MESSAGE + b"\r\n\r\n")  # too long
