@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from writer import output
-from writer.output import append_index, call_stem, tmp_name, write_atomic
+from writer.output import append_index, call_stem, json_line, tmp_name, write_atomic
 from writer.timefmt import rfc3339
 
 
@@ -145,3 +145,16 @@ def test_written_recordings_leave_the_cache_a_few_files_later(tmp_path: Path) ->
     assert _resident_pages(paths[0]) == 0  # advised again once written: gone from the cache
     assert len(output._written) == output.WRITEBACK_LAG  # the list of files stays bounded
     assert all(p.read_bytes() == data for p in paths)
+
+
+def test_json_lines_read_back_as_the_standard_encoder_writes_them() -> None:
+    """Compact, one line, keys that are not strings written as strings (as json.dumps
+    does), sorted when asked, and what cannot be encoded still an error."""
+    doc = {"b": [1, 2.5, None, True], "a": {"x": "é\n"}, 7: {3: "three"}}
+    line = json_line(doc)
+    assert line.endswith(b"\n") and line.count(b"\n") == 1
+    assert json.loads(line) == json.loads(json.dumps(doc))
+    assert json_line({"b": 1, "a": 2}, sort_keys=True) == b'{"a":2,"b":1}\n'
+    assert json_line({2: 1, 1: 2}, sort_keys=True) == b'{"1":2,"2":1}\n'
+    with pytest.raises(TypeError):
+        json_line({"x": object()})
