@@ -15,7 +15,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from itertools import islice
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -38,12 +38,14 @@ from correlate.router import SpoolSink
 from writer import translog
 from writer.columns import EXTRA, CaptureMedia, MediaColumns, SealedSpool, spool_columns
 from writer.job import Media, media_columns, write_call
-from writer.mediajoin import MediaJoiner
 from writer.options import WriteOptions
 from writer.output import sync_filesystem
 from writer.srtp import parse_key_spec
 from writer.timefmt import rfc3339
 from writer.timestamps import TimestampError, stamp_new
+
+if TYPE_CHECKING:
+    from writer.mediajoin import MediaJoiner
 
 NS = 1_000_000_000
 I64 = npt.NDArray[np.int64]
@@ -329,7 +331,11 @@ class Importer:
         self._sink = SpoolSink(self.spool)
         self._columns: _Columns | None = None
         self.recorder = Recorder(settings_from(cfg), policy, self._sink)
-        self._joiner = MediaJoiner() if cfg.join_by_media and cfg.join_legs else None
+        self._joiner: MediaJoiner | None = None
+        if cfg.join_by_media and cfg.join_legs:
+            from writer.mediajoin import MediaJoiner
+
+            self._joiner = MediaJoiner()
         self.reload_requested = False
         """Set from a SIGHUP handler: the policy file is read again between packets."""
         keep_freed_blocks()

@@ -33,6 +33,10 @@ _REC_LE = struct.Struct("<IIII")
 _REC_BE = struct.Struct(">IIII")
 _U32_LE = struct.Struct("<I")
 _U32_BE = struct.Struct(">I")
+# An Enhanced Packet Block's interface, timestamp (high, low) and captured length, read in
+# one go: four reads took a fifth of reading a packet.
+_EPB_LE = struct.Struct("<IIII")
+_EPB_BE = struct.Struct(">IIII")
 
 Packet = tuple[int, int, bytes]
 """(capture time in integer nanoseconds, link type, frame bytes)."""
@@ -186,15 +190,10 @@ class CaptureReader:
                 ifaces.append(_parse_idb(block, u32, self.name))
             elif btype in (6, 2):  # Enhanced Packet Block, or the obsolete Packet Block
                 # Same layout; the old block's interface id is 16 bits followed by a drop count.
-                if btype == 6:
-                    iface = u32.unpack_from(block, 8)[0]
-                else:
+                iface, hi, lo, caplen = (_EPB_LE if u32 is _U32_LE else _EPB_BE).unpack_from(
+                    block, 8)
+                if btype == 2:
                     iface = struct.unpack_from(u32.format[0] + "H", block, 8)[0]
-                hi, lo, caplen = (
-                    u32.unpack_from(block, 12)[0],
-                    u32.unpack_from(block, 16)[0],
-                    u32.unpack_from(block, 20)[0],
-                )
                 if iface >= len(ifaces) or 28 + caplen > blen:
                     self.skipped_blocks += 1
                     continue

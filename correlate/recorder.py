@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -54,8 +54,10 @@ from correlate.media import OTHER, RTCP, RTP, MediaTable
 from correlate.policy import RFC4733_DIGITS, Decision, Policy, feed_digit
 from correlate.record import finished
 from correlate.router import ColumnSink, MediaSink, Router
-from correlate.shared import Announcement
 from correlate.sip import is_registration, looks_like_sip, parse_sip
+
+if TYPE_CHECKING:  # another process's word, which only live capture passes on
+    from correlate.shared import Announcement
 
 NS = 1_000_000_000
 # Capture-time interval between timer runs (inactivity and linger checks).
