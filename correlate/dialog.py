@@ -138,6 +138,11 @@ class DialogTracker:
         """Apply one SIP message seen at capture time ``ts_ns`` from ``src`` to ``dst``;
         ``raw`` is the message as it was on the wire (kept for the call's ladder)."""
         events: list[Event] = []
+        if msg.method == "REGISTER" or msg.cseq_method == "REGISTER":
+            # RFC 3261 section 10: a registration is never part of a dialog, whatever its
+            # Call-ID (the Recorder counts most of them so without parsing them)
+            self.drops["sip_outside_invite_dialog"] += 1
+            return events
         call = self._find(msg)
         if call is None:
             if msg.method != "INVITE":

@@ -73,7 +73,10 @@ def is_registration(data: bytes) -> bool:
             return False
     if data.startswith(b"REGISTER "):
         return True
-    return data.startswith(b"SIP/2.0 ") and _REGISTER_CSEQ.search(data, 0, end) is not None
+    # the pattern only where the word is (in the usual cases): most responses are not
+    return (data.startswith(b"SIP/2.0 ")
+            and (data.find(b"EGISTER", 0, end) >= 0 or data.find(b"egister", 0, end) >= 0)
+            and _REGISTER_CSEQ.search(data, 0, end) is not None)
 
 
 class NameAddr:

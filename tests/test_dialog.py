@@ -223,3 +223,14 @@ def test_offers_with_the_same_codecs_share_one_copy_and_the_log_reads_back() -> 
     # a log stored as tuples (jobs written before the compact form) reads as it is
     old = (5, A[0], A[1], B[0], B[1], b"BYE")
     assert list(sip_entries([old])) == [old]
+
+
+def test_a_registration_is_never_part_of_a_dialog() -> None:
+    """RFC 3261 section 10: a REGISTER and its responses, even with a dialog's Call-ID."""
+    t = DialogTracker(MediaTable(), linger_ns=2 * S)
+    feed(t, msg("INVITE sip:b@y SIP/2.0", "1 INVITE", body=sdp("192.0.2.1", 4000)), 0)
+    for data in (msg("REGISTER sip:y SIP/2.0", "2 REGISTER"),
+                 msg("SIP/2.0 200 OK", "2 register", to_tag="tt")):
+        assert feed(t, data, S) == []
+    assert call_of(t, "c1").sip_messages == 1
+    assert t.drops["sip_outside_invite_dialog"] == 2
