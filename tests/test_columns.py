@@ -10,8 +10,9 @@ import struct
 from pathlib import Path
 
 import numpy as np
+import pytest
 
-from capture.spool import SpoolSet
+from capture.spool import REC, SpoolSet
 from writer.columns import (
     EXTRA,
     RTP_ERRORS,
@@ -118,3 +119,39 @@ def test_capture_mapping_is_kept_and_follows_a_replaced_file(tmp_path: Path) -> 
     plain = CaptureMedia(str(f), np.array([1], np.int64), np.zeros(1, np.int64),
                          np.array([4], np.int64), np.array([8], np.int64), b"")
     assert plain.columns().payload(0) == b"contents"
+
+
+def _records_one_by_one(data: bytes) -> list[tuple[int, int, int, int]]:
+    """The spool's records read one at a time, as the format defines them."""
+    out, pos = [], 0
+    while pos + REC.size <= len(data):
+        ts, flow, n = REC.unpack_from(data, pos)
+        if pos + REC.size + n > len(data):
+            break
+        out.append((ts, flow, pos + REC.size, n))
+        pos += REC.size + n
+    return out
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_spool_records_found_in_runs_as_read_one_by_one(tmp_path: Path, seed: int) -> None:
+    """Runs of one size (a stream), sizes changing every record (a variable-rate codec),
+    runs broken one record in, empty payloads, and a torn tail at every cut near the end."""
+    rng = random.Random(seed)
+    data = bytearray()
+    while len(data) < 60_000:
+        kind = rng.random()
+        count = rng.choice([1, 2, 15, 16, 17, 300, 5000]) if kind < 0.6 else rng.randrange(1, 90)
+        size = rng.choice([0, 1, 160, 172, 255, 256, 1400])
+        for _ in range(count):
+            n = size if kind < 0.6 else rng.randrange(0, 400)
+            data += REC.pack(rng.randrange(-2**40, 2**62), rng.randrange(65536), n)
+            data += rng.randbytes(n)
+    for cut in [len(data), *(len(data) - k for k in range(1, 40)), 11, 12, 0]:
+        path = tmp_path / f"s{cut}.spool"
+        path.write_bytes(bytes(data[:cut]))
+        cols = spool_columns(str(path))
+        want = _records_one_by_one(bytes(data[:cut]))
+        got = list(zip(cols.ts.tolist(), cols.flow.tolist(), cols.off.tolist(),
+                       cols.length.tolist(), strict=True))
+        assert got == want

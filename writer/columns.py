@@ -192,25 +192,66 @@ def spool_columns(path: str | None, key: bytes | None = None) -> MediaColumns:
         size = len(plain)
         if not size:
             return EMPTY_COLUMNS
-    ts: list[int] = []
-    flow: list[int] = []
-    off: list[int] = []
-    length: list[int] = []
-    unpack = REC.unpack_from
+    at, length = _records(data, size)
+    head = at[:, None] + _REC_BYTES  # every record's header bytes, one row each
+    fields = data[head] if len(at) else np.zeros((0, REC.size), np.uint8)
+    ts = fields[:, :8].copy().view("<i8").ravel().astype(np.int64)
+    flow = fields[:, 8].astype(np.int64) | fields[:, 9].astype(np.int64) << 8
+    return MediaColumns(ts, flow, at + REC.size, length, data)
+
+
+_REC_BYTES = np.arange(REC.size)
+# Records of one size in a row that are looked for at once, and how many records are read
+# one at a time after a look found fewer than RUN_MIN (payloads whose size changes every
+# packet, as variable-rate codecs' do).
+RUN_PROBE = 4096
+RUN_MIN = 16
+SCALAR_AFTER_MISS = 64
+
+
+def _records(data: U8, size: int) -> tuple[I64, I64]:
+    """Where each whole record of a spool starts, and its payload's length. A spool's
+    records (capture.spool: time, flow, length, payload) are nearly all one size in long
+    runs (a stream's packets); each run is found and taken at once: reading the records
+    one by one was a tenth of writing a G.711 call."""
     head = REC.size
+    starts: list[I64] = []
+    lengths: list[I64] = []
+    one_at: list[int] = []
+    one_len: list[int] = []
     pos = 0
-    buf = data.data
+    scalar = 0
     while pos + head <= size:
-        t, f, n = unpack(buf, pos)
-        if pos + head + n > size:
-            break
-        ts.append(t)
-        flow.append(f)
-        off.append(pos + head)
-        length.append(n)
-        pos += head + n
-    return MediaColumns(np.array(ts, np.int64), np.array(flow, np.int64),
-                        np.array(off, np.int64), np.array(length, np.int64), data)
+        n = int(data[pos + head - 2]) | int(data[pos + head - 1]) << 8
+        step = head + n
+        if pos + step > size:
+            break  # torn: the last record, cut short by a crash mid-write
+        if scalar:
+            scalar -= 1
+        else:
+            fit = min((size - pos) // step, RUN_PROBE)
+            if fit >= RUN_MIN:
+                first = pos + head - 2
+                lo = data[first:first + (fit - 1) * step + 1:step]
+                hi = data[first + 1:first + (fit - 1) * step + 2:step]
+                same = (lo.astype(np.int64) | hi.astype(np.int64) << 8) == n
+                run = fit if bool(same.all()) else int(np.argmin(same))
+                if run >= RUN_MIN:
+                    if one_at:
+                        starts.append(np.array(one_at, np.int64))
+                        lengths.append(np.array(one_len, np.int64))
+                        one_at, one_len = [], []
+                    starts.append(pos + step * np.arange(run, dtype=np.int64))
+                    lengths.append(np.full(run, n, np.int64))
+                    pos += run * step
+                    continue
+            scalar = SCALAR_AFTER_MISS
+        one_at.append(pos)
+        one_len.append(n)
+        pos += step
+    starts.append(np.array(one_at, np.int64))
+    lengths.append(np.array(one_len, np.int64))
+    return np.concatenate(starts), np.concatenate(lengths)
 
 
 def _size(path: str) -> int:
