@@ -622,7 +622,7 @@ class Importer:
             opening, self._catalog_opening = self._catalog_opening, None
             try:
                 self._catalog = opening.result()
-            except (sqlite3.Error, CatalogError) as exc:
+            except Exception as exc:  # noqa: BLE001 - the catalog is an index: no call waits on it
                 self.warnings.append(f"catalog: {exc}; calls are written but not indexed for "
                                      "search (`calltap catalog rebuild` later)")
         return self._catalog

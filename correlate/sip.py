@@ -66,11 +66,11 @@ def is_registration(data: bytes) -> bool:
     without the empty line after its headers is not one (the parser reports it)."""
     if len(data) > MAX_MESSAGE:
         return False
-    end = data.find(b"\r\n\r\n")
+    crlf = data.find(b"\r\n\r\n")
+    lf = data.find(b"\n\n")  # the headers end where parse_sip says they do
+    end = crlf if crlf >= 0 and (lf < 0 or crlf < lf) else lf
     if end < 0:
-        end = data.find(b"\n\n")
-        if end < 0:
-            return False
+        return False
     if data.startswith(b"REGISTER "):
         return True
     # the pattern only where the word is (in the usual cases): most responses are not

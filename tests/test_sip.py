@@ -124,6 +124,9 @@ REGISTRATION_CASES = [
     _message("SIP/2.0 200 OK", "CSeq: 1 OPTIONS", body="CSeq: 1 REGISTER\r\n"),
     _message("OPTIONS sip:b@y SIP/2.0", "CSeq: 3 OPTIONS", extra="X-Note: REGISTER later"),
     _message("SIP/2.0 200 OK", "CSeq: 1 REGISTERED"),
+    # LF-only headers, a body whose lines look like a REGISTER's CSeq after a CRLF blank
+    _message("SIP/2.0 200 OK", "CSeq: 1 OPTIONS", eol="\n",
+             body="x\nCSeq: 1 REGISTER\r\n\r\n"),
     # the pattern's quick look misses odd cases: the tracker, which parses, counts them alike
     _message("SIP/2.0 200 OK", "CSeq: 1 rEgIsTeR"),
 ]
