@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import mmap
 import os
+import struct
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -201,12 +202,16 @@ def spool_columns(path: str | None, key: bytes | None = None) -> MediaColumns:
 
 
 _REC_BYTES = np.arange(REC.size)
-# Records of one size in a row that are looked for at once, and how many records are read
-# one at a time after a look found fewer than RUN_MIN (payloads whose size changes every
-# packet, as variable-rate codecs' do).
+_LENGTH = struct.Struct("<H")  # a record's payload length, its header's last field
+# A run of records of one size is looked for once RUN_AFTER records in a row have had one
+# size, in windows growing from RUN_WINDOW to RUN_PROBE records; a run shorter than RUN_MIN
+# is read one record at a time. Payloads whose size changes every packet (variable-rate
+# codecs) never pay for a look.
+RUN_AFTER = 8
+RUN_AFTER_MAX = 256  # after each look that found no run, twice as many before the next
+RUN_WINDOW = 64
 RUN_PROBE = 4096
 RUN_MIN = 16
-SCALAR_AFTER_MISS = 64
 
 
 def _records(data: U8, size: int) -> tuple[I64, I64]:
@@ -219,23 +224,26 @@ def _records(data: U8, size: int) -> tuple[I64, I64]:
     lengths: list[I64] = []
     one_at: list[int] = []
     one_len: list[int] = []
+    length_at = _LENGTH.unpack_from
+    buf = data.data
+    plain = data.view(np.ndarray)  # a memory map's slices cost a Python call each
     pos = 0
-    scalar = 0
+    prev = -1
+    same = 0
+    after = RUN_AFTER
     while pos + head <= size:
-        n = int(data[pos + head - 2]) | int(data[pos + head - 1]) << 8
+        n = length_at(buf, pos + head - 2)[0]
         step = head + n
         if pos + step > size:
             break  # torn: the last record, cut short by a crash mid-write
-        if scalar:
-            scalar -= 1
+        if n != prev:
+            prev, same = n, 0
         else:
-            fit = min((size - pos) // step, RUN_PROBE)
-            if fit >= RUN_MIN:
-                first = pos + head - 2
-                lo = data[first:first + (fit - 1) * step + 1:step]
-                hi = data[first + 1:first + (fit - 1) * step + 2:step]
-                same = (lo.astype(np.int64) | hi.astype(np.int64) << 8) == n
-                run = fit if bool(same.all()) else int(np.argmin(same))
+            same += 1
+            if same >= after and pos + step * RUN_MIN <= size:
+                same = 0
+                run = _run(plain, pos, step, n, size)
+                after = RUN_AFTER if run >= RUN_MIN else min(after * 2, RUN_AFTER_MAX)
                 if run >= RUN_MIN:
                     if one_at:
                         starts.append(np.array(one_at, np.int64))
@@ -245,13 +253,31 @@ def _records(data: U8, size: int) -> tuple[I64, I64]:
                     lengths.append(np.full(run, n, np.int64))
                     pos += run * step
                     continue
-            scalar = SCALAR_AFTER_MISS
         one_at.append(pos)
         one_len.append(n)
         pos += step
     starts.append(np.array(one_at, np.int64))
     lengths.append(np.array(one_len, np.int64))
     return np.concatenate(starts), np.concatenate(lengths)
+
+
+def _run(data: U8, pos: int, step: int, n: int, size: int) -> int:
+    """How many whole records of ``step`` bytes with payload length ``n`` follow one
+    another from ``pos`` (the first is one)."""
+    run, window = 0, RUN_WINDOW
+    while True:
+        at = pos + run * step
+        fit = min((size - at) // step, window)
+        if fit <= 0:
+            return run
+        first = at + REC.size - 2
+        lo = data[first:first + (fit - 1) * step + 1:step]
+        hi = data[first + 1:first + (fit - 1) * step + 2:step]
+        same = (lo.astype(np.int64) | hi.astype(np.int64) << 8) == n
+        if not bool(same.all()):
+            return run + int(np.argmin(same))
+        run += fit
+        window = min(window * 4, RUN_PROBE)
 
 
 def _size(path: str) -> int:
