@@ -59,6 +59,16 @@ _REGISTER_CSEQ = re.compile(rb"^cseq[ \t]*:[ \t]*[0-9]+[ \t]+register[ \t]*\r?$"
                             re.IGNORECASE | re.MULTILINE)
 
 
+def _head_end(data: bytes) -> tuple[int, int]:
+    """Where the headers end and how long the empty line after them is (-1, 0 without
+    one): CRLF CRLF, or LF LF where some agents end lines with LF alone."""
+    crlf = data.find(b"\r\n\r\n")
+    lf = data.find(b"\n\n")
+    if crlf >= 0 and (lf < 0 or crlf < lf):
+        return crlf, 4
+    return lf, 2 if lf >= 0 else 0
+
+
 def is_registration(data: bytes) -> bool:
     """A whole REGISTER request or response to one, told from its start line or CSeq
     without parsing the message: registrations are never part of a dialog (RFC 3261
@@ -66,9 +76,7 @@ def is_registration(data: bytes) -> bool:
     without the empty line after its headers is not one (the parser reports it)."""
     if len(data) > MAX_MESSAGE:
         return False
-    crlf = data.find(b"\r\n\r\n")
-    lf = data.find(b"\n\n")  # the headers end where parse_sip says they do
-    end = crlf if crlf >= 0 and (lf < 0 or crlf < lf) else lf
+    end, _ = _head_end(data)  # the headers end where parse_sip says they do
     if end < 0:
         return False
     if data.startswith(b"REGISTER "):
@@ -251,15 +259,11 @@ def parse_sip(data: bytes) -> SipMessage:
     """Parse one SIP message from ``data`` (a whole datagram)."""
     if len(data) > MAX_MESSAGE:
         raise SipError(f"message of {len(data)} bytes exceeds {MAX_MESSAGE}")
-    crlf = data.find(b"\r\n\r\n")
-    lf = data.find(b"\n\n")  # some agents end lines with LF alone
-    if crlf >= 0 and (lf < 0 or crlf < lf):
-        head, body = data[:crlf], data[crlf + 4 :]
-    elif lf >= 0:
-        head, body = data[:lf], data[lf + 2 :]
-    else:
+    end, gap = _head_end(data)
+    if end < 0:
         # RFC 3261 section 7: the empty line is mandatory even without a body.
         raise SipError("no empty line after the headers")
+    head, body = data[:end], data[end + gap :]
     lines = head.decode("utf-8", "replace").replace("\r\n", "\n").split("\n")
     start = lines[0].strip()
     method = reason = uri = ""
