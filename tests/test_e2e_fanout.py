@@ -73,6 +73,15 @@ def _parts(log: Path) -> list[int]:
     return out
 
 
+def _wait_parts(log: Path, n: int, timeout: float) -> list[int]:
+    """``_parts`` once the writer has logged ``n`` recordings: it logs one after its index
+    line, its catalog row and its commit, so the index alone can be read first."""
+    deadline = time.monotonic() + timeout
+    while len(_parts(log)) < n and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return _parts(log)
+
+
 class Veth:
     """A veth pair: ``near`` here at 10.201.0.1, ``far`` at 10.201.0.2 in a network
     namespace of its own (the SIPp UAS lives there), removed by ``close``."""
@@ -196,7 +205,7 @@ def test_two_probes_each_seeing_one_side_make_one_recording(tmp_path: Path) -> N
         td.send_signal(signal.SIGINT)
         td.wait(10)
         assert len(load_index(out)) == 1, index
-        assert _parts(wlog) == [2]
+        assert _wait_parts(wlog, 1, 30) == [2]
         _same_channels(recordings(out), import_of(tmp_path / "cap.pcap", tmp_path / "imp"))
     finally:
         kill_all(procs)
